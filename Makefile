@@ -1,0 +1,53 @@
+# Development tasks for the daemonless.oci collection.
+# GNU make; meant to run as root on Debian 12 (it installs Debian packages).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV      := $(CURDIR)/.venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.stamp
+DEB_PKGS  := python3-venv busybox-static runc
+
+# `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
+# Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
+PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
+PYTEST_FLAGS ?= -v -p no:cacheprovider
+TEST_PATHS   ?= tests/unit
+
+.PHONY: venv bytecode ffi demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt Makefile tools/install_launcher.py
+	@missing=; \
+	for p in $(DEB_PKGS); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) tools/install_launcher.py $(CURDIR) $(VENV)
+	$(PY) -m compileall -q plugins
+	touch $@
+
+# PYTHONDONTWRITEBYTECODE is set in this environment, so nothing writes .pyc
+# files at import time; refresh them (cheap when up to date) before use.
+bytecode: venv
+	@$(PY) -m compileall -q plugins
+
+ffi: venv
+	$(PY) tools/gen_ffi.py
+
+demo: venv bytecode
+	bash tools/demo.sh
+
+test: venv bytecode
+	$(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
+
+clean:
+	rm -rf --one-file-system build
+	rm -rf $(VENV)

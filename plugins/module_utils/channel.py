@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The socket between the runtime and the processes it forks during create.
+
+One JSON object per line. The children report progress ("userns": write my
+id maps; "pid": the container's pid; "ready"; "error") and wait for the
+runtime's answers ("ack", "go").
+"""
+import json
+import os
+import socket
+
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+
+
+class Channel:
+    def __init__(self, sock):
+        self.sock = sock
+        self._buffer = b""
+
+    @classmethod
+    def pair(cls):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return cls(parent), cls(child)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def send(self, kind, **fields):
+        fields["type"] = kind
+        self.sock.sendall(json.dumps(fields).encode("utf-8") + b"\n")
+
+    def recv(self):
+        """The next message, or None at end of file (the peer exited)."""
+        while b"\n" not in self._buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def expect(self, kind, what):
+        """Receive a message of KIND; an 'error' message or EOF raises OCIError."""
+        message = self.recv()
+        if message is None:
+            raise OCIError("%s: the container process exited before it was set up" % what)
+        if message["type"] == "error":
+            raise OCIError(message["message"])
+        if message["type"] != kind:
+            raise OCIError("%s: unexpected message %r from the container process" % (what, message))
+        return message
+
+    def close(self):
+        self.sock.close()
+
+
+def report_and_exit(channel, exc):
+    """In a child: send the failure to the runtime, then leave without running Python's exit handlers."""
+    if isinstance(exc, OCIError):
+        message = str(exc)
+    elif isinstance(exc, OSError):
+        message = "%s" % (exc.strerror or exc) if not exc.filename else "%s: %s" % (exc.filename, exc.strerror)
+    else:
+        message = "%s: %s" % (type(exc).__name__, exc)
+    try:
+        channel.send("error", message=message)
+    except Exception:
+        pass
+    os._exit(1)

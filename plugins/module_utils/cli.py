@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`ocirt`: the runtime core as a runc-compatible command.
+
+    ocirt [--root DIR] [--log FILE] [--log-format text|json] COMMAND [OPTIONS] [ARGS]
+
+The argument parser is small and hand-written: argparse alone would cost
+about as much start-up time as a whole `state` command (it imports re and
+gettext). Flags take `--name value`, `--name=value`, or Go's `-name value`,
+as runc's clients pass them.
+"""
+import os
+import sys
+
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils.state import DEFAULT_ROOT
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.0.2"
+
+# command -> ({flag: (takes a value?, canonical name)}, [positional names], usage)
+_COMMANDS = {
+    "create": ({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
+                "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
+                "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
+               ["id"], "create [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] "
+                       "[--preserve-fds N] ID"),
+    "run": ({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
+             "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
+             "detach": (False, "detach"), "d": (False, "detach"), "keep": (False, "keep"),
+             "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
+            ["id"], "run [--bundle DIR] [--detach] [--keep] [--pid-file FILE] [--preserve-fds N] ID"),
+    "start": ({}, ["id"], "start ID"),
+    "state": ({}, ["id"], "state ID"),
+    "kill": ({"all": (False, "all"), "a": (False, "all")}, ["id", "signal?"], "kill [--all] ID [SIGNAL]"),
+    "delete": ({"force": (False, "force"), "f": (False, "force")}, ["id"], "delete [--force] ID"),
+    "list": ({"format": (True, "format"), "f": (True, "format"), "quiet": (False, "quiet"),
+              "q": (False, "quiet")}, [], "list [--format table|json] [--quiet]"),
+    "spec": ({"bundle": (True, "bundle"), "b": (True, "bundle")}, ["args*"], "spec [--bundle DIR] [ARG...]"),
+}
+_GLOBAL_FLAGS = {"root": (True, "root"), "log": (True, "log"), "log-format": (True, "log_format"),
+                 "debug": (False, "debug"), "systemd-cgroup": (False, "systemd_cgroup"),
+                 "help": (False, "help"), "h": (False, "help"), "version": (False, "version"),
+                 "v": (False, "version")}
+
+
+class UsageError(OCIError):
+    pass
+
+
+def _parse_flags(argv, flags, stop_at_positional):
+    """Consume leading/interleaved flags from ARGV; return (options, positionals)."""
+    options = {}
+    positionals = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            positionals.extend(argv[index:])
+            break
+        if arg.startswith("-") and len(arg) > 1 and not arg.lstrip("-").isdigit():
+            name, has_value, value = arg.lstrip("-").partition("=")
+            if name not in flags:
+                raise UsageError("unknown flag %s" % arg)
+            takes_value, key = flags[name]
+            if takes_value:
+                if not has_value:
+                    if index >= len(argv):
+                        raise UsageError("flag %s needs a value" % arg)
+                    value = argv[index]
+                    index += 1
+                options[key] = value
+            else:
+                options[key] = value.lower() not in ("false", "0") if has_value else True
+            continue
+        positionals.append(arg)
+        if stop_at_positional:
+            positionals.extend(argv[index:])
+            break
+    return options, positionals
+
+
+def parse(argv):
+    """(global options, command, command options) from ARGV (without the program name)."""
+    global_options, rest = _parse_flags(argv, _GLOBAL_FLAGS, stop_at_positional=True)
+    if global_options.get("help") or global_options.get("version") or not rest:
+        return global_options, None, {}
+    command, rest = rest[0], rest[1:]
+    if command not in _COMMANDS:
+        raise UsageError("unknown command %r (commands: %s)" % (command, ", ".join(sorted(_COMMANDS))))
+    flags, names, usage = _COMMANDS[command]
+    options, positionals = _parse_flags(rest, flags, stop_at_positional=False)
+    for name in names:
+        if name.endswith("*"):
+            options[name[:-1]] = positionals
+            positionals = []
+        elif positionals:
+            options[name.rstrip("?")] = positionals.pop(0)
+        elif not name.endswith("?"):
+            raise UsageError("%s: missing %s (usage: ocirt %s)" % (command, name.upper(), usage))
+    if positionals:
+        raise UsageError("%s: unexpected arguments %s (usage: ocirt %s)"
+                         % (command, " ".join(positionals), usage))
+    return global_options, command, options
+
+
+def parse_signal(value):
+    """A signal number from '9', 'KILL', 'SIGKILL' or 'sigkill'."""
+    import signal
+    if value is None:
+        return signal.SIGTERM
+    if value.isdigit():
+        number = int(value)
+        if 0 < number < signal.NSIG:
+            return number
+        raise OCIError("signal %s: out of range 1-%d" % (value, signal.NSIG - 1))
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise OCIError("unknown signal %r" % value)
+
+
+def _preserve_fds(options):
+    value = options.get("preserve_fds", "0")
+    if not value.isdigit():
+        raise UsageError("--preserve-fds %s: must be a non-negative integer" % value)
+    return int(value)
+
+
+def _print_json(data, indent=2):
+    import json
+    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
+
+
+def _run_command(root, command, options):
+    from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle
+    if command == "create":
+        lifecycle.create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
+                         console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
+    elif command == "start":
+        lifecycle.start(root, options["id"])
+    elif command == "state":
+        _print_json(lifecycle.state(root, options["id"]))
+    elif command == "kill":
+        lifecycle.kill(root, options["id"], parse_signal(options.get("signal")),
+                       all_processes=options.get("all", False))
+    elif command == "delete":
+        lifecycle.delete(root, options["id"], force=options.get("force", False))
+    elif command == "run":
+        return lifecycle.run(root, options["id"], options.get("bundle", "."),
+                             pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
+                             detach=options.get("detach", False), keep=options.get("keep", False))
+    elif command == "list":
+        _print_list(lifecycle.list_containers(root), options)
+    elif command == "spec":
+        _write_spec(options)
+    return 0
+
+
+def _print_list(states, options):
+    output = options.get("format", "table")
+    if options.get("quiet"):
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+    elif output == "json":
+        _print_json(states, indent=None)
+    elif output == "table":
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows.extend((s["id"], str(s["pid"]), s["status"], s["bundle"] or "", s["created"] or "", "root")
+                    for s in states)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            sys.stdout.write("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n")
+    else:
+        raise UsageError("list --format %s: must be table or json" % output)
+
+
+def _write_spec(options):
+    import json
+    from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+    path = os.path.join(options.get("bundle", "."), "config.json")
+    if os.path.exists(path):
+        raise OCIError("%s: already exists; remove it first" % path)
+    with open(path, "w") as handle:
+        handle.write(json.dumps(default_config(options.get("args") or None), indent=2) + "\n")
+
+
+def _log_error(global_options, message):
+    sys.stderr.write("ocirt: %s\n" % message)
+    path = global_options.get("log")
+    if not path:
+        return
+    from ansible_collections.daemonless.oci.plugins.module_utils.state import utc_now
+    if global_options.get("log_format", "text") == "json":
+        import json
+        line = json.dumps({"level": "error", "msg": message, "time": utc_now()})
+    else:
+        line = 'time="%s" level=error msg="%s"' % (utc_now(), message.replace('"', '\\"'))
+    try:
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        sys.stderr.write("ocirt: cannot write --log %s: %s\n" % (path, exc.strerror))
+
+
+def _usage():
+    lines = ["usage: ocirt [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...", "",
+             "commands:"]
+    lines.extend("  ocirt " + usage for _, _, usage in _COMMANDS.values())
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    global_options = {}
+    try:
+        global_options, command, options = parse(argv)
+        if global_options.get("log_format", "text") not in ("text", "json"):
+            raise UsageError("--log-format %s: must be text or json" % global_options["log_format"])
+        if global_options.get("version"):
+            sys.stdout.write("ocirt version %s\nspec: %s\n" % (VERSION, SPEC_VERSION))
+            return 0
+        if command is None:
+            sys.stdout.write(_usage())
+            return 0 if global_options.get("help") else 2
+        if global_options.get("systemd_cgroup"):
+            raise OCIError("--systemd-cgroup: no systemd manager is reachable here; "
+                           "use the cgroupfs driver (the default)")
+        root = global_options.get("root", DEFAULT_ROOT)
+        if not os.path.isabs(root):
+            root = os.path.abspath(root)
+        code = _run_command(root, command, options)
+    except OCIError as exc:
+        _log_error(global_options, str(exc))
+        code = 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code

@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The processes create forks: the intermediate one, and the container's first process.
+
+runtime ──fork──> intermediate: setns/unshare, id maps (written by the runtime),
+                  forks again because pid and time namespaces apply to children,
+                  reports the child's pid, exits.
+                  └─fork──> container init: waits for "go" (the runtime has
+                  recorded it), mounts, /dev, kernel settings, root switch,
+                  process settings, reports "ready", then blocks on the exec
+                  fifo until `start` and execs process.args.
+Neither ever returns into the caller's code: both leave with os._exit or exec.
+"""
+import os
+import signal
+
+from ansible_collections.daemonless.oci.plugins.module_utils import (
+    devices, kernel_settings, mounts, namespaces, process, syscalls)
+from ansible_collections.daemonless.oci.plugins.module_utils.channel import report_and_exit
+
+
+class InitArgs:
+    """Everything the forked processes need, gathered by the runtime before forking."""
+
+    def __init__(self, config, rootfs, bundle, plan, channel, fifo_fd, joined, preserve_fds):
+        self.config = config
+        self.rootfs = rootfs
+        self.bundle = bundle
+        self.plan = plan
+        self.channel = channel
+        self.fifo_fd = fifo_fd
+        self.joined = joined  # [(type, path, fd)] opened before forking
+        self.preserve_fds = preserve_fds
+
+
+def intermediate(args):
+    """Child of the runtime: enter the namespaces, fork the container init, report it."""
+    try:
+        keep = set([0, 1, 2, args.channel.fileno(), args.fifo_fd])
+        keep.update(range(3, 3 + args.preserve_fds))
+        keep.update(fd for _, _, fd in args.joined)
+        process.close_fds_except(keep)
+        # Die with the runtime rather than linger half set up.
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        namespaces.enter(args.plan, args.joined)
+        if args.plan.new_user:
+            args.channel.send("userns")
+            args.channel.expect("ack", "user namespace")
+        if args.plan.in_user_namespace:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        pid = os.fork()
+        if pid == 0:
+            container_init(args)
+        args.channel.send("pid", pid=pid)
+    except BaseException as exc:
+        report_and_exit(args.channel, exc)
+    os._exit(0)
+
+
+def container_init(args):
+    """The container's first process: set everything up, wait for start, exec."""
+    try:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
+        # Until exec, /proc/<pid>/exe is the host's interpreter: keep it
+        # unreachable to the container's other processes (CVE-2019-5736).
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        args.channel.expect("go", "container init")
+        os.setsid()
+        config = args.config
+        linux = config.get("linux") or {}
+        proc = config["process"]
+        os.umask(0)
+        if args.plan.has("mount"):
+            mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
+            with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace) as ctx:
+                mounts.mount_all(ctx, config.get("mounts"))
+                if devices.runtime_populates_dev(config.get("mounts")):
+                    devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
+                mounts.mask_paths(ctx, linux.get("maskedPaths"))
+                mounts.readonly_paths(ctx, linux.get("readonlyPaths"))
+                mounts.finish_readonly(ctx, config["root"].get("readonly"))
+        kernel_settings.apply(config)
+        # The exec fifo is reopened through this host /proc directory after the
+        # root switch, so the container needs no /proc of its own for it.
+        proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if args.plan.has("mount"):
+            mounts.pivot(args.rootfs, linux.get("rootfsPropagation"))
+        else:
+            mounts.chroot(args.rootfs)
+        process.set_rlimits(proc.get("rlimits"))
+        user = proc.get("user") or {}
+        process.set_user_and_capabilities(user, proc.get("capabilities"))
+        os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
+        process.change_directory(proc["cwd"])
+        env = process.environment(proc.get("env"))
+        executable = process.find_executable(proc["args"], env)
+        if proc.get("noNewPrivileges"):
+            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        process.keep_only_stdio_and_preserved(args.preserve_fds)
+        args.channel.send("ready")
+        # Blocks until `start` opens the fifo for reading.
+        fifo = os.open(str(args.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fds)
+        os.write(fifo, b"0")
+        os.close(fifo)
+    except BaseException as exc:
+        report_and_exit(args.channel, exc)
+    try:
+        os.execve(executable, proc["args"], env)
+    except OSError as exc:
+        os.write(2, ("ocirt: exec %s: %s\n" % (executable, exc.strerror)).encode())
+    os._exit(127)

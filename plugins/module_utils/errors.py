@@ -1,0 +1,11 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one exception type the runtime core raises to its callers."""
+
+
+class OCIError(Exception):
+    """A failure to report as is: the message names the field, path or id at fault.
+
+    The CLI prints it and exits non-zero; modules turn it into fail_json(msg=...).
+    """

@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container state on disk: one directory per id under the state root.
+
+<root>/<id>/state.json   the record, replaced atomically (temp file + rename)
+<root>/<id>/exec.fifo    exists from create until start has released the process
+<root>/<id>/config.json  the config the container was created from
+
+A per-id flock on the container directory keeps two commands on one id from
+interleaving. Liveness is the pid *and* the process start time recorded at
+create, so a reused pid never passes for the container.
+"""
+import errno
+import fcntl
+import json
+import os
+import time
+
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+
+DEFAULT_ROOT = "/run/ocirt"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+CONFIG_COPY = "config.json"
+MAX_ID_BYTES = 1024
+
+CREATING = "creating"
+CREATED = "created"
+RUNNING = "running"
+STOPPED = "stopped"
+
+
+def validate_id(container_id):
+    if not isinstance(container_id, str) or not container_id:
+        raise OCIError("container id must not be empty")
+    if len(container_id.encode("utf-8", "surrogateescape")) > MAX_ID_BYTES:
+        raise OCIError("container id %r...: longer than %d bytes" % (container_id[:32], MAX_ID_BYTES))
+    if "/" in container_id or "\0" in container_id or container_id in (".", "..") \
+            or ".." in container_id:
+        raise OCIError("container id %r: must not contain '/', '..' or NUL" % container_id)
+    return container_id
+
+
+def utc_now():
+    """RFC 3339 with nanoseconds, as runc prints `created`."""
+    now = time.time_ns()
+    seconds, nanos = divmod(now, 1000000000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%09dZ" % nanos
+
+
+def process_start_time(pid):
+    """The start time (clock ticks since boot) of PID, or None when it is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def write_json_atomic(path, data):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, indent=None, separators=(",", ":")).encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+class Container:
+    """One container's directory, locked for the life of the object (use as a context manager)."""
+
+    def __init__(self, root, container_id, lock_fd):
+        self.root = root
+        self.id = container_id
+        self.dir = os.path.join(root, container_id)
+        self._lock_fd = lock_fd
+        self._record = None
+
+    # -- opening and locking -------------------------------------------------
+
+    @classmethod
+    def new(cls, root, container_id):
+        """Make the directory of a new container; an existing id is an error."""
+        validate_id(container_id)
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        path = os.path.join(root, container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise OCIError("container %s: already exists" % container_id)
+        return cls._locked(root, container_id, path)
+
+    @classmethod
+    def open(cls, root, container_id):
+        """Open and lock an existing container; an unknown id is an error."""
+        validate_id(container_id)
+        path = os.path.join(root, container_id)
+        try:
+            return cls._locked(root, container_id, path)
+        except FileNotFoundError:
+            raise OCIError("container %s: does not exist" % container_id)
+
+    @classmethod
+    def _locked(cls, root, container_id, path):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A delete that held the lock before us may have removed the directory.
+        if os.fstat(fd).st_nlink == 0:
+            os.close(fd)
+            raise OCIError("container %s: does not exist" % container_id)
+        container = cls(root, container_id, fd)
+        return container
+
+    def close(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the record ------------------------------------------------------------
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def read(self):
+        if self._record is None:
+            try:
+                with open(self.path(STATE_FILE), "rb") as handle:
+                    self._record = json.loads(handle.read())
+            except FileNotFoundError:
+                raise OCIError("container %s: state file is missing (use delete --force)" % self.id)
+            except (OSError, ValueError) as exc:
+                raise OCIError("container %s: state file is unreadable (%s); use delete --force"
+                               % (self.id, exc))
+        return self._record
+
+    def write(self, record):
+        write_json_atomic(self.path(STATE_FILE), record)
+        self._record = record
+
+    def update(self, **fields):
+        record = dict(self.read())
+        record.update(fields)
+        self.write(record)
+        return record
+
+    def status(self):
+        """The status as it is now: recorded status corrected by what /proc says."""
+        record = self.read()
+        pid = record.get("pid") or 0
+        if record.get("status") == CREATING:
+            if pid and process_start_time(pid) == record.get("pidStartTime"):
+                return CREATING
+            return STOPPED
+        if not pid or process_start_time(pid) != record.get("pidStartTime"):
+            return STOPPED
+        if os.path.lexists(self.path(EXEC_FIFO)):
+            return CREATED
+        return RUNNING
+
+    def is_alive(self):
+        record = self.read()
+        pid = record.get("pid") or 0
+        return bool(pid) and process_start_time(pid) == record.get("pidStartTime")
+
+    def oci_state(self):
+        """The state JSON that `state` prints: the spec's fields plus runc's extras."""
+        record = self.read()
+        status = self.status()
+        state = {
+            "ociVersion": record.get("ociVersion"),
+            "id": self.id,
+            "status": status,
+            "pid": record.get("pid", 0) if status != STOPPED else 0,
+            "bundle": record.get("bundle"),
+            "rootfs": record.get("rootfs"),
+            "created": record.get("created"),
+            "owner": "",
+            "annotations": record.get("annotations") or {},
+        }
+        for key in ("started", "finished", "exitCode"):
+            if record.get(key) is not None:
+                state[key] = record[key]
+        return state
+
+    def remove(self):
+        """Remove the directory and everything in it (the caller holds the lock)."""
+        for name in os.listdir(self.dir):
+            try:
+                os.unlink(self.path(name))
+            except IsADirectoryError:
+                pass
+        os.rmdir(self.dir)
+
+
+def container_ids(root):
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names
+                  if not name.startswith(".") and os.path.isdir(os.path.join(root, name)))
+
+
+def check_state_root(root):
+    if not os.path.isabs(root):
+        raise OCIError("--root %s: must be an absolute path" % root)
+    try:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise OCIError("--root %s: %s" % (root, exc.strerror))
+    return root
