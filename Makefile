@@ -7,15 +7,15 @@ SHELL := /bin/bash
 VENV      := $(CURDIR)/.venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.stamp
-DEB_PKGS  := python3-venv busybox-static runc
+DEB_PKGS  := python3-venv busybox-static runc shellcheck
 
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
 PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -p no:cacheprovider
-TEST_PATHS   ?= tests/unit
+TEST_PATHS   ?= tests/unit tests/runtime
 
-.PHONY: venv bytecode ffi demo test clean
+.PHONY: venv bytecode ffi demo test units sanity clean
 
 venv: $(STAMP)
 
@@ -45,8 +45,14 @@ ffi: venv
 demo: venv bytecode
 	bash tools/demo.sh
 
-test: venv bytecode
+# The whole suite: the pytest suites (unit and real containers), then ansible-test sanity.
+test: units sanity
+
+units: venv bytecode
 	$(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
+
+sanity: venv
+	bash tools/sanity.sh
 
 clean:
 	rm -rf --one-file-system build

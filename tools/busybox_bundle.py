@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build a busybox OCI bundle for the demo and the tests.
 
 Usage: busybox_bundle.py PATH [ARG...]

@@ -21,6 +21,7 @@ trap cleanup EXIT
 mkdir -p "$STATE"
 
 step "building busybox bundles in $DEMO"
+# shellcheck disable=SC2016  # expanded by the container's shell, not this one
 "$PY" tools/busybox_bundle.py "$DEMO/bundle" sh -c \
     'echo "hello from $(hostname), I am pid $$, uid $(id -u)"; echo "ls /:"; ls /'
 "$PY" tools/busybox_bundle.py "$DEMO/sleeper" sleep 30

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Install the ``ocirt`` launcher into the development virtualenv.
 
 Usage: install_launcher.py [REPO [VENV]]

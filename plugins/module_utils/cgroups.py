@@ -42,21 +42,25 @@ def _unescape(field):
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
+def known_controllers():
+    """Controller names the kernel has, from /proc/cgroups."""
+    with open("/proc/cgroups") as handle:
+        return set(line.split()[0] for line in handle if not line.startswith("#"))
+
+
 def hierarchies(mountinfo="/proc/self/mountinfo"):
     found = []
+    controllers_known = None
     with open(mountinfo) as handle:
         for line in handle:
             fields = line.split()
             sep = fields.index("-")
             fstype, options = fields[sep + 1], fields[sep + 3]
             if fstype == "cgroup":
+                if controllers_known is None:
+                    controllers_known = known_controllers()
                 controllers = [o for o in options.split(",")
-                               if o not in ("rw", "ro") and not o.startswith(("relatime", "noatime",
-                                                                               "nosuid", "nodev",
-                                                                               "noexec", "clone_children",
-                                                                               "release_agent",
-                                                                               "xattr", "nsdelegate",
-                                                                               "cpuset_v2_mode"))]
+                               if o in controllers_known or o.startswith("name=")]
                 found.append(Hierarchy(_unescape(fields[4]), _unescape(fields[3]), 1, controllers))
             elif fstype == "cgroup2":
                 found.append(Hierarchy(_unescape(fields[4]), _unescape(fields[3]), 2, []))
@@ -68,7 +72,7 @@ def process_cgroups(pid="self"):
     paths = {}
     with open("/proc/%s/cgroup" % pid) as handle:
         for line in handle:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+            controllers, path = line.rstrip("\n").split(":", 2)[1:]
             paths[controllers] = path
     return paths
 
@@ -84,15 +88,18 @@ def _own_path(hierarchy, cgroups):
     return os.path.join(hierarchy.mountpoint, path.lstrip("/"))
 
 
-def mount_cgroup_fs(rootfd, destination, flags):
-    """A `cgroup` mount: the process's own cgroups, read-only when FLAGS say so.
+def mount_cgroup_fs(rootfd, destination, flags, cgroups):
+    """A `cgroup` mount: the container's own cgroups, read-only when FLAGS say so.
+
+    CGROUPS is /proc/<init>/cgroup as the runtime reads it from the host's
+    cgroup namespace: read from inside a new cgroup namespace every path
+    would be "/", and the bind would expose the host's whole tree.
 
     v1 and hybrid: a tmpfs at DESTINATION with one bind per hierarchy, plus
     symlinks for the parts of combined names (cpu -> cpu,cpuacct). Pure v2:
     a bind of the process's own cgroup. Returns the remounts to make read-only
     at the end (paths under /proc/self/fd would change meaning, so fds).
     """
-    cgroups = process_cgroups()
     found = hierarchies()
     readonly = flags & MS_RDONLY
     keep = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)

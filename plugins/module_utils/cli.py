@@ -210,7 +210,7 @@ def _log_error(global_options, message):
 def _usage():
     lines = ["usage: ocirt [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...", "",
              "commands:"]
-    lines.extend("  ocirt " + usage for _, _, usage in _COMMANDS.values())
+    lines.extend("  ocirt " + spec[2] for spec in _COMMANDS.values())
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,7 @@ def intermediate(args):
     try:
         keep = set([0, 1, 2, args.channel.fileno(), args.fifo_fd])
         keep.update(range(3, 3 + args.preserve_fds))
-        keep.update(fd for _, _, fd in args.joined)
+        keep.update(entry[2] for entry in args.joined)
         process.close_fds_except(keep)
         # Die with the runtime rather than linger half set up.
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -66,7 +66,7 @@ def container_init(args):
         # Until exec, /proc/<pid>/exe is the host's interpreter: keep it
         # unreachable to the container's other processes (CVE-2019-5736).
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        args.channel.expect("go", "container init")
+        go = args.channel.expect("go", "container init")
         os.setsid()
         config = args.config
         linux = config.get("linux") or {}
@@ -74,7 +74,8 @@ def container_init(args):
         os.umask(0)
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
-            with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace) as ctx:
+            with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
+                                     go["cgroups"]) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)

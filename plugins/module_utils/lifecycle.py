@@ -15,6 +15,7 @@ import signal
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils import kernel_settings, spec
+from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import process_cgroups
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.namespaces import (
@@ -99,8 +100,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if child_pid == 0:
             channel.close()
             container_init.intermediate(args)
-        for _, _, fd in joined:
-            os.close(fd)
+        for entry in joined:
+            os.close(entry[2])
         child_channel.close()
         message = channel.expect("userns", "create") if plan.new_user else None
         if message is not None:
@@ -111,7 +112,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         child_pid = None
         start_time = process_start_time(init_pid)
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
-        channel.send("go")
+        channel.send("go", cgroups=process_cgroups(init_pid))
         channel.expect("ready", "create")
         container.update(status=CREATED)
         if pid_file:
@@ -272,7 +273,7 @@ def _wait_gone(pid, start_time=None, reap=False):
     while time.monotonic() < deadline:
         if reap:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done = os.waitpid(pid, os.WNOHANG)[0]
                 if done:
                     return True
             except ChildProcessError:

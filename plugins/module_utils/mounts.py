@@ -127,10 +127,12 @@ def prepare_root(rootfs, propagation):
 
 
 class MountContext:
-    """What the mount phase needs: the rootfs fd, the bundle (relative bind sources) and userns-ness."""
+    """What the mount phase needs: the rootfs fd, the bundle (relative bind sources),
+    userns-ness, and the container's cgroup paths as the host sees them."""
 
-    def __init__(self, rootfs, bundle, in_user_namespace):
+    def __init__(self, rootfs, bundle, in_user_namespace, cgroups):
         self.rootfs = rootfs
+        self.cgroups = cgroups
         self.bundle = bundle
         self.in_user_namespace = in_user_namespace
         self.rootfd = None
@@ -163,7 +165,7 @@ def _mount_one(ctx, mount, field):
         _bind(ctx, mount, destination, flags, propagation, field)
         return
     if mtype == "cgroup":
-        ctx.deferred_remounts.extend(mount_cgroup_fs(ctx.rootfd, destination, flags))
+        ctx.deferred_remounts.extend(mount_cgroup_fs(ctx.rootfd, destination, flags, ctx.cgroups))
         return
     if not mtype:
         raise OCIError("%s.type: required for a mount that is not a bind mount" % field)

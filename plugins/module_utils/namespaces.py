@@ -57,16 +57,16 @@ class NamespacePlan:
 
     @property
     def in_user_namespace(self):
-        return "user" in self.new or any(kind == "user" for kind, _ in self.join)
+        return self.has("user")
 
     @property
     def new_pid_or_time(self):
         """setns/unshare of pid and time apply to children only: these force a second fork."""
-        kinds = set(self.new) | set(kind for kind, _ in self.join)
+        kinds = set(self.new) | set(entry[0] for entry in self.join)
         return bool(kinds & {"pid", "time"})
 
     def has(self, kind):
-        return kind in self.new or any(k == kind for k, _ in self.join)
+        return kind in self.new or any(entry[0] == kind for entry in self.join)
 
     def unshare_flags(self):
         flags = 0
@@ -86,8 +86,8 @@ class NamespacePlan:
                                    % (kind, path, exc.strerror))
                 opened.append((kind, path, fd))
         except Exception:
-            for _, _, fd in opened:
-                os.close(fd)
+            for entry in opened:
+                os.close(entry[2])
             raise
         return opened
 
@@ -129,4 +129,4 @@ def write_id_maps(pid, plan):
 
 def namespace_paths(pid):
     """{spec type: /proc/<pid>/ns/<name>}, recorded in the state for later joins."""
-    return dict((kind, "/proc/%d/ns/%s" % (pid, name)) for kind, (_, name) in NAMESPACES.items())
+    return dict((kind, "/proc/%d/ns/%s" % (pid, entry[1])) for kind, entry in NAMESPACES.items())

@@ -103,7 +103,7 @@ def set_user_and_capabilities(user, capabilities):
 def environment(env):
     result = {}
     for entry in env or []:
-        key, _, value = entry.partition("=")
+        key, value = entry.partition("=")[::2]
         if key:
             result[key] = value
     return result

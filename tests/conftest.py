@@ -1,0 +1,157 @@
+"""Shared fixtures: busybox bundles, a private state root, the `ocirt` command, and the host audit.
+
+Runtime tests create real containers (root, real namespaces and mounts). Every
+test that does gets `state_root`, whose finalizer force-deletes whatever the
+test left and then asserts, through `HostAudit`, that no mount, container
+process or state directory outlived it, whether the test passed or failed.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, ".venv", "collections")
+for path in (COLLECTIONS, os.path.join(REPO, "tools")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")
+
+import busybox_bundle  # noqa: E402  (tools/, put on the path above)
+
+
+def mount_points():
+    """The set of (mount point, source root) pairs the host sees now."""
+    points = set()
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            points.add((fields[4], fields[3]))
+    return points
+
+
+def processes_rooted_under(path):
+    """Pids whose root or cwd lies under PATH (a container's rootfs, seen from the host)."""
+    found = []
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        for link in ("root", "cwd"):
+            try:
+                target = os.readlink("/proc/%s/%s" % (name, link))
+            except OSError:
+                continue
+            if (target + "/").startswith(prefix):
+                found.append(int(name))
+                break
+    return found
+
+
+class HostAudit:
+    """What a test may not leave behind: mounts, processes inside its bundles, state directories."""
+
+    def __init__(self, state_root, scratch):
+        self.state_root = state_root
+        self.scratch = scratch
+        self.mounts_before = mount_points()
+
+    def leftovers(self):
+        problems = []
+        new_mounts = sorted(mount_points() - self.mounts_before)
+        if new_mounts:
+            problems.append("mounts left on the host: %s" % new_mounts)
+        pids = processes_rooted_under(self.scratch)
+        if pids:
+            problems.append("processes left inside test bundles: %s" % pids)
+        if os.path.isdir(self.state_root):
+            entries = sorted(os.listdir(self.state_root))
+            if entries:
+                problems.append("state left in %s: %s" % (self.state_root, entries))
+        return problems
+
+
+def ocirt_cmd(state_root, *args, **kwargs):
+    """Run the installed `ocirt` launcher with --root STATE_ROOT; return CompletedProcess (text)."""
+    check = kwargs.pop("check", True)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    result = subprocess.run([OCIRT, "--root", state_root] + [str(a) for a in args], check=False, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError("ocirt %s failed (%d): %s%s"
+                             % (" ".join(map(str, args)), result.returncode, result.stdout, result.stderr))
+    return result
+
+
+class Ocirt:
+    """`ocirt` bound to one state root, with helpers for the common lifecycle steps."""
+
+    def __init__(self, state_root):
+        self.root = state_root
+
+    def __call__(self, *args, **kwargs):
+        return ocirt_cmd(self.root, *args, **kwargs)
+
+    def state(self, container_id):
+        return json.loads(self("state", container_id).stdout)
+
+    def run(self, bundle, container_id=None, **kwargs):
+        """`ocirt run` in the foreground; returns CompletedProcess (check=False by default)."""
+        kwargs.setdefault("check", False)
+        return self("run", "--bundle", bundle, container_id or "run-" + uuid.uuid4().hex[:8], **kwargs)
+
+    def ids(self):
+        return sorted(s["id"] for s in json.loads(self("list", "--format", "json").stdout))
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    return str(tmp_path)
+
+
+@pytest.fixture
+def state_root(scratch):
+    """A private state root; afterwards everything in it is force-deleted and the host audited."""
+    root = "/run/ocirt-test-%s" % uuid.uuid4().hex[:12]
+    audit = HostAudit(root, scratch)
+    yield root
+    leftover_ids = []
+    if os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            leftover_ids.append(name)
+            ocirt_cmd(root, "delete", "--force", name, check=False)
+    problems = audit.leftovers()
+    shutil.rmtree(root, ignore_errors=True)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def ocirt(state_root):
+    return Ocirt(state_root)
+
+
+@pytest.fixture
+def make_bundle(scratch):
+    """make_bundle(args, config=None, name=None) -> bundle path with a fresh busybox rootfs."""
+    counter = [0]
+
+    def build(args=None, config=None, name=None):
+        counter[0] += 1
+        path = os.path.join(scratch, name or "bundle%d" % counter[0])
+        busybox_bundle.build_bundle(path, args=args, config=config or {})
+        return path
+    return build
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="runtime tests create real containers and need root")
+        for item in items:
+            if "tests/runtime" in str(item.fspath):
+                item.add_marker(skip)
