@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -76,13 +77,33 @@ class HostAudit:
         return problems
 
 
+def _detaches(args):
+    """True for commands whose container keeps the command's stdio after it returns."""
+    args = [str(a) for a in args]
+    return bool(args) and (args[0] == "create" or (args[0] == "run" and ("-d" in args or "--detach" in args)))
+
+
 def ocirt_cmd(state_root, *args, **kwargs):
-    """Run the installed `ocirt` launcher with --root STATE_ROOT; return CompletedProcess (text)."""
+    """Run the installed `ocirt` launcher with --root STATE_ROOT; return CompletedProcess (text).
+
+    A detached container inherits the command's stdout and stderr, as with
+    runc: reading them through pipes would wait for the container to exit.
+    For create and run --detach they go to files instead, unless the caller
+    says where they go.
+    """
     check = kwargs.pop("check", True)
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    result = subprocess.run([OCIRT, "--root", state_root] + [str(a) for a in args], check=False, **kwargs)
+    argv = [OCIRT, "--root", state_root] + [str(a) for a in args]
+    if _detaches(args) and "stdout" not in kwargs and "capture_output" not in kwargs:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.call(argv, stdout=out, stderr=err, **kwargs)
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(argv, code, out.read(), err.read())
+    else:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        result = subprocess.run(argv, check=False, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError("ocirt %s failed (%d): %s%s"
                              % (" ".join(map(str, args)), result.returncode, result.stdout, result.stderr))

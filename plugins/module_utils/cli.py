@@ -140,8 +140,9 @@ def _print_json(data, indent=2):
 def _run_command(root, command, options):
     from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle
     if command == "create":
-        lifecycle.create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
-                         console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
+        from ansible_collections.daemonless.oci.plugins.module_utils.create import create
+        create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
+               console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
     elif command == "start":
         lifecycle.start(root, options["id"])
     elif command == "state":

@@ -1,167 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The lifecycle operations: create, start, state, kill, delete, run, list.
+"""The lifecycle operations after create: start, state, kill, delete, list, and run.
 
 Each takes the state root and an id, holds the id's lock for its whole
-length, and raises OCIError naming the id or field at fault. create leaves
-nothing behind when it fails: the half-made process is killed (its mounts
-live only in its own mount namespace and go with it) and the state
-directory removed.
+length, and raises OCIError naming the id at fault. create, which forks the
+container, lives in create.py and is imported only by the commands that
+create: reading or signalling a container imports none of its machinery.
 """
 import os
-import select
 import signal
-import time
 
-from ansible_collections.daemonless.oci.plugins.module_utils import kernel_settings, spec
-from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import process_cgroups
-from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils.namespaces import (
-    NamespacePlan, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils.state import (
-    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, RUNNING, STOPPED,
-    Container, container_ids, process_start_time, utc_now, write_json_atomic)
-from ansible_collections.daemonless.oci.plugins.module_utils import syscalls
-
-# How long delete --force waits for a killed container to be gone.
-KILL_WAIT_SECONDS = 10.0
-
-
-def _check_config(config, plan, console_socket, detached):
-    if config["process"].get("terminal") and not console_socket and detached:
-        raise OCIError("process.terminal: a terminal needs --console-socket when the runtime detaches "
-                       "(terminals are not supported yet: set process.terminal to false)")
-    if config["process"].get("terminal"):
-        raise OCIError("process.terminal: terminals are not supported yet; set it to false")
-    if not plan.has("mount"):
-        linux = config.get("linux") or {}
-        for field, value in (("mounts", config.get("mounts")),
-                             ("linux.maskedPaths", linux.get("maskedPaths")),
-                             ("linux.readonlyPaths", linux.get("readonlyPaths")),
-                             ("root.readonly", config["root"].get("readonly"))):
-            if value:
-                raise OCIError("%s: needs a mount namespace in linux.namespaces "
-                               "(without one it would change the host's mounts)" % field)
-    kernel_settings.check(config, plan)
-
-
-def _root_ids(plan):
-    """The host uid and gid of the container's root, for files its root must open."""
-    def host_id(mappings):
-        for mapping in mappings:
-            if mapping["containerID"] <= 0 < mapping["containerID"] + mapping["size"]:
-                return mapping["hostID"] - mapping["containerID"]
-        return 0
-    if not plan.new_user:
-        return 0, 0
-    return host_id(plan.uid_mappings), host_id(plan.gid_mappings)
-
-
-def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           detached=True):
-    """Create the container and leave its process waiting for start; return its pid."""
-    bundle = os.path.abspath(bundle)
-    config, rootfs = spec.load_bundle(bundle)
-    plan = NamespacePlan(config)
-    _check_config(config, plan, console_socket, detached)
-    container = Container.new(root, container_id)
-    child_pid = None
-    init_pid = None
-    channel = child_channel = None
-    fifo_fd = None
-    try:
-        record = {
-            "ociVersion": config["ociVersion"],
-            "id": container_id,
-            "status": CREATING,
-            "pid": 0,
-            "bundle": bundle,
-            "rootfs": rootfs,
-            "created": utc_now(),
-            "annotations": config.get("annotations") or {},
-        }
-        container.write(record)
-        write_json_atomic(container.path(CONFIG_COPY), config)
-        fifo = container.path(EXEC_FIFO)
-        os.mkfifo(fifo, 0o600)
-        uid, gid = _root_ids(plan)
-        if uid or gid:
-            os.chown(fifo, uid, gid)
-        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        channel, child_channel = Channel.pair()
-        joined = plan.open_joins()
-        from ansible_collections.daemonless.oci.plugins.module_utils import container_init
-        args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
-                                       joined, preserve_fds)
-        _flush_stdio()
-        child_pid = os.fork()
-        if child_pid == 0:
-            channel.close()
-            container_init.intermediate(args)
-        for entry in joined:
-            os.close(entry[2])
-        child_channel.close()
-        message = channel.expect("userns", "create") if plan.new_user else None
-        if message is not None:
-            write_id_maps(child_pid, plan)
-            channel.send("ack")
-        init_pid = channel.expect("pid", "create")["pid"]
-        _reap(child_pid)
-        child_pid = None
-        start_time = process_start_time(init_pid)
-        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
-        channel.send("go", cgroups=process_cgroups(init_pid))
-        channel.expect("ready", "create")
-        container.update(status=CREATED)
-        if pid_file:
-            _write_pid_file(pid_file, init_pid)
-        return init_pid
-    except BaseException:
-        for pid in (child_pid, init_pid):
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if child_pid:
-            _reap(child_pid)
-        if init_pid:
-            _wait_gone(init_pid, reap=True)
-        container.remove()
-        raise
-    finally:
-        for item in (channel, child_channel):
-            if item is not None:
-                item.close()
-        if fifo_fd is not None:
-            os.close(fifo_fd)
-        container.close()
-
-
-def _flush_stdio():
-    import sys
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-
-
-def _reap(pid):
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _write_pid_file(path, pid):
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), ".%s.%d" % (os.path.basename(path), os.getpid()))
-    with open(tmp, "w") as handle:
-        handle.write(str(pid))
-    os.rename(tmp, path)
+    CREATED, EXEC_FIFO, RUNNING, STOPPED, Container, container_ids, utc_now, wait_for_exit)
 
 
 def start(root, container_id):
@@ -171,6 +23,7 @@ def start(root, container_id):
             raise OCIError("container %s: cannot start a container that is %s (it must be created)"
                            % (container_id, status))
         fifo = container.path(EXEC_FIFO)
+        import select
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             poller = select.poll()
@@ -261,38 +114,22 @@ def delete(root, container_id, force=False):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            if not _wait_gone(record["pid"], start_time=record.get("pidStartTime")):
+            if not wait_for_exit(record["pid"], start_time=record.get("pidStartTime")):
                 raise OCIError("container %s: process %d did not exit after SIGKILL"
                                % (container_id, record["pid"]))
         container.remove()
 
 
-def _wait_gone(pid, start_time=None, reap=False):
-    """Wait (bounded) for PID to exit; reap it when it is our child."""
-    deadline = time.monotonic() + KILL_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if reap:
-            try:
-                done = os.waitpid(pid, os.WNOHANG)[0]
-                if done:
-                    return True
-            except ChildProcessError:
-                pass
-        current = process_start_time(pid)
-        if current is None or (start_time is not None and current != start_time):
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False):
     """create + start; in the foreground also wait, delete (unless KEEP) and return the exit code."""
+    from ansible_collections.daemonless.oci.plugins.module_utils.create import create
     if detach:
         create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds)
         start(root, container_id)
         return 0
     # As subreaper the runtime inherits the container's process when the
     # intermediate child exits, and so can wait for it.
+    from ansible_collections.daemonless.oci.plugins.module_utils import syscalls
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
                  detached=False)

@@ -11,7 +11,6 @@ A per-id flock on the container directory keeps two commands on one id from
 interleaving. Liveness is the pid *and* the process start time recorded at
 create, so a reused pid never passes for the container.
 """
-import errno
 import fcntl
 import json
 import os
@@ -24,6 +23,9 @@ STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 CONFIG_COPY = "config.json"
 MAX_ID_BYTES = 1024
+
+# How long delete --force (or a failed create) waits for a killed process to be gone.
+EXIT_WAIT_SECONDS = 10.0
 
 CREATING = "creating"
 CREATED = "created"
@@ -214,12 +216,19 @@ def container_ids(root):
                   if not name.startswith(".") and os.path.isdir(os.path.join(root, name)))
 
 
-def check_state_root(root):
-    if not os.path.isabs(root):
-        raise OCIError("--root %s: must be an absolute path" % root)
-    try:
-        os.makedirs(root, mode=0o711, exist_ok=True)
-    except OSError as exc:
-        if exc.errno != errno.EEXIST:
-            raise OCIError("--root %s: %s" % (root, exc.strerror))
-    return root
+def wait_for_exit(pid, start_time=None, reap=False):
+    """Wait (bounded) for PID to exit; reap it when it is our child."""
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if reap:
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+                if done:
+                    return True
+            except ChildProcessError:
+                pass
+        current = process_start_time(pid)
+        if current is None or (start_time is not None and current != start_time):
+            return True
+        time.sleep(0.005)
+    return False
