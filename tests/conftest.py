@@ -54,19 +54,35 @@ def processes_rooted_under(path):
     return found
 
 
+def runtime_cgroups():
+    """Cgroup directories below the runtime's parent (/ocirt) in every hierarchy."""
+    found = set()
+    base = "/sys/fs/cgroup"
+    for hierarchy in os.listdir(base):
+        parent = os.path.join(base, hierarchy, "ocirt")
+        if os.path.isdir(parent):
+            for dirpath, dirnames, _files in os.walk(parent):
+                found.update(os.path.join(dirpath, d) for d in dirnames)
+    return found
+
+
 class HostAudit:
-    """What a test may not leave behind: mounts, processes inside its bundles, state directories."""
+    """What a test may not leave behind: mounts, cgroups, processes inside its bundles, state directories."""
 
     def __init__(self, state_root, scratch):
         self.state_root = state_root
         self.scratch = scratch
         self.mounts_before = mount_points()
+        self.cgroups_before = runtime_cgroups()
 
     def leftovers(self):
         problems = []
         new_mounts = sorted(mount_points() - self.mounts_before)
         if new_mounts:
             problems.append("mounts left on the host: %s" % new_mounts)
+        new_cgroups = sorted(runtime_cgroups() - self.cgroups_before)
+        if new_cgroups:
+            problems.append("cgroups left on the host: %s" % new_cgroups)
         pids = processes_rooted_under(self.scratch)
         if pids:
             problems.append("processes left inside test bundles: %s" % pids)

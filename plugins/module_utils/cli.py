@@ -38,7 +38,36 @@ _COMMANDS = {
     "list": ({"format": (True, "format"), "f": (True, "format"), "quiet": (False, "quiet"),
               "q": (False, "quiet")}, [], "list [--format table|json] [--quiet]"),
     "spec": ({"bundle": (True, "bundle"), "b": (True, "bundle")}, ["args*"], "spec [--bundle DIR] [ARG...]"),
+    "pause": ({}, ["id"], "pause ID"),
+    "resume": ({}, ["id"], "resume ID"),
+    "ps": ({"format": (True, "format"), "f": (True, "format")}, ["id"], "ps [--format table|json] ID"),
+    "update": (dict([("resources", (True, "resources")), ("r", (True, "resources"))]
+                    + [(flag, (True, flag)) for flag in (
+                        "memory", "memory-reservation", "memory-swap", "kernel-memory", "cpu-shares",
+                        "cpu-quota", "cpu-period", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus",
+                        "cpuset-mems", "pids-limit", "blkio-weight")]),
+               ["id"], "update [--resources FILE|-] [--memory N] [--memory-swap N] [--cpu-quota N] "
+                       "[--pids-limit N] ... ID"),
 }
+
+# update's flags: flag -> (path in linux.resources, parse as a size with k/m/g suffixes?)
+_UPDATE_FLAGS = {
+    "memory": (("memory", "limit"), True),
+    "memory-reservation": (("memory", "reservation"), True),
+    "memory-swap": (("memory", "swap"), True),
+    "kernel-memory": (("memory", "kernel"), True),
+    "cpu-shares": (("cpu", "shares"), False),
+    "cpu-quota": (("cpu", "quota"), False),
+    "cpu-period": (("cpu", "period"), False),
+    "cpu-rt-period": (("cpu", "realtimePeriod"), False),
+    "cpu-rt-runtime": (("cpu", "realtimeRuntime"), False),
+    "cpuset-cpus": (("cpu", "cpus"), None),
+    "cpuset-mems": (("cpu", "mems"), None),
+    "pids-limit": (("pids", "limit"), False),
+    "blkio-weight": (("blockIO", "weight"), False),
+}
+_SIZE_SUFFIXES = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+                  "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
 _GLOBAL_FLAGS = {"root": (True, "root"), "log": (True, "log"), "log-format": (True, "log_format"),
                  "debug": (False, "debug"), "systemd-cgroup": (False, "systemd_cgroup"),
                  "help": (False, "help"), "h": (False, "help"), "version": (False, "version"),
@@ -160,7 +189,72 @@ def _run_command(root, command, options):
         _print_list(lifecycle.list_containers(root), options)
     elif command == "spec":
         _write_spec(options)
+    elif command in ("pause", "resume"):
+        lifecycle.pause(root, options["id"], frozen=command == "pause")
+    elif command == "ps":
+        _print_processes(lifecycle.processes(root, options["id"]), options.get("format", "table"))
+    elif command == "update":
+        lifecycle.update(root, options["id"], _update_resources(options))
     return 0
+
+
+def parse_size(value, flag):
+    """Bytes from '256m', '1G', '1048576' or '-1' (unlimited)."""
+    text = value.strip().lower()
+    if text == "-1":
+        return -1
+    digits = text.rstrip("kmgtb")
+    suffix = text[len(digits):]
+    if not digits.isdigit() or suffix not in _SIZE_SUFFIXES:
+        raise UsageError("--%s %s: not a size (bytes, or a number with k, m, g or t)" % (flag, value))
+    return int(digits) * _SIZE_SUFFIXES[suffix]
+
+
+def _update_resources(options):
+    resources = {}
+    source = options.get("resources")
+    if source is not None:
+        import json
+        try:
+            text = sys.stdin.read() if source == "-" else open(source).read()
+            resources = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise OCIError("--resources %s: %s" % (source, exc))
+        if not isinstance(resources, dict):
+            raise OCIError("--resources %s: must hold a JSON object (linux.resources)" % source)
+    for flag, ((group, key), is_size) in _UPDATE_FLAGS.items():
+        value = options.get(flag)
+        if value is None:
+            continue
+        if is_size:
+            number = parse_size(value, flag)
+        elif is_size is None:
+            number = value
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                raise UsageError("--%s %s: must be an integer" % (flag, value))
+        resources.setdefault(group, {})[key] = number
+    if not resources:
+        raise UsageError("update: nothing to change (give --resources or a limit flag)")
+    return resources
+
+
+def _print_processes(pids, output):
+    if output == "json":
+        _print_json(pids, indent=None)
+        return
+    if output != "table":
+        raise UsageError("ps --format %s: must be table or json" % output)
+    sys.stdout.write("PID   CMD\n")
+    for pid in pids:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        sys.stdout.write("%-5d %s\n" % (pid, command))
 
 
 def _print_list(states, options):

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from ansible_collections.daemonless.oci.plugins.module_utils import kernel_settings, spec
-from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import process_cgroups
+from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.namespaces import (
@@ -62,7 +62,15 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, detached)
+    linux = config.get("linux") or {}
+    resources = linux.get("resources") or {}
+    layout = cgroups.Layout.detect()
+    # Planned before anything exists, so a bad limit fails with nothing to undo.
+    cgroup_writes = (cgroups.plan_resources(resources, layout)
+                     + cgroups.plan_devices(resources.get("devices"), layout))
+    cgroup_path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id)
     container = Container.new(root, container_id)
+    cgroup = None
     child_pid = None
     init_pid = None
     channel = child_channel = None
@@ -77,6 +85,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             "rootfs": rootfs,
             "created": utc_now(),
             "annotations": config.get("annotations") or {},
+            "resources": resources,
         }
         container.write(record)
         write_json_atomic(container.path(CONFIG_COPY), config)
@@ -108,7 +117,12 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         child_pid = None
         start_time = process_start_time(init_pid)
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
-        channel.send("go", cgroups=process_cgroups(init_pid))
+        # The process joins its cgroups and gets its limits before it runs a line of the image.
+        cgroup = cgroups.Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
+        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path)
+        cgroup.add_process(init_pid)
+        cgroup.apply(cgroup_writes, layout)
+        channel.send("go", cgroups=cgroups.process_cgroups(init_pid))
         channel.expect("ready", "create")
         container.update(status=CREATED)
         if pid_file:
@@ -125,6 +139,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             _reap(child_pid)
         if init_pid:
             wait_for_exit(init_pid, reap=True)
+        if cgroup is not None:
+            try:
+                cgroup.destroy()
+            except OCIError:
+                pass  # the error that brought us here matters more
         container.remove()
         raise
     finally:

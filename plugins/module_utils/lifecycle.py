@@ -13,7 +13,7 @@ import signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.state import (
-    CREATED, EXEC_FIFO, RUNNING, STOPPED, Container, container_ids, utc_now, wait_for_exit)
+    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, utc_now, wait_for_exit)
 
 
 def start(root, container_id):
@@ -82,18 +82,31 @@ def _pids_in_namespace(record):
     return pids
 
 
+def _signal_all(container, signum):
+    """Signal every process of the container: through its cgroup, else its pid namespace."""
+    cgroup = container.cgroup()
+    if cgroup is not None:
+        cgroup.signal_all(signum)
+        return
+    for pid in _pids_in_namespace(container.read()):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def kill(root, container_id, signum, all_processes=False):
     with Container.open(root, container_id) as container:
         status = container.status()
-        if status not in (CREATED, RUNNING):
+        if status not in (CREATED, RUNNING, PAUSED):
             raise OCIError("container %s: cannot kill a container that is %s" % (container_id, status))
-        record = container.read()
-        pids = _pids_in_namespace(record) if all_processes else [record["pid"]]
-        for pid in pids:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        if all_processes:
+            _signal_all(container, signum)
+            return
+        try:
+            os.kill(container.read()["pid"], signum)
+        except ProcessLookupError:
+            pass
 
 
 def delete(root, container_id, force=False):
@@ -103,21 +116,77 @@ def delete(root, container_id, force=False):
         except OCIError:
             if not force:
                 raise
-            status = STOPPED  # unreadable state: --force removes what is there
-        if status != STOPPED:
+            status = None  # unreadable state: --force removes what is there
+        if status not in (STOPPED, None):
             if not force:
                 raise OCIError("container %s: cannot delete a container that is %s "
                                "(stop it first, or use --force)" % (container_id, status))
             record = container.read()
-            for pid in _pids_in_namespace(record):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _signal_all(container, signal.SIGKILL)
             if not wait_for_exit(record["pid"], start_time=record.get("pidStartTime")):
                 raise OCIError("container %s: process %d did not exit after SIGKILL"
                                % (container_id, record["pid"]))
+        elif status == STOPPED:
+            # Processes the init left behind (no pid namespace of its own) go too.
+            _signal_all(container, signal.SIGKILL)
+        if status is not None:
+            cgroup = container.cgroup()
+            if cgroup is not None:
+                cgroup.destroy()
         container.remove()
+
+
+def pause(root, container_id, frozen=True):
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        wanted = RUNNING if frozen else PAUSED
+        if status != wanted:
+            raise OCIError("container %s: cannot %s a container that is %s"
+                           % (container_id, "pause" if frozen else "resume", status))
+        cgroup = container.cgroup()
+        if cgroup is None:
+            raise OCIError("container %s: has no cgroup to freeze" % container_id)
+        cgroup.freeze(frozen)
+
+
+def processes(root, container_id):
+    with Container.open(root, container_id) as container:
+        if container.status() == STOPPED:
+            raise OCIError("container %s: is stopped" % container_id)
+        cgroup = container.cgroup()
+        if cgroup is not None:
+            return sorted(cgroup.procs())
+        return sorted(_pids_in_namespace(container.read()))
+
+
+def update(root, container_id, resources):
+    """Apply RESOURCES (linux.resources form) to a live container, in place, and record them."""
+    from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        if status == STOPPED:
+            raise OCIError("container %s: cannot update a stopped container" % container_id)
+        cgroup = container.cgroup()
+        if cgroup is None:
+            raise OCIError("container %s: has no cgroup to update" % container_id)
+        layout = cgroups.Layout.detect()
+        writes = cgroups.plan_resources(resources, layout)
+        if resources.get("devices") is not None:
+            writes += cgroups.plan_devices(resources["devices"], layout)
+        cgroup.apply(writes, layout)
+        record = container.read()
+        merged = _merge(record.get("resources") or {}, resources)
+        container.update(resources=merged)
+
+
+def _merge(base, overlay):
+    result = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False):

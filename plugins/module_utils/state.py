@@ -30,6 +30,7 @@ EXIT_WAIT_SECONDS = 10.0
 CREATING = "creating"
 CREATED = "created"
 RUNNING = "running"
+PAUSED = "paused"
 STOPPED = "stopped"
 
 
@@ -170,7 +171,18 @@ class Container:
             return STOPPED
         if os.path.lexists(self.path(EXEC_FIFO)):
             return CREATED
+        cgroup = self.cgroup()
+        if cgroup is not None and cgroup.is_frozen():
+            return PAUSED
         return RUNNING
+
+    def cgroup(self):
+        """The container's Cgroup, or None when it has none recorded."""
+        record = self.read().get("cgroup")
+        if not record:
+            return None
+        from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import Cgroup
+        return Cgroup.from_record(record)
 
     def is_alive(self):
         record = self.read()
@@ -192,7 +204,7 @@ class Container:
             "owner": "",
             "annotations": record.get("annotations") or {},
         }
-        for key in ("started", "finished", "exitCode"):
+        for key in ("started", "finished", "exitCode", "cgroupPath"):
             if record.get(key) is not None:
                 state[key] = record[key]
         return state
