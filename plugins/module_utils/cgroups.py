@@ -642,6 +642,14 @@ class Cgroup:
                 raise OCIError("cgroup %s: cannot enable %s controllers: %s"
                                % (current, ", ".join(sorted(wanted)), exc.strerror))
 
+    def oom_file(self, layout):
+        """The file whose oom_kill counter tells whether the OOM killer struck, or None."""
+        directory = self.directory_for("memory", layout)
+        if directory is None:
+            return None
+        hierarchy = layout.hierarchy_for("memory")
+        return os.path.join(directory, "memory.oom_control" if hierarchy.version == 1 else "memory.events")
+
     def procs(self):
         """Pids in the container's cgroup (from the first hierarchy that can say)."""
         for name in ("pids", "freezer", "memory", "unified", "systemd"):

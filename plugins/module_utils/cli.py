@@ -20,17 +20,27 @@ VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2"
 
 # command -> ({flag: (takes a value?, canonical name)}, [positional names], usage)
+_LOG_FLAGS = {"log-path": (True, "log_path"), "log-max-size": (True, "log_max_size"),
+              "log-max-files": (True, "log_max_files")}
 _COMMANDS = {
-    "create": ({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
-                "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
-                "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
+    "create": (dict({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
+                     "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
+                     "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring"),
+                     "monitor": (False, "monitor")}, **_LOG_FLAGS),
                ["id"], "create [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] "
-                       "[--preserve-fds N] ID"),
-    "run": ({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
-             "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
-             "detach": (False, "detach"), "d": (False, "detach"), "keep": (False, "keep"),
-             "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
-            ["id"], "run [--bundle DIR] [--detach] [--keep] [--pid-file FILE] [--preserve-fds N] ID"),
+                       "[--preserve-fds N] [--monitor [--log-path FILE] [--log-max-size N] "
+                       "[--log-max-files N]] ID"),
+    "run": (dict({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
+                  "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
+                  "detach": (False, "detach"), "d": (False, "detach"), "keep": (False, "keep"),
+                  "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
+                 **_LOG_FLAGS),
+            ["id"], "run [--bundle DIR] [--detach [--log-path FILE] ...] [--keep] [--pid-file FILE] "
+                    "[--preserve-fds N] ID"),
+    "wait": ({"timeout": (True, "timeout")}, ["id"], "wait [--timeout SECONDS] ID"),
+    "logs": ({"tail": (True, "tail"), "n": (True, "tail"), "follow": (False, "follow"), "f": (False, "follow"),
+              "since": (True, "since"), "timestamps": (False, "timestamps"), "t": (False, "timestamps")},
+             ["id"], "logs [--tail N] [--follow] [--since TIME] [--timestamps] ID"),
     "start": ({}, ["id"], "start ID"),
     "state": ({}, ["id"], "state ID"),
     "kill": ({"all": (False, "all"), "a": (False, "all")}, ["id", "signal?"], "kill [--all] ID [SIGNAL]"),
@@ -169,9 +179,16 @@ def _print_json(data, indent=2):
 def _run_command(root, command, options):
     from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle
     if command == "create":
-        from ansible_collections.daemonless.oci.plugins.module_utils.create import create
-        create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
-               console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
+        from ansible_collections.daemonless.oci.plugins.module_utils import create
+        if options.get("monitor"):
+            create.create_monitored(root, options["id"], options.get("bundle", "."),
+                                    pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
+                                    **_log_options(options))
+        else:
+            if _log_options(options):
+                raise UsageError("create: --log-path, --log-max-size and --log-max-files need --monitor")
+            create.create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
+                          console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
     elif command == "start":
         lifecycle.start(root, options["id"])
     elif command == "state":
@@ -182,9 +199,27 @@ def _run_command(root, command, options):
     elif command == "delete":
         lifecycle.delete(root, options["id"], force=options.get("force", False))
     elif command == "run":
+        if _log_options(options) and not options.get("detach"):
+            raise UsageError("run: --log-path, --log-max-size and --log-max-files need --detach")
         return lifecycle.run(root, options["id"], options.get("bundle", "."),
                              pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
-                             detach=options.get("detach", False), keep=options.get("keep", False))
+                             detach=options.get("detach", False), keep=options.get("keep", False),
+                             log_options=_log_options(options))
+    elif command == "wait":
+        timeout = options.get("timeout")
+        try:
+            timeout = float(timeout) if timeout is not None else None
+        except ValueError:
+            raise UsageError("wait --timeout %s: must be a number of seconds" % timeout)
+        final = lifecycle.wait(root, options["id"], timeout=timeout)
+        code = final.get("exitCode")
+        if code is None:
+            raise OCIError("container %s: stopped, exit code unknown (%s)"
+                           % (options["id"], final.get("exitReason", "no monitor recorded it")))
+        sys.stdout.write("%d\n" % code)
+        return code
+    elif command == "logs":
+        _print_logs(root, options)
     elif command == "list":
         _print_list(lifecycle.list_containers(root), options)
     elif command == "spec":
@@ -196,6 +231,45 @@ def _run_command(root, command, options):
     elif command == "update":
         lifecycle.update(root, options["id"], _update_resources(options))
     return 0
+
+
+def _log_options(options):
+    result = {}
+    if options.get("log_path"):
+        result["log_path"] = options["log_path"]
+    if options.get("log_max_size") is not None:
+        result["log_max_size"] = parse_size(options["log_max_size"], "log-max-size")
+    if options.get("log_max_files") is not None:
+        if not options["log_max_files"].isdigit() or int(options["log_max_files"]) < 1:
+            raise UsageError("--log-max-files %s: must be a positive integer" % options["log_max_files"])
+        result["log_max_files"] = int(options["log_max_files"])
+    return result
+
+
+def _print_logs(root, options):
+    from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle, logs
+    path, max_files, still_running = lifecycle.log_source(root, options["id"])
+    tail = options.get("tail")
+    if tail is not None and not (tail.isdigit() or tail == "all"):
+        raise UsageError("logs --tail %s: must be a number or all" % tail)
+    since = logs.parse_since(options["since"]) if options.get("since") else None
+    timestamps = options.get("timestamps", False)
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    records = logs.select_records(logs.read_records(path, max_files),
+                                  tail=int(tail) if tail and tail.isdigit() else None, since=since)
+    _write_pieces(logs.render(records, timestamps))
+    if options.get("follow"):
+        for record in logs.follow(path, size, still_running):
+            if since is None or record.timestamp >= since:
+                _write_pieces(logs.render([record], timestamps))
+
+
+def _write_pieces(pieces):
+    for stream, data in pieces:
+        target = sys.stderr if stream == "stderr" else sys.stdout
+        target.flush()
+        target.buffer.write(data)
+        target.buffer.flush()
 
 
 def parse_size(value, flag):

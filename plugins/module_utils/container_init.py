@@ -12,12 +12,14 @@ runtime ──fork──> intermediate: setns/unshare, id maps (written by the r
                   fifo until `start` and execs process.args.
 Neither ever returns into the caller's code: both leave with os._exit or exec.
 """
+import errno
 import os
 import signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils import (
     devices, kernel_settings, mounts, namespaces, process, syscalls)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import report_and_exit
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
 
 class InitArgs:
@@ -57,6 +59,20 @@ def intermediate(args):
     except BaseException as exc:
         report_and_exit(args.channel, exc)
     os._exit(0)
+
+
+def _check_fifo_writable(proc_fds, fifo_fd):
+    """Fail now, while create still listens, if the process could not open the exec fifo at start.
+
+    A non-blocking open for writing answers at once: ENXIO (no reader yet)
+    means it is allowed; EACCES means the configured user may not write it.
+    """
+    try:
+        os.close(os.open(str(fifo_fd), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=proc_fds))
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            raise OCIError("the container's process (as process.user) cannot open the exec fifo: %s"
+                           % exc.strerror)
 
 
 def container_init(args):
@@ -100,6 +116,7 @@ def container_init(args):
         if proc.get("noNewPrivileges"):
             syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
         process.keep_only_stdio_and_preserved(args.preserve_fds)
+        _check_fifo_writable(proc_fds, args.fifo_fd)
         args.channel.send("ready")
         # Blocks until `start` opens the fifo for reading.
         fifo = os.open(str(args.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fds)

@@ -56,8 +56,12 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           detached=True):
-    """Create the container and leave its process waiting for start; return its pid."""
+           detached=True, monitor_record=None):
+    """Create the container and leave its process waiting for start; return its pid.
+
+    MONITOR_RECORD, from create_monitored, is stored in the state: this
+    process will become the container's monitor.
+    """
     bundle = os.path.abspath(bundle)
     config, rootfs = spec.load_bundle(bundle)
     plan = NamespacePlan(config)
@@ -87,10 +91,16 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             "annotations": config.get("annotations") or {},
             "resources": resources,
         }
+        if monitor_record is not None:
+            record["monitor"] = monitor_record
         container.write(record)
         write_json_atomic(container.path(CONFIG_COPY), config)
         fifo = container.path(EXEC_FIFO)
         os.mkfifo(fifo, 0o600)
+        # The container's process opens it (through its fd) after taking the
+        # configured user, so that user must be able to write it: 0622, as
+        # runc does. The directory around it is 0700, so only that fd reaches it.
+        os.chmod(fifo, 0o622)
         uid, gid = _root_ids(plan)
         if uid or gid:
             os.chown(fifo, uid, gid)
@@ -119,7 +129,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
         # The process joins its cgroups and gets its limits before it runs a line of the image.
         cgroup = cgroups.Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
-        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path)
+        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
+                         oomFile=cgroup.oom_file(layout))
         cgroup.add_process(init_pid)
         cgroup.apply(cgroup_writes, layout)
         channel.send("go", cgroups=cgroups.process_cgroups(init_pid))
@@ -176,3 +187,130 @@ def _write_pid_file(path, pid):
     with open(tmp, "w") as handle:
         handle.write(str(pid))
     os.rename(tmp, path)
+
+
+DEFAULT_LOG_MAX_SIZE = 20 << 20
+DEFAULT_LOG_MAX_FILES = 5
+LOG_FILE = "container.log"
+
+
+def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
+                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES):
+    """create, with a monitor as the container's parent: it logs its output and records its exit.
+
+    The caller forks once more so the monitor is orphaned at once (no
+    zombie for a long-lived caller); the monitor starts a new session, becomes
+    subreaper, points fds 0-2 at /dev/null and the log pipes, runs create
+    (so the container's process is its descendant), reports the outcome over a
+    pipe, and finally execs a fresh interpreter running monitor.py's source.
+    Nothing of the caller's (its stdout, an Ansible module's pipes) stays open
+    in the monitor or the container.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils import monitor, syscalls
+    if log_max_size < 0 or log_max_files < 1:
+        raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
+    result_r, result_w = os.pipe()
+    _flush_stdio()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(result_r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
+                            log_max_files, result_w, monitor, syscalls)
+        except BaseException as exc:
+            try:
+                os.write(result_w, ("error %s" % _message(exc)).encode("utf-8", "replace"))
+            except OSError:
+                pass
+        os._exit(1)
+    os.close(result_w)
+    try:
+        os.waitpid(first, 0)
+        chunks = []
+        while True:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(result_r)
+    answer = b"".join(chunks).decode("utf-8", "replace")
+    if answer.startswith("ok "):
+        return int(answer[3:])
+    if answer.startswith("error "):
+        raise OCIError(answer[6:])
+    raise OCIError("container %s: the monitor exited before reporting (%r)" % (container_id, answer))
+
+
+def _message(exc):
+    if isinstance(exc, OCIError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else str(exc.strerror or exc)
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
+                    log_max_files, result_w, monitor, syscalls):
+    from ansible_collections.daemonless.oci.plugins.module_utils.process import close_fds_except
+    preserved = set(range(3, 3 + preserve_fds))
+    # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
+    close_fds_except(set([0, 1, 2, result_w]) | preserved)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    for fd in (out_w, err_w):
+        os.close(fd)
+    state_dir = os.path.join(root, container_id)
+    log_path = os.path.abspath(log_path) if log_path else os.path.join(state_dir, LOG_FILE)
+    record = {"pid": os.getpid(), "startTime": process_start_time(os.getpid()), "logPath": log_path,
+              "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
+    init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
+                      monitor_record=record)
+    with Container.open(root, container_id) as container:
+        oom_file = container.read().get("oomFile") or ""
+    # The container holds the write ends now; the monitor must not, or it never sees EOF.
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    for fd in preserved:
+        os.close(fd)
+    os.write(result_w, ("ok %d" % init_pid).encode())
+    os.close(result_w)
+    for fd in (out_r, err_r):
+        os.set_inheritable(fd, True)
+    directory, name = _monitor_module(root, monitor)
+    python = sys.executable or "/usr/bin/python3"
+    os.execv(python, [python, "-I", "-S", "-c",
+                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
+                      str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
+                      str(log_max_files), oom_file])
+
+
+def _monitor_module(root, monitor):
+    """monitor.py's source as a file under the state root, named by its hash.
+
+    The monitor imports it from there rather than compiling it from -c: the
+    interpreter then loads cached bytecode, and a compile would cost each
+    monitor about 1.3 MB of memory it never gives back. The source comes
+    from the loader, so this works inside an Ansible module's zip payload too.
+    """
+    import hashlib
+    source = monitor.__loader__.get_source(monitor.__name__)
+    name = "ocirt_monitor_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    directory = os.path.join(root, ".monitor")
+    path = os.path.join(directory, name + ".py")
+    if not os.path.exists(path):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w") as handle:
+            handle.write(source)
+        os.rename(tmp, path)
+    return directory, name

@@ -130,10 +130,58 @@ def delete(root, container_id, force=False):
             # Processes the init left behind (no pid namespace of its own) go too.
             _signal_all(container, signal.SIGKILL)
         if status is not None:
+            _stop_monitor(container)
             cgroup = container.cgroup()
             if cgroup is not None:
                 cgroup.destroy()
         container.remove()
+
+
+MONITOR_EXIT_WAIT_SECONDS = 2.0
+
+
+def _stop_monitor(container):
+    """Give the monitor a moment to log the last output and record the exit, then end it."""
+    monitor = container.read().get("monitor")
+    if not monitor or not container.monitor_alive():
+        return
+    if not wait_for_exit(monitor["pid"], start_time=monitor.get("startTime"),
+                         seconds=MONITOR_EXIT_WAIT_SECONDS):
+        try:
+            os.kill(monitor["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for_exit(monitor["pid"], start_time=monitor.get("startTime"))
+
+
+def wait(root, container_id, timeout=None, interval=0.02):
+    """Block until the container stops (and its exit is recorded); return its state."""
+    import time
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with Container.open(root, container_id) as container:
+            if container.status() == STOPPED and not container.monitor_alive():
+                return container.oci_state()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise OCIError("container %s: still running after %s seconds" % (container_id, timeout))
+        time.sleep(interval)
+
+
+def log_source(root, container_id):
+    """(log path, max files, still-running callable) of a monitored container."""
+    with Container.open(root, container_id) as container:
+        monitor = container.read().get("monitor")
+        if not monitor:
+            raise OCIError("container %s: has no log (it was created without a monitor: "
+                           "use create --monitor or run --detach)" % container_id)
+
+    def still_running():
+        try:
+            with Container.open(root, container_id) as current:
+                return current.monitor_alive()
+        except OCIError:
+            return False
+    return monitor["logPath"], monitor.get("logMaxFiles", 1), still_running
 
 
 def pause(root, container_id, frozen=True):
@@ -189,11 +237,18 @@ def _merge(base, overlay):
     return result
 
 
-def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False):
-    """create + start; in the foreground also wait, delete (unless KEEP) and return the exit code."""
-    from ansible_collections.daemonless.oci.plugins.module_utils.create import create
+def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False,
+        log_options=None):
+    """create + start; in the foreground also wait, delete (unless KEEP) and return the exit code.
+
+    Detached, the container gets a monitor (logging with LOG_OPTIONS, the
+    keyword arguments of create_monitored); in the foreground the runtime
+    itself waits for it and relays its output.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils.create import create, create_monitored
     if detach:
-        create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds)
+        create_monitored(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
+                         **(log_options or {}))
         start(root, container_id)
         return 0
     # As subreaper the runtime inherits the container's process when the

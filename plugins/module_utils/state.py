@@ -21,6 +21,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIEr
 DEFAULT_ROOT = "/run/ocirt"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+EXIT_FILE = "exit.json"  # written by the monitor (monitor.EXIT_FILE)
 CONFIG_COPY = "config.json"
 MAX_ID_BYTES = 1024
 
@@ -95,7 +96,7 @@ class Container:
         os.makedirs(root, mode=0o711, exist_ok=True)
         path = os.path.join(root, container_id)
         try:
-            os.mkdir(path, 0o711)
+            os.mkdir(path, 0o700)
         except FileExistsError:
             raise OCIError("container %s: already exists" % container_id)
         return cls._locked(root, container_id, path)
@@ -207,7 +208,31 @@ class Container:
         for key in ("started", "finished", "exitCode", "cgroupPath"):
             if record.get(key) is not None:
                 state[key] = record[key]
+        monitor = record.get("monitor")
+        if monitor:
+            state["logPath"] = monitor.get("logPath")
+            state["monitorPid"] = monitor.get("pid") if self.monitor_alive() else 0
+            if status == STOPPED:
+                state.update(self.exit_info())
         return state
+
+    def monitor_alive(self):
+        monitor = self.read().get("monitor") or {}
+        return bool(monitor.get("pid")) and process_start_time(monitor["pid"]) == monitor.get("startTime")
+
+    def exit_info(self):
+        """How a monitored container ended: from the monitor's exit.json, or said to be unknown."""
+        try:
+            with open(self.path(EXIT_FILE), "rb") as handle:
+                info = json.loads(handle.read())
+            return {"exitCode": info.get("exitCode"), "exitSignal": info.get("signal"),
+                    "oomKilled": bool(info.get("oomKilled")), "finished": info.get("finished")}
+        except (OSError, ValueError):
+            pass
+        if self.monitor_alive():
+            return {"exitCode": None, "exitReason": "the monitor is still recording the exit"}
+        return {"exitCode": None,
+                "exitReason": "unknown: the monitor exited before the container (was it killed?)"}
 
     def remove(self):
         """Remove the directory and everything in it (the caller holds the lock)."""
@@ -228,9 +253,9 @@ def container_ids(root):
                   if not name.startswith(".") and os.path.isdir(os.path.join(root, name)))
 
 
-def wait_for_exit(pid, start_time=None, reap=False):
-    """Wait (bounded) for PID to exit; reap it when it is our child."""
-    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+def wait_for_exit(pid, start_time=None, reap=False, seconds=EXIT_WAIT_SECONDS):
+    """Wait (bounded) for PID to exit; reap it when it is our child. True when it is gone."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if reap:
             try:
