@@ -54,6 +54,12 @@ def processes_rooted_under(path):
     return found
 
 
+# Every word passed to `ocirt` per state root: the audit looks for leftover
+# cgroups of these ids only, so tests run at the same time elsewhere (other
+# state roots) are not blamed on this one.
+WORDS_BY_ROOT = {}
+
+
 def runtime_cgroups():
     """Cgroup directories below the runtime's parent (/ocirt) in every hierarchy."""
     found = set()
@@ -80,7 +86,9 @@ class HostAudit:
         new_mounts = sorted(mount_points() - self.mounts_before)
         if new_mounts:
             problems.append("mounts left on the host: %s" % new_mounts)
-        new_cgroups = sorted(runtime_cgroups() - self.cgroups_before)
+        words = WORDS_BY_ROOT.get(self.state_root, set())
+        new_cgroups = sorted(path for path in runtime_cgroups() - self.cgroups_before
+                             if os.path.basename(path) in words)
         if new_cgroups:
             problems.append("cgroups left on the host: %s" % new_cgroups)
         pids = processes_rooted_under(self.scratch)
@@ -108,6 +116,7 @@ def ocirt_cmd(state_root, *args, **kwargs):
     says where they go.
     """
     check = kwargs.pop("check", True)
+    WORDS_BY_ROOT.setdefault(state_root, set()).update(str(a) for a in args)
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     argv = [OCIRT, "--root", state_root] + [str(a) for a in args]
     if _detaches(args) and "stdout" not in kwargs and "capture_output" not in kwargs:

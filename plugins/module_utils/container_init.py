@@ -102,13 +102,14 @@ def container_init(args):
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
         proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        last_cap = process.last_capability()
         if args.plan.has("mount"):
             mounts.pivot(args.rootfs, linux.get("rootfsPropagation"))
         else:
             mounts.chroot(args.rootfs)
         process.set_rlimits(proc.get("rlimits"))
         user = proc.get("user") or {}
-        process.set_user_and_capabilities(user, proc.get("capabilities"))
+        process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
         os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
         process.change_directory(proc["cwd"])
         env = process.environment(proc.get("env"))

@@ -53,13 +53,17 @@ def last_capability():
         return int(handle.read())
 
 
-def set_user_and_capabilities(user, capabilities):
-    """Drop the bounding set, switch ids keeping permitted caps, then set the other sets."""
+def set_user_and_capabilities(user, capabilities, last_cap):
+    """Drop the bounding set, switch ids keeping permitted caps, then set the other sets.
+
+    LAST_CAP comes from the host's /proc, read before the root switch: the
+    container may have no /proc of its own.
+    """
     uid = user.get("uid", 0)
     gid = user.get("gid", 0)
     if capabilities is not None:
         bounding = _mask(capabilities.get("bounding"))
-        for cap in range(last_capability() + 1):
+        for cap in range(last_cap + 1):
             if not bounding & (1 << cap):
                 try:
                     syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
