@@ -1,0 +1,266 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: oci_bundle
+short_description: Make an OCI bundle (config.json and root filesystem) match a declaration
+version_added: 0.1.0
+description:
+  - Makes the bundle directory O(path) hold a root filesystem and a C(config.json) as declared,
+    idempotently, for M(daemonless.oci.oci_container_state) to run.
+  - The root filesystem comes from O(rootfs_from) - a directory (used in place, or copied with
+    O(rootfs_copy)), a rootfs tarball (plain, gzip or zstd; C(docker export) style), or an OCI
+    image layout directory such as C(skopeo copy ... oci:DIR:TAG) writes. Layer digests are
+    verified, whiteouts applied, and nothing in an image can write outside the root filesystem.
+    An unchanged source is not unpacked again.
+  - C(config.json) starts from a default equal to C(runc spec)'s, takes the image's entrypoint,
+    command, environment, working directory and numeric user, then the task's options, then
+    O(config) merged over everything. It is rewritten only when its content changes.
+author:
+  - daemonless.oci maintainers
+extends_documentation_fragment:
+  - daemonless.oci.state_root
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the change to C(config.json).
+options:
+  path:
+    description: The bundle directory.
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) makes the bundle match; V(absent) removes the directory.
+      - V(absent) refuses while a container of O(state_root) uses the bundle, unless O(force=true),
+        which deletes those containers first.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description: With O(state=absent), delete the containers that use the bundle.
+    type: bool
+    default: false
+  rootfs_from:
+    description:
+      - A root filesystem directory, a rootfs tarball, or an OCI image layout directory
+        (recognized by its C(oci-layout) file).
+      - Optional once the bundle has a root filesystem.
+    type: path
+  rootfs_copy:
+    description: Copy a directory O(rootfs_from) into the bundle instead of using it in place.
+    type: bool
+    default: false
+  image_ref:
+    description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.
+    type: str
+  platform:
+    description: In an OCI image layout with several platforms, C(os/architecture[/variant]); default the host's.
+    type: str
+  args:
+    description: The command and its arguments (default the image's entrypoint and command, else C(sh)).
+    type: list
+    elements: str
+  env:
+    description: Environment variables, merged over the image's.
+    type: dict
+  cwd:
+    description: Working directory inside the container.
+    type: str
+  user:
+    description: C(uid) or C(uid:gid), numeric.
+    type: str
+  hostname:
+    description: The container's hostname.
+    type: str
+  terminal:
+    description: Give the process a terminal.
+    type: bool
+  readonly_rootfs:
+    description: Mount the root filesystem read-only (the default config's choice is read-only).
+    type: bool
+  mounts:
+    description:
+      - Extra mounts. A mount at the destination of a default mount replaces it.
+      - Each has C(destination), and C(source), C(type) (default C(bind) when a source is given) and C(options).
+    type: list
+    elements: dict
+  capabilities:
+    description: Capabilities to C(add) to or C(drop) from the default set (names with or without C(CAP_); C(ALL)).
+    type: dict
+  namespaces:
+    description: The namespaces, as type names or C({type, path}) to join an existing one; replaces the default list.
+    type: list
+    elements: raw
+  devices:
+    description: Devices to create in C(/dev) (C(linux.devices) entries).
+    type: list
+    elements: dict
+  sysctl:
+    description: Namespaced kernel parameters.
+    type: dict
+  annotations:
+    description: Annotations.
+    type: dict
+  memory:
+    description: Memory limit, in bytes or with a unit (C(256M), C(1G)).
+    type: str
+  memory_swap:
+    description: Memory plus swap limit, as O(memory).
+    type: str
+  memory_reservation:
+    description: Memory soft limit, as O(memory).
+    type: str
+  cpus:
+    description: CPU limit as a number of CPUs (C(1.5)).
+    type: str
+  cpu_shares:
+    description: Relative CPU weight (cgroup v1 shares).
+    type: int
+  cpuset_cpus:
+    description: CPUs the container may use (C(0-1,3)).
+    type: str
+  pids_limit:
+    description: Maximum number of processes; -1 for no limit.
+    type: int
+  cgroups_path:
+    description: The container's cgroup path (absolute, or relative to the runtime's parent C(/ocirt)).
+    type: str
+  config:
+    description: A config.json fragment merged over the result, for any field the options do not name.
+    type: dict
+seealso:
+  - module: daemonless.oci.oci_container_state
+'''
+
+EXAMPLES = r'''
+- name: Bundle from an image copied with skopeo (skopeo copy docker://busybox oci:/srv/images/busybox:latest)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    rootfs_from: /srv/images/busybox
+    image_ref: latest
+    args: [/bin/httpd, -f, -p, "8080"]
+    memory: 256M
+    cpus: "0.5"
+
+- name: Bundle from a rootfs tarball, with a bind mount
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/job
+    rootfs_from: /srv/images/job.tar.gz
+    args: [/bin/sh, -c, "do-the-job > /data/out"]
+    mounts:
+      - source: /srv/data
+        destination: /data
+
+- name: Remove a bundle and the containers using it
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/job
+    state: absent
+    force: true
+'''
+
+RETURN = r'''
+path:
+  description: The bundle directory.
+  returned: always
+  type: str
+rootfs:
+  description: The root filesystem directory the config points at.
+  returned: when O(state=present)
+  type: str
+config:
+  description: The C(config.json) content.
+  returned: when O(state=present)
+  type: dict
+config_digest:
+  description: The sha256 of C(config.json).
+  returned: when O(state=present)
+  type: str
+  sample: sha256:0f1e...
+image_digest:
+  description: The manifest digest (OCI layout) or file digest (tarball) the root filesystem came from.
+  returned: when O(state=present)
+  type: str
+actions:
+  description: What was done (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+    STATE_ROOT_ARGSPEC, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+
+CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
+                  'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
+                  'memory_reservation', 'cpus', 'cpu_shares', 'cpuset_cpus', 'pids_limit', 'cgroups_path',
+                  'config')
+
+
+def main():
+    argument_spec = dict(
+        path=dict(type='path', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        force=dict(type='bool', default=False),
+        rootfs_from=dict(type='path'),
+        rootfs_copy=dict(type='bool', default=False),
+        image_ref=dict(type='str'),
+        platform=dict(type='str'),
+        args=dict(type='list', elements='str'),
+        env=dict(type='dict'),
+        cwd=dict(type='str'),
+        user=dict(type='str'),
+        hostname=dict(type='str'),
+        terminal=dict(type='bool'),
+        readonly_rootfs=dict(type='bool'),
+        mounts=dict(type='list', elements='dict'),
+        capabilities=dict(type='dict'),
+        namespaces=dict(type='list', elements='raw'),
+        devices=dict(type='list', elements='dict'),
+        sysctl=dict(type='dict'),
+        annotations=dict(type='dict'),
+        memory=dict(type='str'),
+        memory_swap=dict(type='str'),
+        memory_reservation=dict(type='str'),
+        cpus=dict(type='str'),
+        cpu_shares=dict(type='int'),
+        cpuset_cpus=dict(type='str'),
+        pids_limit=dict(type='int'),
+        cgroups_path=dict(type='str'),
+        config=dict(type='dict'),
+    )
+    argument_spec.update(STATE_ROOT_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    require_cffi(module)
+    from ansible_collections.daemonless.oci.plugins.module_utils import bundle
+    params = module.params
+    try:
+        if params['state'] == 'absent':
+            result = bundle.remove(params['path'], params['state_root'], force=params['force'],
+                                   check_mode=module.check_mode)
+            module.exit_json(**result)
+        outcome = bundle.ensure(params['path'], dict((name, params[name]) for name in CONFIG_OPTIONS),
+                                source=params['rootfs_from'], reference=params['image_ref'],
+                                platform=params['platform'], copy=params['rootfs_copy'],
+                                state_root=params['state_root'], check_mode=module.check_mode)
+    except OCIError as exc:
+        module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
+    result = dict((key, outcome[key]) for key in ('changed', 'actions', 'path', 'rootfs', 'config',
+                                                   'config_digest', 'image_digest'))
+    if module._diff:
+        result['diff'] = dict(before=outcome['before'], after=outcome['after'],
+                              before_header=outcome['path'] + '/config.json',
+                              after_header=outcome['path'] + '/config.json')
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,84 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: oci_container_facts
+short_description: Publish OCI containers and host capabilities as facts
+version_added: 0.1.0
+description:
+  - Sets C(ansible_facts.oci_containers), a dict of the containers in O(state_root) by id, and
+    C(ansible_facts.oci_host), the host's container capabilities, so that later tasks can use
+    conditions such as C(ansible_facts.oci_containers.web.status == 'running').
+  - The same data as M(daemonless.oci.oci_container_info), as facts.
+author:
+  - daemonless.oci maintainers
+extends_documentation_fragment:
+  - daemonless.oci.state_root
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+  facts:
+    support: full
+    description: Sets C(oci_containers) and C(oci_host).
+options:
+  name:
+    description: Container ids to publish; all containers when empty.
+    type: list
+    elements: str
+    default: []
+    aliases: [id]
+seealso:
+  - module: daemonless.oci.oci_container_info
+'''
+
+EXAMPLES = r'''
+- name: Gather container facts
+  daemonless.oci.oci_container_facts:
+
+- name: Restart web only when it stopped
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    restart: true
+  when: ansible_facts.oci_containers.web.status == 'stopped'
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: The facts set.
+  returned: always
+  type: dict
+  contains:
+    oci_containers:
+      description: Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
+      returned: always
+      type: dict
+      sample: {"web": {"id": "web", "status": "running", "pid": 4242}}
+    oci_host:
+      description: The host's container capabilities, as M(daemonless.oci.oci_container_info) returns them in RV(ignore:host).
+      returned: always
+      type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+    SELECTION_ARGSPEC, gather, require_cffi)
+
+
+def main():
+    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
+    require_cffi(module)
+    containers, dummy, host = gather(module)
+    module.exit_json(changed=False, ansible_facts=dict(oci_containers=dict((c['id'], c) for c in containers),
+                                                       oci_host=host))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,97 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: oci_container_info
+short_description: Report OCI containers and what the host offers them
+version_added: 0.1.0
+description:
+  - Returns the full state of the containers in O(state_root) (all, or those named) and the
+    host's container capabilities (cgroup layout and controllers, user, time and cgroup
+    namespaces, seccomp, LSMs). Changes nothing.
+  - M(daemonless.oci.oci_container_facts) returns the same as facts.
+author:
+  - daemonless.oci maintainers
+extends_documentation_fragment:
+  - daemonless.oci.state_root
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+options:
+  name:
+    description: Container ids to report; all containers when empty.
+    type: list
+    elements: str
+    default: []
+    aliases: [id]
+seealso:
+  - module: daemonless.oci.oci_container_facts
+  - module: daemonless.oci.oci_container_state
+'''
+
+EXAMPLES = r'''
+- name: All containers of the host
+  daemonless.oci.oci_container_info:
+  register: oci
+
+- name: Fail when the web container is not running
+  ansible.builtin.assert:
+    that: (oci.containers | selectattr('id', 'equalto', 'web') | first).status == 'running'
+'''
+
+RETURN = r'''
+containers:
+  description:
+    - The containers, sorted by id, each as M(daemonless.oci.oci_container_state) returns it.
+    - A named container that does not exist is left out and listed in RV(missing).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "web", "status": "running", "pid": 4242, "bundle": "/srv/bundles/web"}]
+missing:
+  description: Named containers that do not exist.
+  returned: always
+  type: list
+  elements: str
+host:
+  description: What the host offers containers.
+  returned: always
+  type: dict
+  contains:
+    kernel: {description: Kernel release., type: str, returned: always}
+    architecture: {description: Machine architecture., type: str, returned: always}
+    cgroup:
+      description: Cgroup layout (mode v1, v2 or hybrid; v1 hierarchies; the unified mount and its controllers).
+      type: dict
+      returned: always
+    user_namespaces: {description: Whether user namespaces can be created., type: bool, returned: always}
+    time_namespace: {description: Whether the kernel has time namespaces., type: bool, returned: always}
+    cgroup_namespace: {description: Whether the kernel has cgroup namespaces., type: bool, returned: always}
+    seccomp: {description: Whether the kernel has seccomp., type: bool, returned: always}
+    seccomp_actions: {description: The seccomp actions the kernel offers., type: list, elements: str, returned: always}
+    lsms: {description: The active Linux security modules., type: list, elements: str, returned: always}
+    apparmor: {description: Whether AppArmor is active., type: bool, returned: always}
+    selinux: {description: Whether SELinux is active., type: bool, returned: always}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+    SELECTION_ARGSPEC, gather, require_cffi)
+
+
+def main():
+    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
+    require_cffi(module)
+    containers, missing, host = gather(module)
+    module.exit_json(changed=False, containers=containers, missing=missing, host=host)
+
+
+if __name__ == '__main__':
+    main()

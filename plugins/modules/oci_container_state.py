@@ -1,0 +1,301 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r'''
+module: oci_container_state
+short_description: Bring an OCI container to created, running, stopped or absent
+version_added: 0.1.0
+description:
+  - Creates, starts, stops, updates, recreates or deletes a container from an OCI bundle
+    (see M(daemonless.oci.oci_bundle)), directly through the collection's runtime core:
+    no container daemon runs on the host.
+  - Idempotent. The bundle's C(config.json) is compared with the configuration the container
+    was created from (kept in its state directory), never with a command line. Changes to
+    cgroup limits (memory, cpu, pids, block I/O, huge pages) are applied to the running
+    container in place; any other change recreates it (stop, delete, create, start).
+  - Every container it creates gets a monitor process that logs its output to a file, records
+    its exit code, and survives the task.
+author:
+  - daemonless.oci maintainers
+extends_documentation_fragment:
+  - daemonless.oci.state_root
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and touches nothing (no mount, cgroup, process or file).
+  diff_mode:
+    support: full
+    description: Shows the status and configuration before and after.
+options:
+  id:
+    description:
+      - The container's id, unique in O(state_root).
+    type: str
+    required: true
+    aliases: [name]
+  bundle:
+    description:
+      - The bundle directory (C(config.json) and the root filesystem).
+      - Required unless O(state=absent).
+    type: path
+  state:
+    description:
+      - V(created) leaves the container's process waiting to be started.
+      - V(running) starts it (creating it first if needed).
+      - V(stopped) stops a running container gracefully (O(stop_signal), then SIGKILL after
+        O(stop_timeout)); a container that does not exist yet is created and left waiting.
+      - V(absent) stops and deletes the container.
+    type: str
+    choices: [created, running, stopped, absent]
+    default: running
+  recreate:
+    description: Recreate the container even when its configuration is unchanged.
+    type: bool
+    default: false
+  restart:
+    description:
+      - With O(state=running), stop and recreate a running (or finished) container even when
+        nothing changed. OCI containers cannot be restarted in place.
+    type: bool
+    default: false
+  wait:
+    description:
+      - V(exited) runs the container as a job, waits for it to finish (at most O(timeout)
+        seconds), and returns RV(exit_code), RV(oom_killed) and RV(logs_lines). A finished job
+        whose configuration is unchanged is not run again unless O(restart=true).
+      - V(none) returns as soon as the container is in the wanted state.
+    type: str
+    choices: [none, exited]
+    default: none
+  timeout:
+    description: Seconds to wait for a job with O(wait=exited); 0 waits without limit.
+    type: int
+    default: 300
+  stop_signal:
+    description: The signal that asks the container to stop (a name such as V(SIGTERM) or a number).
+    type: str
+    default: SIGTERM
+  stop_timeout:
+    description: Seconds to wait after O(stop_signal) before SIGKILL.
+    type: int
+    default: 10
+  log_path:
+    description:
+      - Where the monitor writes the container's output. Default is C(container.log) in the
+        container's state directory.
+    type: path
+  log_max_size:
+    description: Size in bytes at which the log is rotated; 0 disables rotation.
+    type: int
+    default: 20971520
+  log_max_files:
+    description: How many log files (the current one and rotated ones) are kept.
+    type: int
+    default: 5
+  logs_lines:
+    description: How many of the last log lines RV(logs_lines) returns with O(wait=exited).
+    type: int
+    default: 20
+notes:
+  - Run as root (C(become=true)) on Linux hosts.
+seealso:
+  - module: daemonless.oci.oci_bundle
+  - module: daemonless.oci.oci_container_info
+'''
+
+EXAMPLES = r'''
+- name: Run a web server from a bundle
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    state: running
+
+- name: Run a job to completion and use its exit code
+  daemonless.oci.oci_container_state:
+    id: migrate
+    bundle: /srv/bundles/migrate
+    state: running
+    wait: exited
+    timeout: 600
+  register: job
+  failed_when: job.exit_code != 0
+
+- name: Stop gracefully, waiting up to 30 seconds
+  daemonless.oci.oci_container_state:
+    id: web
+    state: stopped
+    stop_timeout: 30
+
+- name: Remove it
+  daemonless.oci.oci_container_state:
+    id: web
+    state: absent
+'''
+
+RETURN = r'''
+container:
+  description: The container after the task (null once absent).
+  returned: always
+  type: dict
+  contains:
+    id: {description: The container id., type: str, returned: success}
+    status: {description: created, running, paused or stopped., type: str, returned: success}
+    pid: {description: The container process on the host (0 when stopped)., type: int, returned: success}
+    bundle: {description: The bundle directory., type: str, returned: success}
+    rootfs: {description: The root filesystem., type: str, returned: success}
+    created: {description: Creation time (RFC 3339)., type: str, returned: success}
+    started: {description: Start time (RFC 3339)., type: str, returned: when started}
+    finished: {description: Exit time (RFC 3339)., type: str, returned: when stopped}
+    exit_code: {description: Exit code (128+N when killed by signal N)., type: int, returned: when stopped}
+    exit_signal: {description: The signal that killed it., type: str, returned: when killed by a signal}
+    oom_killed: {description: Whether the OOM killer was involved., type: bool, returned: when stopped}
+    exit_reason: {description: Why the exit code is unknown., type: str, returned: when unknown}
+    log_path: {description: The log file the monitor writes., type: str, returned: success}
+    monitor_pid: {description: The monitor process (0 once it exited)., type: int, returned: success}
+    cgroup_path: {description: The container's cgroup path., type: str, returned: success}
+    annotations: {description: The config's annotations., type: dict, returned: success}
+actions:
+  description: What the task did (or would do in check mode), with the reason, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["update: memory", "stop: process.args changed", "delete: process.args changed", "create: recreate: process.args changed", "start"]
+exit_code:
+  description: The job's exit code.
+  returned: when O(wait=exited)
+  type: int
+oom_killed:
+  description: Whether the OOM killer ended the job.
+  returned: when O(wait=exited)
+  type: bool
+logs_lines:
+  description: The last O(logs_lines) lines of the job's output (stdout and stderr, in order).
+  returned: when O(wait=exited)
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+    STATE_ROOT_ARGSPEC, container_result, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+
+
+def main():
+    argument_spec = dict(
+        id=dict(type='str', required=True, aliases=['name']),
+        bundle=dict(type='path'),
+        state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
+        recreate=dict(type='bool', default=False),
+        restart=dict(type='bool', default=False),
+        wait=dict(type='str', default='none', choices=['none', 'exited']),
+        timeout=dict(type='int', default=300),
+        stop_signal=dict(type='str', default='SIGTERM'),
+        stop_timeout=dict(type='int', default=10),
+        log_path=dict(type='path'),
+        log_max_size=dict(type='int', default=20971520),
+        log_max_files=dict(type='int', default=5),
+        logs_lines=dict(type='int', default=20),
+    )
+    argument_spec.update(STATE_ROOT_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('state', 'created', ['bundle']), ('state', 'running', ['bundle']),
+                                        ('state', 'stopped', ['bundle'])])
+    require_cffi(module)
+    try:
+        result = run(module)
+    except OCIError as exc:
+        module.fail_json(msg="container %s: %s" % (module.params['id'], exc))
+    module.exit_json(**result)
+
+
+def run(module):
+    from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle, logs, reconcile, spec, state
+
+    params = module.params
+    root = params['state_root']
+    container_id = params['id']
+    state.validate_id(container_id)
+    current = _current(lifecycle, root, container_id)
+    current_config = None
+    if current is not None:
+        current_config = _stored_config(state, root, container_id)
+    desired_config = None
+    bundle = None
+    if params['state'] != 'absent':
+        bundle = os.path.abspath(params['bundle'])
+        desired_config = spec.load_bundle(bundle)[0]
+    job = params['wait'] == 'exited'
+    actions = reconcile.plan(current, current_config, desired_config, bundle, params['state'],
+                             recreate=params['recreate'], restart=params['restart'], job=job)
+    result = dict(changed=bool(actions), actions=[a.describe() for a in actions])
+    if module._diff:
+        result['diff'] = dict(
+            before=dict(status=current['status'] if current else 'absent', config=current_config or {}),
+            after=dict(status=_expected_status(current, actions),
+                       config=desired_config or {}))
+    if module.check_mode:
+        result['container'] = container_result(current)
+        return result
+    options = reconcile.Options(stop_signal=params['stop_signal'], stop_timeout=params['stop_timeout'],
+                                log_path=params['log_path'], log_max_size=params['log_max_size'],
+                                log_max_files=params['log_max_files'])
+    reconcile.apply(root, container_id, bundle, actions, options)
+    final = _current(lifecycle, root, container_id)
+    if job and final is not None:
+        final = lifecycle.wait(root, container_id, timeout=params['timeout'] or None)
+        result['exit_code'] = final.get('exitCode')
+        result['oom_killed'] = bool(final.get('oomKilled'))
+        result['logs_lines'] = _log_tail(lifecycle, logs, root, container_id, params['logs_lines'])
+    result['container'] = container_result(final)
+    return result
+
+
+def _current(lifecycle, root, container_id):
+    try:
+        return lifecycle.state(root, container_id)
+    except OCIError as exc:
+        if 'does not exist' in str(exc):
+            return None
+        raise
+
+
+def _stored_config(state, root, container_id):
+    """The config the container runs with: as created, plus the resources updated since."""
+    import json
+    from ansible_collections.daemonless.oci.plugins.module_utils import reconcile
+    with state.Container.open(root, container_id) as container:
+        record = container.read()
+        try:
+            with open(container.path(state.CONFIG_COPY)) as handle:
+                config = json.load(handle)
+        except (OSError, ValueError):
+            config = {}
+    return reconcile.effective_config(config, record.get('resources'))
+
+
+def _expected_status(current, actions):
+    """The status the actions lead to, for the diff."""
+    status = current['status'] if current else 'absent'
+    after = {'create': 'created', 'start': 'running', 'resume': 'running', 'stop': 'stopped', 'delete': 'absent'}
+    for action in actions:
+        status = after.get(action.verb, status)
+    return status
+
+
+def _log_tail(lifecycle, logs, root, container_id, count):
+    try:
+        path, max_files, _running = lifecycle.log_source(root, container_id)
+    except OCIError:
+        return []
+    records = logs.select_records(logs.read_records(path, max_files), tail=count)
+    return [record.text.decode('utf-8', 'replace') for record in records]
+
+
+if __name__ == '__main__':
+    main()
