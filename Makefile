@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV      := $(CURDIR)/.venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.stamp
-DEB_PKGS  := python3-venv busybox-static runc shellcheck
+DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck
 
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
@@ -15,7 +15,7 @@ PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime
 
-.PHONY: venv bytecode ffi demo test units sanity clean
+.PHONY: venv bytecode ffi demo test units sanity integration clean
 
 venv: $(STAMP)
 
@@ -46,13 +46,17 @@ demo: venv bytecode
 	bash tools/demo.sh
 
 # The whole suite: the pytest suites (unit and real containers), then ansible-test sanity.
-test: units sanity
+test: units integration sanity
 
 units: venv bytecode
 	$(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 
 sanity: venv
-	bash tools/sanity.sh
+	bash tools/ansible_test.sh sanity --venv --python 3.11
+
+# The modules through real ansible-playbook runs on localhost (real containers).
+integration: venv
+	bash tools/ansible_test.sh integration --venv --python 3.11 --allow-destructive
 
 clean:
 	rm -rf --one-file-system build

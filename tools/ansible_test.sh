@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs `ansible-test sanity --venv` on the collection as committed plus
-# uncommitted files: ansible-test wants the collection under a real
-# .../ansible_collections/daemonless/oci directory outside any other git
-# checkout, so the files are copied to a temporary one. Extra arguments go
-# to ansible-test (e.g. --test pep8).
+# Runs `ansible-test ARGS...` (sanity, units, integration) on the collection
+# as committed plus uncommitted files: ansible-test wants the collection
+# under a real .../ansible_collections/daemonless/oci directory outside any
+# other git checkout, so the files are copied to a temporary one.
+# Example: tools/ansible_test.sh sanity --venv --python 3.11 --test pep8
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
@@ -27,4 +27,4 @@ git ls-files -z -co --exclude-standard \
   | while IFS= read -r -d '' f; do [ -e "$f" ] && [ "${f#build/}" = "$f" ] && printf '%s\0' "$f"; done \
   | tar -c --null -T - -f - | tar -x -f - -C "$dest"
 cd "$dest"
-"$repo/.venv/bin/ansible-test" sanity --venv --python 3.11 "$@"
+"$repo/.venv/bin/ansible-test" "$@"
