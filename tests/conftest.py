@@ -36,6 +36,26 @@ def mount_points():
     return points
 
 
+def processes_in_cgroups_named(names):
+    """Pids whose cgroup (any hierarchy) ends in one of NAMES: container processes of those ids.
+
+    After pivot_root a container's /proc/PID/root reads "/" from the host, so
+    its cgroup is what ties a process to a container.
+    """
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cgroup" % pid) as handle:
+                paths = [line.rstrip("\n").split(":", 2)[2] for line in handle]
+        except OSError:
+            continue
+        if any(os.path.basename(path) in names for path in paths if path.startswith("/ocirt")):
+            found.append(int(pid))
+    return found
+
+
 def processes_rooted_under(path):
     """Pids whose root or cwd lies under PATH (a container's rootfs, seen from the host)."""
     found = []
@@ -91,11 +111,12 @@ class HostAudit:
                              if os.path.basename(path) in words)
         if new_cgroups:
             problems.append("cgroups left on the host: %s" % new_cgroups)
-        pids = processes_rooted_under(self.scratch)
+        pids = sorted(set(processes_rooted_under(self.scratch)) | set(processes_in_cgroups_named(words)))
         if pids:
             problems.append("processes left inside test bundles: %s" % pids)
         if os.path.isdir(self.state_root):
-            entries = sorted(os.listdir(self.state_root))
+            # "=monitor" is the runtime's cache of the monitor's code, not a container.
+            entries = sorted(e for e in os.listdir(self.state_root) if e != "=monitor")
             if entries:
                 problems.append("state left in %s: %s" % (self.state_root, entries))
         return problems
@@ -167,11 +188,12 @@ def state_root(scratch):
     root = "/run/ocirt-test-%s" % uuid.uuid4().hex[:12]
     audit = HostAudit(root, scratch)
     yield root
-    leftover_ids = []
     if os.path.isdir(root):
-        for name in sorted(os.listdir(root)):
-            leftover_ids.append(name)
-            ocirt_cmd(root, "delete", "--force", name, check=False)
+        # `list` knows the ids of containers stored under a hashed directory name too.
+        listed = ocirt_cmd(root, "list", "-q", check=False).stdout.split()
+        named = [n for n in os.listdir(root) if not n.startswith("=")]
+        for container_id in sorted(set(listed) | set(named)):
+            ocirt_cmd(root, "delete", "--force", container_id, check=False)
     problems = audit.leftovers()
     shutil.rmtree(root, ignore_errors=True)
     assert not problems, "; ".join(problems)

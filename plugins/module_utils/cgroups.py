@@ -16,6 +16,7 @@ mappings can be checked without touching the host.
 """
 import errno
 import os
+import signal
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils import syscalls
@@ -163,7 +164,8 @@ def process_cgroups(pid="self"):
 def resolve_path(cgroups_path, container_id):
     """The cgroup path (inside every hierarchy) for linux.cgroupsPath, or the default."""
     if not cgroups_path:
-        return RUNTIME_PARENT + "/" + container_id
+        from ansible_collections.daemonless.oci.plugins.module_utils.state import directory_name
+        return RUNTIME_PARENT + "/" + directory_name(container_id)
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         parts = cgroups_path.split(":")
         if len(parts) == 3:
@@ -434,7 +436,9 @@ def _plan_blockio(planner, blockio, base):
             planner.add(controller, "blkio.leaf_weight", leaf_weight, base + ".leafWeight")
     else:
         if weight is not None:
-            planner.add(controller, "io.bfq.weight|io.weight", 1 + (weight - 10) * 9999 // 990, base + ".weight")
+            # BFQ takes the weight as it is (1-1000); io.weight wants the spec's 1-10000 mapping.
+            planner.add(controller, "io.bfq.weight|io.weight", "%d|%d" % (weight, 1 + (weight - 10) * 9999 // 990),
+                        base + ".weight")
         if leaf_weight is not None:
             raise OCIError("%s.leafWeight: cgroup v2 has no leaf weight" % base)
     for index, entry in enumerate(_list(blockio, "weightDevice", base + ".weightDevice")):
@@ -446,8 +450,9 @@ def _plan_blockio(planner, blockio, base):
                 planner.add(controller, "blkio.weight_device|blkio.bfq.weight_device",
                             "%d:%d %d" % (major, minor, device_weight), field)
             else:
-                planner.add(controller, "io.bfq.weight|io.weight", "%d:%d %d"
-                            % (major, minor, 1 + (device_weight - 10) * 9999 // 990), field)
+                planner.add(controller, "io.bfq.weight|io.weight", "%d:%d %d|%d:%d %d"
+                            % (major, minor, device_weight, major, minor,
+                               1 + (device_weight - 10) * 9999 // 990), field)
     throttles = (("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
                  ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
                  ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
@@ -586,9 +591,7 @@ class Cgroup:
     def apply(self, writes, layout):
         """Write each planned file; a write refused for ordering (memory+swap) is retried once at the end."""
         pending = list(writes)
-        if any(w.controller in layout.unified_controllers and layout.hierarchy_for(w.controller) is layout.unified
-               for w in pending):
-            self._enable_unified_controllers(writes, layout)
+        self._enable_unified_controllers(writes, layout)
         for attempt in (0, 1):
             failed = []
             for write in pending:
@@ -613,12 +616,17 @@ class Cgroup:
 
     @staticmethod
     def _write(directory, write):
+        """Write to the first of the alternative files ("a|b") that exists; "?" marks an optional file.
+
+        A value "x|y" gives each alternative its own value (BFQ's weight is unconverted).
+        """
         names = write.filename.lstrip("?").split("|")
+        values = write.value.split("|") if "|" in write.value else [write.value] * len(names)
         optional = write.filename.startswith("?")
-        for name in names:
+        for name, value in zip(names, values):
             path = os.path.join(directory, name)
             if os.path.exists(path):
-                _write_file(path, write.value)
+                _write_file(path, value)
                 return
         if optional:
             return
@@ -627,6 +635,9 @@ class Cgroup:
     def _enable_unified_controllers(self, writes, layout):
         """v2: a controller is usable in a cgroup only once every ancestor delegates it."""
         wanted = set(w.controller for w in writes if layout.hierarchy_for(w.controller) is layout.unified)
+        # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
+        wanted.update(w.filename.split(".", 1)[0] for w in writes
+                      if w.controller == "unified" and w.filename.split(".", 1)[0] in layout.unified_controllers)
         directory = self.dirs.get("unified")
         if not directory or not wanted:
             return
@@ -721,7 +732,8 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
         finally:
-            if kind and not frozen_before:
+            # A frozen process dies only once thawed: after SIGKILL thaw even a paused container.
+            if kind and (not frozen_before or signum == signal.SIGKILL):
                 self.freeze(False)
 
     def destroy(self):

@@ -145,12 +145,17 @@ def parse(argv):
     return global_options, command, options
 
 
+def _is_number(text):
+    """Digits 0-9 only: str.isdigit also accepts characters int() refuses, such as '²'."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_signal(value):
     """A signal number from '9', 'KILL', 'SIGKILL' or 'sigkill'."""
     import signal
     if value is None:
         return signal.SIGTERM
-    if value.isdigit():
+    if _is_number(value):
         number = int(value)
         if 0 < number < signal.NSIG:
             return number
@@ -166,7 +171,7 @@ def parse_signal(value):
 
 def _preserve_fds(options):
     value = options.get("preserve_fds", "0")
-    if not value.isdigit():
+    if not _is_number(value):
         raise UsageError("--preserve-fds %s: must be a non-negative integer" % value)
     return int(value)
 
@@ -240,7 +245,7 @@ def _log_options(options):
     if options.get("log_max_size") is not None:
         result["log_max_size"] = parse_size(options["log_max_size"], "log-max-size")
     if options.get("log_max_files") is not None:
-        if not options["log_max_files"].isdigit() or int(options["log_max_files"]) < 1:
+        if not _is_number(options["log_max_files"]) or int(options["log_max_files"]) < 1:
             raise UsageError("--log-max-files %s: must be a positive integer" % options["log_max_files"])
         result["log_max_files"] = int(options["log_max_files"])
     return result
@@ -250,13 +255,13 @@ def _print_logs(root, options):
     from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle, logs
     path, max_files, still_running = lifecycle.log_source(root, options["id"])
     tail = options.get("tail")
-    if tail is not None and not (tail.isdigit() or tail == "all"):
+    if tail is not None and not (_is_number(tail) or tail == "all"):
         raise UsageError("logs --tail %s: must be a number or all" % tail)
     since = logs.parse_since(options["since"]) if options.get("since") else None
     timestamps = options.get("timestamps", False)
     size = os.path.getsize(path) if os.path.exists(path) else 0
     records = logs.select_records(logs.read_records(path, max_files),
-                                  tail=int(tail) if tail and tail.isdigit() else None, since=since)
+                                  tail=int(tail) if tail and _is_number(tail) else None, since=since)
     _write_pieces(logs.render(records, timestamps))
     if options.get("follow"):
         for record in logs.follow(path, size, still_running):
@@ -279,7 +284,7 @@ def parse_size(value, flag):
         return -1
     digits = text.rstrip("kmgtb")
     suffix = text[len(digits):]
-    if not digits.isdigit() or suffix not in _SIZE_SUFFIXES:
+    if not _is_number(digits) or suffix not in _SIZE_SUFFIXES:
         raise UsageError("--%s %s: not a size (bytes, or a number with k, m, g or t)" % (flag, value))
     return int(digits) * _SIZE_SUFFIXES[suffix]
 

@@ -75,6 +75,23 @@ def _check_fifo_writable(proc_fds, fifo_fd):
                            % exc.strerror)
 
 
+def _default_signals():
+    """The container's process starts with every signal at its default and none blocked.
+
+    Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays
+    ignored across exec: `yes | head` inside would loop on EPIPE forever.
+    """
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(signum) is not signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # real-time signals the C library reserves
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def container_init(args):
     """The container's first process: set everything up, wait for start, exec."""
     try:
@@ -125,6 +142,7 @@ def container_init(args):
         os.close(fifo)
     except BaseException as exc:
         report_and_exit(args.channel, exc)
+    _default_signals()
     try:
         os.execve(executable, proc["args"], env)
     except OSError as exc:

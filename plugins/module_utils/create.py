@@ -21,8 +21,8 @@ from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIEr
 from ansible_collections.daemonless.oci.plugins.module_utils.namespaces import (
     NamespacePlan, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils.state import (
-    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, Container, process_start_time, utc_now,
-    wait_for_exit, write_json_atomic)
+    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
+    process_start_time, utc_now, wait_for_exit, write_json_atomic)
 
 
 def _check_config(config, plan, console_socket, detached):
@@ -268,7 +268,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.dup2(err_w, 2)
     for fd in (out_w, err_w):
         os.close(fd)
-    state_dir = os.path.join(root, container_id)
+    state_dir = os.path.join(root, directory_name(container_id))
     log_path = os.path.abspath(log_path) if log_path else os.path.join(state_dir, LOG_FILE)
     record = {"pid": os.getpid(), "startTime": process_start_time(os.getpid()), "logPath": log_path,
               "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
@@ -305,7 +305,7 @@ def _monitor_module(root, monitor):
     import hashlib
     source = monitor.__loader__.get_source(monitor.__name__)
     name = "ocirt_monitor_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    directory = os.path.join(root, ".monitor")
+    directory = os.path.join(root, INTERNAL_PREFIX + "monitor")
     path = os.path.join(directory, name + ".py")
     if not os.path.exists(path):
         os.makedirs(directory, mode=0o700, exist_ok=True)

@@ -10,10 +10,12 @@ create: reading or signalling a container imports none of its machinery.
 """
 import os
 import signal
+import sys
 
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.state import (
-    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, utc_now, wait_for_exit)
+    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, process_start_time, utc_now,
+    wait_for_exit)
 
 
 def start(root, container_id):
@@ -56,7 +58,13 @@ def list_containers(root):
 
 
 def _pids_in_namespace(record):
-    """Every pid in the container's own pid namespace (for kill --all before cgroups)."""
+    """Every pid in the container's own pid namespace (for kill --all before cgroups).
+
+    Empty once the init is gone: its pid, and the /proc/<pid>/ns paths
+    recorded with it, may belong to another process by now.
+    """
+    if process_start_time(record.get("pid") or 0) != record.get("pidStartTime") or not record.get("pid"):
+        return []
     ns_path = (record.get("namespaces") or {}).get("pid")
     try:
         target = os.stat(ns_path) if ns_path else None
@@ -102,15 +110,24 @@ def kill(root, container_id, signum, all_processes=False):
             raise OCIError("container %s: cannot kill a container that is %s" % (container_id, status))
         if all_processes:
             _signal_all(container, signum)
-            return
-        try:
-            os.kill(container.read()["pid"], signum)
-        except ProcessLookupError:
-            pass
+        else:
+            try:
+                os.kill(container.read()["pid"], signum)
+            except ProcessLookupError:
+                pass
+        if status == PAUSED and signum == signal.SIGKILL:
+            # A frozen process dies only once thawed (cgroup v1 freezer), as runc does.
+            container.cgroup().freeze(False)
 
 
 def delete(root, container_id, force=False):
-    with Container.open(root, container_id) as container:
+    try:
+        container = Container.open(root, container_id)
+    except OCIError:
+        if force and "does not exist" in str(sys.exc_info()[1]):
+            return  # as runc: --force makes deleting what is not there a success
+        raise
+    with container:
         try:
             status = container.status()
         except OCIError:
@@ -283,8 +300,11 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
     if code < 0:
         code = 128 - code
-    with Container.open(root, container_id) as container:
-        container.update(exitCode=code, finished=utc_now())
+    try:
+        with Container.open(root, container_id) as container:
+            container.update(exitCode=code, finished=utc_now())
+    except OCIError:
+        return code  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
     if not keep:
         delete(root, container_id, force=True)
     return code

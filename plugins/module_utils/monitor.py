@@ -86,13 +86,15 @@ class LogWriter:
         except RuntimeError:
             pass  # already awake
 
-    def put(self, record):
+    def put(self, records):
+        """Queue RECORDS, a list of (record bytes, bytes of the container's output it carries)."""
         with self.mutex:
-            if self.pending_bytes + len(record) > MAX_BACKLOG:
-                self.dropped += len(record)
-            else:
-                self.pending.append(record)
-                self.pending_bytes += len(record)
+            for record, output_bytes in records:
+                if self.pending_bytes + len(record) > MAX_BACKLOG:
+                    self.dropped += output_bytes
+                else:
+                    self.pending.append(record)
+                    self.pending_bytes += len(record)
         self._wake()
 
     def close(self):
@@ -118,15 +120,27 @@ class LogWriter:
             if dropped:
                 batch.insert(0, ("%s stderr F [monitor: the disk fell behind; %d bytes of output "
                                  "were dropped here]\n" % (timestamp(), dropped)).encode())
-            for record in batch:
-                self._write(record)
+            self._write_batch(batch)
             if done:
                 return
 
-    def _write(self, record):
-        if self.max_size and self.size and self.size + len(record) > self.max_size:
-            self._rotate()
-        view = memoryview(record)
+    def _write_batch(self, batch):
+        """One write per run of records that fits before the next rotation."""
+        run = []
+        run_size = 0
+        for record in batch:
+            if self.max_size and self.size + run_size and self.size + run_size + len(record) > self.max_size:
+                self._write(b"".join(run))
+                run, run_size = [], 0
+                if self.size:
+                    self._rotate()
+            run.append(record)
+            run_size += len(record)
+        if run:
+            self._write(b"".join(run))
+
+    def _write(self, data):
+        view = memoryview(data)
         while view:
             try:
                 written = os.write(self.fd, view)
@@ -168,20 +182,32 @@ class Stream:
         self.partial = b""
 
     def records(self, chunk):
+        """(record, output bytes) pairs for CHUNK; what arrived together shares one timestamp.
+
+        A line longer than PARTIAL_LINE becomes P pieces and a final F piece,
+        as the CRI format does; an unfinished line waits for the next chunk
+        until it is that long.
+        """
+        stamp = timestamp().encode()
         data = self.partial + chunk
         lines = data.split(b"\n")
         self.partial = lines.pop()
-        records = [b"%s %s F %s\n" % (timestamp().encode(), self.name, line) for line in lines]
+        records = []
+        for line in lines:
+            while len(line) > PARTIAL_LINE:
+                records.append((b"%s %s P %s\n" % (stamp, self.name, line[:PARTIAL_LINE]), PARTIAL_LINE))
+                line = line[PARTIAL_LINE:]
+            records.append((b"%s %s F %s\n" % (stamp, self.name, line), len(line) + 1))
         while len(self.partial) >= PARTIAL_LINE:
             piece, self.partial = self.partial[:PARTIAL_LINE], self.partial[PARTIAL_LINE:]
-            records.append(b"%s %s P %s\n" % (timestamp().encode(), self.name, piece))
+            records.append((b"%s %s P %s\n" % (stamp, self.name, piece), len(piece)))
         return records
 
     def flush(self):
         if not self.partial:
             return []
         piece, self.partial = self.partial, b""
-        return [b"%s %s P %s\n" % (timestamp().encode(), self.name, piece)]
+        return [(b"%s %s P %s\n" % (timestamp().encode(), self.name, piece), len(piece))]
 
 
 def write_exit(state_dir, record):
@@ -277,11 +303,9 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
             except BlockingIOError:
                 continue
             if chunk:
-                for record in stream.records(chunk):
-                    writer.put(record)
+                writer.put(stream.records(chunk))
             else:
-                for record in stream.flush():
-                    writer.put(record)
+                writer.put(stream.flush())
                 poller.unregister(fd)
                 os.close(fd)
                 del streams[fd]

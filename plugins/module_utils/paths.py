@@ -45,18 +45,25 @@ def open_in_root(rootfd, path, flags=os.O_PATH):
 
 
 def walk_in_root(rootfd, path, flags=os.O_PATH):
-    """open_in_root for kernels without openat2: one component at a time, O_NOFOLLOW."""
+    """open_in_root for kernels without openat2: one component at a time, O_NOFOLLOW.
+
+    Resolves exactly as openat2 with RESOLVE_IN_ROOT does: '..' never climbs
+    above the root, a symlink restarts from the root when absolute, and a
+    component after a non-directory is ENOTDIR.
+    """
     pending = [part for part in path.split("/") if part not in ("", ".")]
+    wants_directory = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
     stack = [os.dup(rootfd)]
     links = 0
     try:
         while pending:
             part = pending.pop(0)
+            if not stat.S_ISDIR(os.fstat(stack[-1]).st_mode):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
             if part == "..":
                 if len(stack) > 1:
                     os.close(stack.pop())
                 continue
-            last = not pending
             fd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
             if stat.S_ISLNK(os.fstat(fd).st_mode):
                 os.close(fd)
@@ -69,15 +76,17 @@ def walk_in_root(rootfd, path, flags=os.O_PATH):
                         os.close(stack.pop())
                 pending[:0] = [p for p in target.split("/") if p not in ("", ".")]
                 continue
-            if last and flags != os.O_PATH:
-                os.close(fd)
-                fd = os.open(part, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
             stack.append(fd)
+        if wants_directory and not stat.S_ISDIR(os.fstat(stack[-1]).st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
         result = stack.pop()
-        if flags != os.O_PATH and len(stack) == 0:
+        if flags == os.O_PATH:
+            return result
+        try:
+            # Reopen what was found with the wanted flags, through its own fd.
+            return os.open(fd_path(result), flags | os.O_CLOEXEC)
+        finally:
             os.close(result)
-            result = os.open(".", flags | os.O_CLOEXEC, dir_fd=rootfd)
-        return result
     finally:
         for fd in stack:
             os.close(fd)
@@ -88,7 +97,9 @@ def ensure_in_root(rootfd, path, directory=True, mode=0o755, _depth=0):
 
     Missing parents become directories; the last component becomes a
     directory or, with directory=False, an empty file. A dangling symlink is
-    followed inside the root and its target created there.
+    followed inside the root and its target created there. '..' and
+    symlinks are resolved by the kernel's walk (open_in_root), never by
+    string manipulation, so the parent is where the walk really leads.
     """
     if _depth > MAX_SYMLINKS:
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
@@ -96,10 +107,11 @@ def ensure_in_root(rootfd, path, directory=True, mode=0o755, _depth=0):
         return open_in_root(rootfd, path)
     except FileNotFoundError:
         pass
-    parent, name = os.path.split(os.path.normpath("/" + path))
-    if not name:
-        return open_in_root(rootfd, "/")
-    parent_fd = ensure_in_root(rootfd, parent, True, 0o755, _depth + 1)
+    trimmed = path.rstrip("/")
+    parent, name = trimmed.rsplit("/", 1) if "/" in trimmed else ("", trimmed)
+    if name in ("", ".", ".."):
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    parent_fd = ensure_in_root(rootfd, parent or "/", True, 0o755, _depth + 1)
     try:
         try:
             if directory:
@@ -113,8 +125,8 @@ def ensure_in_root(rootfd, path, directory=True, mode=0o755, _depth=0):
             except OSError:
                 target = None  # created by someone else meanwhile: open it below
             if target is not None:
-                base = "/" if target.startswith("/") else parent
-                return ensure_in_root(rootfd, os.path.join(base, target), directory, mode, _depth + 1)
+                base = "/" if target.startswith("/") else (parent or "/")
+                return ensure_in_root(rootfd, base.rstrip("/") + "/" + target, directory, mode, _depth + 1)
     finally:
         os.close(parent_fd)
     return open_in_root(rootfd, path)

@@ -100,7 +100,7 @@ def load_bundle(bundle):
         raise OCIError("cannot read %s: %s" % (path, exc.strerror))
     try:
         config = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise OCIError("%s: malformed JSON: %s" % (path, exc))
     validate(config)
     root = config["root"]["path"]
@@ -269,8 +269,9 @@ def _validate_linux(check, linux):
             for key in ("containerID", "hostID", "size"):
                 check.integer(mapping.get(key), "%s.%s" % (field, key), required=True,
                               minimum=0, maximum=UINT32_MAX)
-    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in seen:
-        check.fail("linux.uidMappings", "mappings need a user namespace in linux.namespaces")
+    for name in ("uidMappings", "gidMappings"):
+        if linux.get(name) and "user" not in seen:
+            check.fail("linux." + name, "mappings need a user namespace in linux.namespaces")
     for index, device in enumerate(check.objects(linux.get("devices"), "linux.devices")):
         field = "linux.devices[%d]" % index
         check.string(device.get("type"), field + ".type", required=True)

@@ -24,6 +24,11 @@ EXEC_FIFO = "exec.fifo"
 EXIT_FILE = "exit.json"  # written by the monitor (monitor.EXIT_FILE)
 CONFIG_COPY = "config.json"
 MAX_ID_BYTES = 1024
+# Names in the state root that start with "=" are the runtime's own (ids may
+# not start with it): "=<sha256>" holds a container whose id is too long for a
+# directory name, "=monitor" the monitor's code (create._monitor_module).
+INTERNAL_PREFIX = "="
+MAX_DIRECT_NAME_BYTES = 200
 
 # How long delete --force (or a failed create) waits for a killed process to be gone.
 EXIT_WAIT_SECONDS = 10.0
@@ -43,7 +48,18 @@ def validate_id(container_id):
     if "/" in container_id or "\0" in container_id or container_id in (".", "..") \
             or ".." in container_id:
         raise OCIError("container id %r: must not contain '/', '..' or NUL" % container_id)
+    if container_id.startswith(INTERNAL_PREFIX):
+        raise OCIError("container id %r: must not start with %r" % (container_id, INTERNAL_PREFIX))
     return container_id
+
+
+def directory_name(container_id):
+    """The id itself, or for an id too long to be a file name, '=' and its sha256."""
+    raw = container_id.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_DIRECT_NAME_BYTES:
+        return container_id
+    import hashlib
+    return INTERNAL_PREFIX + hashlib.sha256(raw).hexdigest()
 
 
 def utc_now():
@@ -83,7 +99,7 @@ class Container:
     def __init__(self, root, container_id, lock_fd):
         self.root = root
         self.id = container_id
-        self.dir = os.path.join(root, container_id)
+        self.dir = os.path.join(root, directory_name(container_id))
         self._lock_fd = lock_fd
         self._record = None
 
@@ -94,7 +110,7 @@ class Container:
         """Make the directory of a new container; an existing id is an error."""
         validate_id(container_id)
         os.makedirs(root, mode=0o711, exist_ok=True)
-        path = os.path.join(root, container_id)
+        path = os.path.join(root, directory_name(container_id))
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -105,7 +121,7 @@ class Container:
     def open(cls, root, container_id):
         """Open and lock an existing container; an unknown id is an error."""
         validate_id(container_id)
-        path = os.path.join(root, container_id)
+        path = os.path.join(root, directory_name(container_id))
         try:
             return cls._locked(root, container_id, path)
         except FileNotFoundError:
@@ -249,8 +265,20 @@ def container_ids(root):
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(name for name in names
-                  if not name.startswith(".") and os.path.isdir(os.path.join(root, name)))
+    ids = []
+    for name in names:
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        if not name.startswith(INTERNAL_PREFIX):
+            ids.append(name)
+        elif len(name) == 65:
+            try:
+                with open(os.path.join(path, STATE_FILE), "rb") as handle:
+                    ids.append(json.loads(handle.read())["id"])
+            except (OSError, ValueError, KeyError):
+                continue
+    return sorted(ids)
 
 
 def wait_for_exit(pid, start_time=None, reap=False, seconds=EXIT_WAIT_SECONDS):

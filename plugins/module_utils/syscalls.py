@@ -130,22 +130,24 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
 
 def capget():
     """Return (effective, permitted, inheritable) of this thread as 64-bit masks."""
+    lib = libc()
     header = ffi.new("struct ocirt_cap_header *", {"version": _LINUX_CAPABILITY_VERSION_3, "pid": 0})
     data = ffi.new("struct ocirt_cap_data[2]")
-    if libc().capget(header, data) != 0:
+    if lib.capget(header, data) != 0:
         _fail("capget")
-    return tuple(data[0][field] | (data[1][field] << 32)
+    return tuple(getattr(data[0], field) | (getattr(data[1], field) << 32)
                  for field in ("effective", "permitted", "inheritable"))
 
 
 def capset(effective, permitted, inheritable):
+    lib = libc()
     header = ffi.new("struct ocirt_cap_header *", {"version": _LINUX_CAPABILITY_VERSION_3, "pid": 0})
     data = ffi.new("struct ocirt_cap_data[2]")
     for index, shift in ((0, 0), (1, 32)):
         data[index].effective = (effective >> shift) & 0xFFFFFFFF
         data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    if libc().capset(header, data) != 0:
+    if lib.capset(header, data) != 0:
         _fail("capset")
 
 
@@ -156,6 +158,7 @@ def _syscall(number, *args):
 
 def openat2(dirfd, path, flags, resolve, mode=0):
     """openat2(2); raises OSError (ENOSYS on kernels before 5.6)."""
+    libc()
     how = ffi.new("struct ocirt_open_how *", {"flags": flags, "mode": mode, "resolve": resolve})
     raw = ffi.new("char[]", _bytes(path))
     fd = _syscall(SYS_OPENAT2, dirfd, ffi.cast("long", raw), ffi.cast("long", how),

@@ -1,0 +1,687 @@
+"""cgroups without containers: plan_resources, plan_devices, resolve_path, and the v2 backend.
+
+plan_resources and plan_devices turn linux.resources into file writes before
+anything touches the host, so the v1 and v2 file mappings are checked here
+on layouts built by hand (Layout([Hierarchy(...)], unified_controllers=[...])).
+Every rejected input must raise OCIError naming the field at fault.
+
+The v2 backend (Cgroup.create / apply / destroy) is then driven for real
+against a plain temporary directory shaped like a cgroup2 mount. Unlike a
+cgroup filesystem, a plain directory does not grow interface files by
+itself, so each test creates in every new directory the files the kernel
+would provide, right after Cgroup.create returns.
+
+Expected values follow the OCI runtime specification and runc.
+"""
+import os
+
+import pytest
+
+from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
+from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import (
+    Cgroup, Hierarchy, Layout, plan_devices, plan_resources, resolve_path)
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+
+MB = 1024 * 1024
+
+# The test host's shape: one v1 hierarchy per controller, and a cgroup2 mount
+# whose cgroup.controllers lists only hugetlb.
+HOST_V1 = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd")
+PURE_V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
+
+
+def v1_layout(extra=(), unified=True, unified_controllers=("hugetlb",)):
+    """A v1 (hybrid when UNIFIED) layout: HOST_V1 plus EXTRA v1 controllers."""
+    found = []
+    for controller in HOST_V1 + tuple(extra):
+        name = controller[len("name="):] if controller.startswith("name=") else controller
+        found.append(Hierarchy("/sys/fs/cgroup/" + name, "/", 1, [controller]))
+    if unified:
+        found.append(Hierarchy("/sys/fs/cgroup/unified", "/", 2, []))
+        return Layout(found, unified_controllers=list(unified_controllers))
+    return Layout(found, unified_controllers=[])
+
+
+def v2_layout(controllers=PURE_V2_CONTROLLERS, mountpoint="/sys/fs/cgroup"):
+    return Layout([Hierarchy(mountpoint, "/", 2, [])], unified_controllers=list(controllers))
+
+
+def triples(writes):
+    return [(w.controller, w.filename, w.value) for w in writes]
+
+
+def plan(resources, layout):
+    return triples(plan_resources(resources, layout))
+
+
+def value_of(writes, filename):
+    """The value planned for FILENAME (one of a write's `a|b` alternatives counts; a value
+    `x|y` gives each alternative its own)."""
+    found = [w for w in writes if filename in w[1].lstrip("?").split("|")]
+    assert len(found) == 1, "expected one write of %s, got %s" % (filename, writes)
+    names = found[0][1].lstrip("?").split("|")
+    values = found[0][2].split("|")
+    return values[names.index(filename)] if len(values) == len(names) else found[0][2]
+
+
+def expect_error(fn, *needles):
+    with pytest.raises(OCIError) as info:
+        fn()
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, "%r not in error %r" % (needle, message)
+    return message
+
+
+# ------------------------------------------------------------------------------------
+# layouts
+# ------------------------------------------------------------------------------------
+
+def test_layout_modes_and_controller_routing():
+    hybrid = v1_layout()
+    assert hybrid.mode == "hybrid"
+    assert hybrid.hierarchy_for("memory").mountpoint == "/sys/fs/cgroup/memory"
+    # hugetlb has no v1 hierarchy here: the unified one drives it.
+    assert hybrid.hierarchy_for("hugetlb") is hybrid.unified
+    assert hybrid.hierarchy_for("net_cls") is None
+    assert hybrid.hierarchy_for("rdma") is None
+    assert v1_layout(unified=False).mode == "v1"
+    pure = v2_layout()
+    assert pure.mode == "v2"
+    assert pure.hierarchy_for("memory") is pure.unified
+    assert pure.hierarchy_for("devices") is None
+
+
+def test_systemd_named_hierarchy_is_keyed_without_name_prefix():
+    layout = v1_layout()
+    assert "systemd" in [h.name for h in layout.v1]
+    assert layout.unified.name == "unified"
+
+
+# ------------------------------------------------------------------------------------
+# memory
+# ------------------------------------------------------------------------------------
+
+def test_memory_v1_files():
+    writes = plan({"memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 128 * MB,
+                              "swappiness": 10, "disableOOMKiller": True}}, v1_layout())
+    assert all(w[0] == "memory" for w in writes)
+    assert value_of(writes, "memory.limit_in_bytes") == str(64 * MB)
+    assert value_of(writes, "memory.soft_limit_in_bytes") == str(32 * MB)
+    # v1's memsw is memory plus swap: the spec's value as it is.
+    assert value_of(writes, "memory.memsw.limit_in_bytes") == str(128 * MB)
+    assert value_of(writes, "memory.swappiness") == "10"
+    assert value_of(writes, "memory.oom_control") == "1"
+    assert len(writes) == 5
+
+
+def test_memory_v1_unlimited_is_minus_one():
+    writes = plan({"memory": {"limit": -1, "swap": -1}}, v1_layout())
+    assert value_of(writes, "memory.limit_in_bytes") == "-1"
+    assert value_of(writes, "memory.memsw.limit_in_bytes") == "-1"
+
+
+def test_memory_v2_files_and_swap_is_swap_alone():
+    writes = plan({"memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 96 * MB}}, v2_layout())
+    assert value_of(writes, "memory.max") == str(64 * MB)
+    assert value_of(writes, "memory.low") == str(32 * MB)
+    # v2's memory.swap.max is swap alone: (memory+swap) - memory.
+    assert value_of(writes, "memory.swap.max") == str(32 * MB)
+    assert len(writes) == 3
+
+
+def test_memory_v2_equal_swap_and_limit_means_no_swap():
+    writes = plan({"memory": {"limit": 64 * MB, "swap": 64 * MB}}, v2_layout())
+    assert value_of(writes, "memory.swap.max") == "0"
+
+
+def test_memory_v2_minus_one_is_max():
+    writes = plan({"memory": {"limit": -1, "reservation": -1, "swap": -1}}, v2_layout())
+    assert value_of(writes, "memory.max") == "max"
+    assert value_of(writes, "memory.low") == "max"
+    assert value_of(writes, "memory.swap.max") == "max"
+
+
+def test_memory_v2_swap_without_limit_is_refused():
+    expect_error(lambda: plan_resources({"memory": {"swap": 64 * MB}}, v2_layout()),
+                 "linux.resources.memory.swap")
+
+
+def test_memory_v2_swappiness_is_refused_naming_the_field():
+    expect_error(lambda: plan_resources({"memory": {"swappiness": 10}}, v2_layout()),
+                 "linux.resources.memory.swappiness")
+
+
+def test_memory_v2_disable_oom_killer_is_refused_naming_the_field():
+    expect_error(lambda: plan_resources({"memory": {"disableOOMKiller": True}}, v2_layout()),
+                 "linux.resources.memory.disableOOMKiller")
+
+
+def test_memory_swap_below_limit_is_refused():
+    expect_error(lambda: plan_resources({"memory": {"limit": 64 * MB, "swap": 32 * MB}}, v1_layout()),
+                 "linux.resources.memory.swap")
+
+
+# ------------------------------------------------------------------------------------
+# cpu, cpuset
+# ------------------------------------------------------------------------------------
+
+def test_cpu_v1_files():
+    writes = plan({"cpu": {"shares": 512, "quota": 50000, "period": 100000}}, v1_layout())
+    assert all(w[0] == "cpu" for w in writes)
+    assert value_of(writes, "cpu.shares") == "512"
+    assert value_of(writes, "cpu.cfs_quota_us") == "50000"
+    assert value_of(writes, "cpu.cfs_period_us") == "100000"
+    assert len(writes) == 3
+
+
+@pytest.mark.parametrize("shares,weight", [(2, 1), (1024, 39), (262144, 10000)])
+def test_cpu_v2_shares_map_to_weight(shares, weight):
+    writes = plan({"cpu": {"shares": shares}}, v2_layout())
+    assert writes == [("cpu", "cpu.weight", str(weight))]
+
+
+def test_cpu_v2_quota_and_period_make_cpu_max():
+    writes = plan({"cpu": {"quota": 50000, "period": 100000}}, v2_layout())
+    assert writes == [("cpu", "cpu.max", "50000 100000")]
+
+
+def test_cpu_v2_unlimited_quota_is_max():
+    writes = plan({"cpu": {"quota": -1, "period": 200000}}, v2_layout())
+    assert writes == [("cpu", "cpu.max", "max 200000")]
+
+
+@pytest.mark.parametrize("layout", [v1_layout(), v2_layout()], ids=["v1", "v2"])
+def test_cpuset_cpus_and_mems(layout):
+    writes = plan({"cpu": {"cpus": "0-1,3", "mems": "0"}}, layout)
+    assert ("cpuset", "cpuset.cpus", "0-1,3") in writes
+    assert ("cpuset", "cpuset.mems", "0") in writes
+    assert len(writes) == 2
+
+
+# ------------------------------------------------------------------------------------
+# pids
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", [v1_layout(), v2_layout()], ids=["v1", "v2"])
+def test_pids_limit(layout):
+    assert plan({"pids": {"limit": 42}}, layout) == [("pids", "pids.max", "42")]
+    assert plan({"pids": {"limit": -1}}, layout) == [("pids", "pids.max", "max")]
+
+
+# ------------------------------------------------------------------------------------
+# blockIO
+# ------------------------------------------------------------------------------------
+
+def test_blkio_v1_weight_is_cfq_or_bfq_file_with_the_weight_as_is():
+    writes = plan({"blockIO": {"weight": 300}}, v1_layout())
+    assert len(writes) == 1
+    controller, filename, value = writes[0]
+    assert controller == "blkio"
+    assert filename.split("|") == ["blkio.weight", "blkio.bfq.weight"]
+    assert value == "300"
+
+
+@pytest.mark.parametrize("weight,io_weight", [(10, 1), (500, 4950), (1000, 10000)])
+def test_blkio_v2_weight_maps_to_io_weight(weight, io_weight):
+    writes = plan({"blockIO": {"weight": weight}}, v2_layout())
+    assert len(writes) == 1
+    assert writes[0][0] == "io"
+    assert value_of(writes, "io.weight") == str(io_weight)
+
+
+@pytest.mark.parametrize("key,v1_file,v2_key", [
+    ("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
+    ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
+    ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
+    ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"),
+])
+def test_blkio_throttles(key, v1_file, v2_key):
+    rate = 1048576 if "Bps" in key else 100
+    resources = {"blockIO": {key: [{"major": 8, "minor": 0, "rate": rate}]}}
+    assert plan(resources, v1_layout()) == [("blkio", v1_file, "8:0 %d" % rate)]
+    assert plan(resources, v2_layout()) == [("io", "io.max", "8:0 %s=%d" % (v2_key, rate))]
+
+
+def test_blkio_weight_out_of_range_is_refused():
+    expect_error(lambda: plan_resources({"blockIO": {"weight": 5}}, v1_layout()),
+                 "linux.resources.blockIO.weight")
+
+
+def test_blkio_throttle_without_rate_is_refused():
+    expect_error(lambda: plan_resources({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0}]}},
+                                        v1_layout()),
+                 "linux.resources.blockIO.throttleReadBpsDevice[0].rate")
+
+
+# ------------------------------------------------------------------------------------
+# hugepageLimits
+# ------------------------------------------------------------------------------------
+
+def test_hugepages_v1():
+    layout = v1_layout(extra=("hugetlb",), unified_controllers=())
+    writes = plan({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}]}, layout)
+    assert writes == [("hugetlb", "hugetlb.2MB.limit_in_bytes", str(4 * MB))]
+
+
+@pytest.mark.parametrize("layout", [v1_layout(), v2_layout()], ids=["hybrid-unified-hugetlb", "v2"])
+def test_hugepages_v2(layout):
+    writes = plan({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB},
+                                      {"pageSize": "1GB", "limit": 0}]}, layout)
+    assert writes == [("hugetlb", "hugetlb.2MB.max", str(4 * MB)), ("hugetlb", "hugetlb.1GB.max", "0")]
+
+
+def test_hugepages_bad_page_size_is_refused():
+    expect_error(lambda: plan_resources({"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}, v2_layout()),
+                 "linux.resources.hugepageLimits[0].pageSize")
+
+
+# ------------------------------------------------------------------------------------
+# unified
+# ------------------------------------------------------------------------------------
+
+def test_unified_keys_on_v2():
+    writes = plan({"unified": {"memory.high": "1073741824", "pids.max": "10"}}, v2_layout())
+    assert writes == [("unified", "memory.high", "1073741824"), ("unified", "pids.max", "10")]
+
+
+def test_unified_key_for_a_controller_the_unified_hierarchy_has():
+    writes = plan({"unified": {"hugetlb.2MB.max": "0"}}, v1_layout())
+    assert writes == [("unified", "hugetlb.2MB.max", "0")]
+
+
+def test_unified_key_for_a_controller_missing_from_the_unified_hierarchy_is_refused():
+    # On the hybrid host memory is a v1 controller: the unified hierarchy lacks it.
+    expect_error(lambda: plan_resources({"unified": {"memory.high": "1"}}, v1_layout()),
+                 "linux.resources.unified.memory.high", "memory")
+
+
+def test_unified_key_for_an_unknown_controller_is_refused():
+    expect_error(lambda: plan_resources({"unified": {"bogus.max": "1"}}, v2_layout()),
+                 "linux.resources.unified.bogus.max", "bogus")
+
+
+def test_unified_keys_need_a_unified_hierarchy():
+    expect_error(lambda: plan_resources({"unified": {"pids.max": "1"}}, v1_layout(unified=False)),
+                 "linux.resources.unified.pids.max", "v2")
+
+
+@pytest.mark.parametrize("unified", [{"../memory.max": "1"}, {"memory.max": 1}])
+def test_unified_bad_key_or_value_is_refused(unified):
+    expect_error(lambda: plan_resources({"unified": unified}, v2_layout()), "linux.resources.unified.")
+
+
+# ------------------------------------------------------------------------------------
+# network, rdma
+# ------------------------------------------------------------------------------------
+
+def test_network_class_id_without_net_cls_is_refused_naming_the_field():
+    expect_error(lambda: plan_resources({"network": {"classID": 1048577}}, v1_layout()),
+                 "linux.resources.network.classID", "net_cls")
+
+
+def test_network_class_id_with_net_cls():
+    writes = plan({"network": {"classID": 1048577}}, v1_layout(extra=("net_cls",)))
+    assert writes == [("net_cls", "net_cls.classid", "1048577")]
+
+
+def test_network_priorities_without_net_prio_are_refused():
+    expect_error(lambda: plan_resources({"network": {"priorities": [{"name": "eth0", "priority": 5}]}},
+                                        v1_layout()),
+                 "linux.resources.network.priorities[0]", "net_prio")
+
+
+def test_rdma_without_the_controller_is_refused():
+    expect_error(lambda: plan_resources({"rdma": {"mlx5_0": {"hcaHandles": 3}}}, v1_layout()),
+                 "linux.resources.rdma.mlx5_0", "rdma")
+
+
+# ------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("resources,field", [
+    ({"memory": {"limit": -5}}, "linux.resources.memory.limit"),
+    ({"memory": {"limit": "64m"}}, "linux.resources.memory.limit"),
+    ({"memory": {"limit": 1.5}}, "linux.resources.memory.limit"),
+    ({"memory": {"reservation": -2}}, "linux.resources.memory.reservation"),
+    ({"memory": {"swappiness": 101}}, "linux.resources.memory.swappiness"),
+    ({"memory": {"disableOOMKiller": "yes"}}, "linux.resources.memory.disableOOMKiller"),
+    ({"cpu": {"shares": True}}, "linux.resources.cpu.shares"),
+    ({"cpu": {"quota": "50000"}}, "linux.resources.cpu.quota"),
+    ({"cpu": {"cpus": 0}}, "linux.resources.cpu.cpus"),
+    ({"pids": {"limit": "10"}}, "linux.resources.pids.limit"),
+    ({"pids": {"limit": False}}, "linux.resources.pids.limit"),
+    ({"memory": []}, "linux.resources.memory"),
+    ({"hugepageLimits": {}}, "linux.resources.hugepageLimits"),
+], ids=lambda value: repr(value) if isinstance(value, dict) else None)
+@pytest.mark.parametrize("layout", [v1_layout(), v2_layout()], ids=["v1", "v2"])
+def test_bad_values_are_refused_naming_the_field(resources, field, layout):
+    message = expect_error(lambda: plan_resources(resources, layout), field + ":")
+    assert message.startswith(field + ":"), message
+
+
+def test_resources_must_be_an_object():
+    expect_error(lambda: plan_resources(["memory"], v1_layout()), "linux.resources")
+
+
+def test_empty_resources_plan_nothing():
+    assert plan_resources(None, v1_layout()) == []
+    assert plan_resources({}, v2_layout()) == []
+
+
+# ------------------------------------------------------------------------------------
+# plan_devices
+# ------------------------------------------------------------------------------------
+
+# runc's default allows after the container's own rules: mknod of any node,
+# then /dev/null, zero, full, random, urandom, tty, console, ptmx, pts/*.
+DEFAULT_ENTRIES = {"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                   "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"}
+
+
+def device_writes(rules, layout=None):
+    return triples(plan_devices(rules, layout or v1_layout()))
+
+
+def test_devices_config_rules_come_first_then_the_defaults():
+    rules = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "b", "major": 254, "minor": 0, "access": "r"},
+             {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]
+    writes = device_writes(rules)
+    assert writes[:3] == [("devices", "devices.deny", "a"),
+                          ("devices", "devices.allow", "b 254:0 r"),
+                          ("devices", "devices.deny", "c 1:3 w")]
+    rest = writes[3:]
+    assert all(w[:2] == ("devices", "devices.allow") for w in rest), rest
+    assert sorted(w[2] for w in rest) == sorted(DEFAULT_ENTRIES)
+
+
+def test_devices_no_rules_still_get_the_defaults():
+    writes = device_writes(None)
+    assert sorted(w[2] for w in writes) == sorted(DEFAULT_ENTRIES)
+
+
+def test_devices_wildcard_type_is_a_rule():
+    assert device_writes([{"allow": True}])[0] == ("devices", "devices.allow", "a")
+    assert device_writes([{"allow": False, "type": "a", "access": "rwm"}])[0] == ("devices", "devices.deny", "a")
+
+
+@pytest.mark.parametrize("rule,entry", [
+    ({"allow": True, "type": "c", "access": "rw"}, "c *:* rw"),
+    ({"allow": True, "type": "c", "major": 10, "access": "rw"}, "c 10:* rw"),
+    ({"allow": True, "type": "b", "minor": 3, "access": "m"}, "b *:3 m"),
+    ({"allow": True, "type": "c", "major": -1, "minor": -1, "access": "r"}, "c *:* r"),
+    ({"allow": True, "type": "c", "major": 1, "minor": 3}, "c 1:3 rwm"),
+])
+def test_devices_missing_major_or_minor_is_a_star(rule, entry):
+    assert device_writes([rule])[0] == ("devices", "devices.allow", entry)
+
+
+@pytest.mark.parametrize("rules,field", [
+    ([{"allow": True, "type": "x", "access": "r"}], "linux.resources.devices[0].type"),
+    ([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "rwz"}],
+     "linux.resources.devices[1].access"),
+    ([{"allow": False}, {"allow": True}, {"type": "c", "access": "r"}], "linux.resources.devices[2].allow"),
+    ([{"allow": "yes", "access": "r"}], "linux.resources.devices[0].allow"),
+    ([{"allow": True, "type": "c", "major": "1", "access": "r"}], "linux.resources.devices[0].major"),
+    (["c 1:3 rwm"], "linux.resources.devices[0]"),
+])
+def test_devices_bad_rules_name_the_rule(rules, field):
+    expect_error(lambda: plan_devices(rules, v1_layout()), field)
+
+
+def test_devices_must_be_a_list():
+    expect_error(lambda: plan_devices({"allow": False}, v1_layout()), "linux.resources.devices")
+
+
+def test_devices_on_pure_v2_is_a_clear_error_mentioning_ebpf():
+    message = expect_error(lambda: plan_devices([{"allow": False, "access": "rwm"}], v2_layout()),
+                           "linux.resources.devices")
+    assert "ebpf" in message.lower(), message
+
+
+def test_devices_on_pure_v2_without_rules_plan_nothing():
+    assert plan_devices(None, v2_layout()) == []
+    assert plan_devices([], v2_layout()) == []
+
+
+# ------------------------------------------------------------------------------------
+# resolve_path
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given,expected", [
+    (None, "/ocirt/web1"),
+    ("", "/ocirt/web1"),
+    ("foo/bar", "/ocirt/foo/bar"),
+    ("web", "/ocirt/web"),
+    ("/machine/web", "/machine/web"),
+    ("/a//b/", "/a/b"),
+])
+def test_resolve_path(given, expected):
+    assert resolve_path(given, "web1") == expected
+
+
+@pytest.mark.parametrize("given", ["..", "../x", "/a/../b", "a/./b", "/", "/.."])
+def test_resolve_path_refuses_dot_components_and_empty_paths(given):
+    expect_error(lambda: resolve_path(given, "web1"), "linux.cgroupsPath")
+
+
+def test_resolve_path_systemd_form_is_refused_mentioning_systemd():
+    message = expect_error(lambda: resolve_path("system.slice:ocirt:web", "web1"), "linux.cgroupsPath")
+    assert "systemd" in message, message
+
+
+# ------------------------------------------------------------------------------------
+# the v2 backend, against a directory shaped like a cgroup2 mount
+# ------------------------------------------------------------------------------------
+
+V2_CHILD_FILES = ("memory.max", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight",
+                  "io.max", "io.weight", "hugetlb.2MB.max", "cgroup.subtree_control", "cgroup.procs")
+
+
+def touch(path, text=""):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def fake_v2(tmp_path):
+    """tmp/unified shaped like a cgroup2 root; returns (mountpoint, layout read from its files)."""
+    mount = tmp_path / "unified"
+    mount.mkdir()
+    touch(str(mount / "cgroup.controllers"), "memory pids cpu io hugetlb\n")
+    touch(str(mount / "cgroup.subtree_control"))
+    touch(str(mount / "cgroup.procs"))
+    # unified_controllers left out: the layout reads them from cgroup.controllers.
+    layout = Layout([Hierarchy(str(mount), "/", 2, [])])
+    return str(mount), layout
+
+
+def kernel_files(directory, names=V2_CHILD_FILES):
+    """What the kernel would put in a new cgroup directory (a plain directory needs them made)."""
+    for name in names:
+        touch(os.path.join(directory, name))
+
+
+def remove_files(directory):
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if not os.path.isdir(path):
+            os.unlink(path)
+
+
+def test_fake_v2_layout_reads_the_controllers_file(fake_v2):
+    _mount, layout = fake_v2
+    assert layout.mode == "v2"
+    assert layout.unified_controllers == {"memory", "pids", "cpu", "io", "hugetlb"}
+
+
+def test_v2_backend_creates_applies_and_destroys(fake_v2):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/x", owned=True)
+    parent = os.path.join(mount, "ocirt")
+    leaf = os.path.join(parent, "x")
+    assert os.path.isdir(leaf)
+    assert cgroup.dirs == {"unified": leaf}
+    # The runtime's shared parent is never this container's to remove.
+    assert cgroup.created == [leaf]
+    assert cgroup.to_record()["mode"] == "v2"
+    kernel_files(parent, ("cgroup.subtree_control", "cgroup.procs"))
+    kernel_files(leaf)
+
+    resources = {
+        "memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 96 * MB},
+        "pids": {"limit": 42},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
+        "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}],
+    }
+    cgroup.apply(plan_resources(resources, layout), layout)
+    expected = {
+        "memory.max": str(64 * MB),
+        "memory.low": str(32 * MB),
+        "memory.swap.max": str(32 * MB),
+        "pids.max": "42",
+        "cpu.max": "50000 100000",
+        "cpu.weight": "39",
+        "io.max": "8:0 rbps=1048576",
+        "io.weight": "4950",
+        "hugetlb.2MB.max": str(4 * MB),
+    }
+    for name, value in expected.items():
+        assert read(os.path.join(leaf, name)) == value, name
+    # Every ancestor delegates the controllers the container's limits use.
+    for directory in (mount, parent):
+        tokens = read(os.path.join(directory, "cgroup.subtree_control")).split()
+        assert set(tokens) == {"+memory", "+pids", "+cpu", "+io", "+hugetlb"}, directory
+    # ...and the leaf does not (a v2 cgroup with processes may not delegate).
+    assert read(os.path.join(leaf, "cgroup.subtree_control")) == ""
+
+    cgroup.add_process(4242)
+    assert read(os.path.join(leaf, "cgroup.procs")) == "4242"
+    assert cgroup.procs() == [4242]
+
+    remove_files(leaf)  # what rmdir of a real cgroup does by itself
+    cgroup.destroy()
+    assert not os.path.exists(leaf)
+    assert os.path.isdir(parent), "the shared /ocirt parent must stay"
+
+
+def test_v2_backend_record_round_trip(fake_v2):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/rt", owned=True)
+    again = Cgroup.from_record(cgroup.to_record())
+    assert again.dirs == cgroup.dirs and again.created == cgroup.created
+    assert Cgroup.from_record(None) is None
+    again.destroy()
+    assert not os.path.exists(os.path.join(mount, "ocirt", "rt"))
+
+
+def test_v2_backend_destroy_removes_only_what_it_created(fake_v2):
+    mount, layout = fake_v2
+    os.mkdir(os.path.join(mount, "machine"))
+    kernel_files(os.path.join(mount, "machine"), ("cgroup.subtree_control", "cgroup.procs"))
+    cgroup = Cgroup.create(layout, "/machine/pod/web", owned=False)
+    pod = os.path.join(mount, "machine", "pod")
+    web = os.path.join(pod, "web")
+    assert sorted(cgroup.created) == sorted([pod, web])
+    cgroup.destroy()
+    assert not os.path.exists(pod)
+    assert os.path.isdir(os.path.join(mount, "machine")), "a pre-existing parent must stay"
+    assert os.path.exists(os.path.join(mount, "machine", "cgroup.procs"))
+
+
+def test_v2_backend_joins_an_existing_given_path_and_leaves_it(fake_v2):
+    mount, layout = fake_v2
+    existing = os.path.join(mount, "given")
+    os.mkdir(existing)
+    kernel_files(existing)
+    cgroup = Cgroup.create(layout, "/given", owned=False)
+    assert cgroup.created == []
+    assert cgroup.dirs == {"unified": existing}
+    cgroup.destroy()
+    assert os.path.isdir(existing)
+
+
+def test_v2_backend_owned_path_with_processes_is_refused(fake_v2):
+    mount, layout = fake_v2
+    busy = os.path.join(mount, "ocirt", "busy")
+    os.makedirs(busy)
+    touch(os.path.join(busy, "cgroup.procs"), "1234\n")
+    expect_error(lambda: Cgroup.create(layout, "/ocirt/busy", owned=True), "already exists with processes")
+    assert os.path.isdir(busy), "a cgroup that is not ours must not be removed"
+
+
+def test_v2_backend_missing_interface_file_is_a_clear_error(fake_v2):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/nofile", owned=True)
+    leaf = os.path.join(mount, "ocirt", "nofile")
+    kernel_files(os.path.join(mount, "ocirt"), ("cgroup.subtree_control",))
+    kernel_files(leaf, ("cgroup.subtree_control", "cgroup.procs"))
+    message = expect_error(lambda: cgroup.apply(plan_resources({"pids": {"limit": 5}}, layout), layout),
+                           "linux.resources.pids.limit", "pids.max")
+    assert leaf in message
+    remove_files(leaf)
+    cgroup.destroy()
+    assert not os.path.exists(leaf)
+
+
+def test_v2_backend_destroy_of_a_non_empty_plain_dir_leaves_it(fake_v2):
+    """A plain directory with files cannot be rmdir'ed (a real cgroup can): the leaf
+    stays, as it would when another container's cgroup lives below it."""
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/full", owned=True)
+    leaf = os.path.join(mount, "ocirt", "full")
+    kernel_files(leaf)
+    cgroup.destroy()
+    assert os.path.isdir(leaf)
+    remove_files(leaf)
+    cgroup.destroy()
+    assert not os.path.exists(leaf)
+
+
+def test_v2_backend_unified_keys_alone_delegate_their_controller(fake_v2):
+    """runc enables the controllers in every ancestor's cgroup.subtree_control: a
+    linux.resources.unified key such as pids.max needs pids delegated, or the
+    kernel has no pids.max in the container's cgroup."""
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/uni", owned=True)
+    leaf = os.path.join(mount, "ocirt", "uni")
+    kernel_files(os.path.join(mount, "ocirt"), ("cgroup.subtree_control",))
+    kernel_files(leaf, V2_CHILD_FILES + ("memory.high",))
+    try:
+        cgroup.apply(plan_resources({"unified": {"pids.max": "10", "memory.high": "4096"}}, layout), layout)
+        assert read(os.path.join(leaf, "pids.max")) == "10"
+        for directory in (mount, os.path.join(mount, "ocirt")):
+            tokens = set(read(os.path.join(directory, "cgroup.subtree_control")).split())
+            assert {"+pids", "+memory"} <= tokens, (directory, tokens)
+    finally:
+        remove_files(leaf)
+        cgroup.destroy()
+
+
+def test_v2_backend_bfq_weight_gets_the_weight_unconverted(fake_v2):
+    """With BFQ, a v2 cgroup has io.bfq.weight (range 1-1000, like blkio.weight):
+    runc writes blockIO.weight there as it is, and converts to the 1-10000 range
+    only for io.weight."""
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/bfq", owned=True)
+    leaf = os.path.join(mount, "ocirt", "bfq")
+    kernel_files(os.path.join(mount, "ocirt"), ("cgroup.subtree_control",))
+    kernel_files(leaf, ("io.bfq.weight", "cgroup.subtree_control", "cgroup.procs"))
+    try:
+        cgroup.apply(plan_resources({"blockIO": {"weight": 500}}, layout), layout)
+        assert read(os.path.join(leaf, "io.bfq.weight")) == "500"
+    finally:
+        remove_files(leaf)
+        cgroup.destroy()
+
+
+def test_runtime_parent_constant():
+    assert cgroups.RUNTIME_PARENT == "/ocirt"
