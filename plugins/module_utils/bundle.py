@@ -39,9 +39,9 @@ def _tree_fingerprint(path):
         for name in sorted(dirnames + filenames):
             full = os.path.join(dirpath, name)
             st = os.lstat(full)
-            digest.update(("%s\0%o\0%d\0%d\0%d\0%d\n" % (os.path.relpath(full, path), st.st_mode, st.st_size,
-                                                       st.st_uid, st.st_gid, st.st_mtime_ns)).encode(
-                                                           "utf-8", "surrogateescape"))
+            line = "%s\0%o\0%d\0%d\0%d\0%d\n" % (os.path.relpath(full, path), st.st_mode, st.st_size,
+                                                 st.st_uid, st.st_gid, st.st_mtime_ns)
+            digest.update(line.encode("utf-8", "surrogateescape"))
     return "tree:" + digest.hexdigest()
 
 

@@ -470,6 +470,10 @@ def _plan_blockio(planner, blockio, base):
                 planner.add(controller, "io.max", "%d:%d %s=%s" % (major, minor, v2_key, rate or "max"), field)
 
 
+def _device_number(value):
+    return "*" if value is None or value < 0 else str(value)
+
+
 def plan_devices(rules, layout):
     """v1 devices.allow/deny writes for linux.resources.devices, then the default allows."""
     base = "linux.resources.devices"
@@ -502,12 +506,11 @@ def plan_devices(rules, layout):
                        "it will not silently allow every device" % (base, layout.mode))
     writes = []
     for rule in checked + [dict(r, field="default device rules") for r in DEFAULT_DEVICE_RULES]:
-        number = lambda value: "*" if value is None or value < 0 else str(value)  # noqa: E731
         if rule["type"] == "a":
             entry = "a"
         else:
-            entry = "%s %s:%s %s" % (rule["type"], number(rule.get("major")), number(rule.get("minor")),
-                                     rule["access"])
+            entry = "%s %s:%s %s" % (rule["type"], _device_number(rule.get("major")),
+                                     _device_number(rule.get("minor")), rule["access"])
         writes.append(Write("devices", "devices.allow" if rule["allow"] else "devices.deny", entry,
                             rule["field"]))
     return writes
@@ -607,9 +610,8 @@ class Cgroup:
                     if attempt == 0 and exc.errno in (errno.EINVAL, errno.EBUSY):
                         failed.append(write)
                         continue
-                    raise OCIError("%s: cannot write %r to %s: %s" % (write.field, write.value,
-                                                                       os.path.join(directory, write.filename.lstrip("?")),
-                                                                       exc.strerror))
+                    target = os.path.join(directory, write.filename.lstrip("?"))
+                    raise OCIError("%s: cannot write %r to %s: %s" % (write.field, write.value, target, exc.strerror))
             pending = failed
             if not pending:
                 return

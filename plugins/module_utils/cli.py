@@ -259,12 +259,11 @@ def _print_logs(root, options):
         raise UsageError("logs --tail %s: must be a number or all" % tail)
     since = logs.parse_since(options["since"]) if options.get("since") else None
     timestamps = options.get("timestamps", False)
-    size = os.path.getsize(path) if os.path.exists(path) else 0
-    records = logs.select_records(logs.read_records(path, max_files),
-                                  tail=int(tail) if tail and _is_number(tail) else None, since=since)
+    records, offset = logs.read_records_and_offset(path, max_files)
+    records = logs.select_records(records, tail=int(tail) if tail and _is_number(tail) else None, since=since)
     _write_pieces(logs.render(records, timestamps))
     if options.get("follow"):
-        for record in logs.follow(path, size, still_running):
+        for record in logs.follow(path, offset, still_running):
             if since is None or record.timestamp >= since:
                 _write_pieces(logs.render([record], timestamps))
 

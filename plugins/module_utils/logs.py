@@ -39,14 +39,27 @@ def log_files(path, max_files):
 
 
 def read_records(path, max_files=1):
+    return read_records_and_offset(path, max_files)[0]
+
+
+def read_records_and_offset(path, max_files=1):
+    """The records of every file of the log, and how many bytes of the live file were read.
+
+    The offset is where `follow` must start so that no record is printed
+    twice or missed, whatever the monitor writes meanwhile.
+    """
     records = []
+    offset = 0
     for name in log_files(path, max_files):
         with open(name, "rb") as handle:
-            for line in handle.read().split(b"\n"):
-                record = parse_line(line) if line else None
-                if record is not None:
-                    records.append(record)
-    return records
+            data = handle.read()
+        if name == path:
+            offset = len(data)
+        for line in data.split(b"\n"):
+            record = parse_line(line) if line else None
+            if record is not None:
+                records.append(record)
+    return records, offset
 
 
 def parse_since(value, now=None):
@@ -93,33 +106,43 @@ def render(records, timestamps=False):
 def follow(path, start_offset, still_running, interval=0.1):
     """Yield records appended to PATH after START_OFFSET until STILL_RUNNING() is false and all is read.
 
-    A rotation (the file replaced by a new one) is followed to the new file.
+    A rotation (the file renamed away and a new one made) is followed: the
+    old file is read to its end first, then the new one from its start.
     """
-    position = start_offset
-    inode = None
+    handle = None
     buffer = b""
-    while True:
-        running = still_running()
-        try:
-            with open(path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                if inode is not None and stat.st_ino != inode:
-                    position = 0  # rotated: the new file starts over
-                inode = stat.st_ino
-                handle.seek(position)
-                data = handle.read()
-                position += len(data)
-        except FileNotFoundError:
-            data = b""
-        if data:
-            buffer += data
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()
-            for line in lines:
-                record = parse_line(line)
-                if record is not None:
-                    yield record
-            continue
-        if not running:
-            return
-        time.sleep(interval)
+    try:
+        while True:
+            running = still_running()
+            if handle is None:
+                try:
+                    handle = open(path, "rb")
+                    handle.seek(start_offset)
+                except FileNotFoundError:
+                    handle = None
+            data = handle.read() if handle is not None else b""
+            if not data and handle is not None:
+                try:
+                    replaced = os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+                except FileNotFoundError:
+                    replaced = False
+                if replaced:
+                    handle.close()
+                    handle = None
+                    start_offset = 0
+                    continue
+            if data:
+                buffer += data
+                lines = buffer.split(b"\n")
+                buffer = lines.pop()
+                for line in lines:
+                    record = parse_line(line)
+                    if record is not None:
+                        yield record
+                continue
+            if not running:
+                return
+            time.sleep(interval)
+    finally:
+        if handle is not None:
+            handle.close()

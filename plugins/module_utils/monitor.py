@@ -118,8 +118,9 @@ class LogWriter:
                 dropped, self.dropped = self.dropped, 0
                 done = self.closed
             if dropped:
-                batch.insert(0, ("%s stderr F [monitor: the disk fell behind; %d bytes of output "
-                                 "were dropped here]\n" % (timestamp(), dropped)).encode())
+                # The drop happened after everything queued so far: the notice goes after it.
+                batch.append(("%s stderr F [monitor: the disk fell behind; %d bytes of output "
+                              "were dropped here]\n" % (timestamp(), dropped)).encode())
             self._write_batch(batch)
             if done:
                 return

@@ -26,6 +26,10 @@ LIVE = ("created", "running", "paused")
 
 def _diff_paths(before, after, prefix=()):
     """Paths (tuples) of the leaves that differ; lists compare whole."""
+    if isinstance(before, dict) and after is None:
+        after = {}
+    elif isinstance(after, dict) and before is None:
+        before = {}
     if isinstance(before, dict) and isinstance(after, dict):
         paths = []
         for key in sorted(set(before) | set(after)):

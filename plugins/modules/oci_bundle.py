@@ -19,7 +19,7 @@ description:
     command, environment, working directory and numeric user, then the task's options, then
     O(config) merged over everything. It is rewritten only when its content changes.
 author:
-  - daemonless.oci maintainers
+  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
   - daemonless.oci.state_root
 attributes:
@@ -253,8 +253,8 @@ def main():
                                 state_root=params['state_root'], check_mode=module.check_mode)
     except OCIError as exc:
         module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
-    result = dict((key, outcome[key]) for key in ('changed', 'actions', 'path', 'rootfs', 'config',
-                                                   'config_digest', 'image_digest'))
+    keys = ('changed', 'actions', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
+    result = dict((key, outcome[key]) for key in keys)
     if module._diff:
         result['diff'] = dict(before=outcome['before'], after=outcome['after'],
                               before_header=outcome['path'] + '/config.json',

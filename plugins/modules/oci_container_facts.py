@@ -13,7 +13,7 @@ description:
     conditions such as C(ansible_facts.oci_containers.web.status == 'running').
   - The same data as M(daemonless.oci.oci_container_info), as facts.
 author:
-  - daemonless.oci maintainers
+  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
   - daemonless.oci.state_root
 attributes:
@@ -59,7 +59,8 @@ ansible_facts:
       description: Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
       returned: always
       type: dict
-      sample: {"web": {"id": "web", "status": "running", "pid": 4242}}
+      sample:
+        "web": {"id": "web", "status": "running", "pid": 4242}
     oci_host:
       description: The host's container capabilities, as M(daemonless.oci.oci_container_info) returns them in RV(ignore:host).
       returned: always

@@ -13,7 +13,7 @@ description:
     namespaces, seccomp, LSMs). Changes nothing.
   - M(daemonless.oci.oci_container_facts) returns the same as facts.
 author:
-  - daemonless.oci maintainers
+  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
   - daemonless.oci.state_root
 attributes:
@@ -64,20 +64,52 @@ host:
   returned: always
   type: dict
   contains:
-    kernel: {description: Kernel release., type: str, returned: always}
-    architecture: {description: Machine architecture., type: str, returned: always}
+    kernel:
+      description: 'Kernel release.'
+      type: str
+      returned: always
+    architecture:
+      description: 'Machine architecture.'
+      type: str
+      returned: always
     cgroup:
       description: Cgroup layout (mode v1, v2 or hybrid; v1 hierarchies; the unified mount and its controllers).
       type: dict
       returned: always
-    user_namespaces: {description: Whether user namespaces can be created., type: bool, returned: always}
-    time_namespace: {description: Whether the kernel has time namespaces., type: bool, returned: always}
-    cgroup_namespace: {description: Whether the kernel has cgroup namespaces., type: bool, returned: always}
-    seccomp: {description: Whether the kernel has seccomp., type: bool, returned: always}
-    seccomp_actions: {description: The seccomp actions the kernel offers., type: list, elements: str, returned: always}
-    lsms: {description: The active Linux security modules., type: list, elements: str, returned: always}
-    apparmor: {description: Whether AppArmor is active., type: bool, returned: always}
-    selinux: {description: Whether SELinux is active., type: bool, returned: always}
+    user_namespaces:
+      description: 'Whether user namespaces can be created.'
+      type: bool
+      returned: always
+    time_namespace:
+      description: 'Whether the kernel has time namespaces.'
+      type: bool
+      returned: always
+    cgroup_namespace:
+      description: 'Whether the kernel has cgroup namespaces.'
+      type: bool
+      returned: always
+    seccomp:
+      description: 'Whether the kernel has seccomp.'
+      type: bool
+      returned: always
+    seccomp_actions:
+      description: 'The seccomp actions the kernel offers.'
+      type: list
+      elements: str
+      returned: always
+    lsms:
+      description: 'The active Linux security modules.'
+      type: list
+      elements: str
+      returned: always
+    apparmor:
+      description: 'Whether AppArmor is active.'
+      type: bool
+      returned: always
+    selinux:
+      description: 'Whether SELinux is active.'
+      type: bool
+      returned: always
 '''
 
 from ansible.module_utils.basic import AnsibleModule

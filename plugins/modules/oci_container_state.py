@@ -9,7 +9,7 @@ short_description: Bring an OCI container to created, running, stopped or absent
 version_added: 0.1.0
 description:
   - Creates, starts, stops, updates, recreates or deletes a container from an OCI bundle
-    (see M(daemonless.oci.oci_bundle)), directly through the collection's runtime core:
+    (see M(daemonless.oci.oci_bundle)), directly through the collection's runtime core;
     no container daemon runs on the host.
   - Idempotent. The bundle's C(config.json) is compared with the configuration the container
     was created from (kept in its state directory), never with a command line. Changes to
@@ -18,7 +18,7 @@ description:
   - Every container it creates gets a monitor process that logs its output to a file, records
     its exit code, and survives the task.
 author:
-  - daemonless.oci maintainers
+  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
   - daemonless.oci.state_root
 attributes:
@@ -140,22 +140,70 @@ container:
   returned: always
   type: dict
   contains:
-    id: {description: The container id., type: str, returned: success}
-    status: {description: created, running, paused or stopped., type: str, returned: success}
-    pid: {description: The container process on the host (0 when stopped)., type: int, returned: success}
-    bundle: {description: The bundle directory., type: str, returned: success}
-    rootfs: {description: The root filesystem., type: str, returned: success}
-    created: {description: Creation time (RFC 3339)., type: str, returned: success}
-    started: {description: Start time (RFC 3339)., type: str, returned: when started}
-    finished: {description: Exit time (RFC 3339)., type: str, returned: when stopped}
-    exit_code: {description: Exit code (128+N when killed by signal N)., type: int, returned: when stopped}
-    exit_signal: {description: The signal that killed it., type: str, returned: when killed by a signal}
-    oom_killed: {description: Whether the OOM killer was involved., type: bool, returned: when stopped}
-    exit_reason: {description: Why the exit code is unknown., type: str, returned: when unknown}
-    log_path: {description: The log file the monitor writes., type: str, returned: success}
-    monitor_pid: {description: The monitor process (0 once it exited)., type: int, returned: success}
-    cgroup_path: {description: The container's cgroup path., type: str, returned: success}
-    annotations: {description: The config's annotations., type: dict, returned: success}
+    id:
+      description: 'The container id.'
+      type: str
+      returned: success
+    status:
+      description: 'created, running, paused or stopped.'
+      type: str
+      returned: success
+    pid:
+      description: 'The container process on the host (0 when stopped).'
+      type: int
+      returned: success
+    bundle:
+      description: 'The bundle directory.'
+      type: str
+      returned: success
+    rootfs:
+      description: 'The root filesystem.'
+      type: str
+      returned: success
+    created:
+      description: 'Creation time (RFC 3339).'
+      type: str
+      returned: success
+    started:
+      description: 'Start time (RFC 3339).'
+      type: str
+      returned: when started
+    finished:
+      description: 'Exit time (RFC 3339).'
+      type: str
+      returned: when stopped
+    exit_code:
+      description: 'Exit code (128+N when killed by signal N).'
+      type: int
+      returned: when stopped
+    exit_signal:
+      description: 'The signal that killed it.'
+      type: str
+      returned: when killed by a signal
+    oom_killed:
+      description: 'Whether the OOM killer was involved.'
+      type: bool
+      returned: when stopped
+    exit_reason:
+      description: 'Why the exit code is unknown.'
+      type: str
+      returned: when unknown
+    log_path:
+      description: 'The log file the monitor writes.'
+      type: str
+      returned: success
+    monitor_pid:
+      description: 'The monitor process (0 once it exited).'
+      type: int
+      returned: success
+    cgroup_path:
+      description: 'The container''s cgroup path.'
+      type: str
+      returned: success
+    annotations:
+      description: 'The config''s annotations.'
+      type: dict
+      returned: success
 actions:
   description: What the task did (or would do in check mode), with the reason, in order.
   returned: always
