@@ -84,7 +84,7 @@ def dirs_left(path):
 def poll(predicate, what):
     """Call PREDICATE up to POLL_TRIES times; return its first truthy value or fail naming WHAT."""
     value = None
-    for _ in range(POLL_TRIES):
+    for dummy in range(POLL_TRIES):
         value = predicate()
         if value:
             return value
@@ -147,11 +147,13 @@ def readable_block_device():
     pytest.skip("no block device that the host may open for reading")
 
 
-def run_detached(ocirt, make_bundle, args=SLEEP, config=None, container_id=None, running=True):
+def run_detached(ocirt, make_bundle, args=None, config=None, container_id=None, running=True):
     """`ocirt create` + `ocirt start` a container (no monitor); return (id, pid).
 
     RUNNING: the command is long-lived and must be running now (a short one
     may already have stopped, so its pid comes from create's state)."""
+    if args is None:
+        args = SLEEP
     container_id = container_id or new_id()
     bundle = make_bundle(args, config=config)
     ocirt("create", "--bundle", bundle, container_id)
@@ -453,7 +455,7 @@ def test_paused_container_makes_no_progress(ocirt, make_bundle, scratch):
     poll(lambda: (value() or 0) > 10, "the counter to run")
     ocirt("pause", container_id)
     frozen = read(counter)
-    for _ in range(20):
+    for dummy in range(20):
         time.sleep(POLL_DELAY)
         assert read(counter) == frozen, "the counter moved while paused"
     ocirt("resume", container_id)
@@ -740,4 +742,3 @@ def test_bad_cgroups_path_fails_create(ocirt, make_bundle):
     assert "linux.cgroupsPath" in result.stderr and "systemd" in result.stderr, result.stderr
     assert ocirt.ids() == []
     assert_cgroups_gone(container_id)
-

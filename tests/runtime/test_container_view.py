@@ -187,7 +187,7 @@ def assert_create_fails(ocirt, bundle, *needles):
 
 def wait_stopped(ocirt, container_id, attempts=1000):
     """Poll `ocirt state` until the container is stopped (bounded by ATTEMPTS)."""
-    for _ in range(attempts):
+    for dummy in range(attempts):
         if ocirt.state(container_id)["status"] == "stopped":
             return
         time.sleep(0.01)
@@ -229,7 +229,8 @@ def ocirt_with_fds(ocirt, fds, *args, **kwargs):
     argv = [sys.executable, "-c", _FD_TRAMPOLINE, str(len(fds))] + [str(fd) for fd in fds]
     argv += [OCIRT, "--root", ocirt.root] + [str(a) for a in args]
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run(argv, pass_fds=tuple(fds), **kwargs)
+    check = kwargs.pop("check", False)
+    return subprocess.run(argv, pass_fds=tuple(fds), check=check, **kwargs)
 
 
 # --------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def _expected_cgroup_dirs():
                 has_v2 = True
     with open("/proc/self/cgroup") as handle:
         for line in handle:
-            _, controllers, _ = line.rstrip("\n").split(":", 2)
+            _hierarchy_id, controllers, _path = line.rstrip("\n").split(":", 2)
             if controllers:
                 names.add(",".join(c[len("name="):] if c.startswith("name=") else c
                                    for c in controllers.split(",")))
@@ -342,7 +343,7 @@ def test_mountinfo_shows_the_rootfs_and_the_default_mounts_only(ocirt, make_bund
         assert cgroup_points == expected
         own = {}
         for line in out["cgroup"].splitlines():
-            _, controllers, path = line.split(":", 2)
+            _hierarchy_id, controllers, path = line.split(":", 2)
             own[controllers] = path
         for point in cgroup_points:
             bind = mount_at(mounts, point)

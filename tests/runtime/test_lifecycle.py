@@ -91,7 +91,7 @@ def pids_in_pid_namespace(key):
 def poll(predicate, what):
     """Call PREDICATE up to POLL_TRIES times; return its first truthy value or fail naming WHAT."""
     value = None
-    for _ in range(POLL_TRIES):
+    for dummy in range(POLL_TRIES):
         value = predicate()
         if value:
             return value
@@ -153,11 +153,11 @@ class PidNamespaceGuard:
         problems = []
         try:
             host = ns_key("/proc/self/ns/pid")
-            for key, (_, description) in self.pinned.items():
+            for key, (_fd, description) in self.pinned.items():
                 if key == host:
                     continue
                 left = []
-                for _ in range(POLL_TRIES):
+                for dummy in range(POLL_TRIES):
                     left = pids_in_pid_namespace(key)
                     if not left:
                         break
@@ -171,7 +171,7 @@ class PidNamespaceGuard:
                         except OSError:
                             pass
         finally:
-            for fd, _ in self.pinned.values():
+            for fd, _description in self.pinned.values():
                 os.close(fd)
             self.pinned.clear()
         return problems
@@ -644,7 +644,7 @@ def test_term_is_ignored_by_an_init_without_handler(rt, make_bundle):
     state = rt.running(make_bundle(SLEEP), cid)
     rt("kill", cid, "TERM")
     # Let a TERM (were it delivered) take effect: a few state polls, not a timed wait.
-    for _ in range(5):
+    for dummy in range(5):
         time.sleep(POLL_DELAY)
         assert rt.status(cid) == "running"
     assert rt.state(cid)["pid"] == state["pid"]
@@ -675,8 +675,12 @@ def _container_pids(rt, cid, at_least, what):
     pid = rt.state(cid)["pid"]
     key = ns_key("/proc/%d/ns/pid" % pid)
     assert key != ns_key("/proc/self/ns/pid")
-    return key, poll(lambda: (lambda p: p if len(p) >= at_least else None)(pids_in_pid_namespace(key)),
-                     what)
+
+    def enough_pids():
+        pids = pids_in_pid_namespace(key)
+        return pids if len(pids) >= at_least else None
+
+    return key, poll(enough_pids, what)
 
 
 def test_kill_all_kill_reaches_forked_grandchildren(rt, make_bundle):
@@ -710,7 +714,7 @@ def test_kill_all_signals_every_process_not_just_init(rt, make_bundle):
 
     background = poll(sleepers, "the two background sleeps")
     rt("kill", cid, "TERM")
-    for _ in range(5):  # a TERM to the init alone must not reach them
+    for dummy in range(5):  # a TERM to the init alone must not reach them
         time.sleep(POLL_DELAY)
         for pid, start_time in background.items():
             assert proc_start_time(pid) == start_time, "kill without --all reached pid %d" % pid
@@ -938,7 +942,7 @@ def test_concurrent_create_with_the_same_id(rt, make_bundle, state_root):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    errors = [open(err).read() for _, err in files]
+    errors = [open(err).read() for _out, err in files]
     assert sorted(code == 0 for code in codes) == [False, True], (codes, errors)
     winner = codes.index(0)
     loser = 1 - winner
@@ -1046,15 +1050,15 @@ def runc(scratch, pidns_guard):
         if detached:
             base = os.path.join(logs, uuid.uuid4().hex[:8])
             with open(base + ".out", "w") as out, open(base + ".err", "w") as err:
-                code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err).returncode
+                code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=False).returncode
             return Result(code, open(base + ".out").read(), open(base + ".err").read())
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         return Result(done.returncode, done.stdout, done.stderr)
 
     yield call
     for cid in made:
         subprocess.run([path, "--root", root, "delete", "--force", cid], stdin=subprocess.DEVNULL,
-                       capture_output=True)
+                       capture_output=True, check=False)
 
 
 def test_state_matches_runc(rt, runc, make_bundle):

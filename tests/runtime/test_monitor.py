@@ -55,7 +55,7 @@ def new_id(prefix="mon"):
 
 def poll(predicate, what):
     value = None
-    for _ in range(POLL_TRIES):
+    for dummy in range(POLL_TRIES):
         value = predicate()
         if value:
             return value
@@ -146,7 +146,7 @@ class ProcessGuard:
 
     def leftovers(self):
         left = []
-        for _ in range(POLL_TRIES):
+        for dummy in range(POLL_TRIES):
             left = [(pid, start, what) for (pid, start), what in self.tracked.items()
                     if not is_gone(pid, start)]
             if not left:
@@ -459,7 +459,7 @@ def test_logs_follow_prints_everything_and_ends_with_the_container(mon):
                                 bufsize=0)
     try:
         # Unbuffered: readline takes exactly the first line and leaves the rest to communicate.
-        ready, _, _ = select.select([follower.stdout], [], [], WAIT_SECONDS)
+        ready = select.select([follower.stdout], [], [], WAIT_SECONDS)[0]
         assert ready, "logs --follow printed nothing"
         first = follower.stdout.readline()
         assert first == b"line1\n"

@@ -126,7 +126,7 @@ def test_render_joins_partial_pieces_without_newline():
         line(1, kind="P", text=b"ab"), line(2, kind="P", text=b"cd"), line(3, text=b"ef"),
         line(4, "stderr", text=b"err"), line(5, kind="P", text=b"end"))]
     pieces = logs.render(records)
-    assert [stream for stream, _ in pieces] == ["stdout", "stdout", "stdout", "stderr", "stdout"]
+    assert [piece[0] for piece in pieces] == ["stdout", "stdout", "stdout", "stderr", "stdout"]
     assert b"".join(data for stream, data in pieces if stream == "stdout") == b"abcdef\nend"
     assert b"".join(data for stream, data in pieces if stream == "stderr") == b"err\n"
 
@@ -286,7 +286,7 @@ def test_cli_logs_follow_prints_each_record_once(tmp_path, monkeypatch):
             write(path, line(3), "ab")
     monkeypatch.setattr(logs, "read_records_and_offset", read_while_the_monitor_writes)
     printed = []
-    monkeypatch.setattr(cli, "_write_pieces", lambda pieces: printed.extend(pieces))
+    monkeypatch.setattr(cli, "_write_pieces", printed.extend)
     cli._print_logs(str(tmp_path), {"id": "c", "follow": True})
     assert printed == [("stdout", b"line1\n"), ("stdout", b"line2\n"), ("stdout", b"line3\n")]
 

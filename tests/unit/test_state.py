@@ -423,5 +423,3 @@ def test_ids_longer_than_a_file_name_work(tmp_path, length):
     with pytest.raises(OCIError) as caught:
         Container.new(root, container_id)
     assert "already exists" in str(caught.value)
-
-
