@@ -17,7 +17,7 @@ import os
 import signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils import (
-    devices, kernel_settings, mounts, namespaces, process, syscalls)
+    devices, hooks, kernel_settings, mounts, namespaces, process, syscalls)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
@@ -116,6 +116,12 @@ def container_init(args):
                 mounts.readonly_paths(ctx, linux.get("readonlyPaths"))
                 mounts.finish_readonly(ctx, config["root"].get("readonly"))
         kernel_settings.apply(config)
+        if go.get("runtime_hooks"):
+            # prestart and createRuntime run now, in the runtime's namespaces, by the runtime.
+            args.channel.send("mounted")
+            args.channel.expect("continue", "container init")
+        if config.get("hooks", {}).get("createContainer"):
+            hooks.run(config["hooks"], "createContainer", go["state"])
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
         proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -138,10 +144,20 @@ def container_init(args):
         args.channel.send("ready")
         # Blocks until `start` opens the fifo for reading.
         fifo = os.open(str(args.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fds)
-        os.write(fifo, b"0")
-        os.close(fifo)
     except BaseException as exc:
         report_and_exit(args.channel, exc)
+    # From here `start` is the one listening, on the fifo: "0" means the
+    # startContainer hooks passed and exec follows (the fifo closes with it);
+    # "E" and a message is a failure that start reports.
+    try:
+        if config.get("hooks", {}).get("startContainer"):
+            hooks.run(config["hooks"], "startContainer", dict(go["state"], status="created"))
+        os.write(fifo, b"0")
+    except BaseException as exc:
+        try:
+            os.write(fifo, b"E" + str(exc).encode("utf-8", "replace"))
+        finally:
+            os._exit(1)
     _default_signals()
     try:
         os.execve(executable, proc["args"], env)

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from ansible_collections.daemonless.oci.plugins.module_utils import kernel_settings, spec
+from ansible_collections.daemonless.oci.plugins.module_utils import hooks, kernel_settings, spec
 from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
@@ -66,6 +66,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, detached)
+    hooks.validate(config.get("hooks"), check_executable=True)
     linux = config.get("linux") or {}
     resources = linux.get("resources") or {}
     layout = cgroups.Layout.detect()
@@ -133,7 +134,15 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                          oomFile=cgroup.oom_file(layout))
         cgroup.add_process(init_pid)
         cgroup.apply(cgroup_writes, layout)
-        channel.send("go", cgroups=cgroups.process_cgroups(init_pid))
+        hook_state = container.oci_state()
+        runtime_hooks = any(config.get("hooks", {}).get(kind) for kind in ("prestart", "createRuntime"))
+        channel.send("go", cgroups=cgroups.process_cgroups(init_pid), state=hook_state,
+                     runtime_hooks=runtime_hooks)
+        if runtime_hooks:
+            channel.expect("mounted", "create")
+            hooks.run(config["hooks"], "prestart", hook_state)
+            hooks.run(config["hooks"], "createRuntime", hook_state)
+            channel.send("continue")
         channel.expect("ready", "create")
         container.update(status=CREATED)
         if pid_file:

@@ -25,20 +25,50 @@ def start(root, container_id):
             raise OCIError("container %s: cannot start a container that is %s (it must be created)"
                            % (container_id, status))
         fifo = container.path(EXEC_FIFO)
-        import select
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLHUP)
-            while True:
-                if poller.poll(100) and os.read(fd, 1):
-                    break
-                if not container.is_alive():
-                    raise OCIError("container %s: its process exited before start" % container_id)
-        finally:
-            os.close(fd)
+        answer = _release(container, fifo)
         os.unlink(fifo)
         container.update(status=RUNNING, started=utc_now())
+        if answer.startswith(b"E"):
+            # A startContainer hook failed: the process exits; report it as start's failure.
+            wait_for_exit(container.read()["pid"], start_time=container.read().get("pidStartTime"))
+            raise OCIError("container %s: %s" % (container_id, answer[1:].decode("utf-8", "replace")))
+        config = container.config()
+        if config.get("hooks", {}).get("poststart"):
+            from ansible_collections.daemonless.oci.plugins.module_utils import hooks
+            hooks.run_reporting(config["hooks"], "poststart", container.oci_state(), _warn)
+
+
+def _release(container, fifo):
+    """Open the exec fifo: the waiting process goes on; return what it says ("0", or "E" and an error).
+
+    It writes its answer after the startContainer hooks and closes the fifo
+    by exec, so reading to the end waits for exactly that.
+    """
+    import select
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    answer = b""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            events = poller.poll(100)
+            if events:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    answer += chunk
+                    continue
+                if answer:
+                    return answer
+            if not container.is_alive():
+                if answer:
+                    return answer
+                raise OCIError("container %s: its process exited before start" % container.id)
+    finally:
+        os.close(fd)
+
+
+def _warn(message):
+    sys.stderr.write("ocirt: %s\n" % message)
 
 
 def state(root, container_id):
@@ -146,12 +176,18 @@ def delete(root, container_id, force=False):
         elif status == STOPPED:
             # Processes the init left behind (no pid namespace of its own) go too.
             _signal_all(container, signal.SIGKILL)
+        final_state = None
         if status is not None:
             _stop_monitor(container)
             cgroup = container.cgroup()
             if cgroup is not None:
                 cgroup.destroy()
+            final_state = container.oci_state()
+        config = container.config()
         container.remove()
+    if final_state is not None and config.get("hooks", {}).get("poststop"):
+        from ansible_collections.daemonless.oci.plugins.module_utils import hooks
+        hooks.run_reporting(config["hooks"], "poststop", final_state, _warn)
 
 
 MONITOR_EXIT_WAIT_SECONDS = 2.0

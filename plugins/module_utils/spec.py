@@ -211,6 +211,8 @@ def validate(config):
         check.string(mount.get("source"), field + ".source")
         check.strings(mount.get("options"), field + ".options")
     _validate_linux(check, check.obj(config.get("linux"), "linux"))
+    from ansible_collections.daemonless.oci.plugins.module_utils import hooks
+    hooks.validate(config.get("hooks"))
 
 
 def _validate_process(check, process):

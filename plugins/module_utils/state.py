@@ -193,6 +193,14 @@ class Container:
             return PAUSED
         return RUNNING
 
+    def config(self):
+        """The config.json the container was created from ({} when unreadable)."""
+        try:
+            with open(self.path(CONFIG_COPY), "rb") as handle:
+                return json.loads(handle.read())
+        except (OSError, ValueError):
+            return {}
+
     def cgroup(self):
         """The container's Cgroup, or None when it has none recorded."""
         record = self.read().get("cgroup")
