@@ -7,6 +7,7 @@ One JSON object per line. The children report progress ("userns": write my
 id maps; "pid": the container's pid; "ready"; "error") and wait for the
 runtime's answers ("ack", "go").
 """
+import array
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ class Channel:
     def __init__(self, sock):
         self.sock = sock
         self._buffer = b""
+        self._fds = []
 
     @classmethod
     def pair(cls):
@@ -27,19 +29,34 @@ class Channel:
     def fileno(self):
         return self.sock.fileno()
 
-    def send(self, kind, **fields):
+    def send(self, kind, fds=None, **fields):
+        """Send a message; FDS (descriptors) travel with it as SCM_RIGHTS and arrive in its "fds"."""
         fields["type"] = kind
-        self.sock.sendall(json.dumps(fields).encode("utf-8") + b"\n")
+        data = json.dumps(fields).encode("utf-8") + b"\n"
+        if fds:
+            sent = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            data = data[sent:]
+        if data:
+            self.sock.sendall(data)
 
     def recv(self):
         """The next message, or None at end of file (the peer exited)."""
         while b"\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
+            chunk, ancillary, _flags, _address = self.sock.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    received = array.array("i")
+                    received.frombytes(payload[:len(payload) - len(payload) % received.itemsize])
+                    self._fds.extend(received)
             if not chunk:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        message = json.loads(line)
+        if self._fds:
+            # Descriptors arrive with the first byte of the message they were sent with.
+            message["fds"], self._fds = self._fds, []
+        return message
 
     def expect(self, kind, what):
         """Receive a message of KIND; an 'error' message or EOF raises OCIError."""

@@ -17,7 +17,7 @@ import os
 import signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils import (
-    devices, hooks, kernel_settings, mounts, namespaces, process, syscalls)
+    devices, hooks, kernel_settings, mounts, namespaces, process, syscalls, terminal)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
@@ -88,7 +88,9 @@ def _default_signals():
             if signal.getsignal(signum) is not signal.SIG_DFL:
                 signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError):
-            pass  # real-time signals the C library reserves
+            # 32 and 33, which the C library keeps for itself, but which the
+            # caller may have left ignored: the kernel takes SIG_DFL for them.
+            syscalls.reset_signal_to_default(signum)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
@@ -105,6 +107,7 @@ def container_init(args):
         linux = config.get("linux") or {}
         proc = config["process"]
         os.umask(0)
+        master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
@@ -112,6 +115,9 @@ def container_init(args):
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
+                if proc.get("terminal"):
+                    master, slave = terminal.open_pty(ctx.rootfd, proc.get("consoleSize"))
+                    terminal.become_controlling(slave)
                 mounts.mask_paths(ctx, linux.get("maskedPaths"))
                 mounts.readonly_paths(ctx, linux.get("readonlyPaths"))
                 mounts.finish_readonly(ctx, config["root"].get("readonly"))
@@ -141,7 +147,11 @@ def container_init(args):
             syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
         process.keep_only_stdio_and_preserved(args.preserve_fds)
         _check_fifo_writable(proc_fds, args.fifo_fd)
-        args.channel.send("ready")
+        if master is not None:
+            args.channel.send("ready", fds=[master])
+            os.close(master)
+        else:
+            args.channel.send("ready")
         # Blocks until `start` opens the fifo for reading.
         fifo = os.open(str(args.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fds)
     except BaseException as exc:

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from ansible_collections.daemonless.oci.plugins.module_utils import hooks, kernel_settings, spec
+from ansible_collections.daemonless.oci.plugins.module_utils import hooks, kernel_settings, spec, terminal
 from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
@@ -25,12 +25,15 @@ from ansible_collections.daemonless.oci.plugins.module_utils.state import (
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
 
 
-def _check_config(config, plan, console_socket, detached):
-    if config["process"].get("terminal") and not console_socket and detached:
-        raise OCIError("process.terminal: a terminal needs --console-socket when the runtime detaches "
-                       "(terminals are not supported yet: set process.terminal to false)")
+def _check_config(config, plan, console_socket, terminal_handler):
     if config["process"].get("terminal"):
-        raise OCIError("process.terminal: terminals are not supported yet; set it to false")
+        if not console_socket and terminal_handler is None:
+            raise OCIError("process.terminal: a terminal needs --console-socket to hand its master side "
+                           "to (or run it in the foreground with `ocirt run`, or with a monitor)")
+        if not plan.has("mount"):
+            raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+    elif console_socket:
+        raise OCIError("--console-socket: given, but process.terminal is false")
     if not plan.has("mount"):
         linux = config.get("linux") or {}
         for field, value in (("mounts", config.get("mounts")),
@@ -56,16 +59,18 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           detached=True, monitor_record=None):
+           terminal_handler=None, monitor_record=None):
     """Create the container and leave its process waiting for start; return its pid.
 
-    MONITOR_RECORD, from create_monitored, is stored in the state: this
-    process will become the container's monitor.
+    With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
+    TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
+    from create_monitored, is stored in the state: this process will become
+    the container's monitor.
     """
     bundle = os.path.abspath(bundle)
     config, rootfs = spec.load_bundle(bundle)
     plan = NamespacePlan(config)
-    _check_config(config, plan, console_socket, detached)
+    _check_config(config, plan, console_socket, terminal_handler)
     hooks.validate(config.get("hooks"), check_executable=True)
     linux = config.get("linux") or {}
     resources = linux.get("resources") or {}
@@ -143,7 +148,15 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             hooks.run(config["hooks"], "prestart", hook_state)
             hooks.run(config["hooks"], "createRuntime", hook_state)
             channel.send("continue")
-        channel.expect("ready", "create")
+        ready = channel.expect("ready", "create")
+        for master in ready.get("fds", []):
+            if console_socket:
+                try:
+                    terminal.send_to_console_socket(console_socket, master)
+                finally:
+                    os.close(master)
+            else:
+                terminal_handler(master)
         container.update(status=CREATED)
         if pid_file:
             _write_pid_file(pid_file, init_pid)
@@ -281,8 +294,14 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     log_path = os.path.abspath(log_path) if log_path else os.path.join(state_dir, LOG_FILE)
     record = {"pid": os.getpid(), "startTime": process_start_time(os.getpid()), "logPath": log_path,
               "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
+    masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                      monitor_record=record)
+                      terminal_handler=masters.append, monitor_record=record)
+    if masters:
+        # A terminal merges the streams: the monitor logs the pty as stdout.
+        os.close(out_r)
+        os.close(err_r)
+        out_r, err_r = masters[0], -1
     with Container.open(root, container_id) as container:
         oom_file = container.read().get("oomFile") or ""
     # The container holds the write ends now; the monitor must not, or it never sees EOF.
@@ -294,7 +313,8 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.write(result_w, ("ok %d" % init_pid).encode())
     os.close(result_w)
     for fd in (out_r, err_r):
-        os.set_inheritable(fd, True)
+        if fd >= 0:
+            os.set_inheritable(fd, True)
     directory, name = _monitor_module(root, monitor)
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",

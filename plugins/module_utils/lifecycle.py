@@ -308,8 +308,9 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     # intermediate child exits, and so can wait for it.
     from ansible_collections.daemonless.oci.plugins.module_utils import syscalls
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    masters = []
     pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                 detached=False)
+                 terminal_handler=masters.append)
     forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
     previous = {}
@@ -323,6 +324,12 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
         previous[signum] = signal.signal(signum, forward)
     try:
         start(root, container_id)
+        if masters:
+            from ansible_collections.daemonless.oci.plugins.module_utils import terminal
+            try:
+                terminal.relay(masters[0])
+            finally:
+                os.close(masters[0])
         status = _wait_child(pid)
     except BaseException:
         try:

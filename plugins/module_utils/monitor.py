@@ -303,6 +303,8 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
                 continue
+            except OSError:
+                chunk = b""  # a terminal's master reads EIO once the container's side is closed
             if chunk:
                 writer.put(stream.records(chunk))
             else:

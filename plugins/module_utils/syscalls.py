@@ -171,3 +171,19 @@ def openat2(dirfd, path, flags, resolve, mode=0):
 def close_range(first, last=0xFFFFFFFF, flags=0):
     if _syscall(SYS_CLOSE_RANGE, first, last, flags) != 0:
         _fail("close_range(%d)" % first)
+
+
+# rt_sigaction by architecture: glibc's sigaction refuses the signals it
+# reserves for itself (32 and 33), yet a process can inherit them ignored.
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "ppc64le": 173, "s390x": 174, "armv7l": 174, "i686": 174}
+
+
+def reset_signal_to_default(signum):
+    """Set SIGNUM to SIG_DFL with the raw syscall (a zeroed struct sigaction is SIG_DFL, no flags)."""
+    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, "rt_sigaction: unknown syscall number on %s" % os.uname().machine)
+    libc()
+    action = ffi.new("char[64]")
+    if _syscall(number, signum, ffi.cast("long", action), 0, 8) != 0:
+        _fail("rt_sigaction(%d)" % signum)
