@@ -16,7 +16,6 @@ import sys
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.state import DEFAULT_ROOT
 
-VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2"
 
 # command -> ({flag: (takes a value?, canonical name)}, [positional names], usage)
@@ -48,6 +47,15 @@ _COMMANDS = {
     "list": ({"format": (True, "format"), "f": (True, "format"), "quiet": (False, "quiet"),
               "q": (False, "quiet")}, [], "list [--format table|json] [--quiet]"),
     "spec": ({"bundle": (True, "bundle"), "b": (True, "bundle")}, ["args*"], "spec [--bundle DIR] [ARG...]"),
+    "exec": ({"process": (True, "process"), "p": (True, "process"), "tty": (False, "tty"), "t": (False, "tty"),
+              "detach": (False, "detach"), "d": (False, "detach"), "pid-file": (True, "pid_file"),
+              "env": (True, "env[]"), "e": (True, "env[]"), "cwd": (True, "cwd"), "user": (True, "user"),
+              "u": (True, "user"), "cap": (True, "cap[]"), "c": (True, "cap[]"),
+              "no-new-privs": (False, "no_new_privs"), "preserve-fds": (True, "preserve_fds"),
+              "console-socket": (True, "console_socket")},
+             ["id", "args*"], "exec [--process FILE] [--tty] [--detach] [--pid-file F] [--env K=V]... [--cwd DIR] "
+                              "[--user UID[:GID]] [--cap CAP]... ID [ARGS...]"),
+    "features": ({}, [], "features"),
     "pause": ({}, ["id"], "pause ID"),
     "resume": ({}, ["id"], "resume ID"),
     "ps": ({"format": (True, "format"), "f": (True, "format")}, ["id"], "ps [--format table|json] ID"),
@@ -110,7 +118,10 @@ def _parse_flags(argv, flags, stop_at_positional):
                         raise UsageError("flag %s needs a value" % arg)
                     value = argv[index]
                     index += 1
-                options[key] = value
+                if key.endswith("[]"):
+                    options.setdefault(key[:-2], []).append(value)
+                else:
+                    options[key] = value
             else:
                 options[key] = value.lower() not in ("false", "0") if has_value else True
             continue
@@ -130,7 +141,10 @@ def parse(argv):
     if command not in _COMMANDS:
         raise UsageError("unknown command %r (commands: %s)" % (command, ", ".join(sorted(_COMMANDS))))
     flags, names, usage = _COMMANDS[command]
-    options, positionals = _parse_flags(rest, flags, stop_at_positional=False)
+    # exec's flags stop at the container id: what follows is the command and its own flags.
+    options, positionals = _parse_flags(rest, flags, stop_at_positional=command == "exec")
+    if command == "exec" and positionals[1:2] == ["--"]:
+        del positionals[1]
     for name in names:
         if name.endswith("*"):
             options[name[:-1]] = positionals
@@ -225,6 +239,11 @@ def _run_command(root, command, options):
         return code
     elif command == "logs":
         _print_logs(root, options)
+    elif command == "exec":
+        return _exec(root, options)
+    elif command == "features":
+        from ansible_collections.daemonless.oci.plugins.module_utils.features import features
+        _print_json(features())
     elif command == "list":
         _print_list(lifecycle.list_containers(root), options)
     elif command == "spec":
@@ -236,6 +255,33 @@ def _run_command(root, command, options):
     elif command == "update":
         lifecycle.update(root, options["id"], _update_resources(options))
     return 0
+
+
+def _exec(root, options):
+    from ansible_collections.daemonless.oci.plugins.module_utils import container_exec, lifecycle
+    if not options.get("process") and not options.get("args"):
+        raise UsageError("exec: give the command after the id, or --process FILE")
+    overrides = {"args": options.get("args") or None, "env": options.get("env"), "cwd": options.get("cwd"),
+                 "terminal": options.get("tty") or None}
+    if options.get("user"):
+        uid, _sep, gid = options["user"].partition(":")
+        if not _is_number(uid) or (gid and not _is_number(gid)):
+            raise UsageError("exec --user %s: must be UID or UID:GID" % options["user"])
+        overrides["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if options.get("no_new_privs"):
+        overrides["noNewPrivileges"] = True
+    with_config = lifecycle.container_config(root, options["id"])
+    if options.get("cap"):
+        names = [c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper() for c in options["cap"]]
+        caps = dict((key, list(value)) for key, value in
+                    ((with_config.get("process") or {}).get("capabilities") or {}).items())
+        for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            caps[key] = list(caps.get(key) or []) + [n for n in names if n not in (caps.get(key) or [])]
+        overrides["capabilities"] = caps
+    proc = container_exec.build_process(with_config, overrides, options.get("process"))
+    return container_exec.exec_process(root, options["id"], proc, detach=options.get("detach", False),
+                                       pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
+                                       console_socket=options.get("console_socket"))
 
 
 def _log_options(options):
@@ -395,6 +441,7 @@ def main(argv=None):
         if global_options.get("log_format", "text") not in ("text", "json"):
             raise UsageError("--log-format %s: must be text or json" % global_options["log_format"])
         if global_options.get("version"):
+            from ansible_collections.daemonless.oci.plugins.module_utils.features import VERSION
             sys.stdout.write("ocirt version %s\nspec: %s\n" % (VERSION, SPEC_VERSION))
             return 0
         if command is None:

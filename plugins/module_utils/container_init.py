@@ -75,7 +75,7 @@ def _check_fifo_writable(proc_fds, fifo_fd):
                            % exc.strerror)
 
 
-def _default_signals():
+def default_signals():
     """The container's process starts with every signal at its default and none blocked.
 
     Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays
@@ -168,7 +168,7 @@ def container_init(args):
             os.write(fifo, b"E" + str(exc).encode("utf-8", "replace"))
         finally:
             os._exit(1)
-    _default_signals()
+    default_signals()
     try:
         os.execve(executable, proc["args"], env)
     except OSError as exc:

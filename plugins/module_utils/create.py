@@ -159,7 +159,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                 terminal_handler(master)
         container.update(status=CREATED)
         if pid_file:
-            _write_pid_file(pid_file, init_pid)
+            write_pid_file(pid_file, init_pid)
         return init_pid
     except BaseException:
         for pid in (child_pid, init_pid):
@@ -203,7 +203,7 @@ def _reap(pid):
         pass
 
 
-def _write_pid_file(path, pid):
+def write_pid_file(path, pid):
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), ".%s.%d" % (os.path.basename(path), os.getpid()))
     with open(tmp, "w") as handle:

@@ -220,6 +220,12 @@ def wait(root, container_id, timeout=None, interval=0.02):
         time.sleep(interval)
 
 
+def container_config(root, container_id):
+    """The config.json a container was created from."""
+    with Container.open(root, container_id) as container:
+        return container.config()
+
+
 def log_source(root, container_id):
     """(log path, max files, still-running callable) of a monitored container."""
     with Container.open(root, container_id) as container:

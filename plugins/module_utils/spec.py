@@ -110,7 +110,7 @@ def load_bundle(bundle):
     return config, rootfs
 
 
-class _Checker:
+class Checker:
     """Walks a config, collecting nothing: the first fault raises OCIError naming its field."""
 
     @staticmethod
@@ -192,7 +192,7 @@ UINT32_MAX = 0xFFFFFFFF
 
 def validate(config):
     """Raise OCIError naming the first field of CONFIG that the core cannot use."""
-    check = _Checker()
+    check = Checker()
     check.obj(config, "config.json", required=True)
     check.string(config.get("ociVersion"), "ociVersion", required=True)
     root = check.obj(config.get("root"), "root", required=True)
@@ -203,7 +203,7 @@ def validate(config):
     check.string(config.get("hostname"), "hostname")
     check.string(config.get("domainname"), "domainname")
     check.string_map(config.get("annotations"), "annotations")
-    _validate_process(check, config.get("process"))
+    validate_process(check, config.get("process"))
     for index, mount in enumerate(check.objects(config.get("mounts"), "mounts")):
         field = "mounts[%d]" % index
         check.string(mount.get("destination"), field + ".destination", required=True, absolute=True)
@@ -215,7 +215,7 @@ def validate(config):
     hooks.validate(config.get("hooks"))
 
 
-def _validate_process(check, process):
+def validate_process(check, process):
     process = check.obj(process, "process", required=True)
     check.strings(process.get("args"), "process.args", non_empty=True)
     check.strings(process.get("env"), "process.env")

@@ -33,8 +33,8 @@ TIOCGPTPEER = 0x5441
 MS_BIND = 4096
 
 
-def open_pty(rootfd, console_size=None):
-    """(master, slave) on the container's devpts; the slave is also bound on /dev/console."""
+def open_pty(rootfd, console_size=None, console=True):
+    """(master, slave) on the container's devpts; with CONSOLE the slave is also bound on /dev/console."""
     try:
         master = open_in_root(rootfd, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
     except OSError as exc:
@@ -45,11 +45,12 @@ def open_pty(rootfd, console_size=None):
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         if console_size:
             set_size(slave, console_size.get("height", 0), console_size.get("width", 0))
-        console = ensure_in_root(rootfd, "/dev/console", directory=False, mode=0o600)
-        try:
-            syscalls.mount(fd_path(slave), fd_path(console), None, MS_BIND)
-        finally:
-            os.close(console)
+        if console:
+            target = ensure_in_root(rootfd, "/dev/console", directory=False, mode=0o600)
+            try:
+                syscalls.mount(fd_path(slave), fd_path(target), None, MS_BIND)
+            finally:
+                os.close(target)
     except OSError as exc:
         os.close(master)
         raise OCIError("process.terminal: cannot set up the pty: %s" % (exc.strerror or exc))

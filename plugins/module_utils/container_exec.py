@@ -1,0 +1,259 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""exec: another process inside a running container.
+
+runtime ──fork──> joiner: waits until the runtime has put it in the
+                  container's cgroups, enters the container's namespaces
+                  (user first, mount last), forks (pid and time namespaces
+                  apply to children) and reports the pid.
+                  └─fork──> the process: applies process.* as create does
+                  (rlimits, user, capabilities, noNewPrivileges, seccomp,
+                  umask, cwd, env), and execs. Its exec closes a status
+                  pipe: the runtime learns "it runs" or the error.
+In the foreground the runtime is subreaper, waits, and returns the exit
+code; --detach returns once the process runs.
+"""
+import os
+import signal
+
+# Everything the forked processes use is imported here: once they have
+# joined the container's mount namespace, the runtime's files are gone.
+from ansible_collections.daemonless.oci.plugins.module_utils import namespaces, process, spec, syscalls, terminal
+from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel, report_and_exit
+from ansible_collections.daemonless.oci.plugins.module_utils.container_init import default_signals
+from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils.state import (
+    CREATED, RUNNING, Container, process_start_time)
+
+
+def build_process(config, overrides, process_file=None):
+    """The process to run: PROCESS_FILE (a process JSON) if given, else the container's
+    process with OVERRIDES (args, env list appended, cwd, user, terminal, capabilities, noNewPrivileges)."""
+    import json
+    if process_file is not None:
+        try:
+            with open(process_file) as handle:
+                proc = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise OCIError("--process %s: %s" % (process_file, exc))
+    else:
+        proc = dict(config.get("process") or {})
+        proc["terminal"] = False
+        for key in ("args", "cwd", "user", "terminal", "capabilities", "noNewPrivileges"):
+            if overrides.get(key) is not None:
+                proc[key] = overrides[key]
+        if overrides.get("env"):
+            proc["env"] = list(proc.get("env") or []) + list(overrides["env"])
+    spec.validate_process(spec.Checker(), proc)
+    return proc
+
+
+def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve_fds=0, console_socket=None):
+    """Run PROC in the container; return its exit code (foreground) or 0 (detached)."""
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        if status not in (CREATED, RUNNING):
+            raise OCIError("container %s: cannot exec in a container that is %s" % (container_id, status))
+        record = container.read()
+        config = container.config()
+        cgroup = container.cgroup()
+    if proc.get("terminal") and detach and not console_socket:
+        raise OCIError("process.terminal: a detached exec with a terminal needs --console-socket")
+    joins = _namespaces_to_join(record)
+    last_cap = process.last_capability()
+    seccomp = (config.get("linux") or {}).get("seccomp")
+    seccomp_filter = None
+    if seccomp:
+        from ansible_collections.daemonless.oci.plugins.module_utils import seccomp as seccomp_filter
+    if not detach:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    channel, child_channel = Channel.pair()
+    status_r, status_w = os.pipe()
+    opened = []
+    child = None
+    try:
+        for kind, path in joins:
+            opened.append((kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        # The init must still be the one the namespace paths belong to.
+        if process_start_time(record["pid"]) != record.get("pidStartTime"):
+            raise OCIError("container %s: its process exited" % container_id)
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            channel.close()
+            os.close(status_r)
+            _joiner(child_channel, opened, proc, seccomp_filter and (seccomp_filter, seccomp), preserve_fds,
+                    status_w, last_cap)
+        child_channel.close()
+        os.close(status_w)
+        status_w = None
+        for entry in opened:
+            os.close(entry[2])
+        opened = []
+        if cgroup is not None:
+            cgroup.add_process(child)
+        channel.send("go")
+        pid = channel.expect("pid", "exec")["pid"]
+        os.waitpid(child, 0)
+        child = None
+        ready = channel.expect("ready", "exec")
+        masters = ready.get("fds", [])
+        error = _read_all(status_r)
+        if error:
+            raise OCIError("exec in container %s: %s" % (container_id, error.decode("utf-8", "replace")))
+        if pid_file:
+            from ansible_collections.daemonless.oci.plugins.module_utils.create import write_pid_file
+            write_pid_file(pid_file, pid)
+        if detach:
+            for master in masters:
+                try:
+                    terminal.send_to_console_socket(console_socket, master)
+                finally:
+                    os.close(master)
+            return 0
+        return _wait_foreground(pid, masters)
+    finally:
+        for entry in opened:
+            os.close(entry[2])
+        if status_w is not None:
+            os.close(status_w)
+        os.close(status_r)
+        channel.close()
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+            except OSError:
+                pass
+
+
+def _namespaces_to_join(record):
+    """(type, path) of each namespace of the container that is not the runtime's own, in join order."""
+    joins = []
+    paths = record.get("namespaces") or {}
+    for kind in namespaces.JOIN_ORDER:
+        path = paths.get(kind)
+        if not path:
+            continue
+        name = namespaces.NAMESPACES[kind][1]
+        try:
+            theirs = os.stat(path)
+            ours = os.stat("/proc/self/ns/%s" % name)
+        except OSError:
+            continue
+        if (theirs.st_ino, theirs.st_dev) != (ours.st_ino, ours.st_dev):
+            joins.append((kind, path))
+    return joins
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap):
+    try:
+        keep = set([0, 1, 2, channel.fileno(), status_w] + [entry[2] for entry in opened])
+        keep.update(range(3, 3 + preserve_fds))
+        process.close_fds_except(keep)
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        channel.expect("go", "exec")
+        for kind, path, fd in opened:
+            try:
+                syscalls.setns(fd, namespaces.NAMESPACES[kind][0])
+            except OSError as exc:
+                raise OCIError("cannot join the container's %s namespace %s: %s" % (kind, path, exc.strerror))
+            os.close(fd)
+        if any(entry[0] == "user" for entry in opened):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        pid = os.fork()
+        if pid == 0:
+            _process(channel, proc, seccomp, preserve_fds, status_w, last_cap)
+        channel.send("pid", pid=pid)
+    except BaseException as exc:
+        report_and_exit(channel, exc)
+    os._exit(0)
+
+
+def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
+    """SECCOMP: (the seccomp module, linux.seccomp) when the container has a filter, else None."""
+    master = None
+    try:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        os.setsid()
+        if proc.get("terminal"):
+            root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                master, slave = terminal.open_pty(root, proc.get("consoleSize"), console=False)
+            finally:
+                os.close(root)
+            terminal.become_controlling(slave)
+        process.set_rlimits(proc.get("rlimits"))
+        user = proc.get("user") or {}
+        if seccomp and not proc.get("noNewPrivileges"):
+            seccomp[0].load(seccomp[1])  # needs CAP_SYS_ADMIN: before the capabilities go
+        process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
+        os.umask(user.get("umask") if user.get("umask") is not None else 0o022)
+        process.change_directory(proc.get("cwd") or "/")
+        env = process.environment(proc.get("env"))
+        executable = process.find_executable(proc["args"], env)
+        if proc.get("noNewPrivileges"):
+            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        process.keep_only_stdio_and_preserved(preserve_fds)
+        os.set_inheritable(status_w, False)
+        if master is not None:
+            channel.send("ready", fds=[master])
+            os.close(master)
+        else:
+            channel.send("ready")
+        if seccomp and proc.get("noNewPrivileges"):
+            seccomp[0].load(seccomp[1])
+        default_signals()
+    except BaseException as exc:
+        try:
+            os.write(status_w, str(exc).encode("utf-8", "replace"))
+        finally:
+            report_and_exit(channel, exc)
+    try:
+        os.execve(executable, proc["args"], env)
+    except OSError as exc:
+        os.write(status_w, ("exec %s: %s" % (executable, exc.strerror)).encode())
+    os._exit(127)
+
+
+def _wait_foreground(pid, masters):
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    previous = dict((signum, signal.signal(signum, forward)) for signum in forwarded)
+    try:
+        for master in masters:
+            try:
+                terminal.relay(master)
+            finally:
+                os.close(master)
+        while True:
+            try:
+                waited, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                raise OCIError("lost track of the exec'd process %d" % pid)
+            if waited == pid:
+                break
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
