@@ -170,7 +170,8 @@ def test_main_version(capsys):
     assert cli.main(["--version"]) == 0
     out, err = capsys.readouterr()
     assert re.search(r"^ocirt version \d+\.\d+\.\d+$", out, re.M), out
-    assert cli.VERSION in out
+    from ansible_collections.daemonless.oci.plugins.module_utils.features import VERSION
+    assert VERSION in out
     assert "spec: %s" % spec.OCI_VERSION in out
     assert err == ""
 
