@@ -115,6 +115,8 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
            check_mode=False):
     """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests)."""
     path = os.path.abspath(path)
+    # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
+    bundle_config.build_config(options)
     actions = []
     stamp = read_stamp(path)
     rootfs_path = ROOTFS
