@@ -577,6 +577,17 @@ class Cgroup:
             raise
         return cls(dirs, created, layout.mode)
 
+    @classmethod
+    def recover(cls, layout, path):
+        """The cgroup at PATH as far as it exists, all of it this runtime's to remove: for a
+        create that died before it recorded what it made, or a state file that cannot be read."""
+        dirs = {}
+        for hierarchy in layout.hierarchies:
+            directory = os.path.join(hierarchy.mountpoint, path.lstrip("/"))
+            if os.path.isdir(directory):
+                dirs[hierarchy.name] = directory
+        return cls(dirs, list(dirs.values()), layout.mode)
+
     def directory_for(self, controller, layout):
         hierarchy = layout.hierarchy_for(controller)
         if hierarchy is None:

@@ -100,6 +100,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if monitor_record is not None:
             record["monitor"] = monitor_record
         container.write(record)
+        _failpoint("after-state")
         write_json_atomic(container.path(CONFIG_COPY), config)
         fifo = container.path(EXEC_FIFO)
         os.mkfifo(fifo, 0o600)
@@ -129,12 +130,17 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             write_id_maps(child_pid, plan)
             channel.send("ack")
         init_pid = channel.expect("pid", "create")["pid"]
+        _failpoint("after-fork")
         _reap(child_pid)
         child_pid = None
         start_time = process_start_time(init_pid)
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
         # The process joins its cgroups and gets its limits before it runs a line of the image.
+        # Recorded first, so that a create killed half way leaves delete --force enough to clean up.
+        container.update(cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath")})
+        _failpoint("before-cgroups")
         cgroup = cgroups.Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
+        _failpoint("after-cgroups")
         container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
                          oomFile=cgroup.oom_file(layout))
         cgroup.add_process(init_pid)
@@ -143,12 +149,14 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         runtime_hooks = any(config.get("hooks", {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send("go", cgroups=cgroups.process_cgroups(init_pid), state=hook_state,
                      runtime_hooks=runtime_hooks)
+        _failpoint("during-mounts")
         if runtime_hooks:
             channel.expect("mounted", "create")
             hooks.run(config["hooks"], "prestart", hook_state)
             hooks.run(config["hooks"], "createRuntime", hook_state)
             channel.send("continue")
         ready = channel.expect("ready", "create")
+        _failpoint("before-created")
         for master in ready.get("fds", []):
             if console_socket:
                 try:
@@ -186,6 +194,13 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if fifo_fd is not None:
             os.close(fifo_fd)
         container.close()
+
+
+def _failpoint(name):
+    """Die here, as a crash would, when OCIRT_FAILPOINT names this point: the crash-recovery
+    tests kill create at each phase this way and check that state and delete --force hold up."""
+    if os.environ.get("OCIRT_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _flush_stdio():

@@ -120,9 +120,21 @@ def _pids_in_namespace(record):
     return pids
 
 
+def _recovered_cgroup(pending, container_id=None):
+    """The cgroup a create recorded it was about to make (only one at the runtime's default path
+    is ours to remove), or None."""
+    if not pending or not pending.get("owned"):
+        return None
+    from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
+    layout = cgroups.Layout.detect()
+    path = pending.get("path") or cgroups.resolve_path(None, container_id)
+    recovered = cgroups.Cgroup.recover(layout, path)
+    return recovered if recovered.dirs else None
+
+
 def _signal_all(container, signum):
     """Signal every process of the container: through its cgroup, else its pid namespace."""
-    cgroup = container.cgroup()
+    cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
     if cgroup is not None:
         cgroup.signal_all(signum)
         return
@@ -179,10 +191,16 @@ def delete(root, container_id, force=False):
         final_state = None
         if status is not None:
             _stop_monitor(container)
-            cgroup = container.cgroup()
+            cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
             if cgroup is not None:
                 cgroup.destroy()
             final_state = container.oci_state()
+        else:
+            # The state cannot be read: what the container had in the default place goes.
+            cgroup = _recovered_cgroup({"path": None, "owned": True}, container_id)
+            if cgroup is not None:
+                cgroup.signal_all(signal.SIGKILL)
+                cgroup.destroy()
         config = container.config()
         container.remove()
     if final_state is not None and config.get("hooks", {}).get("poststop"):
