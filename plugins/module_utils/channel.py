@@ -8,10 +8,10 @@ id maps; "pid": the container's pid; "ready"; "error") and wait for the
 runtime's answers ("ack", "go").
 """
 import array
-import json
 import os
 import socket
 
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
 
@@ -32,7 +32,7 @@ class Channel:
     def send(self, kind, fds=None, **fields):
         """Send a message; FDS (descriptors) travel with it as SCM_RIGHTS and arrive in its "fds"."""
         fields["type"] = kind
-        data = json.dumps(fields).encode("utf-8") + b"\n"
+        data = jsonio.dumps(fields).encode("utf-8") + b"\n"
         if fds:
             sent = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             data = data[sent:]
@@ -52,7 +52,7 @@ class Channel:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        message = json.loads(line)
+        message = jsonio.loads(line)
         if self._fds:
             # Descriptors arrive with the first byte of the message they were sent with.
             message["fds"], self._fds = self._fds, []

@@ -13,6 +13,7 @@ as runc's clients pass them.
 import os
 import sys
 
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.state import DEFAULT_ROOT
 
@@ -191,8 +192,7 @@ def _preserve_fds(options):
 
 
 def _print_json(data, indent=2):
-    import json
-    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
+    sys.stdout.write(jsonio.dumps(data, indent=indent) + "\n")
 
 
 def _run_command(root, command, options):
@@ -338,10 +338,9 @@ def _update_resources(options):
     resources = {}
     source = options.get("resources")
     if source is not None:
-        import json
         try:
             text = sys.stdin.read() if source == "-" else open(source).read()
-            resources = json.loads(text)
+            resources = jsonio.loads(text)
         except (OSError, ValueError) as exc:
             raise OCIError("--resources %s: %s" % (source, exc))
         if not isinstance(resources, dict):
@@ -399,13 +398,12 @@ def _print_list(states, options):
 
 
 def _write_spec(options):
-    import json
     from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
     path = os.path.join(options.get("bundle", "."), "config.json")
     if os.path.exists(path):
         raise OCIError("%s: already exists; remove it first" % path)
     with open(path, "w") as handle:
-        handle.write(json.dumps(default_config(options.get("args") or None), indent=2) + "\n")
+        handle.write(jsonio.dumps(default_config(options.get("args") or None), indent=2) + "\n")
 
 
 def _log_error(global_options, message):
@@ -415,8 +413,7 @@ def _log_error(global_options, message):
         return
     from ansible_collections.daemonless.oci.plugins.module_utils.state import utc_now
     if global_options.get("log_format", "text") == "json":
-        import json
-        line = json.dumps({"level": "error", "msg": message, "time": utc_now()})
+        line = jsonio.dumps({"level": "error", "msg": message, "time": utc_now()})
     else:
         line = 'time="%s" level=error msg="%s"' % (utc_now(), message.replace('"', '\\"'))
     try:

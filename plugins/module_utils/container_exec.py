@@ -19,6 +19,7 @@ import signal
 
 # Everything the forked processes use is imported here: once they have
 # joined the container's mount namespace, the runtime's files are gone.
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils import namespaces, process, spec, syscalls, terminal
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel, report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils.container_init import default_signals
@@ -30,11 +31,10 @@ from ansible_collections.daemonless.oci.plugins.module_utils.state import (
 def build_process(config, overrides, process_file=None):
     """The process to run: PROCESS_FILE (a process JSON) if given, else the container's
     process with OVERRIDES (args, env list appended, cwd, user, terminal, capabilities, noNewPrivileges)."""
-    import json
     if process_file is not None:
         try:
             with open(process_file) as handle:
-                proc = json.load(handle)
+                proc = jsonio.loads(handle.read())
         except (OSError, ValueError) as exc:
             raise OCIError("--process %s: %s" % (process_file, exc))
     else:

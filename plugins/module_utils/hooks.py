@@ -16,11 +16,11 @@ A failing prestart/createRuntime/createContainer/startContainer hook fails
 the operation and the container is stopped and removed; a failing poststart
 or poststop hook is only reported, and the lifecycle goes on.
 """
-import json
 import os
 import signal
 import time
 
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -99,7 +99,7 @@ def run_one(hook, field, state):
     os.close(err_w)
     try:
         try:
-            os.write(stdin_w, json.dumps(state).encode())
+            os.write(stdin_w, jsonio.dumps(state).encode())
         except BrokenPipeError:
             pass  # the hook need not read its stdin
         os.close(stdin_w)

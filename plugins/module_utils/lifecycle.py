@@ -9,7 +9,8 @@ container, lives in create.py and is imported only by the commands that
 create: reading or signalling a container imports none of its machinery.
 """
 import os
-import signal
+# The C module: the signal module builds enums at import, 3 ms of every command.
+import _signal as signal
 import sys
 
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError

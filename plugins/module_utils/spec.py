@@ -7,9 +7,9 @@ Validation checks what the core uses and names the field at fault
 (``process.args: must be a non-empty list of strings``). Unknown fields and
 annotations are ignored, as the runtime spec requires.
 """
-import json
 import os
 
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
 OCI_VERSION = "1.0.2"
@@ -99,7 +99,7 @@ def load_bundle(bundle):
     except OSError as exc:
         raise OCIError("cannot read %s: %s" % (path, exc.strerror))
     try:
-        config = json.loads(raw)
+        config = jsonio.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise OCIError("%s: malformed JSON: %s" % (path, exc))
     validate(config)

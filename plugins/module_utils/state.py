@@ -12,10 +12,10 @@ interleaving. Liveness is the pid *and* the process start time recorded at
 create, so a reused pid never passes for the container.
 """
 import fcntl
-import json
 import os
 import time
 
+from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
 DEFAULT_ROOT = "/run/ocirt"
@@ -87,7 +87,7 @@ def write_json_atomic(path, data):
     tmp = "%s.%d.tmp" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(data, indent=None, separators=(",", ":")).encode("utf-8"))
+        os.write(fd, jsonio.dumps(data).encode("utf-8"))
     finally:
         os.close(fd)
     os.rename(tmp, path)
@@ -158,7 +158,7 @@ class Container:
         if self._record is None:
             try:
                 with open(self.path(STATE_FILE), "rb") as handle:
-                    self._record = json.loads(handle.read())
+                    self._record = jsonio.loads(handle.read())
             except FileNotFoundError:
                 raise OCIError("container %s: state file is missing (use delete --force)" % self.id)
             except (OSError, ValueError) as exc:
@@ -197,7 +197,7 @@ class Container:
         """The config.json the container was created from ({} when unreadable)."""
         try:
             with open(self.path(CONFIG_COPY), "rb") as handle:
-                return json.loads(handle.read())
+                return jsonio.loads(handle.read())
         except (OSError, ValueError):
             return {}
 
@@ -248,7 +248,7 @@ class Container:
         """How a monitored container ended: from the monitor's exit.json, or said to be unknown."""
         try:
             with open(self.path(EXIT_FILE), "rb") as handle:
-                info = json.loads(handle.read())
+                info = jsonio.loads(handle.read())
             return {"exitCode": info.get("exitCode"), "exitSignal": info.get("signal"),
                     "oomKilled": bool(info.get("oomKilled")), "finished": info.get("finished")}
         except (OSError, ValueError):
@@ -283,7 +283,7 @@ def container_ids(root):
         elif len(name) == 65:
             try:
                 with open(os.path.join(path, STATE_FILE), "rb") as handle:
-                    ids.append(json.loads(handle.read())["id"])
+                    ids.append(jsonio.loads(handle.read())["id"])
             except (OSError, ValueError, KeyError):
                 continue
     return sorted(ids)
