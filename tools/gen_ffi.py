@@ -29,6 +29,16 @@ struct ocirt_cap_data {
     uint32_t permitted;
     uint32_t inheritable;
 };
+struct ocirt_sock_filter {
+    uint16_t code;
+    uint8_t jt;
+    uint8_t jf;
+    uint32_t k;
+};
+struct ocirt_sock_fprog {
+    unsigned short len;
+    struct ocirt_sock_filter *filter;
+};
 
 int unshare(int flags);
 int setns(int fd, int nstype);

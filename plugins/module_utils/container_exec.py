@@ -64,8 +64,11 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
     last_cap = process.last_capability()
     seccomp = (config.get("linux") or {}).get("seccomp")
     seccomp_filter = None
-    if seccomp:
-        from ansible_collections.daemonless.oci.plugins.module_utils import seccomp as seccomp_filter
+    if seccomp is not None:
+        # Compiled, and its notify listener (a host path) connected, before the mount namespace changes.
+        from ansible_collections.daemonless.oci.plugins.module_utils import seccomp as seccomp_module
+        with Container.open(root, container_id) as container:
+            seccomp_filter = seccomp_module.prepare(seccomp, container.oci_state())
     if not detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     channel, child_channel = Channel.pair()
@@ -85,8 +88,7 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         if child == 0:
             channel.close()
             os.close(status_r)
-            _joiner(child_channel, opened, proc, seccomp_filter and (seccomp_filter, seccomp), preserve_fds,
-                    status_w, last_cap)
+            _joiner(child_channel, opened, proc, seccomp_filter, preserve_fds, status_w, last_cap)
         child_channel.close()
         os.close(status_w)
         status_w = None
@@ -161,6 +163,8 @@ def _read_all(fd):
 def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap):
     try:
         keep = set([0, 1, 2, channel.fileno(), status_w] + [entry[2] for entry in opened])
+        if seccomp is not None and seccomp.listener is not None:
+            keep.add(seccomp.listener.fileno())
         keep.update(range(3, 3 + preserve_fds))
         process.close_fds_except(keep)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -184,7 +188,7 @@ def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap):
 
 
 def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
-    """SECCOMP: (the seccomp module, linux.seccomp) when the container has a filter, else None."""
+    """SECCOMP: the container's prepared seccomp.Filter, or None."""
     master = None
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
@@ -199,8 +203,8 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
             terminal.become_controlling(slave)
         process.set_rlimits(proc.get("rlimits"))
         user = proc.get("user") or {}
-        if seccomp and not proc.get("noNewPrivileges"):
-            seccomp[0].load(seccomp[1])  # needs CAP_SYS_ADMIN: before the capabilities go
+        if seccomp is not None and not proc.get("noNewPrivileges"):
+            seccomp.load()  # needs CAP_SYS_ADMIN: before the capabilities go
         process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
         os.umask(user.get("umask") if user.get("umask") is not None else 0o022)
         process.change_directory(proc.get("cwd") or "/")
@@ -215,8 +219,8 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
             os.close(master)
         else:
             channel.send("ready")
-        if seccomp and proc.get("noNewPrivileges"):
-            seccomp[0].load(seccomp[1])
+        if seccomp is not None and proc.get("noNewPrivileges"):
+            seccomp.load()
         default_signals()
     except BaseException as exc:
         try:

@@ -132,12 +132,19 @@ def container_init(args):
         # root switch, so the container needs no /proc of its own for it.
         proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         last_cap = process.last_capability()
+        seccomp_filter = None
+        if linux.get("seccomp") is not None:
+            # Checked, compiled and its listener (a host path) connected before the root switch.
+            from ansible_collections.daemonless.oci.plugins.module_utils import seccomp
+            seccomp_filter = seccomp.prepare(linux["seccomp"], go["state"])
         if args.plan.has("mount"):
             mounts.pivot(args.rootfs, linux.get("rootfsPropagation"))
         else:
             mounts.chroot(args.rootfs)
         process.set_rlimits(proc.get("rlimits"))
         user = proc.get("user") or {}
+        if seccomp_filter is not None and not proc.get("noNewPrivileges"):
+            seccomp_filter.load()  # needs CAP_SYS_ADMIN: before the capabilities go (the steps below run filtered)
         process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
         os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
         process.change_directory(proc["cwd"])
@@ -162,6 +169,8 @@ def container_init(args):
     try:
         if config.get("hooks", {}).get("startContainer"):
             hooks.run(config["hooks"], "startContainer", dict(go["state"], status="created"))
+        if seccomp_filter is not None and proc.get("noNewPrivileges"):
+            seccomp_filter.load()  # as late as it can fail to `start`: the answer, signal resets and exec follow
         os.write(fifo, b"0")
     except BaseException as exc:
         try:

@@ -72,6 +72,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
     hooks.validate(config.get("hooks"), check_executable=True)
+    if (config.get("linux") or {}).get("seccomp") is not None:
+        # A bad profile fails here, before any hook runs or anything exists.
+        from ansible_collections.daemonless.oci.plugins.module_utils import seccomp
+        seccomp.validate(config["linux"]["seccomp"])
     linux = config.get("linux") or {}
     resources = linux.get("resources") or {}
     layout = cgroups.Layout.detect()
