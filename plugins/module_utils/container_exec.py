@@ -37,6 +37,12 @@ def build_process(config, overrides, process_file=None):
                 proc = jsonio.loads(handle.read())
         except (OSError, ValueError) as exc:
             raise OCIError("--process %s: %s" % (process_file, exc))
+        if not isinstance(proc, dict):
+            raise OCIError("--process %s: must hold a JSON object (a config.json process)" % process_file)
+        # As runc: what the process file leaves out of its privileges is the container's, never more.
+        for key in ("capabilities", "noNewPrivileges"):
+            if proc.get(key) is None and (config.get("process") or {}).get(key) is not None:
+                proc[key] = (config.get("process") or {})[key]
     else:
         proc = dict(config.get("process") or {})
         proc["terminal"] = False
@@ -71,6 +77,8 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
             seccomp_filter = seccomp_module.prepare(seccomp, container.oci_state())
     if not detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    # Signals to a foreground exec belong to the process: caught from now on, delivered once it exists.
+    forwarder = _Forwarder(active=not detach)
     channel, child_channel = Channel.pair()
     status_r, status_w = os.pipe()
     opened = []
@@ -98,11 +106,20 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         if cgroup is not None:
             cgroup.add_process(child)
         channel.send("go")
-        pid = channel.expect("pid", "exec")["pid"]
+        # "pid" (from the joiner) and "ready" (from the process it forked) may come in either order.
+        messages = {}
+        while len(messages) < 2:
+            message = channel.recv()
+            if message is None:
+                raise OCIError("exec in container %s: the process exited before it was set up" % container_id)
+            if message["type"] == "error":
+                raise OCIError(message["message"])
+            messages[message["type"]] = message
+        pid = messages["pid"]["pid"]
+        forwarder.target(pid)
         os.waitpid(child, 0)
         child = None
-        ready = channel.expect("ready", "exec")
-        masters = ready.get("fds", [])
+        masters = messages["ready"].get("fds", [])
         error = _read_all(status_r)
         if error:
             raise OCIError("exec in container %s: %s" % (container_id, error.decode("utf-8", "replace")))
@@ -118,6 +135,7 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
             return 0
         return _wait_foreground(pid, masters)
     finally:
+        forwarder.restore()
         for entry in opened:
             os.close(entry[2])
         if status_w is not None:
@@ -234,30 +252,57 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
     os._exit(127)
 
 
-def _wait_foreground(pid, masters):
-    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+class _Forwarder:
+    """Relays the usual termination and job-control signals to the exec'd process; those that
+    arrive before its pid is known are kept and delivered then."""
 
-    def forward(signum, _frame):
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self, active):
+        self.pid = None
+        self.pending = []
+        self.previous = {}
+        if active:
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum, _frame):
+        if self.pid is None:
+            self.pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum):
         try:
-            os.kill(pid, signum)
+            os.kill(self.pid, signum)
         except OSError:
             pass
-    previous = dict((signum, signal.signal(signum, forward)) for signum in forwarded)
-    try:
-        for master in masters:
-            try:
-                terminal.relay(master)
-            finally:
-                os.close(master)
-        while True:
-            try:
-                waited, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                raise OCIError("lost track of the exec'd process %d" % pid)
-            if waited == pid:
-                break
-    finally:
-        for signum, handler in previous.items():
+
+    def target(self, pid):
+        self.pid = pid
+        for signum in self.pending:
+            self._send(signum)
+        self.pending = []
+
+    def restore(self):
+        for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        self.previous = {}
+
+
+def _wait_foreground(pid, masters):
+    """Relay a terminal if there is one, then wait for the process; its exit code (128+N for signal N)."""
+    for master in masters:
+        try:
+            terminal.relay(master)
+        finally:
+            os.close(master)
+    while True:
+        try:
+            waited, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            raise OCIError("lost track of the exec'd process %d" % pid)
+        if waited == pid:
+            break
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

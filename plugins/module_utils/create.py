@@ -85,6 +85,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     cgroup_path = cgroups.resolve_path(linux.get("cgroupsPath"), container_id)
     container = Container.new(root, container_id)
     cgroup = None
+    hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
     child_pid = None
     init_pid = None
     channel = child_channel = None
@@ -190,6 +191,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             except OCIError:
                 pass  # the error that brought us here matters more
         container.remove()
+        if hook_state is not None and config.get("hooks", {}).get("poststop"):
+            # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
+            hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
+                                lambda message: sys.stderr.write("ocirt: %s\n" % message))
         raise
     finally:
         for item in (channel, child_channel):

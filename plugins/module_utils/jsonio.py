@@ -41,6 +41,11 @@ def loads(text):
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError("Expecting value: char %d" % exc.value)
+    except SystemError:
+        # The scanner builds its error from json.decoder, which is not imported here:
+        # on this (error) path only, let the json package say what is wrong.
+        import json
+        return json.loads(text)
     if text[end:].strip(_WHITESPACE):
         raise ValueError("Extra data: char %d" % end)
     return value
