@@ -15,7 +15,7 @@ PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime
 
-.PHONY: venv bytecode ffi demo test units sanity integration clean
+.PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check clean
 
 venv: $(STAMP)
 
@@ -46,13 +46,24 @@ demo: venv bytecode
 	bash tools/demo.sh
 
 # The whole suite: the pytest suites (unit and real containers), then ansible-test sanity.
-test: units integration sanity
+test: units integration molecule docs-check sanity
 
 units: venv bytecode
 	$(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 
 sanity: venv
 	bash tools/ansible_test.sh sanity --venv --python 3.11
+
+# The role through its molecule scenario on localhost (converge, idempotence, verify, cleanup).
+molecule: venv bytecode
+	PATH=$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(VENV)/collections $(VENV)/bin/molecule test -s default
+
+# The module reference in docs/modules/ is generated from the modules' DOCUMENTATION.
+docs: venv
+	$(PY) tools/gen_module_docs.py
+
+docs-check: venv
+	$(PY) tools/gen_module_docs.py --check
 
 # The modules through real ansible-playbook runs on localhost (real containers).
 integration: venv
