@@ -7,13 +7,13 @@ SHELL := /bin/bash
 VENV      := $(CURDIR)/.venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.stamp
-DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck
+DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck openssh-server sudo
 
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
 PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -p no:cacheprovider
-TEST_PATHS   ?= tests/unit tests/runtime
+TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
 .PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check clean
 
