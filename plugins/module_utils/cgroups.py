@@ -578,6 +578,19 @@ class Cgroup:
             raise
         return cls(dirs, created, layout.mode)
 
+    @staticmethod
+    def missing_dirs(layout, path):
+        """The directories Cgroup.create(layout, path) would make now (not the shared runtime parent)."""
+        missing = []
+        for hierarchy in layout.hierarchies:
+            current = hierarchy.mountpoint
+            shared_parent = os.path.join(hierarchy.mountpoint, RUNTIME_PARENT.lstrip("/"))
+            for part in [p for p in path.split("/") if p]:
+                current = os.path.join(current, part)
+                if current != shared_parent and not os.path.isdir(current):
+                    missing.append(current)
+        return missing
+
     @classmethod
     def recover(cls, layout, path):
         """The cgroup at PATH as far as it exists, all of it this runtime's to remove: for a

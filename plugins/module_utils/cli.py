@@ -456,6 +456,10 @@ def main(argv=None):
         code = 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         code = 130
+    except OSError as exc:
+        # The last resort for what no layer turned into an OCIError: a message, not a traceback.
+        _log_error(global_options, "%s%s" % (exc.strerror or exc, ": %s" % exc.filename if exc.filename else ""))
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     return code

@@ -20,7 +20,8 @@ import signal
 # Everything the forked processes use is imported here: once they have
 # joined the container's mount namespace, the runtime's files are gone.
 from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
-from ansible_collections.daemonless.oci.plugins.module_utils import namespaces, process, spec, syscalls, terminal
+from ansible_collections.daemonless.oci.plugins.module_utils import (
+    namespaces, process, spec, syscalls, terminal, trampoline)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel, report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils.container_init import default_signals
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
@@ -211,6 +212,7 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        exec_via = trampoline.sealed_fd()  # see trampoline.py: never exec from the host's interpreter
         os.setsid()
         if proc.get("terminal"):
             root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -246,7 +248,7 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
         finally:
             report_and_exit(channel, exc)
     try:
-        os.execve(executable, proc["args"], env)
+        trampoline.execute(exec_via, executable, proc["args"], env)
     except OSError as exc:
         os.write(status_w, ("exec %s: %s" % (executable, exc.strerror)).encode())
     os._exit(127)

@@ -17,7 +17,7 @@ import os
 import signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils import (
-    devices, hooks, kernel_settings, mounts, namespaces, process, syscalls, terminal)
+    devices, hooks, kernel_settings, mounts, namespaces, process, syscalls, terminal, trampoline)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 
@@ -126,12 +126,14 @@ def container_init(args):
             # prestart and createRuntime run now, in the runtime's namespaces, by the runtime.
             args.channel.send("mounted")
             args.channel.expect("continue", "container init")
-        if config.get("hooks", {}).get("createContainer"):
+        if (config.get("hooks") or {}).get("createContainer"):
             hooks.run(config["hooks"], "createContainer", go["state"])
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
         proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         last_cap = process.last_capability()
+        # Made now, before any seccomp filter or dropped capability could forbid it.
+        exec_via = trampoline.sealed_fd()
         seccomp_filter = None
         if linux.get("seccomp") is not None:
             # Checked, compiled and its listener (a host path) connected before the root switch.
@@ -167,7 +169,7 @@ def container_init(args):
     # startContainer hooks passed and exec follows (the fifo closes with it);
     # "E" and a message is a failure that start reports.
     try:
-        if config.get("hooks", {}).get("startContainer"):
+        if (config.get("hooks") or {}).get("startContainer"):
             hooks.run(config["hooks"], "startContainer", dict(go["state"], status="created"))
         if seccomp_filter is not None and proc.get("noNewPrivileges"):
             seccomp_filter.load()  # as late as it can fail to `start`: the answer, signal resets and exec follow
@@ -179,7 +181,7 @@ def container_init(args):
             os._exit(1)
     default_signals()
     try:
-        os.execve(executable, proc["args"], env)
+        trampoline.execute(exec_via, executable, proc["args"], env)
     except OSError as exc:
         os.write(2, ("ocirt: exec %s: %s\n" % (executable, exc.strerror)).encode())
     os._exit(127)

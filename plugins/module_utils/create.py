@@ -142,7 +142,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
         # The process joins its cgroups and gets its limits before it runs a line of the image.
         # Recorded first, so that a create killed half way leaves delete --force enough to clean up.
-        container.update(cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath")})
+        container.update(cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+                                        "dirs": cgroups.Cgroup.missing_dirs(layout, cgroup_path)})
         _failpoint("before-cgroups")
         cgroup = cgroups.Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
         _failpoint("after-cgroups")
@@ -151,7 +152,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         cgroup.add_process(init_pid)
         cgroup.apply(cgroup_writes, layout)
         hook_state = container.oci_state()
-        runtime_hooks = any(config.get("hooks", {}).get(kind) for kind in ("prestart", "createRuntime"))
+        runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send("go", cgroups=cgroups.process_cgroups(init_pid), state=hook_state,
                      runtime_hooks=runtime_hooks)
         _failpoint("during-mounts")
@@ -191,7 +192,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             except OCIError:
                 pass  # the error that brought us here matters more
         container.remove()
-        if hook_state is not None and config.get("hooks", {}).get("poststop"):
+        if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
             hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
                                 lambda message: sys.stderr.write("ocirt: %s\n" % message))

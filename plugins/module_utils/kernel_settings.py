@@ -22,7 +22,7 @@ def check(config, plan):
     if (config.get("hostname") or config.get("domainname")) and "uts" not in plan.new:
         field = "hostname" if config.get("hostname") else "domainname"
         raise OCIError("%s: setting it needs a new uts namespace in linux.namespaces" % field)
-    for key in (config.get("linux", {}).get("sysctl") or {}):
+    for key in ((config.get("linux") or {}).get("sysctl") or {}):
         field = "linux.sysctl.%s" % key
         if not key or ".." in key or key.startswith(("/", ".")) or key.endswith(("/", ".")):
             raise OCIError("%s: not a sysctl name" % field)
@@ -44,7 +44,7 @@ def apply(config):
         syscalls.sethostname(config["hostname"])
     if config.get("domainname"):
         syscalls.setdomainname(config["domainname"])
-    for key, value in (config.get("linux", {}).get("sysctl") or {}).items():
+    for key, value in ((config.get("linux") or {}).get("sysctl") or {}).items():
         path = "/proc/sys/" + key.replace(".", "/")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -54,7 +54,7 @@ def apply(config):
                 os.close(fd)
         except OSError as exc:
             raise OCIError("linux.sysctl.%s=%s: %s" % (key, value, exc.strerror))
-    adj = config.get("process", {}).get("oomScoreAdj")
+    adj = (config.get("process") or {}).get("oomScoreAdj")
     if adj is not None:
         try:
             with open("/proc/self/oom_score_adj", "w") as handle:

@@ -34,7 +34,7 @@ def start(root, container_id):
             wait_for_exit(container.read()["pid"], start_time=container.read().get("pidStartTime"))
             raise OCIError("container %s: %s" % (container_id, answer[1:].decode("utf-8", "replace")))
         config = container.config()
-        if config.get("hooks", {}).get("poststart"):
+        if (config.get("hooks") or {}).get("poststart"):
             from ansible_collections.daemonless.oci.plugins.module_utils import hooks
             hooks.run_reporting(config["hooks"], "poststart", container.oci_state(), _warn)
 
@@ -122,11 +122,16 @@ def _pids_in_namespace(record):
 
 
 def _recovered_cgroup(pending, container_id=None):
-    """The cgroup a create recorded it was about to make (only one at the runtime's default path
-    is ours to remove), or None."""
-    if not pending or not pending.get("owned"):
+    """The cgroup a create recorded it was about to make, as far as it is ours to remove: all of
+    it at the runtime's default path, only the directories it was about to make elsewhere; or None."""
+    if not pending:
         return None
     from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
+    if not pending.get("owned"):
+        # A given cgroupsPath: only the directories create was about to make are ours.
+        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
+        leaves = dict((str(index), d) for index, d in enumerate(made))
+        return cgroups.Cgroup(leaves, made, None) if made else None
     layout = cgroups.Layout.detect()
     path = pending.get("path") or cgroups.resolve_path(None, container_id)
     recovered = cgroups.Cgroup.recover(layout, path)
@@ -204,7 +209,7 @@ def delete(root, container_id, force=False):
                 cgroup.destroy()
         config = container.config()
         container.remove()
-    if final_state is not None and config.get("hooks", {}).get("poststop"):
+    if final_state is not None and (config.get("hooks") or {}).get("poststop"):
         from ansible_collections.daemonless.oci.plugins.module_utils import hooks
         hooks.run_reporting(config["hooks"], "poststop", final_state, _warn)
 

@@ -42,10 +42,10 @@ class NamespacePlan:
 
     def __init__(self, config):
         entries = dict((ns["type"], ns.get("path"))
-                       for ns in config.get("linux", {}).get("namespaces") or [])
+                       for ns in (config.get("linux") or {}).get("namespaces") or [])
         self.new = [kind for kind, path in entries.items() if not path]
         self.join = [(kind, entries[kind]) for kind in JOIN_ORDER if entries.get(kind)]
-        linux = config.get("linux", {})
+        linux = (config.get("linux") or {})
         self.uid_mappings = linux.get("uidMappings") or []
         self.gid_mappings = linux.get("gidMappings") or []
         if "time" in self.new and not os.path.exists("/proc/self/ns/time"):

@@ -33,9 +33,12 @@ def close_fds_except(keep):
 
 def set_rlimits(rlimits):
     for index, rlimit in enumerate(rlimits or []):
+        # rlim_t is unsigned 64-bit: from 2**63 on the values mean (or are) RLIM_INFINITY.
+        soft, hard = (resource.RLIM_INFINITY if value >= 1 << 63 else value
+                      for value in (rlimit["soft"], rlimit["hard"]))
         try:
-            resource.setrlimit(RLIMITS[rlimit["type"]], (rlimit["soft"], rlimit["hard"]))
-        except (OSError, ValueError) as exc:
+            resource.setrlimit(RLIMITS[rlimit["type"]], (soft, hard))
+        except (OSError, ValueError, OverflowError) as exc:
             raise OCIError("process.rlimits[%d] (%s soft %d hard %d): %s"
                            % (index, rlimit["type"], rlimit["soft"], rlimit["hard"],
                               getattr(exc, "strerror", None) or exc))
@@ -83,6 +86,9 @@ def set_user_and_capabilities(user, capabilities, last_cap):
         os.setresuid(uid, uid, uid)
     except OSError as exc:
         raise OCIError("process.user.uid %d: %s" % (uid, exc.strerror))
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OCIError("process.user: the process is uid %s gid %s, not %d:%d"
+                       % (os.getresuid(), os.getresgid(), uid, gid))
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     if capabilities is None:
         return
@@ -119,8 +125,13 @@ def change_directory(cwd):
     except OSError as exc:
         raise OCIError("process.cwd %s: %s" % (cwd, exc.strerror))
     # A cwd reached through a descriptor of the runtime (/proc/self/fd/N) would
-    # sit outside the container's root (CVE-2024-21626): refuse it.
-    if os.getcwd().startswith("(unreachable)"):
+    # sit outside the container's root (CVE-2024-21626): refuse it. The kernel
+    # calls such a directory "(unreachable)"; glibc's getcwd reports ENOENT for it.
+    try:
+        unreachable = os.getcwd().startswith("(unreachable)")
+    except FileNotFoundError:
+        unreachable = True
+    if unreachable:
         raise OCIError("process.cwd %s: resolves outside the container's root" % cwd)
 
 

@@ -102,12 +102,28 @@ def load_bundle(bundle):
         config = jsonio.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise OCIError("%s: malformed JSON: %s" % (path, exc))
+    config = without_nulls(config)
     validate(config)
     root = config["root"]["path"]
     rootfs = os.path.realpath(os.path.join(bundle, root))
     if not os.path.isdir(rootfs):
         raise OCIError("root.path: %s is not a directory" % os.path.join(bundle, root))
     return config, rootfs
+
+
+def without_nulls(value, depth=0):
+    """VALUE with null members of objects dropped: the spec's optional fields, null or absent, mean the same.
+
+    Only as deep as the spec's own structure goes: deeper is some unknown
+    field's content, which is ignored anyway (and may be nested beyond recursion).
+    """
+    if depth > 16:
+        return value
+    if isinstance(value, dict):
+        return dict((key, without_nulls(item, depth + 1)) for key, item in value.items() if item is not None)
+    if isinstance(value, list):
+        return [without_nulls(item, depth + 1) for item in value]
+    return value
 
 
 class Checker:
@@ -135,6 +151,12 @@ class Checker:
             self.fail(field, "must be a string")
         if "\0" in value:
             self.fail(field, "must not contain NUL")
+        try:
+            # \udc80-\udcff carry the raw bytes of a non-UTF-8 name (Python's surrogateescape) and
+            # reach the kernel as those bytes; any other lone surrogate could not be encoded at all.
+            value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            self.fail(field, "must be valid UTF-8 (it has a lone surrogate)")
         if absolute and not value.startswith("/"):
             self.fail(field, "must be an absolute path")
 
@@ -184,10 +206,15 @@ class Checker:
         for key, item in value.items():
             if not isinstance(item, str):
                 self.fail("%s.%s" % (field, key), "must be a string")
+            self.string(key, "%s key %r" % (field, key))
+            self.string(item, "%s.%s" % (field, key))
         return value
 
 
 UINT32_MAX = 0xFFFFFFFF
+# (uid_t)-1 means "leave unchanged" to setresuid/setresgid: as an id it would keep root.
+ID_MAX = UINT32_MAX - 1
+RLIMIT_MAX = (1 << 64) - 1
 
 
 def validate(config):
@@ -224,15 +251,15 @@ def validate_process(check, process):
     check.boolean(process.get("noNewPrivileges"), "process.noNewPrivileges")
     check.integer(process.get("oomScoreAdj"), "process.oomScoreAdj", minimum=-1000, maximum=1000)
     user = check.obj(process.get("user"), "process.user")
-    check.integer(user.get("uid"), "process.user.uid", minimum=0, maximum=UINT32_MAX)
-    check.integer(user.get("gid"), "process.user.gid", minimum=0, maximum=UINT32_MAX)
+    check.integer(user.get("uid"), "process.user.uid", minimum=0, maximum=ID_MAX)
+    check.integer(user.get("gid"), "process.user.gid", minimum=0, maximum=ID_MAX)
     check.integer(user.get("umask"), "process.user.umask", minimum=0, maximum=0o7777)
     gids = user.get("additionalGids")
     if gids is not None:
         if not isinstance(gids, list):
             check.fail("process.user.additionalGids", "must be a list of integers")
         for index, gid in enumerate(gids):
-            check.integer(gid, "process.user.additionalGids[%d]" % index, minimum=0, maximum=UINT32_MAX)
+            check.integer(gid, "process.user.additionalGids[%d]" % index, minimum=0, maximum=ID_MAX)
     capabilities = check.obj(process.get("capabilities"), "process.capabilities")
     for name in CAPABILITY_SETS:
         field = "process.capabilities." + name
@@ -244,8 +271,8 @@ def validate_process(check, process):
         field = "process.rlimits[%d]" % index
         check.choice(rlimit.get("type"), field + ".type", sorted(RLIMITS))
         check.string(rlimit.get("type"), field + ".type", required=True)
-        check.integer(rlimit.get("soft"), field + ".soft", required=True, minimum=0)
-        check.integer(rlimit.get("hard"), field + ".hard", required=True, minimum=0)
+        check.integer(rlimit.get("soft"), field + ".soft", required=True, minimum=0, maximum=RLIMIT_MAX)
+        check.integer(rlimit.get("hard"), field + ".hard", required=True, minimum=0, maximum=RLIMIT_MAX)
         if rlimit["soft"] > rlimit["hard"]:
             check.fail(field, "soft limit %d is above the hard limit %d" % (rlimit["soft"], rlimit["hard"]))
         if rlimit["type"] in seen:
@@ -296,4 +323,4 @@ def _validate_linux(check, linux):
 
 def namespaces_of(config):
     """{type: path or None} for linux.namespaces."""
-    return dict((ns["type"], ns.get("path")) for ns in config.get("linux", {}).get("namespaces") or [])
+    return dict((ns["type"], ns.get("path")) for ns in (config.get("linux") or {}).get("namespaces") or [])

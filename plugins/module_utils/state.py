@@ -11,6 +11,7 @@ A per-id flock on the container directory keeps two commands on one id from
 interleaving. Liveness is the pid *and* the process start time recorded at
 create, so a reused pid never passes for the container.
 """
+import errno
 import fcntl
 import os
 import time
@@ -84,13 +85,23 @@ def process_start_time(pid):
 
 
 def write_json_atomic(path, data):
+    """Replace PATH with DATA as JSON, whole or not at all (a full disk is an OCIError, no torn file)."""
     tmp = "%s.%d.tmp" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, jsonio.dumps(data).encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(jsonio.dumps(data).encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OCIError("cannot write %s: %s" % (path, exc.strerror))
 
 
 class Container:
@@ -158,12 +169,17 @@ class Container:
         if self._record is None:
             try:
                 with open(self.path(STATE_FILE), "rb") as handle:
-                    self._record = jsonio.loads(handle.read())
+                    record = jsonio.loads(handle.read())
             except FileNotFoundError:
                 raise OCIError("container %s: state file is missing (use delete --force)" % self.id)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 raise OCIError("container %s: state file is unreadable (%s); use delete --force"
                                % (self.id, exc))
+            problem = _record_problem(record)
+            if problem:
+                raise OCIError("container %s: state file is unreadable (%s); use delete --force"
+                               % (self.id, problem))
+            self._record = record
         return self._record
 
     def write(self, record):
@@ -259,13 +275,45 @@ class Container:
                 "exitReason": "unknown: the monitor exited before the container (was it killed?)"}
 
     def remove(self):
-        """Remove the directory and everything in it (the caller holds the lock)."""
-        for name in os.listdir(self.dir):
+        """Remove the directory and everything in it (the caller holds the lock).
+
+        A monitor may still be writing its exit record in it: entries that
+        appear meanwhile are removed too, a bounded number of rounds.
+        """
+        for attempt in range(50):
             try:
-                os.unlink(self.path(name))
-            except IsADirectoryError:
-                pass
-        os.rmdir(self.dir)
+                names = os.listdir(self.dir)
+            except FileNotFoundError:
+                return
+            for name in names:
+                try:
+                    os.unlink(self.path(name))
+                except (FileNotFoundError, IsADirectoryError):
+                    pass
+            try:
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY or attempt == 49:
+                    raise OCIError("container %s: cannot remove %s: %s" % (self.id, self.dir, exc.strerror))
+                time.sleep(0.01)
+
+
+_RECORD_TYPES = (("id", str), ("status", str), ("pid", int), ("bundle", str))
+
+
+def _record_problem(record):
+    """Why RECORD is not a state record this runtime wrote, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in _RECORD_TYPES:
+        if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+            return "%s has the wrong type" % key
+    if "pidStartTime" in record and record["pidStartTime"] is not None and not isinstance(record["pidStartTime"], int):
+        return "pidStartTime has the wrong type"
+    return None
 
 
 def container_ids(root):

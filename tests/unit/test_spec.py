@@ -236,7 +236,7 @@ GOOD_CONFIGS = [
     ("namespace-with-path", setter(("linux", "namespaces", 1), {"type": "network", "path": "/proc/1/ns/net"})),
     ("strings-in-maps", combine(setter(("annotations",), {"a": "b"}),
                                 setter(("linux", "sysctl"), {"net.ipv4.ip_forward": "1"}))),
-    ("uid-max", setter(("process", "user", "uid"), 2 ** 32 - 1)),
+    ("uid-max", setter(("process", "user", "uid"), 2 ** 32 - 2)),  # 2**32-1 is (uid_t)-1: "unchanged"
     ("rlimit-soft-equals-hard", setter(("process", "rlimits"), [{"type": "RLIMIT_CORE", "soft": 0, "hard": 0}])),
     ("no-mounts-no-linux", combine(deleter(("mounts",)), deleter(("linux",)))),
 ] + [("propagation-" + value, setter(("linux", "rootfsPropagation"), value)) for value in spec.PROPAGATIONS]
