@@ -848,7 +848,7 @@ def euid_reporter_elf():
 
     busybox cannot serve: made setuid, it drops the privilege itself for applets such as id.
     """
-    code = bytes.fromhex("b86b000000" "0f05" "89c7" "b83c000000" "0f05")  # geteuid; exit(eax)
+    code = bytes.fromhex("b86b000000" + "0f05" + "89c7" + "b83c000000" + "0f05")  # geteuid; exit(eax)
     base = 0x400000
     header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + b"\0" * 9, 2, 0x3E, 1, base + 120, 64, 0, 0,
                          64, 56, 1, 0, 0, 0)
