@@ -15,7 +15,7 @@ PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
-.PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check clean
+.PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check bench clean
 
 venv: $(STAMP)
 
@@ -68,6 +68,10 @@ docs-check: venv
 # The modules through real ansible-playbook runs on localhost (real containers).
 integration: venv
 	bash tools/ansible_test.sh integration --venv --python 3.11 --allow-destructive
+
+# Benchmarks against runc, crun and podman (not part of the tests: timing is never asserted).
+bench: venv bytecode
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf --one-file-system build

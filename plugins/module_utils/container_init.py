@@ -14,7 +14,9 @@ Neither ever returns into the caller's code: both leave with os._exit or exec.
 """
 import errno
 import os
-import signal
+
+# The C module: the signal module builds enums at import, 3 ms of every create.
+import _signal as signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils import (
     devices, hooks, kernel_settings, mounts, namespaces, process, syscalls, terminal, trampoline)
@@ -85,13 +87,22 @@ def default_signals():
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            if signal.getsignal(signum) is not signal.SIG_DFL:
+            if signal.getsignal(signum) != signal.SIG_DFL:
                 signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError):
             # 32 and 33, which the C library keeps for itself, but which the
             # caller may have left ignored: the kernel takes SIG_DFL for them.
             syscalls.reset_signal_to_default(signum)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+EXTRA_PROCESS_FIELDS = ("ioPriority", "scheduler", "execCPUAffinity")
+EXTRA_LINUX_FIELDS = ("personality", "memoryPolicy")
+
+
+def needs_sched(proc, linux):
+    """Whether sched.py has anything to apply (it is imported only then)."""
+    return any(proc.get(key) for key in EXTRA_PROCESS_FIELDS) or any(linux.get(key) for key in EXTRA_LINUX_FIELDS)
 
 
 def container_init(args):
@@ -106,12 +117,16 @@ def container_init(args):
         config = args.config
         linux = config.get("linux") or {}
         proc = config["process"]
+        extras = needs_sched(proc, linux)
+        if extras:
+            from ansible_collections.daemonless.oci.plugins.module_utils import sched
+            sched.set_affinity(proc, "initial")
         os.umask(0)
         master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
-                                     go["cgroups"]) as ctx:
+                                     go["cgroups"], linux.get("mountLabel")) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
@@ -131,6 +146,11 @@ def container_init(args):
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
         proc_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        labels = None
+        if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+            # Their attr files are opened now, from the host's /proc, never from the image's.
+            from ansible_collections.daemonless.oci.plugins.module_utils import lsm
+            labels = lsm.ExecLabels(proc)
         last_cap = process.last_capability()
         # Made now, before any seccomp filter or dropped capability could forbid it.
         exec_via = trampoline.sealed_fd()
@@ -144,6 +164,8 @@ def container_init(args):
         else:
             mounts.chroot(args.rootfs)
         process.set_rlimits(proc.get("rlimits"))
+        if extras:
+            sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
         user = proc.get("user") or {}
         if seccomp_filter is not None and not proc.get("noNewPrivileges"):
             seccomp_filter.load()  # needs CAP_SYS_ADMIN: before the capabilities go (the steps below run filtered)
@@ -171,6 +193,10 @@ def container_init(args):
     try:
         if (config.get("hooks") or {}).get("startContainer"):
             hooks.run(config["hooks"], "startContainer", dict(go["state"], status="created"))
+        if labels is not None:
+            labels.apply()  # takes effect at the exec below
+        if extras:
+            sched.set_affinity(proc, "final")  # the last change before exec (errors still reach `start`)
         if seccomp_filter is not None and proc.get("noNewPrivileges"):
             seccomp_filter.load()  # as late as it can fail to `start`: the answer, signal resets and exec follow
         os.write(fifo, b"0")

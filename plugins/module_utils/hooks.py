@@ -17,8 +17,9 @@ the operation and the container is stopped and removed; a failing poststart
 or poststop hook is only reported, and the lifecycle goes on.
 """
 import os
-import signal
 import time
+
+import _signal as signal  # the C module: no enum import for every create
 
 from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError

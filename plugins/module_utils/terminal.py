@@ -14,9 +14,6 @@ hands it to the monitor, which logs it.
 """
 import fcntl
 import os
-import select
-import signal
-import socket
 import struct
 import sys
 
@@ -77,6 +74,7 @@ def become_controlling(slave):
 
 def send_to_console_socket(path, master):
     """Give MASTER to whoever listens on PATH (podman's conmon, a test client), as runc does."""
+    import socket
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(path)
@@ -91,6 +89,8 @@ def send_to_console_socket(path, master):
 def relay(master, stdin=0, stdout=1):
     """`run` in the foreground: copy between our terminal (raw while it lasts) and the container's,
     until the container's side closes; window size changes follow."""
+    import select
+    import signal
     import termios
     import tty
     saved = None
