@@ -152,16 +152,6 @@ class Layout:
         }
 
 
-def process_cgroups(pid="self"):
-    """{controller-list string, or '' for v2: path} from /proc/<pid>/cgroup."""
-    paths = {}
-    with open("/proc/%s/cgroup" % pid) as handle:
-        for line in handle:
-            controllers, path = line.rstrip("\n").split(":", 2)[1:]
-            paths[controllers] = path
-    return paths
-
-
 def resolve_path(cgroups_path, container_id):
     """The cgroup path (inside every hierarchy) for linux.cgroupsPath, or the default."""
     if not cgroups_path:
@@ -813,23 +803,13 @@ def _init_cpuset(mountpoint, path):
 
 # -- the `cgroup` mount inside a container -------------------------------------------------
 
-def _own_path(hierarchy, cgroups):
-    key = "" if hierarchy.version == 2 else ",".join(hierarchy.controllers)
-    path = cgroups.get(key)
-    if path is None:
-        return None
-    # mountinfo's root says which part of the tree this mount shows.
-    if hierarchy.root != "/" and path.startswith(hierarchy.root):
-        path = path[len(hierarchy.root):] or "/"
-    return os.path.join(hierarchy.mountpoint, path.lstrip("/"))
-
-
-def mount_cgroup_fs(rootfd, destination, flags, cgroups):
+def mount_cgroup_fs(rootfd, destination, flags, cgroup_dirs):
     """A `cgroup` mount: the container's own cgroups, read-only when FLAGS say so.
 
-    CGROUPS is /proc/<init>/cgroup as the runtime reads it from the host's
-    cgroup namespace: read from inside a new cgroup namespace every path
-    would be "/", and the bind would expose the host's whole tree.
+    CGROUP_DIRS is the container's Cgroup.dirs ({hierarchy name: host
+    directory}) as the runtime made them, not what /proc/self/cgroup says
+    from inside: from a new cgroup namespace every path reads "/", and the
+    bind would expose the host's whole tree.
 
     v1 and hybrid: a tmpfs at DESTINATION with one bind per hierarchy, plus
     symlinks for the parts of combined names (cpu -> cpu,cpuacct). Pure v2:
@@ -841,7 +821,7 @@ def mount_cgroup_fs(rootfd, destination, flags, cgroups):
     keep = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
     final_flags = keep | (MS_RDONLY if readonly else 0)
     if all(h.version == 2 for h in found):
-        source = _own_path(found[0], cgroups) if found else None
+        source = cgroup_dirs.get(found[0].name) if found else None
         target = ensure_in_root(rootfd, destination)
         try:
             syscalls.mount(source, fd_path(target), None, MS_BIND | MS_REC)
@@ -855,7 +835,7 @@ def mount_cgroup_fs(rootfd, destination, flags, cgroups):
         os.close(target)
     deferred = [(destination, final_flags)]
     for hierarchy in found:
-        source = _own_path(hierarchy, cgroups)
+        source = cgroup_dirs.get(hierarchy.name)
         if source is None or not os.path.isdir(source):
             continue
         sub = destination.rstrip("/") + "/" + hierarchy.name

@@ -143,22 +143,24 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         _reap(child_pid)
         child_pid = None
         start_time = process_start_time(init_pid)
-        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
-        # The process joins its cgroups and gets its limits before it runs a line of the image.
-        # Recorded first, so that a create killed half way leaves delete --force enough to clean up.
-        container.update(cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+        # The cgroup about to be made is recorded with the pid, so that a create killed half way
+        # leaves delete --force enough to clean up.
+        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid),
+                         cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
                                         "dirs": cgroups.Cgroup.missing_dirs(layout, cgroup_path)})
         _failpoint("before-cgroups")
         cgroup = cgroups.Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
         _failpoint("after-cgroups")
         container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
                          oomFile=cgroup.oom_file(layout))
-        cgroup.add_process(init_pid)
+        # Limits first, then the process joins them while it sets up its mounts: a first write to
+        # a v1 cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps
+        # it. Nothing of the image runs before create returns, by when the process has joined.
         cgroup.apply(cgroup_writes, layout)
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
-        channel.send("go", cgroups=cgroups.process_cgroups(init_pid), state=hook_state,
-                     runtime_hooks=runtime_hooks)
+        channel.send("go", cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
+        cgroup.add_process(init_pid)
         _failpoint("during-mounts")
         if runtime_hooks:
             channel.expect("mounted", "create")

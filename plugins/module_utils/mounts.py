@@ -128,10 +128,11 @@ def prepare_root(rootfs, propagation):
 
 class MountContext:
     """What the mount phase needs: the rootfs fd, the bundle (relative bind sources),
-    userns-ness, and the container's cgroup paths as the host sees them."""
+    userns-ness, and the container's cgroup directories (Cgroup.dirs)."""
 
-    def __init__(self, rootfs, bundle, in_user_namespace, cgroups):
+    def __init__(self, rootfs, bundle, in_user_namespace, cgroups, mount_label=None):
         self.rootfs = rootfs
+        self.mount_label = mount_label  # linux.mountLabel: context= on the mounts that take it
         self.cgroups = cgroups
         self.bundle = bundle
         self.in_user_namespace = in_user_namespace
@@ -169,6 +170,9 @@ def _mount_one(ctx, mount, field):
         return
     if not mtype:
         raise OCIError("%s.type: required for a mount that is not a bind mount" % field)
+    if ctx.mount_label:
+        from ansible_collections.daemonless.oci.plugins.module_utils import lsm
+        data = lsm.mount_data(data, mtype, ctx.mount_label)
     target = ensure_in_root(ctx.rootfd, destination)
     try:
         if mtype == "tmpfs" and flags & MS_RDONLY:
