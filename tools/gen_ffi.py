@@ -53,6 +53,8 @@ int prctl(int option, unsigned long arg2, unsigned long arg3,
 int capget(struct ocirt_cap_header *header, struct ocirt_cap_data *data);
 int capset(struct ocirt_cap_header *header, const struct ocirt_cap_data *data);
 long syscall(long number, long a1, long a2, long a3, long a4, long a5);
+int fstatfs(int fd, void *buf);
+int personality(unsigned long persona);
 """
 
 MODULE_NAME = "_libc_ffi"

@@ -23,7 +23,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils import (
     namespaces, process, spec, syscalls, terminal, trampoline)
 from ansible_collections.daemonless.oci.plugins.module_utils.channel import Channel, report_and_exit
-from ansible_collections.daemonless.oci.plugins.module_utils.container_init import default_signals
+from ansible_collections.daemonless.oci.plugins.module_utils.container_init import default_signals, needs_sched
 from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils.state import (
     CREATED, RUNNING, Container, process_start_time)
@@ -69,6 +69,16 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         raise OCIError("process.terminal: a detached exec with a terminal needs --console-socket")
     joins = _namespaces_to_join(record)
     last_cap = process.last_capability()
+    linux = config.get("linux") or {}
+    host_proc = None
+    if needs_sched(proc, linux):
+        # Imported now: the forked process finds it in sys.modules once the runtime's files are out of reach.
+        __import__("ansible_collections.daemonless.oci.plugins.module_utils.sched")
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+        from ansible_collections.daemonless.oci.plugins.module_utils import lsm
+        lsm.check_process(proc)
+        # The process opens its attr files through the host's /proc, never the container's.
+        host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     seccomp = (config.get("linux") or {}).get("seccomp")
     seccomp_filter = None
     if seccomp is not None:
@@ -97,7 +107,7 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         if child == 0:
             channel.close()
             os.close(status_r)
-            _joiner(child_channel, opened, proc, seccomp_filter, preserve_fds, status_w, last_cap)
+            _joiner(child_channel, opened, proc, seccomp_filter, preserve_fds, status_w, last_cap, (linux, host_proc))
         child_channel.close()
         os.close(status_w)
         status_w = None
@@ -137,6 +147,8 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         return _wait_foreground(pid, masters)
     finally:
         forwarder.restore()
+        if host_proc is not None:
+            os.close(host_proc)
         for entry in opened:
             os.close(entry[2])
         if status_w is not None:
@@ -179,9 +191,11 @@ def _read_all(fd):
         chunks.append(chunk)
 
 
-def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap):
+def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap, extras):
     try:
         keep = set([0, 1, 2, channel.fileno(), status_w] + [entry[2] for entry in opened])
+        if extras[1] is not None:
+            keep.add(extras[1])
         if seccomp is not None and seccomp.listener is not None:
             keep.add(seccomp.listener.fileno())
         keep.update(range(3, 3 + preserve_fds))
@@ -199,19 +213,30 @@ def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap):
             os.setresuid(0, 0, 0)
         pid = os.fork()
         if pid == 0:
-            _process(channel, proc, seccomp, preserve_fds, status_w, last_cap)
+            _process(channel, proc, seccomp, preserve_fds, status_w, last_cap, extras)
         channel.send("pid", pid=pid)
     except BaseException as exc:
         report_and_exit(channel, exc)
     os._exit(0)
 
 
-def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
-    """SECCOMP: the container's prepared seccomp.Filter, or None."""
+def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap, extras):
+    """SECCOMP: the container's prepared seccomp.Filter, or None.
+    EXTRAS: (the container's linux object, a descriptor of the host's /proc or None)."""
     master = None
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        linux, host_proc = extras
+        needs_extras = needs_sched(proc, linux)
+        if needs_extras:
+            from ansible_collections.daemonless.oci.plugins.module_utils import sched
+            sched.set_affinity(proc, "initial")
+        labels = None
+        if host_proc is not None:
+            from ansible_collections.daemonless.oci.plugins.module_utils import lsm
+            labels = lsm.ExecLabels(proc, proc_dir=host_proc)
+            os.close(host_proc)
         exec_via = trampoline.sealed_fd()  # see trampoline.py: never exec from the host's interpreter
         os.setsid()
         if proc.get("terminal"):
@@ -222,6 +247,8 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
                 os.close(root)
             terminal.become_controlling(slave)
         process.set_rlimits(proc.get("rlimits"))
+        if needs_extras:
+            sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
         user = proc.get("user") or {}
         if seccomp is not None and not proc.get("noNewPrivileges"):
             seccomp.load()  # needs CAP_SYS_ADMIN: before the capabilities go
@@ -239,6 +266,10 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap):
             os.close(master)
         else:
             channel.send("ready")
+        if labels is not None:
+            labels.apply()  # takes effect at the exec below
+        if needs_extras:
+            sched.set_affinity(proc, "final")
         if seccomp is not None and proc.get("noNewPrivileges"):
             seccomp.load()
         default_signals()

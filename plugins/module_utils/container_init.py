@@ -137,6 +137,9 @@ def container_init(args):
                 mounts.readonly_paths(ctx, linux.get("readonlyPaths"))
                 mounts.finish_readonly(ctx, config["root"].get("readonly"))
         kernel_settings.apply(config)
+        # In its cgroups from here on: what follows (hooks, scheduling, the process settings)
+        # runs under the container's limits; a real-time policy could not even join them.
+        args.channel.expect("joined", "container init")
         if go.get("runtime_hooks"):
             # prestart and createRuntime run now, in the runtime's namespaces, by the runtime.
             args.channel.send("mounted")

@@ -161,6 +161,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send("go", cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
         cgroup.add_process(init_pid)
+        channel.send("joined")
         _failpoint("during-mounts")
         if runtime_hooks:
             channel.expect("mounted", "create")

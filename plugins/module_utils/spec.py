@@ -280,6 +280,103 @@ def validate_process(check, process):
         seen.add(rlimit["type"])
     check.string(process.get("apparmorProfile"), "process.apparmorProfile")
     check.string(process.get("selinuxLabel"), "process.selinuxLabel")
+    _validate_process_extras(check, process)
+
+
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10,
+               "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+MEMORY_POLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+                       "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MEMORY_POLICY_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+                       "MPOL_F_STATIC_NODES": 1 << 15}
+CPU_LIST_MAX = 8192  # the kernel's largest NR_CPUS; also bounds node numbers
+
+
+def _is_number(text):
+    return bool(text) and all(char in "0123456789" for char in text)
+
+
+def parse_cpu_list(text, field):
+    """The set of numbers in a kernel cpu/node list ("0-1,3"); OCIError naming FIELD when malformed."""
+    numbers = set()
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        if not _is_number(low) or (dash and not _is_number(high)):
+            raise OCIError("%s: %r is not a list like \"0-1,3\"" % (field, text))
+        first, last = int(low), int(high) if dash else int(low)
+        if first > last or last >= CPU_LIST_MAX:
+            raise OCIError("%s: bad range %r in %r (numbers are 0-%d, ranges low-high)"
+                           % (field, part, text, CPU_LIST_MAX - 1))
+        numbers.update(range(first, last + 1))
+    return numbers
+
+
+def _names(check, value, field, known):
+    for index, name in enumerate(check.strings(value, field)):
+        if name not in known:
+            check.fail("%s[%d]" % (field, index), "unknown flag %r (known: %s)" % (name, ", ".join(sorted(known))))
+
+
+def _validate_process_extras(check, process):
+    """ioPriority, scheduler and execCPUAffinity (applied by sched.py)."""
+    io = check.obj(process.get("ioPriority"), "process.ioPriority")
+    if io:
+        check.string(io.get("class"), "process.ioPriority.class", required=True)
+        check.choice(io["class"], "process.ioPriority.class", sorted(IOPRIO_CLASSES))
+        check.integer(io.get("priority"), "process.ioPriority.priority", minimum=0, maximum=7)
+    sched = check.obj(process.get("scheduler"), "process.scheduler")
+    if sched:
+        field = "process.scheduler"
+        check.string(sched.get("policy"), field + ".policy", required=True)
+        check.choice(sched["policy"], field + ".policy", sorted(SCHED_POLICIES))
+        check.integer(sched.get("nice"), field + ".nice", minimum=-20, maximum=19)
+        check.integer(sched.get("priority"), field + ".priority", minimum=0, maximum=99)
+        if sched["policy"] in ("SCHED_FIFO", "SCHED_RR") and not sched.get("priority"):
+            check.fail(field + ".priority", "%s needs a priority from 1 to 99" % sched["policy"])
+        if sched["policy"] not in ("SCHED_FIFO", "SCHED_RR") and sched.get("priority"):
+            check.fail(field + ".priority", "must be 0 for %s (1-99 is for SCHED_FIFO and SCHED_RR)" % sched["policy"])
+        _names(check, sched.get("flags"), field + ".flags", SCHED_FLAGS)
+        for key in ("runtime", "deadline", "period"):
+            check.integer(sched.get(key), "%s.%s" % (field, key), minimum=0, maximum=(1 << 63) - 1)
+        if sched["policy"] == "SCHED_DEADLINE":
+            runtime, deadline = sched.get("runtime") or 0, sched.get("deadline") or 0
+            period = sched.get("period") or deadline
+            if not runtime or not deadline or not runtime <= deadline <= period:
+                check.fail(field, "SCHED_DEADLINE needs 0 < runtime <= deadline <= period (period defaults to deadline)")
+    affinity = check.obj(process.get("execCPUAffinity"), "process.execCPUAffinity")
+    for key in ("initial", "final"):
+        field = "process.execCPUAffinity." + key
+        check.string(affinity.get(key), field)
+        if affinity.get(key) is not None:
+            parse_cpu_list(affinity[key], field)
+
+
+def _validate_linux_extras(check, linux):
+    """linux.personality and linux.memoryPolicy (applied by sched.py)."""
+    persona = check.obj(linux.get("personality"), "linux.personality")
+    if persona:
+        check.string(persona.get("domain"), "linux.personality.domain", required=True)
+        check.choice(persona["domain"], "linux.personality.domain", sorted(PERSONALITY_DOMAINS))
+        _names(check, persona.get("flags"), "linux.personality.flags", {})
+    policy = check.obj(linux.get("memoryPolicy"), "linux.memoryPolicy")
+    if policy:
+        field = "linux.memoryPolicy"
+        check.string(policy.get("mode"), field + ".mode", required=True)
+        check.choice(policy["mode"], field + ".mode", sorted(MEMORY_POLICY_MODES))
+        check.string(policy.get("nodes"), field + ".nodes")
+        if policy.get("nodes"):
+            parse_cpu_list(policy["nodes"], field + ".nodes")
+            if policy["mode"] in ("MPOL_DEFAULT", "MPOL_LOCAL"):
+                check.fail(field + ".nodes", "must be empty for %s" % policy["mode"])
+        elif policy["mode"] in ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED_MANY"):
+            check.fail(field + ".nodes", "is required for %s" % policy["mode"])
+        _names(check, policy.get("flags"), field + ".flags", MEMORY_POLICY_FLAGS)
 
 
 def _validate_linux(check, linux):
@@ -319,6 +416,7 @@ def _validate_linux(check, linux):
     check.string(linux.get("cgroupsPath"), "linux.cgroupsPath")
     check.obj(linux.get("resources"), "linux.resources")
     check.string(linux.get("mountLabel"), "linux.mountLabel")
+    _validate_linux_extras(check, linux)
 
 
 def namespaces_of(config):

@@ -25,6 +25,10 @@ except ImportError as exc:
 
 _lib = None
 
+# Read once, at import: under linux.personality LINUX32 the kernel's uname()
+# answers "i686" on x86_64, and the syscall numbers would be looked up wrong.
+MACHINE = os.uname().machine
+
 # Syscall numbers for calls glibc may lack on older hosts. close_range and
 # openat2 are numbered alike on every architecture (the unified table).
 SYS_CLOSE_RANGE = 436
@@ -151,6 +155,67 @@ def capset(effective, permitted, inheritable):
         _fail("capset")
 
 
+def fstatfs_type(fd):
+    """The f_type of the filesystem FD lies on (the first `long` of struct statfs on x86_64 and aarch64)."""
+    lib = libc()
+    buf = ffi.new("long[32]")  # 256 bytes: more than any struct statfs
+    if lib.fstatfs(fd, buf) != 0:
+        _fail("fstatfs(%d)" % fd)
+    return buf[0] & 0xFFFFFFFFFFFFFFFF
+
+
+def personality(persona):
+    """personality(2): set the execution domain; returns the previous one."""
+    rc = libc().personality(persona)
+    if rc < 0:
+        _fail("personality(0x%x)" % persona)
+    return rc
+
+
+def _arch_syscall(table, name):
+    number = table.get(MACHINE)
+    if number is None:
+        raise OSError(38, "%s: unknown syscall number on %s" % (name, MACHINE))
+    return number
+
+
+SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+SYS_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237}
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_set(value):
+    """ioprio_set(IOPRIO_WHO_PROCESS, 0, VALUE): this process's I/O priority."""
+    if _syscall(_arch_syscall(SYS_IOPRIO_SET, "ioprio_set"), IOPRIO_WHO_PROCESS, 0, value) != 0:
+        _fail("ioprio_set(0x%x)" % value)
+
+
+def sched_setattr(attr):
+    """sched_setattr(0, ATTR, 0); ATTR is the packed struct sched_attr (bytes)."""
+    libc()
+    raw = ffi.new("char[]", attr)
+    if _syscall(_arch_syscall(SYS_SCHED_SETATTR, "sched_setattr"), 0, ffi.cast("long", raw), 0) != 0:
+        _fail("sched_setattr")
+
+
+def set_mempolicy(mode, nodes):
+    """set_mempolicy(MODE, mask of NODES (node numbers), maxnode); no mask when NODES is empty."""
+    libc()
+    number = _arch_syscall(SYS_SET_MEMPOLICY, "set_mempolicy")
+    if not nodes:
+        rc = _syscall(number, mode, 0, 0)
+    else:
+        bits = 64 * (max(nodes) // 64 + 1)
+        mask = ffi.new("unsigned long[]", bits // 64)
+        for node in nodes:
+            mask[node // 64] |= 1 << (node % 64)
+        # The kernel reads maxnode - 1 bits.
+        rc = _syscall(number, mode, ffi.cast("long", mask), bits + 1)
+    if rc != 0:
+        _fail("set_mempolicy(0x%x, %s)" % (mode, sorted(nodes)))
+
+
 def _syscall(number, *args):
     padded = list(args) + [0] * (5 - len(args))
     return libc().syscall(number, *padded)
@@ -180,9 +245,9 @@ _SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "ppc64le": 173, "s390x": 174,
 
 def reset_signal_to_default(signum):
     """Set SIGNUM to SIG_DFL with the raw syscall (a zeroed struct sigaction is SIG_DFL, no flags)."""
-    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    number = _SYS_RT_SIGACTION.get(MACHINE)
     if number is None:
-        raise OSError(38, "rt_sigaction: unknown syscall number on %s" % os.uname().machine)
+        raise OSError(38, "rt_sigaction: unknown syscall number on %s" % MACHINE)
     libc()
     action = ffi.new("char[64]")
     if _syscall(number, signum, ffi.cast("long", action), 0, 8) != 0:
@@ -194,16 +259,16 @@ SECCOMP_MODE_FILTER = 2
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
 
-# seccomp(2) by architecture (os.uname().machine). prctl(PR_SET_SECCOMP)
+# seccomp(2) by architecture (MACHINE). prctl(PR_SET_SECCOMP)
 # needs no number, but takes no flags.
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "i686": 354, "i386": 354, "armv7l": 383, "armv8l": 383,
                "ppc64le": 358, "s390x": 348, "riscv64": 277}
 
 
 def _seccomp(operation, flags, pointer):
-    number = SYS_SECCOMP.get(os.uname().machine)
+    number = SYS_SECCOMP.get(MACHINE)
     if number is None:
-        raise OSError(38, "seccomp: unknown syscall number on %s" % os.uname().machine)
+        raise OSError(38, "seccomp: unknown syscall number on %s" % MACHINE)
     return _syscall(number, operation, flags, pointer)
 
 
