@@ -1,69 +1,55 @@
 #!/usr/bin/env bash
-# Runs busybox containers through the ocirt runtime core: one in the
-# foreground, then one through the detached create/start/kill/delete cycle.
+# The demo: tools/demo/deploy.yml builds an OCI image layout from busybox and
+# deploys a service and a job from it with the daemonless.oci.container role
+# on localhost, then prints their facts, the job's exit code and the logs. A
+# second run shows that nothing changes; cleanup.yml removes everything.
 # Called by `make demo` (which sets up .venv first); run as root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PY=.venv/bin/python
-OCIRT=${OCIRT:-.venv/bin/ocirt}   # any runc-compatible command works here
-DEMO=$PWD/build/demo
-STATE=$DEMO/state
-SLEEPER=demo-sleeper
+export ANSIBLE_COLLECTIONS_PATH=$PWD/.venv/collections
+export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
+OCIRT=.venv/bin/ocirt
+STATE_ROOT=/run/ocirt-demo   # demo_state_root in tools/demo/vars.yml
+LOG=$(mktemp)
 
-ocirt() { "$OCIRT" --root "$STATE" "$@"; }
+playbook() { .venv/bin/ansible-playbook -i tools/demo/inventory.yml "$@"; }
 step() { printf '\n=== %s\n' "$*"; }
-cleanup() { ocirt delete --force "$SLEEPER" >/dev/null 2>&1 || true; }
-
-cleanup
-ocirt delete --force demo-run >/dev/null 2>&1 || true
-trap cleanup EXIT
-mkdir -p "$STATE"
-
-step "building busybox bundles in $DEMO"
-# shellcheck disable=SC2016  # expanded by the container's shell, not this one
-"$PY" tools/busybox_bundle.py "$DEMO/bundle" sh -c \
-    'echo "hello from $(hostname), I am pid $$, uid $(id -u)"; echo "ls /:"; ls /'
-"$PY" tools/busybox_bundle.py "$DEMO/sleeper" sleep 30
-
-step "ocirt run --bundle $DEMO/bundle demo-run"
-rc=0
-ocirt run --bundle "$DEMO/bundle" demo-run </dev/null || rc=$?
-echo "exit code: $rc"
-
-step "ocirt create --bundle $DEMO/sleeper $SLEEPER"
-ocirt create --bundle "$DEMO/sleeper" "$SLEEPER" </dev/null
-
-step "ocirt state $SLEEPER"
-ocirt state "$SLEEPER" | "$PY" -m json.tool
-
-step "ocirt start $SLEEPER"
-ocirt start "$SLEEPER"
-
-step "ocirt state $SLEEPER"
-ocirt state "$SLEEPER" | "$PY" -m json.tool
-
-step "ocirt list"
-ocirt list
-
-step "ocirt kill $SLEEPER KILL"
-ocirt kill "$SLEEPER" KILL
-stopped=
-for _ in $(seq 50); do
-    if ocirt state "$SLEEPER" | grep -Eq '"status": *"stopped"'; then
-        stopped=1
-        break
+cleanup() {
+    rm -f "$LOG"
+    if [ -z "${cleaned:-}" ]; then
+        playbook tools/demo/cleanup.yml >/dev/null 2>&1 || echo "cleanup failed: run ansible-playbook tools/demo/cleanup.yml" >&2
     fi
-    sleep 0.1
-done
-if [ -z "$stopped" ]; then
-    echo "error: $SLEEPER did not stop within 5 s" >&2
+}
+trap cleanup EXIT
+
+step "ansible-playbook tools/demo/deploy.yml: image, service, job, facts, logs"
+playbook tools/demo/deploy.yml
+
+step "ansible-playbook tools/demo/deploy.yml again: nothing changes"
+if ! ANSIBLE_DISPLAY_OK_HOSTS=false ANSIBLE_DISPLAY_SKIPPED_HOSTS=false playbook tools/demo/deploy.yml >"$LOG" 2>&1; then
+    cat "$LOG"
     exit 1
 fi
-echo "$SLEEPER is stopped"
+sed -n '/^PLAY RECAP/,$p' "$LOG"
+if ! grep -Eq '^localhost +: .* changed=0 .* failed=0 ' "$LOG"; then
+    cat "$LOG"
+    echo "error: the second run changed something" >&2
+    exit 1
+fi
 
-step "ocirt delete $SLEEPER"
-ocirt delete "$SLEEPER"
-ocirt list
+step "the same containers through the runtime core: ocirt --root $STATE_ROOT list"
+"$OCIRT" --root "$STATE_ROOT" list
+
+step "ansible-playbook tools/demo/cleanup.yml: containers, bundles and image removed"
+playbook tools/demo/cleanup.yml | sed -n '/^PLAY RECAP/,$p'
+cleaned=1
+for dir in /var/tmp/ocirt-demo "$STATE_ROOT"; do   # demo_work, demo_state_root
+    if [ -e "$dir" ]; then
+        echo "error: $dir is left" >&2
+        exit 1
+    fi
+done
+echo "nothing is left in /var/tmp/ocirt-demo or $STATE_ROOT"
 
 step "done"
