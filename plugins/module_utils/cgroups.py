@@ -461,6 +461,11 @@ def _plan_blockio(planner, blockio, base):
                 planner.add(controller, "io.max", "%d:%d %s=%s" % (major, minor, v2_key, rate or "max"), field)
 
 
+def _shown(value):
+    """A refused value for a message: strings as they are (cut), others by type (a nested value's repr may not end)."""
+    return repr(value[:64]) if isinstance(value, str) else "a %s" % type(value).__name__
+
+
 def _device_number(value):
     return "*" if value is None or value < 0 else str(value)
 
@@ -480,11 +485,11 @@ def plan_devices(rules, layout):
         if not isinstance(rule.get("allow"), bool):
             raise OCIError("%s.allow: is required and must be a boolean" % field)
         kind = rule.get("type") or "a"
-        if kind not in ("a", "c", "b"):
-            raise OCIError("%s.type: must be one of a, c, b, not %r" % (field, kind))
+        if not isinstance(kind, str) or kind not in ("a", "c", "b"):
+            raise OCIError("%s.type: must be one of a, c, b, not %s" % (field, _shown(kind)))
         access = rule.get("access") or "rwm"
         if not isinstance(access, str) or not access or set(access) - set("rwm"):
-            raise OCIError("%s.access: must be made of r, w and m, not %r" % (field, access))
+            raise OCIError("%s.access: must be made of r, w and m, not %s" % (field, _shown(access)))
         for key in ("major", "minor"):
             _int(rule, key, "%s.%s" % (field, key), minimum=-1)
         checked.append(dict(rule, type=kind, access=access, field=field))

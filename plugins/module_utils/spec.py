@@ -198,8 +198,13 @@ class Checker:
         return value
 
     def choice(self, value, field, choices):
-        if value is not None and value not in choices:
-            self.fail(field, "must be one of %s, not %r" % (", ".join(choices), value))
+        if value is None:
+            return
+        # A non-string is named by its type: the repr of a deeply nested value would not end.
+        if not isinstance(value, str):
+            self.fail(field, "must be one of %s, not a %s" % (", ".join(choices), type(value).__name__))
+        if value not in choices:
+            self.fail(field, "must be one of %s, not %r" % (", ".join(choices), value[:64]))
 
     def string_map(self, value, field):
         value = self.obj(value, field)
