@@ -32,7 +32,29 @@ class Channel:
         return self.sock.fileno()
 
     def send(self, kind, fds=None, **fields):
-        """Send a message; FDS (descriptors) travel with it as SCM_RIGHTS and arrive in its "fds"."""
+        """Send a message; FDS (descriptors) travel with it as SCM_RIGHTS and arrive in its "fds".
+
+        If the peer has gone, the reason it sent before going is raised (OCIError), not EPIPE.
+        """
+        try:
+            self._send(kind, fds, fields)
+        except (BrokenPipeError, ConnectionResetError):
+            self.raise_peer_error()
+            raise OCIError("the container process exited before it was set up")
+
+    def raise_peer_error(self, timeout=0.5):
+        """Raise the 'error' message the peer sent (or sends within TIMEOUT seconds), if any."""
+        import select
+        if not self._buffer and not select.select([self.sock], [], [], timeout)[0]:
+            return
+        try:
+            message = self.recv()
+        except OSError:
+            return
+        if message is not None and message.get("type") == "error":
+            raise OCIError(message["message"])
+
+    def _send(self, kind, fds, fields):
         fields["type"] = kind
         data = jsonio.dumps(fields).encode("utf-8") + b"\n"
         if fds:

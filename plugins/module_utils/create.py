@@ -160,7 +160,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send("go", cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
-        cgroup.add_process(init_pid)
+        try:
+            cgroup.add_process(init_pid)
+        except OCIError:
+            channel.raise_peer_error()  # the process failed first (and exited): its reason counts
+            raise
         channel.send("joined")
         _failpoint("during-mounts")
         if runtime_hooks:
