@@ -71,6 +71,7 @@ integration: venv
 
 # Benchmarks against runc, crun and podman (not part of the tests: timing is never asserted).
 bench: venv bytecode
+	bash bench/setup.sh
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
