@@ -229,15 +229,22 @@ def _set_propagation(ctx, destination, propagation):
         os.close(target)
 
 
-def mask_paths(ctx, paths):
-    """linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories."""
+def _existing(ctx, paths, field):
+    """(index, path, O_PATH fd) for each of PATHS that exists in the root; missing ones are skipped,
+    as the spec says; the caller closes each fd."""
     for index, path in enumerate(paths or []):
         try:
             target = open_in_root(ctx.rootfd, path)
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise OCIError("linux.maskedPaths[%d] %s: %s" % (index, path, exc.strerror))
+            raise OCIError("%s[%d] %s: %s" % (field, index, path, exc.strerror))
+        yield index, path, target
+
+
+def mask_paths(ctx, paths):
+    """linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories."""
+    for index, path, target in _existing(ctx, paths, "linux.maskedPaths"):
         try:
             if stat.S_ISDIR(os.fstat(target).st_mode):
                 syscalls.mount("tmpfs", fd_path(target), "tmpfs", MS_RDONLY, "size=0,mode=555")
@@ -251,13 +258,7 @@ def mask_paths(ctx, paths):
 
 def readonly_paths(ctx, paths):
     """linux.readonlyPaths: bind each onto itself, then remount it read-only."""
-    for index, path in enumerate(paths or []):
-        try:
-            target = open_in_root(ctx.rootfd, path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise OCIError("linux.readonlyPaths[%d] %s: %s" % (index, path, exc.strerror))
+    for index, path, target in _existing(ctx, paths, "linux.readonlyPaths"):
         try:
             syscalls.mount(fd_path(target), fd_path(target), None, MS_BIND | MS_REC)
             os.close(target)
