@@ -12,7 +12,7 @@ DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo 
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
 PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
-PYTEST_FLAGS ?= -v -p no:cacheprovider
+PYTEST_FLAGS ?= -v -rs -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
 .PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check bench clean
