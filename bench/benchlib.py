@@ -354,10 +354,10 @@ def stale_bytecode():
     import importlib.util  # pylint: disable=import-outside-toplevel
     stale = []
     folder = os.path.join(REPO, "plugins", "module_utils")
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".py"):
-            continue
-        source = os.path.join(folder, name)
+    sources = sorted(os.path.join(top, name) for top, _dirs, names in os.walk(folder)
+                     for name in names if name.endswith(".py"))
+    for source in sources:
+        name = os.path.relpath(source, folder)
         cached = importlib.util.cache_from_source(source)
         try:
             with open(cached, "rb") as handle:

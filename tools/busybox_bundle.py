@@ -182,7 +182,7 @@ def build_bundle(path, args=None, **overrides):
     config.json is spec.default_config(args=args) with process.terminal
     false, deep-merged with overrides["config"] when given.
     """
-    from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
     unknown = set(overrides) - {"config"}
     if unknown:

@@ -1,4 +1,4 @@
-"""Generate plugins/module_utils/_libc_ffi.py: cffi's out-of-line ABI tables for libc.
+"""Generate plugins/module_utils/_runtime/linux/_libc_ffi.py: cffi's out-of-line ABI tables for libc.
 
 cffi's out-of-line ABI mode serializes the C declarations into type tables
 that `_cffi_backend.FFI(...)` loads without parsing any C, so managed hosts
@@ -59,7 +59,7 @@ int personality(unsigned long persona);
 
 MODULE_NAME = "_libc_ffi"
 TARGET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "plugins", "module_utils", MODULE_NAME + ".py")
+                      "plugins", "module_utils", "_runtime", "linux", MODULE_NAME + ".py")
 
 
 HEADER = """# -*- coding: utf-8 -*-

@@ -1,6 +1,6 @@
-"""Generate plugins/module_utils/_syscall_table.py: syscall names and numbers per architecture.
+"""Generate plugins/module_utils/_runtime/linux/_syscall_table.py: syscall names and numbers per architecture.
 
-The seccomp filter (plugins/module_utils/seccomp.py) turns the names of
+The seccomp filter (plugins/module_utils/_runtime/setup/seccomp.py) turns the names of
 linux.seccomp.syscalls[].names into numbers, which differ between
 architectures. This script reads the kernel's own numbering from the uapi
 headers that Debian ships and writes the result as plain Python literals, so
@@ -37,7 +37,7 @@ import re
 import sys
 
 TARGET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "plugins", "module_utils", "_syscall_table.py")
+                      "plugins", "module_utils", "_runtime", "linux", "_syscall_table.py")
 
 X86_INCLUDE = ["/usr/include/x86_64-linux-gnu", "/usr/include"]
 ARM_INCLUDE = ["/usr/arm-linux-gnueabihf/include"]

@@ -195,9 +195,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
     STATE_ROOT_ARGSPEC, require_cffi)
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
                   'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
@@ -240,7 +240,7 @@ def main():
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     require_cffi(module)
-    from ansible_collections.daemonless.oci.plugins.module_utils import bundle
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
     params = module.params
     try:
         if params['state'] == 'absent':

@@ -69,7 +69,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
     SELECTION_ARGSPEC, gather, require_cffi)
 
 

@@ -229,9 +229,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._module_support import (
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
     STATE_ROOT_ARGSPEC, container_result, require_cffi)
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
 def main():
@@ -263,7 +263,10 @@ def main():
 
 
 def run(module):
-    from ansible_collections.daemonless.oci.plugins.module_utils import lifecycle, logs, reconcile, spec, state
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec, state
 
     params = module.params
     root = params['state_root']
@@ -316,7 +319,7 @@ def _current(lifecycle, root, container_id):
 def _stored_config(state, root, container_id):
     """The config the container runs with: as created, plus the resources updated since."""
     import json
-    from ansible_collections.daemonless.oci.plugins.module_utils import reconcile
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
     with state.Container.open(root, container_id) as container:
         record = container.read()
         try:

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 
 
 def new_id(prefix="bad"):

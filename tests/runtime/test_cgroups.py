@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
 POLL_TRIES = 200
 POLL_DELAY = 0.05
@@ -186,7 +186,11 @@ def wait_stopped(ocirt, container_id):
 # --------------------------------------------------------------------------
 
 def _blkio_weight_file():
-    return "blkio.weight" if os.path.exists(cg("blkio", "/ocirt", "blkio.weight")) else "blkio.bfq.weight"
+    """blkio.weight (CFQ) or blkio.bfq.weight (BFQ), or None where no I/O scheduler offers a weight."""
+    for name in ("blkio.weight", "blkio.bfq.weight"):
+        if os.path.exists(cg("blkio", "/", name)):
+            return name
+    return None
 
 
 RESOURCE_CASES = [
@@ -210,6 +214,9 @@ RESOURCE_CASES = [
 @pytest.mark.parametrize("resources,expected", [case[1:] for case in RESOURCE_CASES],
                          ids=[case[0] for case in RESOURCE_CASES])
 def test_resources_are_written_to_the_container_cgroup(ocirt, make_bundle, resources, expected):
+    if "blockIO" in resources and _blkio_weight_file() is None:
+        pytest.skip("the host's I/O schedulers offer no blkio weight (no BFQ); "
+                    "test_blkio_weight_without_a_weight_file_names_the_field covers this host")
     container_id, pid = run_detached(ocirt, make_bundle, config=with_resources(resources))
     path = "/ocirt/" + container_id
     for hierarchy, name, value in expected:
@@ -217,6 +224,16 @@ def test_resources_are_written_to_the_container_cgroup(ocirt, make_bundle, resou
         assert read(cg(hierarchy, path, name)).strip() == value, "%s/%s" % (hierarchy, name)
     ocirt("delete", "--force", container_id)
     assert_cgroups_gone(container_id)
+
+
+def test_blkio_weight_without_a_weight_file_names_the_field(ocirt, make_bundle):
+    if _blkio_weight_file() is not None:
+        pytest.skip("the host has %s: the weight is written, see test_resources_are_written_to_the_container_cgroup"
+                    % _blkio_weight_file())
+    bundle = make_bundle(config=with_resources({"blockIO": {"weight": 300}}))
+    result = ocirt("create", "--bundle", bundle, "blkio-noweight", check=False)
+    assert result.returncode != 0
+    assert "linux.resources.blockIO.weight" in result.stderr
 
 
 def test_disable_oom_killer(ocirt, make_bundle):
@@ -650,7 +667,7 @@ ABS_PARENT = "/ocirt-abs-test"
 
 def test_absolute_cgroups_path_is_made_and_removed(ocirt, make_bundle):
     """A given path is the runtime's to remove only where the runtime made it: the
-    leaf, and the parent too when it did not exist before (cgroups.Cgroup.create)."""
+    leaf, and the parent too when it did not exist before (Cgroup.create)."""
     container_id = new_id()
     path = ABS_PARENT + "/" + container_id
     parent_before = dirs_left(ABS_PARENT)

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 from busybox_bundle import deep_merge  # tools/, on the path through conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

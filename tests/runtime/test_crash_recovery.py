@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils.state import process_start_time
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import process_start_time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")

@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 from conftest import processes_in_cgroups_named, runtime_cgroups
 
 POLL_TRIES = 400

@@ -25,7 +25,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils.spec import default_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")

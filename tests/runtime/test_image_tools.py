@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 import busybox_bundle  # tools/, on sys.path through tests/conftest.py
-from ansible_collections.daemonless.oci.plugins.module_utils import image
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import oci_layout
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 UMOCI = shutil.which("umoci")
 SKOPEO = shutil.which("skopeo")
@@ -102,7 +103,7 @@ def busybox_layout(tmp_path_factory):
 def test_umoci_layout_unpacks_and_runs(busybox_layout, tmp_path):
     layout = busybox_layout["layout"]
     dest = str(tmp_path / "rootfs")
-    result = image.unpack_oci_layout(layout, dest, reference="latest")
+    result = oci_layout.unpack_oci_layout(layout, dest, reference="latest")
     assert result["digest"] == tags(layout)["latest"]
     assert result["config"]["Entrypoint"] == ["/bin/sh"]
     assert result["config"]["Cmd"] == ["-c", "echo hello"]
@@ -123,10 +124,10 @@ def test_umoci_layout_unpacks_and_runs(busybox_layout, tmp_path):
 
 def test_umoci_whiteouts(busybox_layout, tmp_path):
     layout = busybox_layout["layout"]
-    with pytest.raises(image.OCIError, match="choose one by tag or digest: latest, trimmed|trimmed, latest"):
-        image.unpack_oci_layout(layout, str(tmp_path / "ambiguous"))
+    with pytest.raises(OCIError, match="choose one by tag or digest: latest, trimmed|trimmed, latest"):
+        oci_layout.unpack_oci_layout(layout, str(tmp_path / "ambiguous"))
     dest = str(tmp_path / "rootfs")
-    result = image.unpack_oci_layout(layout, dest, reference="trimmed")
+    result = oci_layout.unpack_oci_layout(layout, dest, reference="trimmed")
     assert result["digest"] == tags(layout)["trimmed"]
     assert len(result["layers"]) == 2
     assert not os.path.lexists(os.path.join(dest, "etc", "hostname"))
@@ -149,8 +150,8 @@ def test_skopeo_copy_unpacks_to_the_same_tree(busybox_layout, tmp_path, compress
     if compression == "zstd":
         argv += ["--dest-compress-format", "zstd"]
     run(*(argv + ["oci:%s:latest" % layout, "oci:%s:latest" % copy]))
-    original = image.unpack_oci_layout(layout, str(tmp_path / "original"), reference="latest")
-    copied = image.unpack_oci_layout(copy, str(tmp_path / "copied"), reference="latest")
+    original = oci_layout.unpack_oci_layout(layout, str(tmp_path / "original"), reference="latest")
+    copied = oci_layout.unpack_oci_layout(copy, str(tmp_path / "copied"), reference="latest")
     assert copied["config"] == original["config"]
     if compression == "zstd":
         with open(os.path.join(copy, "blobs", *copied["digest"].split(":"))) as handle:

@@ -1,7 +1,7 @@
 """The container monitor with real containers: exit codes, OOM, logs, rotation, volume, detachment.
 
 Monitored containers come from `ocirt run --detach` or `ocirt create --monitor`
-+ `ocirt start`. The monitor (plugins/module_utils/monitor.py) is the parent
++ `ocirt start`. The monitor (plugins/module_utils/_runtime/monitor/monitor.py) is the parent
 of the container's process: it writes the container's stdout/stderr to a
 CRI-format log (`TIMESTAMP STREAM F|P TEXT`), rotates it, and records the exit
 in exit.json, which `state`, `wait` and `logs` read.

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import lsm
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
 
 
 def run_ok(ocirt, bundle):

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils._syscall_table import TABLES
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux._syscall_table import TABLES
 
 MACHINE_TABLES = {"x86_64": "x86_64", "aarch64": "aarch64"}
 pytestmark = pytest.mark.skipif(os.uname().machine not in MACHINE_TABLES, reason="seccomp tables for x86_64 and aarch64")

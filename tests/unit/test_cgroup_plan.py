@@ -17,10 +17,11 @@ import os
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import cgroups
-from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import (
-    Cgroup, Hierarchy, Layout, plan_devices, plan_resources, resolve_path)
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MB = 1024 * 1024
 
@@ -684,4 +685,4 @@ def test_v2_backend_bfq_weight_gets_the_weight_unconverted(fake_v2):
 
 
 def test_runtime_parent_constant():
-    assert cgroups.RUNTIME_PARENT == "/ocirt"
+    assert RUNTIME_PARENT == "/ocirt"

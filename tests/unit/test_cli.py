@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import cli, spec
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import cli, spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 # (argv, global options, command, command options)
 PARSES = [
@@ -170,7 +170,7 @@ def test_main_version(capsys):
     assert cli.main(["--version"]) == 0
     out, err = capsys.readouterr()
     assert re.search(r"^ocirt version \d+\.\d+\.\d+$", out, re.M), out
-    from ansible_collections.daemonless.oci.plugins.module_utils.features import VERSION
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.features import VERSION
     assert VERSION in out
     assert "spec: %s" % spec.OCI_VERSION in out
     assert err == ""

@@ -16,9 +16,11 @@ import random
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import cgroups, devices, kernel_settings, mounts, process, spec
-from ansible_collections.daemonless.oci.plugins.module_utils.cgroups import Hierarchy, Layout
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import devices, kernel_settings, mounts, process
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 ITERATIONS = 3000
 CONFIG_ITERATIONS = 10000  # validate alone is cheap: more cases find rarer combinations
@@ -195,7 +197,7 @@ def test_validate_raises_only_oci_error():
 def consume(config):
     """What create and the container's process read from a validated config without privileges,
     and the strings they hand to the kernel (which takes bytes: execve, chdir, sethostname, open)."""
-    from ansible_collections.daemonless.oci.plugins.module_utils.namespaces import NamespacePlan
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import NamespacePlan
     plan = NamespacePlan(config)
     kernel_settings.check(config, plan)
     linux = config.get("linux") or {}
@@ -367,7 +369,7 @@ def test_plan_resources_and_devices_raise_only_oci_error(layout_name):
     for case in range(ITERATIONS):
         resources = random_resources(rng)
         try:
-            writes = cgroups.plan_resources(resources, layout)
+            writes = plan_resources(resources, layout)
             planned += 1
             assert all(isinstance(w.value, str) for w in writes), writes
         except OCIError:
@@ -376,7 +378,7 @@ def test_plan_resources_and_devices_raise_only_oci_error(layout_name):
             record(failures, case, exc, [("resources", resources)])
         rules = random_device_rules(rng)
         try:
-            cgroups.plan_devices(rules, layout)
+            plan_devices(rules, layout)
         except OCIError:
             pass
         except Exception as exc:  # noqa: B902

@@ -12,7 +12,7 @@ The properties:
 * a config validate accepts can be consumed (test_fuzz_spec.consume: the
   namespace plan, kernel settings, mount options, environment, the strings
   handed to the kernel) without any other exception;
-* cgroups.plan_resources and cgroups.plan_devices, on a cgroup v1 and a v2
+* plan_resources and plan_devices, on a cgroup v1 and a v2
   layout, raise nothing but OCIError, naming a linux.resources field.
 
 test_fuzz_spec.py does the same with a hand-written mutator and the standard
@@ -29,8 +29,9 @@ import reprlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.daemonless.oci.plugins.module_utils import cgroups, spec
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from test_fuzz_spec import RESOURCE_SHAPES, consume, layouts  # tests/unit is on sys.path under pytest
 
 MAIN_EXAMPLES = 10000
@@ -305,16 +306,16 @@ def check_planner(function, value, layout):
 @given(resources=RESOURCES.map(Drawn), rules=DEVICE_RULES.map(Drawn))
 def test_plan_resources_and_devices_raise_only_oci_error_on_v1(resources, rules):
     resources, rules = resources.value, rules.value
-    check_planner(cgroups.plan_resources, resources, LAYOUTS["v1"])
-    check_planner(cgroups.plan_devices, rules, LAYOUTS["v1"])
+    check_planner(plan_resources, resources, LAYOUTS["v1"])
+    check_planner(plan_devices, rules, LAYOUTS["v1"])
 
 
 @properties(HEAVY_EXAMPLES)
 @given(resources=RESOURCES.map(Drawn), rules=DEVICE_RULES.map(Drawn))
 def test_plan_resources_and_devices_raise_only_oci_error_on_v2(resources, rules):
     resources, rules = resources.value, rules.value
-    check_planner(cgroups.plan_resources, resources, LAYOUTS["v2"])
-    check_planner(cgroups.plan_devices, rules, LAYOUTS["v2"])
+    check_planner(plan_resources, resources, LAYOUTS["v2"])
+    check_planner(plan_devices, rules, LAYOUTS["v2"])
 
 
 @properties(200)
@@ -323,7 +324,7 @@ def test_device_rules_on_v2_are_refused_never_allowed_wholesale(rules):
     """Without the v1 devices controller, any device rule is an OCIError: never a silent allow-all."""
     rules = rules.value
     try:
-        writes = cgroups.plan_devices(rules, LAYOUTS["v2"])
+        writes = plan_devices(rules, LAYOUTS["v2"])
     except OCIError:
         return
     raise AssertionError("device rules on a v2-only layout were planned: %r" % (writes,))

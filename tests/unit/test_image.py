@@ -20,8 +20,9 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import image, paths
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import directory, oci_layout, tarball
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import paths
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MTIME = 1600000000
 ZSTD = shutil.which("zstd")
@@ -289,7 +290,7 @@ def test_tarball_contents(tmp_path, compression):
     dest = str(tmp_path / "dest")
     old_umask = os.umask(0o077)
     try:
-        result = image.unpack_tarball(tar_path, dest)
+        result = tarball.unpack_tarball(tar_path, dest)
     finally:
         os.umask(old_umask)
     assert result["digest"] == digest
@@ -312,7 +313,7 @@ def test_tarball_xattrs(tmp_path):
         member("link", "symlink", link="file", xattrs={"user.test": "on a link"}),
     ])
     dest = str(tmp_path / "dest")
-    result = image.unpack_tarball(tar_path, dest)
+    result = tarball.unpack_tarball(tar_path, dest)
     assert os.getxattr(os.path.join(dest, "file"), "user.test") == b"hello"
     assert os.getxattr(os.path.join(dest, "file"), "user.bin") == binary
     assert os.getxattr(os.path.join(dest, "dir"), "user.test") == b"on a dir"
@@ -341,7 +342,7 @@ def test_tarball_replacements(tmp_path):
         member("l", "symlink", link="d"),                   # a symlink replaces a symlink
     ])
     dest = str(tmp_path / "dest")
-    image.unpack_tarball(tar_path, dest)
+    tarball.unpack_tarball(tar_path, dest)
     st = os.lstat(os.path.join(dest, "d"))
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, 1000)
     assert os.listdir(os.path.join(dest, "d")) == ["old"]
@@ -365,7 +366,7 @@ def test_tarball_made_by_gnu_tar_matches_its_source(tmp_path):
     subprocess.run([tar_cmd, "--format=posix", "--xattrs", "--xattrs-include=user.*", "--numeric-owner",
                     "-C", src, "-czpf", tar_path, "."], check=True)
     dest = str(tmp_path / "dest")
-    image.unpack_tarball(tar_path, dest)
+    tarball.unpack_tarball(tar_path, dest)
     assert describe(dest) == describe(src)
 
 
@@ -377,26 +378,26 @@ def test_zstd_without_the_command(tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(OCIError, match="zstd command is not installed.*package zstd"):
-        image.unpack_tarball(tar_path, str(tmp_path / "dest"))
+        tarball.unpack_tarball(tar_path, str(tmp_path / "dest"))
 
 
 def test_tarball_bad_inputs(tmp_path):
     dest = str(tmp_path / "dest")
     with pytest.raises(OCIError, match="nothere.tar"):
-        image.unpack_tarball(str(tmp_path / "nothere.tar"), dest)
+        tarball.unpack_tarball(str(tmp_path / "nothere.tar"), dest)
     assert not os.path.exists(dest)
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar archive at all" * 40)
     with pytest.raises(OCIError, match="junk.tar"):
-        image.unpack_tarball(str(junk), dest)
+        tarball.unpack_tarball(str(junk), dest)
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(gzip.compress(tar_bytes([member("big", data=os.urandom(100000))]))[:2000])
     with pytest.raises(OCIError, match="truncated.tar.gz"):
-        image.unpack_tarball(str(truncated), str(tmp_path / "dest2"))
+        tarball.unpack_tarball(str(truncated), str(tmp_path / "dest2"))
     root_file = str(tmp_path / "rootfile.tar")
     write_tarball(root_file, [member("..", data=b"x")])
     with pytest.raises(OCIError, match="the root can only be a directory"):
-        image.unpack_tarball(root_file, str(tmp_path / "dest3"))
+        tarball.unpack_tarball(root_file, str(tmp_path / "dest3"))
 
 
 def test_dest_must_be_empty(tmp_path):
@@ -406,10 +407,10 @@ def test_dest_must_be_empty(tmp_path):
     dest.mkdir()
     (dest / "stale").write_text("old")
     with pytest.raises(OCIError, match="not empty"):
-        image.unpack_tarball(tar_path, str(dest))
+        tarball.unpack_tarball(tar_path, str(dest))
     empty = tmp_path / "empty"
     empty.mkdir()
-    image.unpack_tarball(tar_path, str(empty))
+    tarball.unpack_tarball(tar_path, str(empty))
     assert os.listdir(str(empty)) == ["f"]
 
 
@@ -427,7 +428,7 @@ def test_hostile_dotdot_and_absolute_names(tmp_path, guard):
     names = [info.name for info in tarfile.open(tar_path)]
     assert names[0].startswith("../../") and names[1].startswith("/")
     guard.arm()
-    image.unpack_tarball(tar_path, guard.dest)
+    tarball.unpack_tarball(tar_path, guard.dest)
     with open(os.path.join(guard.dest, "escape-" + guard.token)) as handle:
         assert handle.read() == "escaped?"
     with open(os.path.join(guard.dest, host_rel, "abs")) as handle:
@@ -444,7 +445,7 @@ def test_hostile_symlink_then_member_below_it(tmp_path, guard):
         member("evil/sub", "dir", mode=0o777),
     ])
     guard.arm()
-    image.unpack_tarball(tar_path, guard.dest)
+    tarball.unpack_tarball(tar_path, guard.dest)
     assert os.readlink(os.path.join(guard.dest, "evil")) == guard.dir
     with open(os.path.join(guard.inside(guard.dir), "owned")) as handle:
         assert handle.read() == "owned?"
@@ -465,7 +466,7 @@ def test_hostile_relative_symlink_escape(tmp_path, guard):
         member("dir/back/%s/owned3" % os.path.basename(guard.dir), data=b"owned3?"),
     ])
     guard.arm()
-    image.unpack_tarball(tar_path, guard.dest)
+    tarball.unpack_tarball(tar_path, guard.dest)
     inside = guard.inside(guard.dir)
     assert sorted(os.listdir(inside)) == ["keep", "owned", "owned2", "owned3"]
 
@@ -491,13 +492,13 @@ def test_hostile_hardlinks(tmp_path, guard):
     for position, tar_path in enumerate((absolute, relative, via_symlink, host_file)):
         dest = os.path.join(guard.dest, str(position))
         with pytest.raises(OCIError, match="hard link target .* not found"):
-            image.unpack_tarball(tar_path, dest)
+            tarball.unpack_tarball(tar_path, dest)
         assert not os.path.lexists(os.path.join(dest, "stolen"))
     assert file_state("/etc/passwd") == passwd_before
 
     # With the image's own /etc/passwd, the same names link to it.
     dest = os.path.join(guard.dest, "own")
-    image.unpack_tarball(own, dest)
+    tarball.unpack_tarball(own, dest)
     inode = os.lstat(os.path.join(dest, "etc", "passwd")).st_ino
     assert os.lstat(os.path.join(dest, "a")).st_ino == inode
     assert os.lstat(os.path.join(dest, "b")).st_ino == inode
@@ -521,7 +522,7 @@ def test_hostile_replace_symlink_to_host(tmp_path, guard):
         member("sub", "char", major=1, minor=3),
     ])
     guard.arm()
-    image.unpack_tarball(tar_path, guard.dest)
+    tarball.unpack_tarball(tar_path, guard.dest)
     assert stat.S_ISREG(os.lstat(os.path.join(guard.dest, "passwd")).st_mode)
     assert stat.S_ISDIR(os.lstat(os.path.join(guard.dest, "hostdir")).st_mode)
     assert stat.S_ISFIFO(os.lstat(os.path.join(guard.dest, "keep")).st_mode)
@@ -616,7 +617,7 @@ def test_layers_whiteouts_and_opaque_directories(tmp_path):
     desc = layout.image([first, second])
     layout.write_index([(desc, "latest")])
     dest = str(tmp_path / "dest")
-    result = image.unpack_oci_layout(layout.root, dest)
+    result = oci_layout.unpack_oci_layout(layout.root, dest)
     assert result["digest"] == desc["digest"]
     assert result["layers"] == [first[0]["digest"], second[0]["digest"]]
     assert sorted(os.listdir(os.path.join(dest, "etc"))) == ["b", "c"]
@@ -636,7 +637,7 @@ def test_zstd_layer(tmp_path):
               layout.layer([member("c", data=b"plain")], "none")]
     layout.write_index([(layout.image(layers), "latest")])
     dest = str(tmp_path / "dest")
-    image.unpack_oci_layout(layout.root, dest, "latest")
+    oci_layout.unpack_oci_layout(layout.root, dest, "latest")
     assert [read(os.path.join(dest, name)) for name in "abc"] == ["gz", "zst", "plain"]
 
 
@@ -652,13 +653,13 @@ def two_tags(tmp_path):
 
 def test_tag_and_digest_selection_and_config(tmp_path):
     layout, v1, v2 = two_tags(tmp_path)
-    result = image.unpack_oci_layout(layout.root, str(tmp_path / "d2"), reference="v2")
+    result = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "d2"), reference="v2")
     assert result["digest"] == v2["digest"]
     assert read(str(tmp_path / "d2" / "version")) == "2"
     assert result["config"] == {"Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["PATH=/bin", "A=b"],
                                 "WorkingDir": "/srv", "User": "1000:1000"}
     assert result["platform"] == {"os": "linux", "architecture": "amd64"}
-    by_digest = image.unpack_oci_layout(layout.root, str(tmp_path / "d1"), reference=v1["digest"])
+    by_digest = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "d1"), reference=v1["digest"])
     assert by_digest["digest"] == v1["digest"]
     assert by_digest["config"] == {"Cmd": ["one"]}
     assert read(str(tmp_path / "d1" / "version")) == "1"
@@ -667,11 +668,11 @@ def test_tag_and_digest_selection_and_config(tmp_path):
 def test_reference_errors_list_the_tags(tmp_path):
     layout, v1, v2 = two_tags(tmp_path)
     with pytest.raises(OCIError, match=r"no image tagged 'v3'; available: v1, v2"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "d"), reference="v3")
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "d"), reference="v3")
     with pytest.raises(OCIError, match=r"2 images; choose one by tag or digest: v1, v2"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "d"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "d"))
     with pytest.raises(OCIError, match="no manifest with digest sha256:" + "0" * 64):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "d"), reference="sha256:" + "0" * 64)
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "d"), reference="sha256:" + "0" * 64)
     assert not os.path.exists(str(tmp_path / "d"))
 
 
@@ -691,15 +692,15 @@ def multi_platform(tmp_path):
 
 
 def test_platform_index_picks_the_host(tmp_path):
-    host_arch = image.host_platform()["architecture"]
+    host_arch = oci_layout.host_platform()["architecture"]
     if host_arch not in ("amd64", "arm64"):
         pytest.skip("the test index has amd64 and arm64 images; this host is %s" % host_arch)
     layout, per_arch, index = multi_platform(tmp_path)
-    result = image.unpack_oci_layout(layout.root, str(tmp_path / "host"), reference="multi")
+    result = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "host"), reference="multi")
     assert read(str(tmp_path / "host" / "arch")) == host_arch
     assert result["digest"] == per_arch[host_arch]["digest"]
     # Only one entry in index.json: no reference needed.
-    image.unpack_oci_layout(layout.root, str(tmp_path / "noref"))
+    oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "noref"))
     assert read(str(tmp_path / "noref" / "arch")) == host_arch
 
 
@@ -707,20 +708,20 @@ def test_platform_index_explicit_choices(tmp_path):
     layout, per_arch, index = multi_platform(tmp_path)
     for position, platform in enumerate(("linux/arm64", {"os": "linux", "architecture": "arm64"}, "linux/arm64/v8")):
         dest = str(tmp_path / ("arm%d" % position))
-        result = image.unpack_oci_layout(layout.root, dest, reference="multi", platform=platform)
+        result = oci_layout.unpack_oci_layout(layout.root, dest, reference="multi", platform=platform)
         assert result["digest"] == per_arch["arm64"]["digest"]
         assert read(os.path.join(dest, "arch")) == "arm64"
     # The digest of one platform's manifest, found inside the nested index.
-    result = image.unpack_oci_layout(layout.root, str(tmp_path / "bydigest"), reference=per_arch["amd64"]["digest"])
+    result = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "bydigest"), reference=per_arch["amd64"]["digest"])
     assert read(str(tmp_path / "bydigest" / "arch")) == "amd64"
     # The index's own digest, then the platform.
-    result = image.unpack_oci_layout(layout.root, str(tmp_path / "byindex"), reference=index["digest"],
+    result = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "byindex"), reference=index["digest"],
                                      platform="linux/amd64")
     assert result["digest"] == per_arch["amd64"]["digest"]
     with pytest.raises(OCIError, match="no manifest for platform linux/s390x; it has: linux/amd64, linux/arm64"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "none"), platform="linux/s390x")
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "none"), platform="linux/s390x")
     with pytest.raises(OCIError, match="platform 'arm64'"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "none"), platform="arm64")
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "none"), platform="arm64")
 
 
 @pytest.mark.parametrize("which", ["layer", "config", "manifest"])
@@ -739,7 +740,7 @@ def test_corrupted_blob_is_named(tmp_path, which):
     with open(path, "wb") as handle:
         handle.write(bytes(data))
     with pytest.raises(OCIError, match="blob %s .*does not match its digest" % target["digest"]):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
 
 
 def test_blob_size_and_presence(tmp_path):
@@ -751,10 +752,10 @@ def test_blob_size_and_presence(tmp_path):
         handle.write(b"more")
     with pytest.raises(OCIError, match="blob %s .*%d bytes, its descriptor says %d"
                        % (layer[0]["digest"], layer[0]["size"] + 4, layer[0]["size"])):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
     os.unlink(layout.blob_path(layer[0]))
     with pytest.raises(OCIError, match="blob %s .*No such file" % layer[0]["digest"]):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest2"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest2"))
 
 
 def test_diff_id_mismatch(tmp_path):
@@ -763,7 +764,7 @@ def test_diff_id_mismatch(tmp_path):
     desc = layout.image([(layer[0], "sha256:" + "1" * 64)])
     layout.write_index([(desc, None)])
     with pytest.raises(OCIError, match="layer %s .*rootfs.diff_ids\\[0\\] says sha256:1111" % layer[0]["digest"]):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
 
 
 def test_layout_bad_descriptors(tmp_path):
@@ -771,14 +772,14 @@ def test_layout_bad_descriptors(tmp_path):
     layout.write_index([({"mediaType": "application/vnd.oci.image.manifest.v1+json",
                           "digest": "sha256:../../../../etc/passwd", "size": 10}, "evil")])
     with pytest.raises(OCIError, match=r"index.json manifests\[0\].digest: .* is not a sha256"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
     layer = layout.blob(b"not a layer", "application/vnd.example.artifact")
     layout.write_index([(layout.image([(layer, "sha256:" + "0" * 64)]), "artifact")])
     with pytest.raises(OCIError, match="media type application/vnd.example.artifact is not a layer"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
     os.unlink(os.path.join(layout.root, "oci-layout"))
     with pytest.raises(OCIError, match="oci-layout"):
-        image.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
+        oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "dest"))
 
 
 def test_hostile_layers(tmp_path, guard):
@@ -809,7 +810,7 @@ def test_hostile_layers(tmp_path, guard):
     ])
     layout.write_index([(layout.image([first, second]), "latest")])
     guard.arm()
-    image.unpack_oci_layout(layout.root, guard.dest, "latest")
+    oci_layout.unpack_oci_layout(layout.root, guard.dest, "latest")
     inside = guard.inside(guard.dir)
     assert sorted(os.listdir(inside)) == ["keep", "owned", "owned2", "owned3", "sub"]
     assert read(os.path.join(inside, "keep")) == "overwritten?"
@@ -866,7 +867,7 @@ def test_copy_directory(tmp_path):
     build_source_tree(src, xattrs=user_xattrs_work(str(tmp_path)))
     dest = str(tmp_path / "dest")
     before = describe(src)
-    result = image.copy_directory(src, dest)
+    result = directory.copy_directory(src, dest)
     expected = dict(before)
     del expected["sock"]
     assert describe(dest) == expected
@@ -884,8 +885,8 @@ def test_copy_directory_refusals(tmp_path):
     dest.mkdir()
     (dest / "old").write_text("old")
     with pytest.raises(OCIError, match="not empty"):
-        image.copy_directory(str(src), str(dest))
+        directory.copy_directory(str(src), str(dest))
     with pytest.raises(OCIError, match="inside the source"):
-        image.copy_directory(str(src), str(src / "sub"))
+        directory.copy_directory(str(src), str(src / "sub"))
     with pytest.raises(OCIError, match="nothere"):
-        image.copy_directory(str(tmp_path / "nothere"), str(tmp_path / "dest2"))
+        directory.copy_directory(str(tmp_path / "nothere"), str(tmp_path / "dest2"))

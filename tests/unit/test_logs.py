@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import cli, lifecycle, logs
-from ansible_collections.daemonless.oci.plugins.module_utils import monitor
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import cli
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 HANG_SECONDS = 30.0
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")

@@ -3,8 +3,9 @@ import os
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import lsm, syscalls
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
 def test_fstatfs_type_of_proc_is_proc_super_magic():

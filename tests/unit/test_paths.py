@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import paths, syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import paths, syscalls
 
 MAX_LINKS = paths.MAX_SYMLINKS
 

@@ -3,7 +3,8 @@ import copy
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import reconcile, spec
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 
 BUNDLE = "/srv/bundles/web"
 

@@ -14,9 +14,10 @@ import sys
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import seccomp, syscalls
-from ansible_collections.daemonless.oci.plugins.module_utils._syscall_table import OTHER_ARCH_NAMES, TABLES
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux._syscall_table import OTHER_ARCH_NAMES, TABLES
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 import gen_syscall_table  # tools/, put on sys.path by conftest
 

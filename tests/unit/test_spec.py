@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import spec
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 RUNC = "/usr/sbin/runc"
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils import state
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils.state import Container
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import state
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".venv", "collections")
@@ -308,8 +308,8 @@ def test_status_follows_the_process(tmp_path, changes, fifo, expected):
 OPENER = r"""
 import sys
 sys.path.insert(0, sys.argv[4])
-from ansible_collections.daemonless.oci.plugins.module_utils.state import Container
-from ansible_collections.daemonless.oci.plugins.module_utils.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 root, cid, order = sys.argv[1:4]
 def note(text):
     with open(order, "a") as handle:

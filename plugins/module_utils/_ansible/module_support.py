@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module of the collection shares: the state_root option, the cffi check, result shapes.
+
+The runtime core knows nothing of Ansible; this is the one place that
+turns its objects into module results.
+"""
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
+
+STATE_ROOT_ARGSPEC = dict(state_root=dict(type='path', default=DEFAULT_ROOT))
+# The info and facts modules' options.
+SELECTION_ARGSPEC = dict(name=dict(type='list', elements='str', default=[], aliases=['id']))
+SELECTION_ARGSPEC.update(STATE_ROOT_ARGSPEC)
+
+
+def require_cffi(module):
+    """fail_json the Ansible way when the managed host lacks cffi."""
+    if syscalls.CFFI_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('cffi'),
+                         exception=''.join(traceback.format_exception(
+                             type(syscalls.CFFI_IMPORT_ERROR), syscalls.CFFI_IMPORT_ERROR,
+                             syscalls.CFFI_IMPORT_ERROR.__traceback__)))
+
+
+def container_result(state):
+    """A container's state (oci_state) in the shape the modules return: snake_case keys."""
+    if state is None:
+        return None
+    return {
+        'id': state['id'],
+        'status': state['status'],
+        'pid': state.get('pid') or 0,
+        'bundle': state.get('bundle'),
+        'rootfs': state.get('rootfs'),
+        'created': state.get('created'),
+        'started': state.get('started'),
+        'finished': state.get('finished'),
+        'exit_code': state.get('exitCode'),
+        'exit_signal': state.get('exitSignal'),
+        'oom_killed': state.get('oomKilled'),
+        'exit_reason': state.get('exitReason'),
+        'log_path': state.get('logPath'),
+        'monitor_pid': state.get('monitorPid'),
+        'cgroup_path': state.get('cgroupPath'),
+        'annotations': state.get('annotations') or {},
+    }
+
+
+def gather(module):
+    """(containers as results, named ids that do not exist, host capabilities), for info and facts."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.host_info import host_capabilities
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    try:
+        states = list_containers(module.params['state_root'])
+        host = host_capabilities()
+    except OCIError as exc:
+        module.fail_json(msg=str(exc))
+    wanted = module.params['name']
+    found = set(s['id'] for s in states)
+    containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
+    missing = [name for name in wanted if name not in found]
+    return containers, missing, host

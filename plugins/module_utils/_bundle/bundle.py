@@ -1,0 +1,229 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A bundle directory made to match a declaration: its root filesystem and its config.json.
+
+The rootfs comes from a directory (used in place, or copied), a rootfs
+tarball, or an OCI image layout. What was unpacked, and from what, is kept
+in BUNDLE/.oci-bundle.json, so an unchanged source is never unpacked twice;
+config.json is rewritten only when its content changes. Every function
+takes check_mode and then reports what it would do without writing.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+STAMP = ".oci-bundle.json"
+ROOTFS = "rootfs"
+CONFIG = "config.json"
+
+
+def _sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _tree_fingerprint(path):
+    """A cheap identity of a directory tree: names, types, sizes, modes, owners, mtimes."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            line = "%s\0%o\0%d\0%d\0%d\0%d\n" % (os.path.relpath(full, path), st.st_mode, st.st_size,
+                                                 st.st_uid, st.st_gid, st.st_mtime_ns)
+            digest.update(line.encode("utf-8", "surrogateescape"))
+    return "tree:" + digest.hexdigest()
+
+
+def source_kind(source):
+    if os.path.isdir(source):
+        return "oci-layout" if os.path.isfile(os.path.join(source, "oci-layout")) else "directory"
+    if os.path.isfile(source):
+        return "tarball"
+    raise OCIError("rootfs_from %s: no such directory or file" % source)
+
+
+def source_key(source, kind, reference, platform, copy):
+    """What identifies the source's content: unchanged key, nothing to unpack."""
+    if kind == "tarball":
+        return _sha256_file(source)
+    if kind == "oci-layout":
+        # Blobs are content-addressed: the index and the choice made in it identify the image.
+        return "layout:%s:%s:%s" % (_sha256_file(os.path.join(source, "index.json")), reference or "",
+                                    platform or "")
+    if copy:
+        return _tree_fingerprint(source)
+    return "in-place:" + source
+
+
+def read_stamp(path):
+    try:
+        with open(os.path.join(path, STAMP)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_atomic(path, text):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.rename(tmp, path)
+
+
+def _platform(value):
+    if not value:
+        return None
+    parts = value.split("/")
+    if len(parts) < 2:
+        raise OCIError("platform %r: give os/architecture[/variant], such as linux/amd64" % value)
+    platform = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) > 2:
+        platform["variant"] = parts[2]
+    return platform
+
+
+def _unpack(kind, source, target, reference, platform):
+    """Fill TARGET from SOURCE; return (image digest or None, image config or None)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import directory, oci_layout, tarball
+    if kind == "tarball":
+        return tarball.unpack_tarball(source, target)["digest"], None
+    if kind == "oci-layout":
+        result = oci_layout.unpack_oci_layout(source, target, reference=reference, platform=_platform(platform))
+        return result["digest"], result.get("config")
+    directory.copy_directory(source, target)
+    return None, None
+
+
+def users_of(path, state_root):
+    """Ids of the containers in STATE_ROOT created from the bundle at PATH."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    return [s["id"] for s in list_containers(state_root) if s.get("bundle") == path]
+
+
+def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
+           check_mode=False):
+    """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests)."""
+    path = os.path.abspath(path)
+    # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
+    bundle_config.build_config(options)
+    actions = []
+    stamp = read_stamp(path)
+    rootfs_path = ROOTFS
+    image_digest = stamp.get("image_digest")
+    image_config = stamp.get("image_config")
+    if source is not None:
+        source = os.path.abspath(source)
+        kind = source_kind(source)
+        if kind != "oci-layout" and (reference or platform):
+            raise OCIError("image_ref and platform apply to an OCI image layout; %s is a %s" % (source, kind))
+        in_place = kind == "directory" and not copy
+        key = source_key(source, kind, reference, platform, copy)
+        if in_place:
+            rootfs_path = source
+            if stamp.get("key") != key:
+                actions.append("use %s as the root filesystem in place" % source)
+                image_digest, image_config = None, None
+        elif stamp.get("key") != key or not os.path.isdir(os.path.join(path, ROOTFS)):
+            actions.append("unpack %s (%s) into %s" % (source, kind, os.path.join(path, ROOTFS)))
+            if not check_mode:
+                image_digest, image_config = _replace_rootfs(path, kind, source, reference, platform, state_root)
+            elif kind == "oci-layout":
+                image_config = None  # known once unpacked; the config diff may miss image defaults
+        new_stamp = {"source": source, "kind": kind, "key": key, "image_digest": image_digest,
+                     "image_config": image_config}
+    else:
+        if not os.path.isdir(os.path.join(path, ROOTFS)) and not stamp.get("source"):
+            raise OCIError("rootfs_from: required, since %s has no rootfs yet" % path)
+        if stamp.get("kind") == "directory" and stamp.get("key", "").startswith("in-place:"):
+            rootfs_path = stamp["source"]
+        new_stamp = stamp
+    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path)
+    after = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    config_file = os.path.join(path, CONFIG)
+    try:
+        with open(config_file) as handle:
+            before = handle.read()
+    except OSError:
+        before = ""
+    if before != after:
+        actions.append("write %s" % config_file)
+    if not check_mode:
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o755)
+        if before != after:
+            _write_atomic(config_file, after)
+        if new_stamp != stamp:
+            _write_atomic(os.path.join(path, STAMP), json.dumps(new_stamp, sort_keys=True) + "\n")
+    return {
+        "changed": bool(actions),
+        "actions": actions,
+        "path": path,
+        "rootfs": rootfs_path if os.path.isabs(rootfs_path) else os.path.join(path, rootfs_path),
+        "config": config,
+        "config_digest": "sha256:" + hashlib.sha256(after.encode("utf-8")).hexdigest(),
+        "image_digest": image_digest,
+        "before": before,
+        "after": after,
+    }
+
+
+def _replace_rootfs(path, kind, source, reference, platform, state_root):
+    """Unpack beside the old rootfs, then swap; an old rootfs a live container uses is kept aside."""
+    os.makedirs(path, 0o755, exist_ok=True)
+    staging = os.path.join(path, ".rootfs.new")
+    if os.path.lexists(staging):
+        shutil.rmtree(staging)
+    os.mkdir(staging, 0o755)
+    try:
+        digest, config = _unpack(kind, source, staging, reference, platform)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    current = os.path.join(path, ROOTFS)
+    if os.path.lexists(current):
+        old = os.path.join(path, ".rootfs.old-%d" % time.time_ns())
+        os.rename(current, old)
+    os.rename(staging, current)
+    _remove_old_rootfs(path, state_root)
+    return digest, config
+
+
+def _remove_old_rootfs(path, state_root):
+    """Old root filesystems are removed once no container of this bundle is alive to use them."""
+    if state_root:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+        if any(s.get("bundle") == path and s["status"] != "stopped" for s in list_containers(state_root)):
+            return
+    for name in os.listdir(path):
+        if name.startswith(".rootfs.old-"):
+            shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+
+
+def remove(path, state_root, force=False, check_mode=False):
+    """state=absent: delete the bundle directory; refuse while containers use it, unless FORCE."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import delete
+    path = os.path.abspath(path)
+    users = users_of(path, state_root) if state_root else []
+    if users and not force:
+        raise OCIError("bundle %s is used by container(s) %s; delete them first or use force"
+                       % (path, ", ".join(users)))
+    actions = ["delete container %s" % cid for cid in users]
+    if os.path.lexists(path):
+        actions.append("remove %s" % path)
+    if not check_mode:
+        for cid in users:
+            delete(state_root, cid, force=True)
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+    return {"changed": bool(actions), "actions": actions, "path": path}

@@ -1,0 +1,217 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""config.json from oci_bundle's options: the default config, the image's, the task's.
+
+Precedence, lowest first: spec.default_config() (what `runc spec` writes),
+the image config (Entrypoint+Cmd, Env, WorkingDir, User), the task's named
+options, and last the task's `config` dict merged over everything for
+fields the options do not name. The result is validated by spec.validate.
+"""
+import copy
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+CPU_PERIOD = 100000
+
+
+def parse_size(value, field):
+    """Bytes from 268435456, '256M', '1g', '512k' or -1 (unlimited)."""
+    if isinstance(value, bool):
+        raise OCIError("%s: must be a size such as 256M, not %r" % (field, value))
+    if isinstance(value, int):
+        if value < -1:
+            raise OCIError("%s: must be -1 (unlimited) or a size, not %d" % (field, value))
+        return value
+    text = str(value).strip().lower()
+    if text == "-1":
+        return -1
+    digits = text.rstrip("kmgtb")
+    unit = text[len(digits):]
+    try:
+        number = float(digits)
+    except ValueError:
+        number = None
+    if number is None or number < 0 or unit not in _SIZE_UNITS:
+        raise OCIError("%s: %r is not a size (bytes, or a number with K, M, G or T)" % (field, value))
+    return int(number * _SIZE_UNITS[unit])
+
+
+def deep_merge(base, overlay):
+    """Dicts merged recursively; everything else (lists included) replaced by the overlay."""
+    result = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _env_dict(entries):
+    result = {}
+    for entry in entries or []:
+        key, value = entry.partition("=")[::2]
+        result[key] = value
+    return result
+
+
+def _user(value, field):
+    """process.user from 1000, '1000', '1000:1000' (names need the image's /etc/passwd: not here)."""
+    text = str(value)
+    uid, _sep, gid = text.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise OCIError("%s: %r must be numeric, uid or uid:gid" % (field, value))
+    return {"uid": int(uid), "gid": int(gid) if gid else 0}
+
+
+def build_config(options, image_config=None, rootfs_path="rootfs"):
+    """The config.json dict for OPTIONS (oci_bundle's, None meaning unset)."""
+    config = spec.default_config()
+    config["root"]["path"] = rootfs_path
+    process = config["process"]
+    image = image_config or {}
+    if image.get("Env"):
+        env = _env_dict(process["env"])
+        env.update(_env_dict(image["Env"]))
+        process["env"] = ["%s=%s" % item for item in env.items()]
+    image_args = list(image.get("Entrypoint") or []) + list(image.get("Cmd") or [])
+    if image_args:
+        process["args"] = image_args
+    if image.get("WorkingDir"):
+        process["cwd"] = image["WorkingDir"]
+    if image.get("User") and str(image["User"]).partition(":")[0].isdigit():
+        process["user"] = _user(image["User"], "image User")
+
+    if options.get("args") is not None:
+        process["args"] = list(options["args"])
+    if options.get("env"):
+        env = _env_dict(process["env"])
+        env.update((str(k), str(v)) for k, v in options["env"].items())
+        process["env"] = ["%s=%s" % item for item in env.items()]
+    if options.get("cwd") is not None:
+        process["cwd"] = options["cwd"]
+    if options.get("user") is not None:
+        process["user"] = _user(options["user"], "user")
+    if options.get("terminal") is not None:
+        process["terminal"] = options["terminal"]
+    if options.get("hostname") is not None:
+        config["hostname"] = options["hostname"]
+    if options.get("readonly_rootfs") is not None:
+        config["root"]["readonly"] = options["readonly_rootfs"]
+    _apply_capabilities(process, options.get("capabilities"))
+    _apply_mounts(config, options.get("mounts"))
+    linux = config["linux"]
+    if options.get("namespaces") is not None:
+        linux["namespaces"] = _namespaces(options["namespaces"])
+    if options.get("devices"):
+        linux["devices"] = [dict(device) for device in options["devices"]]
+    if options.get("sysctl"):
+        linux["sysctl"] = dict((str(k), str(v)) for k, v in options["sysctl"].items())
+    if options.get("annotations"):
+        config["annotations"] = dict((str(k), str(v)) for k, v in options["annotations"].items())
+    if options.get("cgroups_path"):
+        linux["cgroupsPath"] = options["cgroups_path"]
+    _apply_resources(linux["resources"], options)
+    if options.get("config"):
+        config = deep_merge(config, options["config"])
+    spec.validate(config)
+    return config
+
+
+def _apply_capabilities(process, capabilities):
+    if not capabilities:
+        return
+    add = capabilities.get("add") or []
+    drop = capabilities.get("drop") or []
+    for field, names in (("capabilities.add", add), ("capabilities.drop", drop)):
+        for name in names:
+            if name.upper() != "ALL" and _cap_name(name) not in spec.CAPABILITY_NUMBERS:
+                raise OCIError("%s: unknown capability %r" % (field, name))
+    sets = process["capabilities"]
+    for set_name in ("bounding", "effective", "permitted"):
+        current = list(sets.get(set_name) or [])
+        if any(name.upper() == "ALL" for name in drop):
+            current = []
+        else:
+            current = [c for c in current if c not in [_cap_name(n) for n in drop]]
+        if any(name.upper() == "ALL" for name in add):
+            current = list(spec.CAPABILITIES)
+        else:
+            current.extend(_cap_name(n) for n in add if _cap_name(n) not in current)
+        sets[set_name] = current
+
+
+def _cap_name(name):
+    name = name.upper()
+    return name if name.startswith("CAP_") else "CAP_" + name
+
+
+def _apply_mounts(config, mounts):
+    """The task's mounts replace default mounts at the same destination and follow the rest."""
+    if not mounts:
+        return
+    wanted = []
+    for index, mount in enumerate(mounts):
+        field = "mounts[%d]" % index
+        if not mount.get("destination"):
+            raise OCIError("%s.destination: is required" % field)
+        entry = {"destination": mount["destination"]}
+        kind = mount.get("type") or ("bind" if mount.get("source") else None)
+        if kind:
+            entry["type"] = kind
+        if mount.get("source"):
+            entry["source"] = mount["source"]
+        options = list(mount.get("options") or [])
+        if kind == "bind" and not any(o in ("bind", "rbind") for o in options):
+            options.insert(0, "rbind")
+        if options:
+            entry["options"] = options
+        wanted.append(entry)
+    destinations = set(m["destination"] for m in wanted)
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] not in destinations] + wanted
+
+
+def _namespaces(value):
+    """A list of types, or of {type, path} dicts."""
+    result = []
+    for index, entry in enumerate(value):
+        if isinstance(entry, str):
+            result.append({"type": entry})
+        elif isinstance(entry, dict) and entry.get("type"):
+            result.append(dict((k, v) for k, v in entry.items() if k in ("type", "path") and v))
+        else:
+            raise OCIError("namespaces[%d]: must be a type name or {type, path}" % index)
+    return result
+
+
+def _apply_resources(resources, options):
+    memory = {}
+    if options.get("memory") is not None:
+        memory["limit"] = parse_size(options["memory"], "memory")
+    if options.get("memory_swap") is not None:
+        memory["swap"] = parse_size(options["memory_swap"], "memory_swap")
+    if options.get("memory_reservation") is not None:
+        memory["reservation"] = parse_size(options["memory_reservation"], "memory_reservation")
+    if memory:
+        resources["memory"] = memory
+    cpu = {}
+    if options.get("cpus") is not None:
+        try:
+            cpus = float(options["cpus"])
+        except (TypeError, ValueError):
+            cpus = -1
+        if cpus <= 0:
+            raise OCIError("cpus: must be a positive number of CPUs such as 1.5, not %r" % options["cpus"])
+        cpu.update(quota=int(cpus * CPU_PERIOD), period=CPU_PERIOD)
+    if options.get("cpu_shares") is not None:
+        cpu["shares"] = int(options["cpu_shares"])
+    if options.get("cpuset_cpus") is not None:
+        cpu["cpus"] = str(options["cpuset_cpus"])
+    if cpu:
+        resources["cpu"] = cpu
+    if options.get("pids_limit") is not None:
+        resources["pids"] = {"limit": int(options["pids_limit"])}

@@ -1,0 +1,557 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one writer of root filesystems from images: tar members and directory entries into a destination.
+
+Everything written into a destination goes through one writer (Writer), fed
+by tar members (tarballs and image layers alike) or by a directory walk. The
+writer treats the destination as "/": every parent directory is resolved with
+paths.open_in_root (symlinks resolved inside the destination), and the last
+component is created relative to that directory fd with O_NOFOLLOW-style calls.
+A symlink an earlier member or layer planted (etc -> /etc, x -> ../../..) thus
+never leads outside, and hard link targets are resolved the same way: the
+class of Docker's CVE-2014-6407 (symlink and hard link attacks in image
+archives) and CVE-2014-9356 (absolute symlinks in layers followed on the host).
+
+Nothing here is trusted: the tar member names, link targets, whiteouts, the
+layout's index and manifests. Blobs are checked against their descriptor's
+size and digest before their content is used.
+"""
+import errno
+import lzma
+import os
+import stat
+import tarfile
+import zlib
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import (
+    ensure_in_root, fd_path, open_in_root)
+
+CHUNK = 1 << 20
+
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+# ---------------------------------------------------------------------------
+# Entries and the one writer
+
+class Entry(object):
+    """One thing to create in the destination, whatever it was read from.
+
+    kind: dir, file, symlink, hardlink, char, block or fifo. path: the
+    cleaned container path without leading "/" ("" is the root itself).
+    content: for files, a callable returning a binary reader.
+    """
+
+    __slots__ = ("kind", "path", "mode", "uid", "gid", "mtime_ns", "atime_ns", "linkname",
+                 "devmajor", "devminor", "xattrs", "content")
+
+    def __init__(self, kind, path, mode=0o644, uid=0, gid=0, mtime_ns=None, atime_ns=None,
+                 linkname=None, devmajor=0, devminor=0, xattrs=None, content=None):
+        self.kind = kind
+        self.path = path
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.atime_ns = mtime_ns if atime_ns is None else atime_ns
+        self.linkname = linkname
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.xattrs = xattrs or {}
+        self.content = content
+
+
+def clean_path(name):
+    """NAME as a path inside the destination: no leading "/", no ".", ".." never above the root.
+
+    Member names with ".." or a leading "/" are resolved inside the
+    destination rather than refused: the destination is the image's "/", as
+    it is for every container path the runtime resolves, so "/etc/x" and
+    "../../etc/x" both mean the image's etc/x. GNU tar strips leading "/" the
+    same way and containerd cleans names against the root; refusing would
+    reject archives made with absolute names (tar -P) for no safety gain,
+    since the result can never leave the destination either way.
+    """
+    parts = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+def split_path(path):
+    parent, sep, name = path.rpartition("/")
+    return parent, name
+
+
+class _Warnings(object):
+    """Things skipped on purpose (an xattr the filesystem refuses, a device node without CAP_MKNOD), counted."""
+
+    def __init__(self):
+        self.seen = {}
+        self.order = []
+
+    def add(self, what, exc, path):
+        key = (what, getattr(exc, "strerror", None) or str(exc))
+        if key in self.seen:
+            self.seen[key][0] += 1
+        else:
+            self.seen[key] = [1, path or "/"]
+            self.order.append(key)
+
+    def render(self):
+        out = []
+        for key in self.order:
+            count, first = self.seen[key]
+            out.append("%s skipped: %s (%d %s, first /%s)"
+                       % (key[0], key[1], count, "entry" if count == 1 else "entries", first.lstrip("/")))
+        return out
+
+
+class Writer(object):
+    """Creates entries under ROOTFD, never outside it.
+
+    With begin_layer() it also applies whiteouts: it remembers what the
+    current layer added, since whiteouts hide only what lower layers put
+    there ("Files that are present in the same layer as a whiteout file can
+    only be hidden by whiteout files in subsequent layers", image-spec
+    layer.md), whatever the member order inside the layer.
+    """
+
+    def __init__(self, rootfd):
+        self.rootfd = rootfd
+        self.dev = os.fstat(rootfd).st_dev
+        self.root_real = os.readlink(fd_path(rootfd)).rstrip("/")
+        self.dir_times = {}
+        self.warnings = _Warnings()
+        self.added = None
+
+    # -- public steps
+
+    def begin_layer(self):
+        self.added = set()
+
+    def add(self, entry, label):
+        try:
+            self._add(entry)
+        except OCIError:
+            raise
+        except READ_ERRORS + (ValueError,) as exc:  # ValueError: a NUL byte in a name
+            raise OCIError("%s: /%s: %s" % (label, entry.path, reason(exc)))
+
+    def whiteout(self, parent, name, label):
+        """`.wh.NAME` in PARENT: hide NAME of the lower layers."""
+        try:
+            self._whiteout(parent, name)
+        except OSError as exc:
+            raise OCIError("%s: whiteout of /%s: %s" % (label, "/".join(filter(None, (parent, name))),
+                                                        reason(exc)))
+
+    def opaque(self, parent, label):
+        """`.wh..wh..opq` in PARENT: hide everything the lower layers put in PARENT."""
+        try:
+            fd = self._existing_dir(parent)
+            if fd is None:
+                return
+            try:
+                canon = self._canon(fd)
+                self._mark_added(canon)
+                self._hide_lower(fd, canon)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OCIError("%s: opaque whiteout of /%s: %s" % (label, parent, reason(exc)))
+
+    def finish(self):
+        """Directory times last: creating their children changed them."""
+        for path in sorted(self.dir_times, reverse=True):
+            atime, mtime = self.dir_times[path]
+            try:
+                if not path:
+                    os.utime(fd_path(self.rootfd), ns=(atime, mtime))
+                    continue
+                parent, name = split_path(path)
+                pfd = open_in_root(self.rootfd, parent or "/")
+                try:
+                    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
+                try:
+                    if stat.S_ISDIR(os.fstat(fd).st_mode):
+                        os.utime(fd_path(fd), ns=(atime, mtime))
+                finally:
+                    os.close(fd)
+            except OSError:
+                continue  # removed or replaced by a later member or layer
+        self.dir_times = {}
+
+    # -- creating entries
+
+    def _add(self, entry):
+        if not entry.path:
+            if entry.kind != "dir":
+                raise OSError(errno.EISDIR, "the root can only be a directory, not a %s" % entry.kind)
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.rootfd)
+            try:
+                self._set_metadata(fd, entry)
+            finally:
+                os.close(fd)
+            return
+        parent, name = split_path(entry.path)
+        pfd = self._dir_fd(parent)
+        try:
+            if self.added is not None:
+                self._mark_added(_join(self._canon(pfd), name))
+            if entry.kind == "hardlink":
+                self._hardlink(pfd, name, entry)
+                return
+            existing = lstat_at(pfd, name)
+            if entry.kind == "dir":
+                self._directory(pfd, name, entry, existing)
+                return
+            if existing is not None:
+                self._remove(pfd, name, existing)
+            if entry.kind == "file":
+                self._file(pfd, name, entry)
+            elif entry.kind == "symlink":
+                self._symlink(pfd, name, entry)
+            else:
+                self._node(pfd, name, entry)
+        finally:
+            os.close(pfd)
+
+    def _directory(self, pfd, name, entry, existing):
+        # Over an existing directory the contents stay (a layer updates a
+        # directory); over anything else, a symlink included, it replaces it.
+        if existing is None or not stat.S_ISDIR(existing.st_mode):
+            if existing is not None:
+                self._remove(pfd, name, existing)
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        try:
+            self._set_metadata(fd, entry)
+        finally:
+            os.close(fd)
+
+    def _file(self, pfd, name, entry):
+        # 0600 until chown and chmod: no window where another user could open
+        # it, nor a setuid bit before the owner is right.
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=pfd)
+        try:
+            if entry.content is not None:
+                reader = entry.content()
+                try:
+                    _copy_to_fd(reader, fd)
+                finally:
+                    reader.close()
+            self._set_metadata(fd, entry)
+        finally:
+            os.close(fd)
+
+    def _symlink(self, pfd, name, entry):
+        # The target is only a string: the runtime resolves it inside the rootfs later.
+        os.symlink(entry.linkname, name, dir_fd=pfd)
+        os.chown(name, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
+        self._set_xattrs(fd_path(pfd) + "/" + name, entry, follow=False)
+        if entry.mtime_ns is not None:
+            os.utime(name, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _node(self, pfd, name, entry):
+        kinds = {"char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}
+        kind = kinds[entry.kind]
+        device = os.makedev(entry.devmajor, entry.devminor) if kind != stat.S_IFIFO else 0
+        try:
+            os.mknod(name, kind | 0o600, device, dir_fd=pfd)
+        except PermissionError as exc:
+            if kind == stat.S_IFIFO:
+                raise
+            # No CAP_MKNOD (a user namespace): the runtime populates /dev anyway.
+            self.warnings.add("device node", exc, entry.path)
+            return
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if stat.S_IFMT(os.fstat(fd).st_mode) != kind:
+                raise OSError(errno.EEXIST, "replaced while being created")
+            # O_PATH fds take no fchown/fchmod: go through the magic link, which names this inode.
+            self._set_metadata(fd_path(fd), entry)
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, pfd, name, entry):
+        # The target is resolved inside the root like any path: /etc/shadow or
+        # ../../etc/shadow name the image's file, never the host's.
+        target = clean_path(entry.linkname or "")
+        if not target:
+            raise OSError(errno.EPERM, "hard link to the root directory")
+        if target == entry.path:
+            return
+        tparent, tname = split_path(target)
+        try:
+            tfd = open_in_root(self.rootfd, tparent or "/")
+        except FileNotFoundError:
+            raise OSError(errno.ENOENT, "hard link target /%s not found" % target)
+        try:
+            tst = lstat_at(tfd, tname)
+            if tst is None:
+                raise OSError(errno.ENOENT, "hard link target /%s not found" % target)
+            if stat.S_ISDIR(tst.st_mode):
+                raise OSError(errno.EPERM, "hard link target /%s is a directory" % target)
+            existing = lstat_at(pfd, name)
+            if existing is not None:
+                if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
+                    return
+                self._remove(pfd, name, existing)
+            # linkat without AT_SYMLINK_FOLLOW: a symlink target is linked itself, not followed.
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+
+    def _set_metadata(self, target, entry):
+        """Owner, then mode (chown clears setuid bits), then xattrs (chown clears file capabilities), then times.
+
+        TARGET is a real fd (fchown, fchmod, fsetxattr, futimens) or the
+        /proc/self/fd path of an O_PATH fd.
+        """
+        os.chown(target, entry.uid, entry.gid)
+        os.chmod(target, entry.mode & 0o7777)
+        self._set_xattrs(target, entry, follow=True)
+        if entry.mtime_ns is None:
+            return
+        if entry.kind == "dir":
+            self.dir_times[entry.path] = (entry.atime_ns, entry.mtime_ns)
+        else:
+            os.utime(target, ns=(entry.atime_ns, entry.mtime_ns))
+
+    def _set_xattrs(self, target, entry, follow):
+        for key in sorted(entry.xattrs):
+            try:
+                if follow:
+                    os.setxattr(target, key, entry.xattrs[key])
+                else:
+                    os.setxattr(target, key, entry.xattrs[key], follow_symlinks=False)
+            except OSError as exc:
+                # security.* (SELinux labels, capabilities) depends on the host's
+                # LSM and privileges; EPERM/ENOTSUP mean the filesystem or the
+                # file type takes no such xattr (user.* on a symlink or a device).
+                if key.startswith("security.") or exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                    self.warnings.add("xattr %s" % key, exc, entry.path)
+                    continue
+                raise OSError(exc.errno, "xattr %s: %s" % (key, exc.strerror))
+
+    # -- resolving
+
+    def _dir_fd(self, path):
+        """O_PATH fd of the directory at container PATH, missing directories created (0755)."""
+        try:
+            fd = open_in_root(self.rootfd, path or "/")
+        except FileNotFoundError:
+            fd = self._make_dirs(path)
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise OSError(errno.ENOTDIR, "/%s is not a directory" % path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make_dirs(self, path):
+        fd = open_in_root(self.rootfd, "/")
+        prefix = ""
+        try:
+            for part in path.split("/"):
+                prefix = prefix + "/" + part
+                try:
+                    nxt = open_in_root(self.rootfd, prefix)
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        # A dangling symlink: its target is made, inside the root.
+                        os.close(ensure_in_root(self.rootfd, prefix))
+                    else:
+                        made = os.open(part, DIR_FLAGS, dir_fd=fd)
+                        try:
+                            os.chmod(made, 0o755)  # whatever the umask
+                        finally:
+                            os.close(made)
+                    nxt = open_in_root(self.rootfd, prefix)
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _existing_dir(self, path):
+        try:
+            fd = open_in_root(self.rootfd, path or "/")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
+
+    def _canon(self, fd):
+        """The container path of what FD names, symlinks resolved (for the layer's added set)."""
+        host = os.readlink(fd_path(fd))
+        if host == self.root_real or host == self.root_real + "/":
+            return "/"
+        if not host.startswith(self.root_real + "/"):
+            raise OSError(errno.EXDEV, "%s is outside the destination" % host)
+        return host[len(self.root_real):]
+
+    def _mark_added(self, path):
+        while path not in self.added and path not in ("/", ""):
+            self.added.add(path)
+            path = os.path.dirname(path)
+
+    # -- removing
+
+    def _whiteout(self, parent, name):
+        fd = self._existing_dir(parent)
+        if fd is None:
+            return
+        try:
+            st = lstat_at(fd, name)
+            if st is None:
+                return
+            path = _join(self._canon(fd), name)
+            if path not in self.added:
+                self._remove(fd, name, st)
+            elif stat.S_ISDIR(st.st_mode):
+                # This layer made NAME too: only the lower layers' part of it goes.
+                sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+                try:
+                    self._hide_lower(sub, path)
+                finally:
+                    os.close(sub)
+        finally:
+            os.close(fd)
+
+    def _hide_lower(self, fd, canon):
+        """Remove below directory FD (container path CANON) what this layer did not add."""
+        stack = []
+        try:
+            first = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            stack.append((first, canon, iter(sorted(os.listdir(first)))))
+            while stack:
+                dfd, base, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    os.close(dfd)
+                    stack.pop()
+                    continue
+                path = _join(base, name)
+                st = lstat_at(dfd, name)
+                if st is None:
+                    continue
+                if path not in self.added:
+                    self._remove(dfd, name, st)
+                elif stat.S_ISDIR(st.st_mode) and st.st_dev == self.dev:
+                    sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
+                    stack.append((sub, path, iter(sorted(os.listdir(sub)))))
+        finally:
+            for item in stack:
+                os.close(item[0])
+
+    def _remove(self, pfd, name, st):
+        """Remove NAME in PFD (already lstat'ed as ST): never following a symlink, never crossing a mount."""
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=pfd)
+            return
+        if st.st_dev != self.dev:
+            raise OSError(errno.EXDEV, "/%s is a mount point" % name)
+        stack = []
+        try:
+            top = os.open(name, DIR_FLAGS, dir_fd=pfd)
+            stack.append((top, None, iter(os.listdir(top))))
+            while stack:
+                dfd, dname, names = stack[-1]
+                child = next(names, None)
+                if child is None:
+                    os.close(dfd)
+                    stack.pop()
+                    if dname is not None:
+                        os.rmdir(dname, dir_fd=stack[-1][0])
+                    continue
+                cst = lstat_at(dfd, child)
+                if cst is None:
+                    continue
+                if stat.S_ISDIR(cst.st_mode):
+                    if cst.st_dev != self.dev:
+                        raise OSError(errno.EXDEV, "%s is a mount point" % child)
+                    sub = os.open(child, DIR_FLAGS, dir_fd=dfd)
+                    stack.append((sub, child, iter(os.listdir(sub))))
+                else:
+                    os.unlink(child, dir_fd=dfd)
+        finally:
+            for item in stack:
+                os.close(item[0])
+        os.rmdir(name, dir_fd=pfd)
+
+
+def _join(base, name):
+    return base.rstrip("/") + "/" + name
+
+
+def lstat_at(dirfd, name):
+    try:
+        return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def reason(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _copy_to_fd(reader, fd):
+    while True:
+        chunk = reader.read(CHUNK)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+def open_dest(dest):
+    """A directory fd on DEST, created when missing; an existing DEST must be empty.
+
+    Unpacking over an old tree would mix its files with the image's, and
+    "lower layer" would then mean whatever was there.
+    """
+    try:
+        os.makedirs(dest, 0o755)
+        os.chmod(dest, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OCIError("dest %s: %s" % (dest, reason(exc)))
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OCIError("dest %s: %s" % (dest, reason(exc)))
+    try:
+        if os.readlink(fd_path(fd)) == "/":
+            raise OCIError("dest %s: refusing to unpack onto the host's /" % dest)
+        if os.listdir(fd):
+            raise OCIError("dest %s: not empty; unpack into a new or empty directory" % dest)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,315 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's cgroup: made, joined, written, frozen, signalled, removed.
+
+One directory per hierarchy of the layout (layout.Layout), named by
+layout.resolve_path; what this runtime made is recorded so that delete (and
+the recovery after a crash) removes exactly that. The planned writes come
+from plan.py.
+"""
+import errno
+import os
+# The C module: the signal module builds enums at import, 3 ms of every command.
+import _signal as signal
+import time
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
+
+FREEZE_WAIT_SECONDS = 10.0
+REMOVE_WAIT_SECONDS = 10.0
+
+
+# -- a container's cgroup ---------------------------------------------------------------
+
+def _write_file(path, value):
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode() if isinstance(value, str) else value)
+    finally:
+        os.close(fd)
+
+
+def _read_file(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+class Cgroup:
+    """A container's cgroup: one directory per hierarchy, and the ones this runtime made."""
+
+    def __init__(self, dirs, created, mode):
+        self.dirs = dirs          # {hierarchy name: absolute directory}
+        self.created = created    # directories made for this container, parents first
+        self.mode = mode
+
+    def to_record(self):
+        return {"dirs": self.dirs, "created": self.created, "mode": self.mode}
+
+    @classmethod
+    def from_record(cls, record):
+        if not record:
+            return None
+        return cls(record["dirs"], record.get("created", []), record.get("mode"))
+
+    @classmethod
+    def create(cls, layout, path, owned):
+        """Make PATH in every hierarchy. OWNED: the path is the runtime's default, so an
+        existing directory must be empty and becomes this container's; a given
+        cgroupsPath may be joined as it is and is then left in place at delete."""
+        dirs = {}
+        created = []
+        try:
+            for hierarchy in layout.hierarchies:
+                directory = os.path.join(hierarchy.mountpoint, path.lstrip("/"))
+                # The runtime's parent is shared by every container: never removed.
+                shared_parent = os.path.join(hierarchy.mountpoint, RUNTIME_PARENT.lstrip("/"))
+                made = [d for d in _makedirs(hierarchy.mountpoint, path) if d != shared_parent]
+                if owned and not made and _read_file(os.path.join(directory, "cgroup.procs")).strip():
+                    raise OCIError("cgroup %s: already exists with processes in it" % directory)
+                if owned and directory not in made:
+                    made.append(directory)
+                created.extend(made)
+                dirs[hierarchy.name] = directory
+                if "cpuset" in hierarchy.controllers:
+                    _init_cpuset(hierarchy.mountpoint, path)
+        except OSError as exc:
+            cls({}, created, layout.mode).destroy()
+            raise OCIError("cgroup %s: %s" % (getattr(exc, "filename", None) or path, exc.strerror))
+        except OCIError:
+            cls({}, created, layout.mode).destroy()
+            raise
+        return cls(dirs, created, layout.mode)
+
+    @staticmethod
+    def missing_dirs(layout, path):
+        """The directories Cgroup.create(layout, path) would make now (not the shared runtime parent)."""
+        missing = []
+        for hierarchy in layout.hierarchies:
+            current = hierarchy.mountpoint
+            shared_parent = os.path.join(hierarchy.mountpoint, RUNTIME_PARENT.lstrip("/"))
+            for part in [p for p in path.split("/") if p]:
+                current = os.path.join(current, part)
+                if current != shared_parent and not os.path.isdir(current):
+                    missing.append(current)
+        return missing
+
+    @classmethod
+    def recover(cls, layout, path):
+        """The cgroup at PATH as far as it exists, all of it this runtime's to remove: for a
+        create that died before it recorded what it made, or a state file that cannot be read."""
+        dirs = {}
+        for hierarchy in layout.hierarchies:
+            directory = os.path.join(hierarchy.mountpoint, path.lstrip("/"))
+            if os.path.isdir(directory):
+                dirs[hierarchy.name] = directory
+        return cls(dirs, list(dirs.values()), layout.mode)
+
+    def directory_for(self, controller, layout):
+        hierarchy = layout.hierarchy_for(controller)
+        if hierarchy is None:
+            return None
+        return self.dirs.get(hierarchy.name)
+
+    def add_process(self, pid):
+        """Move PID into every hierarchy's directory (before it runs any of the container's code)."""
+        for name, directory in self.dirs.items():
+            try:
+                _write_file(os.path.join(directory, "cgroup.procs"), str(pid))
+            except OSError as exc:
+                raise OCIError("cgroup %s: cannot add process %d: %s" % (directory, pid, exc.strerror))
+
+    def apply(self, writes, layout):
+        """Write each planned file; a write refused for ordering (memory+swap) is retried once at the end."""
+        pending = list(writes)
+        self._enable_unified_controllers(writes, layout)
+        for attempt in (0, 1):
+            failed = []
+            for write in pending:
+                if write.controller == "unified":
+                    directory = self.dirs.get("unified")
+                else:
+                    directory = self.directory_for(write.controller, layout)
+                if directory is None:
+                    raise OCIError("%s: the host has no %s cgroup controller" % (write.field, write.controller))
+                try:
+                    self._write(directory, write)
+                except OSError as exc:
+                    if attempt == 0 and exc.errno in (errno.EINVAL, errno.EBUSY):
+                        failed.append(write)
+                        continue
+                    target = os.path.join(directory, write.filename.lstrip("?"))
+                    raise OCIError("%s: cannot write %r to %s: %s" % (write.field, write.value, target, exc.strerror))
+            pending = failed
+            if not pending:
+                return
+
+    @staticmethod
+    def _write(directory, write):
+        """Write to the first of the alternative files ("a|b") that exists; "?" marks an optional file.
+
+        A value "x|y" gives each alternative its own value (BFQ's weight is unconverted).
+        """
+        names = write.filename.lstrip("?").split("|")
+        values = write.value.split("|") if "|" in write.value else [write.value] * len(names)
+        optional = write.filename.startswith("?")
+        for name, value in zip(names, values):
+            path = os.path.join(directory, name)
+            if os.path.exists(path):
+                _write_file(path, value)
+                return
+        if optional:
+            return
+        raise OSError(errno.ENOENT, "the kernel has no %s here" % " or ".join(names), os.path.join(directory, names[0]))
+
+    def _enable_unified_controllers(self, writes, layout):
+        """v2: a controller is usable in a cgroup only once every ancestor delegates it."""
+        wanted = set(w.controller for w in writes if layout.hierarchy_for(w.controller) is layout.unified)
+        # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
+        wanted.update(w.filename.split(".", 1)[0] for w in writes
+                      if w.controller == "unified" and w.filename.split(".", 1)[0] in layout.unified_controllers)
+        directory = self.dirs.get("unified")
+        if not directory or not wanted:
+            return
+        mountpoint = layout.unified.mountpoint
+        relative = os.path.relpath(directory, mountpoint)
+        current = mountpoint
+        for part in [""] + relative.split("/")[:-1]:
+            current = os.path.join(current, part) if part else current
+            try:
+                _write_file(os.path.join(current, "cgroup.subtree_control"),
+                            " ".join("+" + c for c in sorted(wanted)))
+            except OSError as exc:
+                raise OCIError("cgroup %s: cannot enable %s controllers: %s"
+                               % (current, ", ".join(sorted(wanted)), exc.strerror))
+
+    def oom_file(self, layout):
+        """The file whose oom_kill counter tells whether the OOM killer struck, or None."""
+        directory = self.directory_for("memory", layout)
+        if directory is None:
+            return None
+        hierarchy = layout.hierarchy_for("memory")
+        return os.path.join(directory, "memory.oom_control" if hierarchy.version == 1 else "memory.events")
+
+    def procs(self):
+        """Pids in the container's cgroup (from the first hierarchy that can say)."""
+        for name in ("pids", "freezer", "memory", "unified", "systemd"):
+            directory = self.dirs.get(name)
+            if directory:
+                try:
+                    return [int(p) for p in _read_file(os.path.join(directory, "cgroup.procs")).split()]
+                except OSError:
+                    continue
+        for directory in self.dirs.values():
+            try:
+                return [int(p) for p in _read_file(os.path.join(directory, "cgroup.procs")).split()]
+            except OSError:
+                continue
+        return []
+
+    def _freezer(self):
+        if self.dirs.get("freezer"):
+            return ("v1", os.path.join(self.dirs["freezer"], "freezer.state"))
+        unified = self.dirs.get("unified")
+        if unified and os.path.exists(os.path.join(unified, "cgroup.freeze")):
+            return ("v2", unified)
+        return (None, None)
+
+    def is_frozen(self):
+        kind, path = self._freezer()
+        try:
+            if kind == "v1":
+                return _read_file(path).strip() == "FROZEN"
+            if kind == "v2":
+                return _read_file(os.path.join(path, "cgroup.freeze")).strip() == "1"
+        except OSError:
+            return False
+        return False
+
+    def freeze(self, frozen=True):
+        kind, path = self._freezer()
+        if kind is None:
+            raise OCIError("the host has no freezer (v1 freezer controller or v2 cgroup.freeze)")
+        deadline = time.monotonic() + FREEZE_WAIT_SECONDS
+        if kind == "v1":
+            target = "FROZEN" if frozen else "THAWED"
+            while True:
+                _write_file(path, target)
+                if _read_file(path).strip() == target:
+                    return
+                if time.monotonic() > deadline:
+                    raise OCIError("freezer %s did not reach %s" % (path, target))
+                time.sleep(0.001)
+        _write_file(os.path.join(path, "cgroup.freeze"), "1" if frozen else "0")
+        while True:
+            events = _read_file(os.path.join(path, "cgroup.events"))
+            if ("frozen %d" % (1 if frozen else 0)) in events:
+                return
+            if time.monotonic() > deadline:
+                raise OCIError("cgroup %s did not %s" % (path, "freeze" if frozen else "thaw"))
+            time.sleep(0.001)
+
+    def signal_all(self, signum):
+        """Send SIGNUM to every process; frozen meanwhile, so none can fork past it."""
+        kind = self._freezer()[0]
+        frozen_before = self.is_frozen()
+        if kind and not frozen_before:
+            self.freeze(True)
+        try:
+            for pid in self.procs():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        finally:
+            # A frozen process dies only once thawed: after SIGKILL thaw even a paused container.
+            if kind and (not frozen_before or signum == signal.SIGKILL):
+                self.freeze(False)
+
+    def destroy(self):
+        """Remove the directories this runtime made, innermost first (waiting, bounded, for exits)."""
+        errors = []
+        for directory in sorted(set(self.created), key=len, reverse=True):
+            deadline = time.monotonic() + REMOVE_WAIT_SECONDS
+            while True:
+                try:
+                    os.rmdir(directory)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                        continue
+                    if exc.errno == errno.ENOTEMPTY:
+                        break  # another container's cgroup lives below it
+                    errors.append("%s: %s" % (directory, exc.strerror))
+                    break
+        if errors:
+            raise OCIError("cannot remove cgroups: %s" % "; ".join(errors))
+
+
+def _makedirs(mountpoint, path):
+    """mkdir -p PATH under MOUNTPOINT; return the directories made."""
+    made = []
+    current = mountpoint
+    for part in [p for p in path.split("/") if p]:
+        current = os.path.join(current, part)
+        try:
+            os.mkdir(current, 0o755)
+            made.append(current)
+        except FileExistsError:
+            pass
+    return made
+
+
+def _init_cpuset(mountpoint, path):
+    """A new v1 cpuset starts empty and refuses processes: copy cpus and mems down from its parent."""
+    current = mountpoint
+    for part in [p for p in path.split("/") if p]:
+        parent, current = current, os.path.join(current, part)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            target = os.path.join(current, name)
+            if not _read_file(target).strip():
+                _write_file(target, _read_file(os.path.join(parent, name)).strip() or "\n")

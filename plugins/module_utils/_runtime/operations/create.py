@@ -1,0 +1,385 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""create: validate the bundle, fork the container, and leave it waiting for start.
+
+The runtime's side of the conversation with the processes it forks (their
+side is container_init.py): write the id maps when asked, record the
+container's pid and start time, send "go", wait for "ready". create leaves
+nothing behind when it fails: the half-made process is killed (its mounts
+live only in its own mount namespace and go with it) and the state
+directory removed.
+"""
+import os
+import sys
+
+# The C module: the signal module builds enums at import, 3 ms of every create.
+import _signal as signal
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, kernel_settings, terminal
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
+    NamespacePlan, namespace_paths, write_id_maps)
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
+    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
+    process_start_time, utc_now, wait_for_exit, write_json_atomic)
+
+
+def _check_config(config, plan, console_socket, terminal_handler):
+    if config["process"].get("terminal"):
+        if not console_socket and terminal_handler is None:
+            raise OCIError("process.terminal: a terminal needs --console-socket to hand its master side "
+                           "to (or run it in the foreground with `ocirt run`, or with a monitor)")
+        if not plan.has("mount"):
+            raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+    elif console_socket:
+        raise OCIError("--console-socket: given, but process.terminal is false")
+    if not plan.has("mount"):
+        linux = config.get("linux") or {}
+        for field, value in (("mounts", config.get("mounts")),
+                             ("linux.maskedPaths", linux.get("maskedPaths")),
+                             ("linux.readonlyPaths", linux.get("readonlyPaths")),
+                             ("root.readonly", config["root"].get("readonly"))):
+            if value:
+                raise OCIError("%s: needs a mount namespace in linux.namespaces "
+                               "(without one it would change the host's mounts)" % field)
+    kernel_settings.check(config, plan)
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
+    lsm.check(config)
+
+
+def _root_ids(plan):
+    """The host uid and gid of the container's root, for files its root must open."""
+    def host_id(mappings):
+        for mapping in mappings:
+            if mapping["containerID"] <= 0 < mapping["containerID"] + mapping["size"]:
+                return mapping["hostID"] - mapping["containerID"]
+        return 0
+    if not plan.new_user:
+        return 0, 0
+    return host_id(plan.uid_mappings), host_id(plan.gid_mappings)
+
+
+def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
+           terminal_handler=None, monitor_record=None):
+    """Create the container and leave its process waiting for start; return its pid.
+
+    With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
+    TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
+    from create_monitored, is stored in the state: this process will become
+    the container's monitor.
+    """
+    bundle = os.path.abspath(bundle)
+    config, rootfs = spec.load_bundle(bundle)
+    plan = NamespacePlan(config)
+    _check_config(config, plan, console_socket, terminal_handler)
+    hooks.validate(config.get("hooks"), check_executable=True)
+    if (config.get("linux") or {}).get("seccomp") is not None:
+        # A bad profile fails here, before any hook runs or anything exists.
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
+        seccomp.validate(config["linux"]["seccomp"])
+    linux = config.get("linux") or {}
+    resources = linux.get("resources") or {}
+    layout = Layout.detect()
+    # Planned before anything exists, so a bad limit fails with nothing to undo.
+    cgroup_writes = (plan_resources(resources, layout)
+                     + plan_devices(resources.get("devices"), layout))
+    cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
+    container = Container.new(root, container_id)
+    cgroup = None
+    hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
+    child_pid = None
+    init_pid = None
+    channel = child_channel = None
+    fifo_fd = None
+    try:
+        record = {
+            "ociVersion": config["ociVersion"],
+            "id": container_id,
+            "status": CREATING,
+            "pid": 0,
+            "bundle": bundle,
+            "rootfs": rootfs,
+            "created": utc_now(),
+            "annotations": config.get("annotations") or {},
+            "resources": resources,
+        }
+        if monitor_record is not None:
+            record["monitor"] = monitor_record
+        container.write(record)
+        _failpoint("after-state")
+        write_json_atomic(container.path(CONFIG_COPY), config)
+        fifo = container.path(EXEC_FIFO)
+        os.mkfifo(fifo, 0o600)
+        # The container's process opens it (through its fd) after taking the
+        # configured user, so that user must be able to write it: 0622, as
+        # runc does. The directory around it is 0700, so only that fd reaches it.
+        os.chmod(fifo, 0o622)
+        uid, gid = _root_ids(plan)
+        if uid or gid:
+            os.chown(fifo, uid, gid)
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        channel, child_channel = Channel.pair()
+        joined = plan.open_joins()
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
+        args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
+                                       joined, preserve_fds)
+        _flush_stdio()
+        child_pid = os.fork()
+        if child_pid == 0:
+            channel.close()
+            container_init.intermediate(args)
+        for entry in joined:
+            os.close(entry[2])
+        child_channel.close()
+        message = channel.expect("userns", "create") if plan.new_user else None
+        if message is not None:
+            write_id_maps(child_pid, plan)
+            channel.send("ack")
+        init_pid = channel.expect("pid", "create")["pid"]
+        _failpoint("after-fork")
+        _reap(child_pid)
+        child_pid = None
+        start_time = process_start_time(init_pid)
+        # The cgroup about to be made is recorded with the pid, so that a create killed half way
+        # leaves delete --force enough to clean up.
+        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid),
+                         cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+                                        "dirs": Cgroup.missing_dirs(layout, cgroup_path)})
+        _failpoint("before-cgroups")
+        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
+        _failpoint("after-cgroups")
+        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
+                         oomFile=cgroup.oom_file(layout))
+        # Limits first, then the process joins them while it sets up its mounts: a first write to
+        # a v1 cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps
+        # it. Nothing of the image runs before create returns, by when the process has joined.
+        cgroup.apply(cgroup_writes, layout)
+        hook_state = container.oci_state()
+        runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
+        channel.send("go", cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
+        try:
+            cgroup.add_process(init_pid)
+        except OCIError:
+            channel.raise_peer_error()  # the process failed first (and exited): its reason counts
+            raise
+        channel.send("joined")
+        _failpoint("during-mounts")
+        if runtime_hooks:
+            channel.expect("mounted", "create")
+            hooks.run(config["hooks"], "prestart", hook_state)
+            hooks.run(config["hooks"], "createRuntime", hook_state)
+            channel.send("continue")
+        ready = channel.expect("ready", "create")
+        _failpoint("before-created")
+        for master in ready.get("fds", []):
+            if console_socket:
+                try:
+                    terminal.send_to_console_socket(console_socket, master)
+                finally:
+                    os.close(master)
+            else:
+                terminal_handler(master)
+        container.update(status=CREATED)
+        if pid_file:
+            write_pid_file(pid_file, init_pid)
+        return init_pid
+    except BaseException:
+        for pid in (child_pid, init_pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if child_pid:
+            _reap(child_pid)
+        if init_pid:
+            wait_for_exit(init_pid, reap=True)
+        if cgroup is not None:
+            try:
+                cgroup.destroy()
+            except OCIError:
+                pass  # the error that brought us here matters more
+        container.remove()
+        if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
+            # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
+            hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
+                                lambda message: sys.stderr.write("ocirt: %s\n" % message))
+        raise
+    finally:
+        for item in (channel, child_channel):
+            if item is not None:
+                item.close()
+        if fifo_fd is not None:
+            os.close(fifo_fd)
+        container.close()
+
+
+def _failpoint(name):
+    """Die here, as a crash would, when OCIRT_FAILPOINT names this point: the crash-recovery
+    tests kill create at each phase this way and check that state and delete --force hold up."""
+    if os.environ.get("OCIRT_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _flush_stdio():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), ".%s.%d" % (os.path.basename(path), os.getpid()))
+    with open(tmp, "w") as handle:
+        handle.write(str(pid))
+    os.rename(tmp, path)
+
+
+DEFAULT_LOG_MAX_SIZE = 20 << 20
+DEFAULT_LOG_MAX_FILES = 5
+LOG_FILE = "container.log"
+
+
+def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
+                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES):
+    """create, with a monitor as the container's parent: it logs its output and records its exit.
+
+    The caller forks once more so the monitor is orphaned at once (no
+    zombie for a long-lived caller); the monitor starts a new session, becomes
+    subreaper, points fds 0-2 at /dev/null and the log pipes, runs create
+    (so the container's process is its descendant), reports the outcome over a
+    pipe, and finally execs a fresh interpreter running monitor.py's source.
+    Nothing of the caller's (its stdout, an Ansible module's pipes) stays open
+    in the monitor or the container.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    if log_max_size < 0 or log_max_files < 1:
+        raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
+    result_r, result_w = os.pipe()
+    _flush_stdio()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(result_r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
+                            log_max_files, result_w, monitor, syscalls)
+        except BaseException as exc:
+            try:
+                os.write(result_w, ("error %s" % _message(exc)).encode("utf-8", "replace"))
+            except OSError:
+                pass
+        os._exit(1)
+    os.close(result_w)
+    try:
+        os.waitpid(first, 0)
+        chunks = []
+        while True:
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(result_r)
+    answer = b"".join(chunks).decode("utf-8", "replace")
+    if answer.startswith("ok "):
+        return int(answer[3:])
+    if answer.startswith("error "):
+        raise OCIError(answer[6:])
+    raise OCIError("container %s: the monitor exited before reporting (%r)" % (container_id, answer))
+
+
+def _message(exc):
+    if isinstance(exc, OCIError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else str(exc.strerror or exc)
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
+                    log_max_files, result_w, monitor, syscalls):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
+    preserved = set(range(3, 3 + preserve_fds))
+    # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
+    close_fds_except(set([0, 1, 2, result_w]) | preserved)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    for fd in (out_w, err_w):
+        os.close(fd)
+    state_dir = os.path.join(root, directory_name(container_id))
+    log_path = os.path.abspath(log_path) if log_path else os.path.join(state_dir, LOG_FILE)
+    record = {"pid": os.getpid(), "startTime": process_start_time(os.getpid()), "logPath": log_path,
+              "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
+    masters = []
+    init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
+                      terminal_handler=masters.append, monitor_record=record)
+    if masters:
+        # A terminal merges the streams: the monitor logs the pty as stdout.
+        os.close(out_r)
+        os.close(err_r)
+        out_r, err_r = masters[0], -1
+    with Container.open(root, container_id) as container:
+        oom_file = container.read().get("oomFile") or ""
+    # The container holds the write ends now; the monitor must not, or it never sees EOF.
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    for fd in preserved:
+        os.close(fd)
+    os.write(result_w, ("ok %d" % init_pid).encode())
+    os.close(result_w)
+    for fd in (out_r, err_r):
+        if fd >= 0:
+            os.set_inheritable(fd, True)
+    directory, name = _monitor_module(root, monitor)
+    python = sys.executable or "/usr/bin/python3"
+    os.execv(python, [python, "-I", "-S", "-c",
+                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
+                      str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
+                      str(log_max_files), oom_file])
+
+
+def _monitor_module(root, monitor):
+    """monitor.py's source as a file under the state root, named by its hash.
+
+    The monitor imports it from there rather than compiling it from -c: the
+    interpreter then loads cached bytecode, and a compile would cost each
+    monitor about 1.3 MB of memory it never gives back. The source comes
+    from the loader, so this works inside an Ansible module's zip payload too.
+    """
+    import hashlib
+    source = monitor.__loader__.get_source(monitor.__name__)
+    name = "ocirt_monitor_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    directory = os.path.join(root, INTERNAL_PREFIX + "monitor")
+    path = os.path.join(directory, name + ".py")
+    if not os.path.exists(path):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w") as handle:
+            handle.write(source)
+        os.rename(tmp, path)
+    return directory, name

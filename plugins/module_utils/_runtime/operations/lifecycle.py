@@ -1,0 +1,397 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lifecycle operations after create: start, state, kill, delete, list, and run.
+
+Each takes the state root and an id, holds the id's lock for its whole
+length, and raises OCIError naming the id at fault. create, which forks the
+container, lives in create.py and is imported only by the commands that
+create: reading or signalling a container imports none of its machinery.
+"""
+import os
+# The C module: the signal module builds enums at import, 3 ms of every command.
+import _signal as signal
+import sys
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
+    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, process_start_time, utc_now,
+    wait_for_exit)
+
+
+def start(root, container_id):
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        if status != CREATED:
+            raise OCIError("container %s: cannot start a container that is %s (it must be created)"
+                           % (container_id, status))
+        fifo = container.path(EXEC_FIFO)
+        answer = _release(container, fifo)
+        os.unlink(fifo)
+        container.update(status=RUNNING, started=utc_now())
+        if answer.startswith(b"E"):
+            # A startContainer hook failed: the process exits; report it as start's failure.
+            wait_for_exit(container.read()["pid"], start_time=container.read().get("pidStartTime"))
+            raise OCIError("container %s: %s" % (container_id, answer[1:].decode("utf-8", "replace")))
+        config = container.config()
+        if (config.get("hooks") or {}).get("poststart"):
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+            hooks.run_reporting(config["hooks"], "poststart", container.oci_state(), _warn)
+
+
+def _release(container, fifo):
+    """Open the exec fifo: the waiting process goes on; return what it says ("0", or "E" and an error).
+
+    It writes its answer after the startContainer hooks and closes the fifo
+    by exec, so reading to the end waits for exactly that.
+    """
+    import select
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    answer = b""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            events = poller.poll(100)
+            if events:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    answer += chunk
+                    continue
+                if answer:
+                    return answer
+            if not container.is_alive():
+                if answer:
+                    return answer
+                raise OCIError("container %s: its process exited before start" % container.id)
+    finally:
+        os.close(fd)
+
+
+def _warn(message):
+    sys.stderr.write("ocirt: %s\n" % message)
+
+
+def state(root, container_id):
+    with Container.open(root, container_id) as container:
+        return container.oci_state()
+
+
+def list_containers(root):
+    states = []
+    for container_id in container_ids(root):
+        try:
+            with Container.open(root, container_id) as container:
+                states.append(container.oci_state())
+        except OCIError:
+            continue  # deleted meanwhile, or unreadable: `state ID` says which
+    return states
+
+
+def _pids_in_namespace(record):
+    """Every pid in the container's own pid namespace (for kill --all before cgroups).
+
+    Empty once the init is gone: its pid, and the /proc/<pid>/ns paths
+    recorded with it, may belong to another process by now.
+    """
+    if process_start_time(record.get("pid") or 0) != record.get("pidStartTime") or not record.get("pid"):
+        return []
+    ns_path = (record.get("namespaces") or {}).get("pid")
+    try:
+        target = os.stat(ns_path) if ns_path else None
+    except OSError:
+        target = None
+    if target is None:
+        return [record["pid"]]
+    try:
+        own = os.stat("/proc/self/ns/pid")
+    except OSError:
+        own = None
+    if own is not None and (own.st_ino, own.st_dev) == (target.st_ino, target.st_dev):
+        return [record["pid"]]  # shares our pid namespace: only its own process
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                st = os.stat("/proc/%s/ns/pid" % name)
+            except OSError:
+                continue
+            if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+                pids.append(int(name))
+    return pids
+
+
+def _recovered_cgroup(pending, container_id=None):
+    """The cgroup a create recorded it was about to make, as far as it is ours to remove: all of
+    it at the runtime's default path, only the directories it was about to make elsewhere; or None."""
+    if not pending:
+        return None
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
+    if not pending.get("owned"):
+        # A given cgroupsPath: only the directories create was about to make are ours.
+        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
+        leaves = dict((str(index), d) for index, d in enumerate(made))
+        return Cgroup(leaves, made, None) if made else None
+    layout = Layout.detect()
+    path = pending.get("path") or resolve_path(None, container_id)
+    recovered = Cgroup.recover(layout, path)
+    return recovered if recovered.dirs else None
+
+
+def _signal_all(container, signum):
+    """Signal every process of the container: through its cgroup, else its pid namespace."""
+    cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
+    if cgroup is not None:
+        cgroup.signal_all(signum)
+        return
+    for pid in _pids_in_namespace(container.read()):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def kill(root, container_id, signum, all_processes=False):
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        if status not in (CREATED, RUNNING, PAUSED):
+            raise OCIError("container %s: cannot kill a container that is %s" % (container_id, status))
+        if all_processes:
+            _signal_all(container, signum)
+        else:
+            try:
+                os.kill(container.read()["pid"], signum)
+            except ProcessLookupError:
+                pass
+        if status == PAUSED and signum == signal.SIGKILL:
+            # A frozen process dies only once thawed (cgroup v1 freezer), as runc does.
+            container.cgroup().freeze(False)
+
+
+def delete(root, container_id, force=False):
+    try:
+        container = Container.open(root, container_id)
+    except OCIError:
+        if force and "does not exist" in str(sys.exc_info()[1]):
+            return  # as runc: --force makes deleting what is not there a success
+        raise
+    with container:
+        try:
+            status = container.status()
+        except OCIError:
+            if not force:
+                raise
+            status = None  # unreadable state: --force removes what is there
+        if status not in (STOPPED, None):
+            if not force:
+                raise OCIError("container %s: cannot delete a container that is %s "
+                               "(stop it first, or use --force)" % (container_id, status))
+            record = container.read()
+            _signal_all(container, signal.SIGKILL)
+            if not wait_for_exit(record["pid"], start_time=record.get("pidStartTime")):
+                raise OCIError("container %s: process %d did not exit after SIGKILL"
+                               % (container_id, record["pid"]))
+        elif status == STOPPED:
+            # Processes the init left behind (no pid namespace of its own) go too.
+            _signal_all(container, signal.SIGKILL)
+        final_state = None
+        if status is not None:
+            _stop_monitor(container)
+            cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
+            if cgroup is not None:
+                cgroup.destroy()
+            final_state = container.oci_state()
+        else:
+            # The state cannot be read: what the container had in the default place goes.
+            cgroup = _recovered_cgroup({"path": None, "owned": True}, container_id)
+            if cgroup is not None:
+                cgroup.signal_all(signal.SIGKILL)
+                cgroup.destroy()
+        config = container.config()
+        container.remove()
+    if final_state is not None and (config.get("hooks") or {}).get("poststop"):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+        hooks.run_reporting(config["hooks"], "poststop", final_state, _warn)
+
+
+MONITOR_EXIT_WAIT_SECONDS = 2.0
+
+
+def _stop_monitor(container):
+    """Give the monitor a moment to log the last output and record the exit, then end it."""
+    monitor = container.read().get("monitor")
+    if not monitor or not container.monitor_alive():
+        return
+    if not wait_for_exit(monitor["pid"], start_time=monitor.get("startTime"),
+                         seconds=MONITOR_EXIT_WAIT_SECONDS):
+        try:
+            os.kill(monitor["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for_exit(monitor["pid"], start_time=monitor.get("startTime"))
+
+
+def wait(root, container_id, timeout=None, interval=0.02):
+    """Block until the container stops (and its exit is recorded); return its state."""
+    import time
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with Container.open(root, container_id) as container:
+            if container.status() == STOPPED and not container.monitor_alive():
+                return container.oci_state()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise OCIError("container %s: still running after %s seconds" % (container_id, timeout))
+        time.sleep(interval)
+
+
+def container_config(root, container_id):
+    """The config.json a container was created from."""
+    with Container.open(root, container_id) as container:
+        return container.config()
+
+
+def log_source(root, container_id):
+    """(log path, max files, still-running callable) of a monitored container."""
+    with Container.open(root, container_id) as container:
+        monitor = container.read().get("monitor")
+        if not monitor:
+            raise OCIError("container %s: has no log (it was created without a monitor: "
+                           "use create --monitor or run --detach)" % container_id)
+
+    def still_running():
+        try:
+            with Container.open(root, container_id) as current:
+                return current.monitor_alive()
+        except OCIError:
+            return False
+    return monitor["logPath"], monitor.get("logMaxFiles", 1), still_running
+
+
+def pause(root, container_id, frozen=True):
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        wanted = RUNNING if frozen else PAUSED
+        if status != wanted:
+            raise OCIError("container %s: cannot %s a container that is %s"
+                           % (container_id, "pause" if frozen else "resume", status))
+        cgroup = container.cgroup()
+        if cgroup is None:
+            raise OCIError("container %s: has no cgroup to freeze" % container_id)
+        cgroup.freeze(frozen)
+
+
+def processes(root, container_id):
+    with Container.open(root, container_id) as container:
+        if container.status() == STOPPED:
+            raise OCIError("container %s: is stopped" % container_id)
+        cgroup = container.cgroup()
+        if cgroup is not None:
+            return sorted(cgroup.procs())
+        return sorted(_pids_in_namespace(container.read()))
+
+
+def update(root, container_id, resources):
+    """Apply RESOURCES (linux.resources form) to a live container, in place, and record them."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+    with Container.open(root, container_id) as container:
+        status = container.status()
+        if status == STOPPED:
+            raise OCIError("container %s: cannot update a stopped container" % container_id)
+        cgroup = container.cgroup()
+        if cgroup is None:
+            raise OCIError("container %s: has no cgroup to update" % container_id)
+        layout = Layout.detect()
+        writes = plan_resources(resources, layout)
+        if resources.get("devices") is not None:
+            writes += plan_devices(resources["devices"], layout)
+        cgroup.apply(writes, layout)
+        record = container.read()
+        merged = _merge(record.get("resources") or {}, resources)
+        container.update(resources=merged)
+
+
+def _merge(base, overlay):
+    result = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False,
+        log_options=None):
+    """create + start; in the foreground also wait, delete (unless KEEP) and return the exit code.
+
+    Detached, the container gets a monitor (logging with LOG_OPTIONS, the
+    keyword arguments of create_monitored); in the foreground the runtime
+    itself waits for it and relays its output.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import create, create_monitored
+    if detach:
+        create_monitored(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
+                         **(log_options or {}))
+        start(root, container_id)
+        return 0
+    # As subreaper the runtime inherits the container's process when the
+    # intermediate child exits, and so can wait for it.
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    masters = []
+    pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
+                 terminal_handler=masters.append)
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                 signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+    previous = {}
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    for signum in forwarded:
+        previous[signum] = signal.signal(signum, forward)
+    try:
+        start(root, container_id)
+        if masters:
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
+            try:
+                terminal.relay(masters[0])
+            finally:
+                os.close(masters[0])
+        status = _wait_child(pid)
+    except BaseException:
+        try:
+            delete(root, container_id, force=True)
+        except OCIError:
+            pass
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+    if code < 0:
+        code = 128 - code
+    try:
+        with Container.open(root, container_id) as container:
+            container.update(exitCode=code, finished=utc_now())
+    except OCIError:
+        return code  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
+    if not keep:
+        delete(root, container_id, force=True)
+    return code
+
+
+def _wait_child(pid):
+    while True:
+        try:
+            waited, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            raise OCIError("lost track of the container process %d" % pid)
+        except InterruptedError:
+            continue
+        if waited == pid:
+            return status

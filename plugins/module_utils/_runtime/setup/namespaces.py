@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""linux.namespaces: which to create, which to join by path, and the id maps.
+
+Runs in the intermediate child of create (see lifecycle): joined namespaces
+are entered with setns, new ones made with one unshare, so that every new
+namespace is owned by the new user namespace when there is one.
+"""
+import os
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Spec type -> (clone flag, name under /proc/<pid>/ns).
+NAMESPACES = {
+    "user": (CLONE_NEWUSER, "user"),
+    "ipc": (CLONE_NEWIPC, "ipc"),
+    "uts": (CLONE_NEWUTS, "uts"),
+    "network": (CLONE_NEWNET, "net"),
+    "pid": (CLONE_NEWPID, "pid"),
+    "cgroup": (CLONE_NEWCGROUP, "cgroup"),
+    "time": (CLONE_NEWTIME, "time"),
+    "mount": (CLONE_NEWNS, "mnt"),
+}
+# setns order: the user namespace first (it grants the rights to join the
+# others), the mount namespace last (it changes what later paths mean).
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+class NamespacePlan:
+    """What to do with each namespace type, decided from the config before forking."""
+
+    def __init__(self, config):
+        entries = dict((ns["type"], ns.get("path"))
+                       for ns in (config.get("linux") or {}).get("namespaces") or [])
+        self.new = [kind for kind, path in entries.items() if not path]
+        self.join = [(kind, entries[kind]) for kind in JOIN_ORDER if entries.get(kind)]
+        linux = (config.get("linux") or {})
+        self.uid_mappings = linux.get("uidMappings") or []
+        self.gid_mappings = linux.get("gidMappings") or []
+        if "time" in self.new and not os.path.exists("/proc/self/ns/time"):
+            raise OCIError("linux.namespaces: this kernel has no time namespace")
+
+    @property
+    def new_user(self):
+        return "user" in self.new
+
+    @property
+    def in_user_namespace(self):
+        return self.has("user")
+
+    @property
+    def new_pid_or_time(self):
+        """setns/unshare of pid and time apply to children only: these force a second fork."""
+        kinds = set(self.new) | set(entry[0] for entry in self.join)
+        return bool(kinds & {"pid", "time"})
+
+    def has(self, kind):
+        return kind in self.new or any(entry[0] == kind for entry in self.join)
+
+    def unshare_flags(self):
+        flags = 0
+        for kind in self.new:
+            flags |= NAMESPACES[kind][0]
+        return flags
+
+    def open_joins(self):
+        """Open every namespace path up front: a later setns (mount) changes what paths mean."""
+        opened = []
+        try:
+            for kind, path in self.join:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise OCIError("linux.namespaces: %s namespace path %s: %s"
+                                   % (kind, path, exc.strerror))
+                opened.append((kind, path, fd))
+        except Exception:
+            for entry in opened:
+                os.close(entry[2])
+            raise
+        return opened
+
+
+def enter(plan, opened):
+    """Join the namespaces given by path, then unshare the new ones, in this process."""
+    for kind, path, fd in opened:
+        try:
+            syscalls.setns(fd, NAMESPACES[kind][0])
+        except OSError as exc:
+            raise OCIError("linux.namespaces: cannot join %s namespace %s: %s"
+                           % (kind, path, exc.strerror))
+        finally:
+            os.close(fd)
+    flags = plan.unshare_flags()
+    if flags:
+        try:
+            syscalls.unshare(flags)
+        except OSError as exc:
+            raise OCIError("linux.namespaces: cannot create %s namespaces: %s"
+                           % (", ".join(sorted(plan.new)), exc.strerror))
+
+
+def write_id_maps(pid, plan):
+    """Write uid_map and gid_map of PID's new user namespace, from outside it."""
+    for name, mappings in (("uid_map", plan.uid_mappings), ("gid_map", plan.gid_mappings)):
+        if not mappings:
+            raise OCIError("linux.%s: a new user namespace needs mappings"
+                           % ("uidMappings" if name == "uid_map" else "gidMappings"))
+        text = "".join("%d %d %d\n" % (m["containerID"], m["hostID"], m["size"]) for m in mappings)
+        try:
+            with open("/proc/%d/%s" % (pid, name), "w") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise OCIError("linux.%s: cannot write %s: %s"
+                           % ("uidMappings" if name == "uid_map" else "gidMappings",
+                              text.strip().replace("\n", ", "), exc.strerror))
+
+
+def namespace_paths(pid):
+    """{spec type: /proc/<pid>/ns/<name>}, recorded in the state for later joins."""
+    return dict((kind, "/proc/%d/ns/%s" % (pid, entry[1])) for kind, entry in NAMESPACES.items())

@@ -1,0 +1,327 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container state on disk: one directory per id under the state root.
+
+<root>/<id>/state.json   the record, replaced atomically (temp file + rename)
+<root>/<id>/exec.fifo    exists from create until start has released the process
+<root>/<id>/config.json  the config the container was created from
+
+A per-id flock on the container directory keeps two commands on one id from
+interleaving. Liveness is the pid *and* the process start time recorded at
+create, so a reused pid never passes for the container.
+"""
+import errno
+import fcntl
+import os
+import time
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
+
+DEFAULT_ROOT = "/run/ocirt"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+EXIT_FILE = "exit.json"  # written by the monitor (monitor.EXIT_FILE)
+CONFIG_COPY = "config.json"
+# How long delete --force (or a failed create) waits for a killed process to be gone.
+EXIT_WAIT_SECONDS = 10.0
+
+CREATING = "creating"
+CREATED = "created"
+RUNNING = "running"
+PAUSED = "paused"
+STOPPED = "stopped"
+
+
+def utc_now():
+    """RFC 3339 with nanoseconds, as runc prints `created`."""
+    now = time.time_ns()
+    seconds, nanos = divmod(now, 1000000000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%09dZ" % nanos
+
+
+def process_start_time(pid):
+    """The start time (clock ticks since boot) of PID, or None when it is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def write_json_atomic(path, data):
+    """Replace PATH with DATA as JSON, whole or not at all (a full disk is an OCIError, no torn file)."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(jsonio.dumps(data).encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OCIError("cannot write %s: %s" % (path, exc.strerror))
+
+
+class Container:
+    """One container's directory, locked for the life of the object (use as a context manager)."""
+
+    def __init__(self, root, container_id, lock_fd):
+        self.root = root
+        self.id = container_id
+        self.dir = os.path.join(root, directory_name(container_id))
+        self._lock_fd = lock_fd
+        self._record = None
+
+    # -- opening and locking -------------------------------------------------
+
+    @classmethod
+    def new(cls, root, container_id):
+        """Make the directory of a new container; an existing id is an error."""
+        validate_id(container_id)
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        path = os.path.join(root, directory_name(container_id))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            raise OCIError("container %s: already exists" % container_id)
+        return cls._locked(root, container_id, path)
+
+    @classmethod
+    def open(cls, root, container_id):
+        """Open and lock an existing container; an unknown id is an error."""
+        validate_id(container_id)
+        path = os.path.join(root, directory_name(container_id))
+        try:
+            return cls._locked(root, container_id, path)
+        except FileNotFoundError:
+            raise OCIError("container %s: does not exist" % container_id)
+
+    @classmethod
+    def _locked(cls, root, container_id, path):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A delete that held the lock before us may have removed the directory.
+        if os.fstat(fd).st_nlink == 0:
+            os.close(fd)
+            raise OCIError("container %s: does not exist" % container_id)
+        container = cls(root, container_id, fd)
+        return container
+
+    def close(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the record ------------------------------------------------------------
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def read(self):
+        if self._record is None:
+            try:
+                with open(self.path(STATE_FILE), "rb") as handle:
+                    record = jsonio.loads(handle.read())
+            except FileNotFoundError:
+                raise OCIError("container %s: state file is missing (use delete --force)" % self.id)
+            except (OSError, ValueError, RecursionError) as exc:
+                raise OCIError("container %s: state file is unreadable (%s); use delete --force"
+                               % (self.id, exc))
+            problem = _record_problem(record)
+            if problem:
+                raise OCIError("container %s: state file is unreadable (%s); use delete --force"
+                               % (self.id, problem))
+            self._record = record
+        return self._record
+
+    def write(self, record):
+        write_json_atomic(self.path(STATE_FILE), record)
+        self._record = record
+
+    def update(self, **fields):
+        record = dict(self.read())
+        record.update(fields)
+        self.write(record)
+        return record
+
+    def status(self):
+        """The status as it is now: recorded status corrected by what /proc says."""
+        record = self.read()
+        pid = record.get("pid") or 0
+        if record.get("status") == CREATING:
+            if pid and process_start_time(pid) == record.get("pidStartTime"):
+                return CREATING
+            return STOPPED
+        if not pid or process_start_time(pid) != record.get("pidStartTime"):
+            return STOPPED
+        if os.path.lexists(self.path(EXEC_FIFO)):
+            return CREATED
+        cgroup = self.cgroup()
+        if cgroup is not None and cgroup.is_frozen():
+            return PAUSED
+        return RUNNING
+
+    def config(self):
+        """The config.json the container was created from ({} when unreadable)."""
+        try:
+            with open(self.path(CONFIG_COPY), "rb") as handle:
+                return jsonio.loads(handle.read())
+        except (OSError, ValueError):
+            return {}
+
+    def cgroup(self):
+        """The container's Cgroup, or None when it has none recorded."""
+        record = self.read().get("cgroup")
+        if not record:
+            return None
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
+        return Cgroup.from_record(record)
+
+    def is_alive(self):
+        record = self.read()
+        pid = record.get("pid") or 0
+        return bool(pid) and process_start_time(pid) == record.get("pidStartTime")
+
+    def oci_state(self):
+        """The state JSON that `state` prints: the spec's fields plus runc's extras."""
+        record = self.read()
+        status = self.status()
+        state = {
+            "ociVersion": record.get("ociVersion"),
+            "id": self.id,
+            "status": status,
+            "pid": record.get("pid", 0) if status != STOPPED else 0,
+            "bundle": record.get("bundle"),
+            "rootfs": record.get("rootfs"),
+            "created": record.get("created"),
+            "owner": "",
+            "annotations": record.get("annotations") or {},
+        }
+        for key in ("started", "finished", "exitCode", "cgroupPath"):
+            if record.get(key) is not None:
+                state[key] = record[key]
+        monitor = record.get("monitor")
+        if monitor:
+            state["logPath"] = monitor.get("logPath")
+            state["monitorPid"] = monitor.get("pid") if self.monitor_alive() else 0
+            if status == STOPPED:
+                state.update(self.exit_info())
+        return state
+
+    def monitor_alive(self):
+        monitor = self.read().get("monitor") or {}
+        return bool(monitor.get("pid")) and process_start_time(monitor["pid"]) == monitor.get("startTime")
+
+    def exit_info(self):
+        """How a monitored container ended: from the monitor's exit.json, or said to be unknown."""
+        try:
+            with open(self.path(EXIT_FILE), "rb") as handle:
+                info = jsonio.loads(handle.read())
+            return {"exitCode": info.get("exitCode"), "exitSignal": info.get("signal"),
+                    "oomKilled": bool(info.get("oomKilled")), "finished": info.get("finished")}
+        except (OSError, ValueError):
+            pass
+        if self.monitor_alive():
+            return {"exitCode": None, "exitReason": "the monitor is still recording the exit"}
+        return {"exitCode": None,
+                "exitReason": "unknown: the monitor exited before the container (was it killed?)"}
+
+    def remove(self):
+        """Remove the directory and everything in it (the caller holds the lock).
+
+        A monitor may still be writing its exit record in it: entries that
+        appear meanwhile are removed too, a bounded number of rounds.
+        """
+        for attempt in range(50):
+            try:
+                names = os.listdir(self.dir)
+            except FileNotFoundError:
+                return
+            for name in names:
+                try:
+                    os.unlink(self.path(name))
+                except (FileNotFoundError, IsADirectoryError):
+                    pass
+            try:
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY or attempt == 49:
+                    raise OCIError("container %s: cannot remove %s: %s" % (self.id, self.dir, exc.strerror))
+                time.sleep(0.01)
+
+
+_RECORD_TYPES = (("id", str), ("status", str), ("pid", int), ("bundle", str))
+
+
+def _record_problem(record):
+    """Why RECORD is not a state record this runtime wrote, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in _RECORD_TYPES:
+        if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+            return "%s has the wrong type" % key
+    if "pidStartTime" in record and record["pidStartTime"] is not None and not isinstance(record["pidStartTime"], int):
+        return "pidStartTime has the wrong type"
+    return None
+
+
+def container_ids(root):
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    ids = []
+    for name in names:
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        if not name.startswith(INTERNAL_PREFIX):
+            ids.append(name)
+        elif len(name) == 65:
+            try:
+                with open(os.path.join(path, STATE_FILE), "rb") as handle:
+                    ids.append(jsonio.loads(handle.read())["id"])
+            except (OSError, ValueError, KeyError):
+                continue
+    return sorted(ids)
+
+
+def wait_for_exit(pid, start_time=None, reap=False, seconds=EXIT_WAIT_SECONDS):
+    """Wait (bounded) for PID to exit; reap it when it is our child. True when it is gone."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if reap:
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+                if done:
+                    return True
+            except ChildProcessError:
+                pass
+        current = process_start_time(pid)
+        if current is None or (start_time is not None and current != start_time):
+            return True
+        time.sleep(0.005)
+    return False
