@@ -11,8 +11,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.path
     fd_path)
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import DIR_FLAGS, Entry, Writer, lstat_at, open_dest, reason
 
-# ---------------------------------------------------------------------------
-# Directories
 
 def _read_xattrs(path, warnings, rel):
     """Xattrs of PATH: an fd, or a path whose last component is not followed."""

@@ -20,8 +20,6 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 
-# ---------------------------------------------------------------------------
-# Tar streams
 
 class HashingReader(object):
     """A reader that hashes what passes through (the layer's uncompressed digest, its diff_id)."""
