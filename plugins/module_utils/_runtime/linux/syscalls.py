@@ -18,7 +18,12 @@ Callers look the functions up on this module at call time
 recording fake (tests/unit/fake_syscalls.py) with the same names, and check
 the order of the setup steps without root.
 """
+import fcntl
 import os
+import sys
+
+# The C module: the signal module builds enums at import, 3 ms of every create.
+import _signal as signal
 
 # The hints are type comments, read by mypy and never evaluated: importing typing costs every command.
 TYPE_CHECKING = False
@@ -27,7 +32,9 @@ if TYPE_CHECKING:
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import _libc_ffi
+# Imported here, not when first needed: the setup calls this module after the root switch,
+# when the runtime's files are out of reach.
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import _libc_ffi, _syscall_numbers
 
 try:
     import _cffi_backend
@@ -83,7 +90,6 @@ def libc():  # type: () -> object
 def number(name):
     # type: (str) -> int
     """The syscall number of NAME on this machine (from the generated _syscall_numbers)."""
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import _syscall_numbers
     arch = _syscall_numbers.MACHINES.get(MACHINE)
     table = _syscall_numbers.NUMBERS.get(arch) if arch is not None else None
     if table is None or name not in table:
@@ -373,12 +379,17 @@ def setgroups(gids):
     os.setgroups(list(gids))
 
 
+RLIM64_INFINITY = (1 << 64) - 1
+
+
 def setrlimit(resource_id, soft, hard):
     # type: (int, int, int) -> None
-    """setrlimit(2) with rlim_t values: from 2**63 on they mean (or are) RLIM_INFINITY."""
-    import resource
-    soft, hard = (resource.RLIM_INFINITY if value >= 1 << 63 else value for value in (soft, hard))
-    resource.setrlimit(resource_id, (soft, hard))
+    """prlimit64(0, RESOURCE_ID, {SOFT, HARD}): 64-bit limits on every architecture, and no
+    `resource` module to import; from 2**63 on a value means (or is) RLIM_INFINITY."""
+    libc()
+    limits = ffi.new("uint64_t[2]", [RLIM64_INFINITY if value >= 1 << 63 else value for value in (soft, hard)])
+    if _syscall(number("prlimit64"), 0, resource_id, ffi.cast("long", limits), 0) != 0:
+        _fail("setrlimit(%d, soft %d, hard %d)" % (resource_id, soft, hard))
 
 
 def chroot(path):
@@ -435,8 +446,6 @@ def reset_signals():
     Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays
     ignored across exec: `yes | head` would loop on EPIPE forever.
     """
-    # The C module: the signal module builds enums at import, 3 ms of every create.
-    import _signal as signal
     for signum in range(1, signal.NSIG):
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
@@ -461,40 +470,32 @@ TIOCGPTPEER = 0x5441
 
 def pty_unlock(master):
     # type: (int) -> None
-    import fcntl
-    import struct
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # an int 0
 
 
 def pty_peer(master, flags):
     # type: (int, int) -> int
     """The slave side of MASTER, opened from the master itself (TIOCGPTPEER), never by name."""
-    import fcntl
     return fcntl.ioctl(master, TIOCGPTPEER, flags)
 
 
 def pty_number(master):
     # type: (int) -> int
-    import fcntl
-    import struct
-    return struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+    return int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0" * 4), sys.byteorder)
 
 
 def set_controlling_terminal(fd):
     # type: (int) -> None
-    import fcntl
     fcntl.ioctl(fd, TIOCSCTTY, 0)
 
 
 def get_window_size(fd):
     # type: (int) -> bytes
     """The packed struct winsize of the terminal FD."""
-    import fcntl
     return fcntl.ioctl(fd, TIOCGWINSZ, b"\0" * 8)
 
 
 def set_window_size(fd, size):
     # type: (int, bytes) -> None
     """Set the terminal FD's struct winsize (packed, as get_window_size returns it)."""
-    import fcntl
     fcntl.ioctl(fd, TIOCSWINSZ, size)

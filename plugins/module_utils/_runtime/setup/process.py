@@ -1,16 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""process.*: rlimits, user and groups, capabilities, umask, cwd, env, the
-executable, noNewPrivileges, and which descriptors survive into the container.
+"""process.*: rlimits, user and groups, capabilities, cwd, env, the executable,
+and which descriptors survive into the container.
 
-Applied by the container's first process after the root switch, in an order
-the kernel allows: rlimits while still privileged; the bounding set while
-CAP_SETPCAP is held; ids with KEEPCAPS so permitted survives setuid; then the
-effective/permitted/inheritable sets, and the ambient set last.
+The steps of finalize.py's sequence (which holds their order), applied after
+the root switch: the bounding set drops while CAP_SETPCAP is held; ids switch
+with KEEPCAPS so permitted survives setuid; then the effective/permitted/
+inheritable sets, and the ambient set last.
 """
 import os
-import resource
 import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
@@ -33,15 +32,12 @@ def close_fds_except(keep):
 
 def set_rlimits(rlimits):
     for index, rlimit in enumerate(rlimits or []):
-        # rlim_t is unsigned 64-bit: from 2**63 on the values mean (or are) RLIM_INFINITY.
-        soft, hard = (resource.RLIM_INFINITY if value >= 1 << 63 else value
-                      for value in (rlimit["soft"], rlimit["hard"]))
         try:
-            resource.setrlimit(RLIMITS[rlimit["type"]], (soft, hard))
+            syscalls.setrlimit(RLIMITS[rlimit["type"]], rlimit["soft"], rlimit["hard"])
         except (OSError, ValueError, OverflowError) as exc:
             raise OCIError("process.rlimits[%d] (%s soft %d hard %d): %s"
                            % (index, rlimit["type"], rlimit["soft"], rlimit["hard"],
-                              getattr(exc, "strerror", None) or exc))
+                              os.strerror(exc.errno) if getattr(exc, "errno", None) else exc))
 
 
 def _mask(names):
@@ -75,20 +71,20 @@ def set_user_and_capabilities(user, capabilities, last_cap):
                                    % (cap, exc.strerror))
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     try:
-        os.setgroups(user.get("additionalGids") or [])
+        syscalls.setgroups(user.get("additionalGids") or [])
     except OSError as exc:
         raise OCIError("process.user.additionalGids %s: %s" % (user.get("additionalGids") or [], exc.strerror))
     try:
-        os.setresgid(gid, gid, gid)
+        syscalls.setresgid(gid, gid, gid)
     except OSError as exc:
         raise OCIError("process.user.gid %d: %s" % (gid, exc.strerror))
     try:
-        os.setresuid(uid, uid, uid)
+        syscalls.setresuid(uid, uid, uid)
     except OSError as exc:
         raise OCIError("process.user.uid %d: %s" % (uid, exc.strerror))
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+    if syscalls.getresuid() != (uid, uid, uid) or syscalls.getresgid() != (gid, gid, gid):
         raise OCIError("process.user: the process is uid %s gid %s, not %d:%d"
-                       % (os.getresuid(), os.getresgid(), uid, gid))
+                       % (syscalls.getresuid(), syscalls.getresgid(), uid, gid))
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     if capabilities is None:
         return
@@ -121,7 +117,7 @@ def environment(env):
 
 def change_directory(cwd):
     try:
-        os.chdir(cwd)
+        syscalls.chdir(cwd)
     except OSError as exc:
         raise OCIError("process.cwd %s: %s" % (cwd, exc.strerror))
     # A cwd reached through a descriptor of the runtime (/proc/self/fd/N) would
