@@ -382,3 +382,60 @@ def test_the_fake_stands_in_for_every_function_of_the_boundary(tmp_path, monkeyp
     assert RecordingSyscalls(tmp_path / "calls.log").calls() == [(os.getpid(), "mount", ["none", "/nowhere", "tmpfs", 0])]
     assert not any(point == "/nowhere" for point in open("/proc/self/mounts").read().split())
     assert mounts.MS_BIND == MS_BIND
+
+
+# --------------------------------------------------------------------------
+# startContainer hooks: after the filter, through the trampoline (issue 15, item 1)
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_start_container_hooks_run_filtered_and_through_the_trampoline_just_before_exec(tmp_path, nnp):
+    config = container_config(noNewPrivileges=nnp)
+    config["linux"]["seccomp"] = PROFILE
+    config["hooks"] = {"startContainer": [{"path": "/bin/hook", "args": ["hook", "one"], "env": ["A=b"]}]}
+    calls = run("create", tmp_path, config)
+    init = calls[index_of(calls, "execve", last=True)][0]
+    hook_exec = index_of(calls, "execve", lambda a: a[1][:2] == ["/bin/hook", "hook"])
+    hook_pid, _name, (executable, argv, env) = calls[hook_exec]
+    assert hook_pid != init
+    # The sealed memfd, not the hook's path, is what the kernel executes.
+    assert isinstance(executable, int) and argv == ["/bin/hook", "hook", "one"] and env == {"A": "b"}
+    load = index_of(calls, "seccomp_set_mode_filter")
+    assert index_of(calls, "capset") < index_of(calls, START) < hook_exec
+    assert load < hook_exec < index_of(calls, "reset_signals", last=True) < len(calls) - 1
+    assert calls[-1][0] == init and calls[-1][1] == "execve"
+    # The hook's process resets its signals too before its exec.
+    assert [call[1] for call in calls if call[0] == hook_pid] == ["reset_signals", "execve"]
+
+
+# --------------------------------------------------------------------------
+# HOME (issue 15, item 11)
+
+
+def test_home_directory_reads_the_entry_of_the_uid(tmp_path):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\nbroken line\napp:x:1000:1000::/home/app:/bin/sh\n"
+                      "nohome:x:1001:1001:::/bin/sh\napp2:x:1000:1000::/second:/bin/sh\n")
+    assert process.home_directory(0, str(passwd)) == "/root"
+    assert process.home_directory(1000, str(passwd)) == "/home/app"  # the first entry wins
+    assert process.home_directory(1001, str(passwd)) == "/"
+    assert process.home_directory(4242, str(passwd)) == "/"
+    assert process.home_directory(0, str(tmp_path / "missing")) == "/"
+    assert process.home_directory(0, str(tmp_path)) == "/"  # a directory
+
+
+def test_home_directory_of_a_fifo_passwd_is_root_without_waiting(tmp_path):
+    fifo = str(tmp_path / "passwd")
+    os.mkfifo(fifo)
+    assert process.home_directory(0, fifo) == "/"
+
+
+@pytest.mark.parametrize("how", ["create", "exec"])
+def test_home_is_kept_when_given_else_taken_from_passwd(tmp_path, how):
+    given = container_config(env=["PATH=/bin", "HOME=/given"])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert run(how, tmp_path / "a", given)[-1][2][2]["HOME"] == "/given"
+    missing = container_config(env=["PATH=/bin"], user={"uid": 0, "gid": 0})
+    expected = process.home_directory(0)  # the test's own root: the fake switches no root
+    assert run(how, tmp_path / "b", missing)[-1][2][2]["HOME"] == expected

@@ -19,7 +19,9 @@ The order, written down here only; the kernel dictates most of it:
  3. linux.seccomp, when process.noNewPrivileges is false: without
     no_new_privs installing a filter needs CAP_SYS_ADMIN, so it goes in
     before the capabilities go, as runc does; all below runs filtered.
- 4. process.env.
+ 4. process.env, with HOME from the user's entry in the container's
+    /etc/passwd when the env has none or an empty one (as runc; "/" when
+    the user has no entry), read as root before the ids change.
  5. process.capabilities.bounding dropped; process.user additionalGids,
     gid, uid switched with KEEPCAPS; effective, permitted, inheritable,
     then ambient (process.py).
@@ -30,11 +32,14 @@ The order, written down here only; the kernel dictates most of it:
 10. descriptors: only 0-2 and the preserved ones survive the exec.
 11. sync.ready(): the runtime learns the process is set up; create's
     process then waits on the exec fifo until `start`.
-12. hooks.startContainer (create only).
-13. process.apparmorProfile, process.selinuxLabel: written now, applied at exec.
-14. process.execCPUAffinity.final.
-15. linux.seccomp, when process.noNewPrivileges is true: as late as
+12. process.apparmorProfile, process.selinuxLabel: written now, applied at exec.
+13. process.execCPUAffinity.final.
+14. linux.seccomp, when process.noNewPrivileges is true: as late as
     possible, so that the fewest of the runtime's own calls run filtered.
+15. hooks.startContainer (create only): as the container's process runs,
+    under its user, capabilities, label and seccomp filter, each exec'd
+    through the sealed trampoline (a hook naming #!/proc/self/exe must not
+    reach the host's interpreter, CVE-2019-5736), as runc does.
 16. sync.released(): create's process answers `start`.
 17. every signal to its default action, none blocked.
 18. exec of process.args through the sealed trampoline (trampoline.py).
@@ -100,6 +105,8 @@ def finalize(prepared, sync):
         if prepared.seccomp is not None and not nnp:
             prepared.seccomp.load()
         env = process.environment(proc.get("env"))
+        if not env.get("HOME"):
+            env["HOME"] = process.home_directory(user.get("uid", 0))
         process.set_user_and_capabilities(user, proc.get("capabilities"), prepared.last_cap)
         syscalls.umask(user["umask"] if user.get("umask") is not None else 0o022)
         process.change_directory(proc["cwd"])
@@ -108,14 +115,15 @@ def finalize(prepared, sync):
             syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
         process.keep_only_stdio_and_preserved(prepared.preserve_fds)
         sync.ready()
-        if prepared.start_hooks is not None:
-            hooks.run(prepared.start_hooks[0], "startContainer", prepared.start_hooks[1])
         if prepared.labels is not None:
             prepared.labels.apply()
         if prepared.sched is not None:
             prepared.sched.set_affinity(proc, "final")
         if prepared.seccomp is not None and nnp:
             prepared.seccomp.load()
+        if prepared.start_hooks is not None:
+            hooks.run(prepared.start_hooks[0], "startContainer", prepared.start_hooks[1],
+                      exec_via=prepared.exec_via)
         sync.released()
         syscalls.reset_signals()
     except BaseException as exc:

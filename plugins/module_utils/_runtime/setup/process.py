@@ -115,20 +115,73 @@ def environment(env):
     return result
 
 
+PASSWD_LIMIT = 1 << 20
+
+
+def home_directory(uid, passwd="/etc/passwd"):
+    """The home directory of UID in PASSWD as this process sees it (after the root switch: the
+    image's file, never the host's); "/" when there is no entry, or no readable regular file.
+
+    Opened without blocking: an image's /etc/passwd may be a FIFO or a device node.
+    """
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = os.read(fd, PASSWD_LIMIT)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    wanted = str(uid).encode()
+    for line in data.splitlines():
+        fields = line.split(b":")
+        if len(fields) >= 7 and fields[2] == wanted:
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
+    return "/"
+
+
 def change_directory(cwd):
     try:
         syscalls.chdir(cwd)
     except OSError as exc:
         raise OCIError("process.cwd %s: %s" % (cwd, exc.strerror))
     # A cwd reached through a descriptor of the runtime (/proc/self/fd/N) would
-    # sit outside the container's root (CVE-2024-21626): refuse it. The kernel
-    # calls such a directory "(unreachable)"; glibc's getcwd reports ENOENT for it.
+    # sit outside the container's root (CVE-2024-21626): refuse it.
     try:
-        unreachable = os.getcwd().startswith("(unreachable)")
-    except FileNotFoundError:
-        unreachable = True
-    if unreachable:
+        inside = _cwd_is_under_root()
+    except OSError as exc:
+        raise OCIError("process.cwd %s: cannot check that it lies in the container: %s" % (cwd, exc.strerror))
+    if not inside:
         raise OCIError("process.cwd %s: resolves outside the container's root" % cwd)
+
+
+def _cwd_is_under_root():
+    """Whether walking ".." up from the cwd meets this process's root.
+
+    Not getcwd(2): a seccomp profile may refuse it, and without noNewPrivileges
+    the filter is already loaded here (runtime-tools' seccomp test denies
+    getcwd). ".." stops at the process's root; from a directory outside it,
+    the walk ends at the top of another tree without meeting it.
+    """
+    root = os.stat("/")
+    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        here = os.fstat(fd)
+        while (here.st_dev, here.st_ino) != (root.st_dev, root.st_ino):
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            above = os.fstat(fd)
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False
+            here = above
+        return True
+    finally:
+        os.close(fd)
 
 
 def find_executable(args, env):
