@@ -28,7 +28,7 @@ import _signal as signal
 # The hints are type comments, read by mypy and never evaluated: importing typing costs every command.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union  # noqa: F401
+    from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Tuple, Union  # noqa: F401
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -74,7 +74,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def libc():  # type: () -> object
+def libc():  # type: () -> Any
     """Return the dlopen'ed libc, raising OCIError when cffi is missing."""
     global _lib
     if _lib is None:
@@ -98,6 +98,7 @@ def number(name):
 
 
 def _fail(what, path=None):
+    # type: (str, Optional[str]) -> NoReturn
     err = ffi.errno
     message = "%s: %s" % (what, os.strerror(err))
     if path is not None:
@@ -413,8 +414,8 @@ def umask(mask):
 
 
 def setsid():
-    # type: () -> int
-    return os.setsid()
+    # type: () -> None
+    os.setsid()
 
 
 def mknodat(dir_fd, name, mode, major, minor):
