@@ -142,5 +142,5 @@ def run_forked(fake, child, parent=None):
         os.kill(pid, 9)  # it may be waiting for what the failed parent never sends
         raise
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = os.waitpid(pid, 0)[1]
     return os.waitstatus_to_exitcode(status), fake.calls()

@@ -291,7 +291,6 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
 
 
-
 def _seccomp(operation, flags, pointer):
     # prctl(PR_SET_SECCOMP) needs no number, but takes no flags.
     return _syscall(number("seccomp"), operation, flags, pointer)
