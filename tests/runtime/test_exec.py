@@ -218,6 +218,22 @@ def test_cwd(running):
     assert running.exec_ok("pwd", flags=["--cwd", "/tmp"]) == "/tmp\n"
 
 
+@pytest.mark.parametrize("umask, expected", [(None, "0022"), (0o027, "0027")])
+def test_exec_and_the_containers_process_agree_on_umask_and_cwd(ocirt, make_bundle, umask, expected):
+    """One setup sequence: without --cwd an exec starts in process.cwd, with process.user.umask
+    (0022 when unset), exactly as the container's own process did."""
+    user = {"uid": 0, "gid": 0}
+    if umask is not None:
+        user["umask"] = umask
+    bundle = make_bundle(["sh", "-c", "{ umask; pwd; } > /init-view.tmp && mv /init-view.tmp /init-view; exec sleep 1000"],
+                         config={"root": {"readonly": False}, "process": {"cwd": "/tmp", "user": user}})
+    running = Running(ocirt, bundle, new_id(), None)
+    view = os.path.join(bundle, "rootfs", "init-view")
+    init_view = poll(lambda: os.path.exists(view) and read_text(view), "the container process's umask and cwd")
+    assert init_view == "%s\n/tmp\n" % expected
+    assert running.exec_ok("sh", "-c", "umask; pwd") == init_view
+
+
 def test_cwd_that_does_not_exist_is_an_error(running):
     result = running.exec("pwd", flags=["--cwd", "/no/such/dir"])
     assert_error(result, "process.cwd", "/no/such/dir")

@@ -185,3 +185,42 @@ def test_lsm_field_without_the_module_fails_exec(ocirt, make_bundle, tmp_path):
     assert result.returncode != 0
     assert "process.apparmorProfile" in result.stderr
     ocirt("delete", "--force", container_id)
+
+
+# --------------------------------------------------------------------------
+# HOME (issue 15, item 11): from the container user's entry in the image's /etc/passwd, as runc
+
+
+@pytest.mark.parametrize("user, env, expected", [
+    ({"uid": 0, "gid": 0}, [], "/image-root-home"),
+    ({"uid": 1000, "gid": 1000}, [], "/home/app"),
+    ({"uid": 4242, "gid": 4242}, [], "/"),
+    ({"uid": 1000, "gid": 1000}, ["HOME=/given"], "/given"),
+    ({"uid": 1000, "gid": 1000}, ["HOME="], "/home/app"),
+])
+def test_home_comes_from_the_images_passwd_when_env_has_none(ocirt, make_bundle, user, env, expected):
+    bundle = make_bundle(["sh", "-c", 'echo "HOME=[$HOME]"'],
+                         config={"process": {"user": user, "env": ["PATH=/bin:/sbin"] + env}})
+    passwd = os.path.join(bundle, "rootfs", "etc", "passwd")
+    with open(passwd) as handle:
+        text = handle.read()
+    # The host's root has /root: a different home in the image shows whose file was read.
+    with open(passwd, "w") as handle:
+        handle.write(text.replace("root:x:0:0:root:/root:", "root:x:0:0:root:/image-root-home:"))
+    assert run_ok(ocirt, bundle) == "HOME=[%s]\n" % expected
+
+
+def test_home_in_exec_too_and_a_fifo_passwd_does_not_hang(ocirt, make_bundle):
+    bundle = make_bundle(["sleep", "1000"], config={"process": {"env": ["PATH=/bin:/sbin"]}})
+    container_id = "home-" + uuid.uuid4().hex[:8]
+    ocirt("run", "--detach", "--bundle", bundle, container_id)
+    try:
+        as_app = ocirt("exec", "--user", "1000:1000", container_id, "sh", "-c", 'echo "[$HOME]"')
+        as_root = ocirt("exec", "--env", "HOME=/set", container_id, "sh", "-c", 'echo "[$HOME]"')
+        passwd = os.path.join(bundle, "rootfs", "etc", "passwd")
+        os.unlink(passwd)
+        os.mkfifo(passwd)
+        no_reader = ocirt("exec", container_id, "sh", "-c", 'echo "[$HOME]"')
+    finally:
+        ocirt("delete", "--force", container_id)
+    assert (as_app.stdout, as_root.stdout, no_reader.stdout) == ("[/home/app]\n", "[/set]\n", "[/]\n")

@@ -345,3 +345,28 @@ def test_notify_hands_the_fd_and_the_state_to_the_listener(ocirt, make_bundle, s
     assert state["bundle"] == bundle
     assert state["status"] == "creating"
     assert isinstance(state["pid"], int) and state["pid"] > 0 and message["pid"] == state["pid"]
+
+
+@pytest.mark.parametrize("how", ["run", "exec"])
+def test_default_allow_with_errno_rules_without_no_new_privileges(ocirt, make_bundle, how):
+    """runtime-tools' seccomp test: allow by default, getcwd refused with EPERM, no noNewPrivileges.
+
+    The filter is loaded before the capabilities go, so the runtime's own last steps run under it:
+    they must not need getcwd (the check that process.cwd lies in the container walks '..' instead).
+    """
+    seccomp = profile([{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}])
+    command = "cd /tmp && /bin/pwd; echo rc=$?; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"
+    if how == "run":
+        code, out, err = run(ocirt, bundle_with(make_bundle, command, seccomp, noNewPrivileges=False, cwd="/tmp"))
+    else:
+        bundle = bundle_with(make_bundle, "exec sleep 1000", seccomp, noNewPrivileges=False, cwd="/tmp")
+        container_id = "getcwd-" + uuid.uuid4().hex[:8]
+        ocirt("run", "--detach", "--bundle", bundle, container_id)
+        try:
+            result = ocirt("exec", container_id, "sh", "-c", command, check=False)
+        finally:
+            ocirt("delete", "--force", container_id)
+        code, out, err = result.returncode, result.stdout, result.stderr
+    assert code == 0, err
+    assert "rc=1" in out and "Operation not permitted" in err, (out, err)
+    assert "Seccomp:\t2" in out and "NoNewPrivs:\t0" in out, out

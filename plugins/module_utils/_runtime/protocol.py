@@ -1,20 +1,70 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The socket between the runtime and the processes it forks during create.
+"""The conversation between the runtime and the processes it forks: each message by name, and
+the channel that carries them (a socketpair, one JSON object per line, descriptors as SCM_RIGHTS).
 
-One JSON object per line. The children report progress ("userns": write my
-id maps; "pid": the container's pid; "ready"; "error") and wait for the
-runtime's answers ("ack", "go").
+create (operations/create.py, the runtime) with the intermediate process and the
+container's first process ("init", setup/container_init.py), in this order:
+  USERNS    intermediate -> runtime, only with a new user namespace: it has
+            unshared; the runtime writes its uid_map and gid_map, then
+  ACK       runtime -> intermediate: the maps are written; it takes root there
+            and forks the init (pid and time namespaces apply to children).
+  PID       intermediate -> runtime: the init's pid ("pid"); the intermediate exits.
+  GO        runtime -> init: its pid and cgroup are recorded; carries the cgroup
+            directories ("cgroups", for cgroup mounts), the state ("state", for
+            hooks and a seccomp listener) and whether prestart/createRuntime hooks
+            run ("runtime_hooks"). The init makes its mounts meanwhile the runtime
+            puts it in its cgroups, then
+  JOINED    runtime -> init: it is in its cgroups; it applies the kernel settings.
+  MOUNTED   init -> runtime, only when prestart or createRuntime hooks exist:
+            the runtime runs them in its own namespaces, then
+  CONTINUE  runtime -> init: it runs createContainer hooks, switches root and
+            starts finalize.py's sequence.
+  READY     init -> runtime: set up (the pty's master travels with it); create
+            records the container `created` and returns. The init blocks on the
+            exec fifo.
+start (operations/lifecycle.py) and the init, over the exec fifo: start opens it
+for reading, which releases the init; the init runs the startContainer hooks and
+writes FIFO_STARTED right before its exec, or FIFO_FAILED and a message, and exits.
+
+exec (operations/container_exec.py) with the joiner and the process it forks:
+  GO        runtime -> joiner: it is in the container's cgroups; it joins the
+            container's namespaces and forks the process.
+  PID       joiner -> runtime: the process's pid; the joiner exits.
+  READY     process -> runtime, before or after PID: set up (a pty's master
+            travels with it). Its exec then closes a status pipe; text before
+            the end of that pipe is the exec's failure.
+
+ERROR comes from any child instead of what the runtime expects ("message": the
+failure); the child exits. The monitor (create_monitored) answers its caller
+once, over a pipe: MONITOR_OK and the container's pid, or MONITOR_ERROR and the
+failure.
 """
 import os
-import struct
 
-# The C module: socket.py builds enums at import (a few ms of every create).
+# The C modules (built in): socket.py builds enums and struct.py is a wrapper, a few ms of every create.
 import _socket as socket
+import _struct as struct
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+USERNS = "userns"
+ACK = "ack"
+PID = "pid"
+GO = "go"
+JOINED = "joined"
+MOUNTED = "mounted"
+CONTINUE = "continue"
+READY = "ready"
+ERROR = "error"
+
+FIFO_STARTED = b"0"
+FIFO_FAILED = b"E"
+
+MONITOR_OK = "ok "
+MONITOR_ERROR = "error "
 
 
 class Channel:
@@ -43,7 +93,7 @@ class Channel:
             raise OCIError("the container process exited before it was set up")
 
     def raise_peer_error(self, timeout=0.5):
-        """Raise the 'error' message the peer sent (or sends within TIMEOUT seconds), if any."""
+        """Raise the ERROR message the peer sent (or sends within TIMEOUT seconds), if any."""
         import select
         if not self._buffer and not select.select([self.sock], [], [], timeout)[0]:
             return
@@ -51,7 +101,7 @@ class Channel:
             message = self.recv()
         except OSError:
             return
-        if message is not None and message.get("type") == "error":
+        if message is not None and message.get("type") == ERROR:
             raise OCIError(message["message"])
 
     def _send(self, kind, fds, fields):
@@ -83,11 +133,11 @@ class Channel:
         return message
 
     def expect(self, kind, what):
-        """Receive a message of KIND; an 'error' message or EOF raises OCIError."""
+        """Receive a message of KIND; an ERROR message or EOF raises OCIError."""
         message = self.recv()
         if message is None:
             raise OCIError("%s: the container process exited before it was set up" % what)
-        if message["type"] == "error":
+        if message["type"] == ERROR:
             raise OCIError(message["message"])
         if message["type"] != kind:
             raise OCIError("%s: unexpected message %r from the container process" % (what, message))
@@ -106,7 +156,7 @@ def report_and_exit(channel, exc):
     else:
         message = "%s: %s" % (type(exc).__name__, exc)
     try:
-        channel.send("error", message=message)
+        channel.send(ERROR, message=message)
     except Exception:
         pass
     os._exit(1)

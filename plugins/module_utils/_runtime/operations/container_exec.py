@@ -7,9 +7,10 @@ runtime ──fork──> joiner: waits until the runtime has put it in the
                   container's cgroups, enters the container's namespaces
                   (user first, mount last), forks (pid and time namespaces
                   apply to children) and reports the pid.
-                  └─fork──> the process: applies process.* as create does
-                  (rlimits, user, capabilities, noNewPrivileges, seccomp,
-                  umask, cwd, env), and execs. Its exec closes a status
+                  └─fork──> the process: opens its pty if it has one, then
+                  runs finalize.py's sequence, the same as create's process
+                  (rlimits, seccomp, user, capabilities, umask, cwd, env,
+                  noNewPrivileges, ..., exec). Its exec closes a status
                   pipe: the runtime learns "it runs" or the error.
 In the foreground the runtime is subreaper, waits, and returns the exit
 code; --detach returns once the process runs.
@@ -20,11 +21,11 @@ import signal
 # Everything the forked processes use is imported here: once they have
 # joined the container's mount namespace, the runtime's files are gone.
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import namespaces, process, terminal, trampoline
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import finalize, namespaces, process, terminal
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel, report_and_exit
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.container_init import default_signals, needs_sched
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CREATED, RUNNING, Container, process_start_time)
@@ -72,7 +73,7 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
     last_cap = process.last_capability()
     linux = config.get("linux") or {}
     host_proc = None
-    if needs_sched(proc, linux):
+    if finalize.needs_sched(proc, linux):
         # Imported now: the forked process finds it in sys.modules once the runtime's files are out of reach.
         __import__("ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.sched")
     if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
@@ -117,21 +118,21 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         opened = []
         if cgroup is not None:
             cgroup.add_process(child)
-        channel.send("go")
-        # "pid" (from the joiner) and "ready" (from the process it forked) may come in either order.
+        channel.send(protocol.GO)
+        # PID (from the joiner) and READY (from the process it forked) may come in either order.
         messages = {}
         while len(messages) < 2:
             message = channel.recv()
             if message is None:
                 raise OCIError("exec in container %s: the process exited before it was set up" % container_id)
-            if message["type"] == "error":
+            if message["type"] == protocol.ERROR:
                 raise OCIError(message["message"])
             messages[message["type"]] = message
-        pid = messages["pid"]["pid"]
+        pid = messages[protocol.PID]["pid"]
         forwarder.target(pid)
         os.waitpid(child, 0)
         child = None
-        masters = messages["ready"].get("fds", [])
+        masters = messages[protocol.READY].get("fds", [])
         error = _read_all(status_r)
         if error:
             raise OCIError("exec in container %s: %s" % (container_id, error.decode("utf-8", "replace")))
@@ -202,7 +203,7 @@ def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap, ex
         keep.update(range(3, 3 + preserve_fds))
         process.close_fds_except(keep)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-        channel.expect("go", "exec")
+        channel.expect(protocol.GO, "exec")
         for kind, path, fd in opened:
             try:
                 syscalls.setns(fd, namespaces.NAMESPACES[kind][0])
@@ -210,80 +211,75 @@ def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap, ex
                 raise OCIError("cannot join the container's %s namespace %s: %s" % (kind, path, exc.strerror))
             os.close(fd)
         if any(entry[0] == "user" for entry in opened):
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            syscalls.setresgid(0, 0, 0)
+            syscalls.setresuid(0, 0, 0)
         pid = os.fork()
         if pid == 0:
             _process(channel, proc, seccomp, preserve_fds, status_w, last_cap, extras)
-        channel.send("pid", pid=pid)
+        channel.send(protocol.PID, pid=pid)
     except BaseException as exc:
         report_and_exit(channel, exc)
     os._exit(0)
 
 
+class _ExecSync:
+    """exec's side of finalize's sequence: READY (with the pty master) on the channel; errors
+    go to the status pipe too, which the exec closes."""
+
+    def __init__(self, channel, status_w, master):
+        self.channel = channel
+        self.status_w = status_w
+        self.master = master
+
+    def ready(self):
+        # A preserved descriptor number may be the status pipe's: it must still close at exec.
+        os.set_inheritable(self.status_w, False)
+        if self.master is not None:
+            self.channel.send(protocol.READY, fds=[self.master])
+            os.close(self.master)
+            self.master = None
+        else:
+            self.channel.send(protocol.READY)
+
+    def released(self):
+        pass
+
+    def failed(self, exc):
+        try:
+            os.write(self.status_w, str(exc).encode("utf-8", "replace"))
+        finally:
+            report_and_exit(self.channel, exc)
+
+    def exec_failed(self, executable, exc):
+        os.write(self.status_w, ("exec %s: %s" % (executable, exc.strerror)).encode())
+
+
 def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap, extras):
     """SECCOMP: the container's prepared seccomp.Filter, or None.
     EXTRAS: (the container's linux object, a descriptor of the host's /proc or None)."""
-    master = None
+    sync = _ExecSync(channel, status_w, None)
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         linux, host_proc = extras
-        needs_extras = needs_sched(proc, linux)
-        if needs_extras:
-            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import sched
-            sched.set_affinity(proc, "initial")
+        finalize.initial_affinity(proc, linux)
         labels = None
         if host_proc is not None:
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
             labels = lsm.ExecLabels(proc, proc_dir=host_proc)
             os.close(host_proc)
-        exec_via = trampoline.sealed_fd()  # see trampoline.py: never exec from the host's interpreter
-        os.setsid()
+        prepared = finalize.Prepared(proc, linux, last_cap, preserve_fds, seccomp, labels)
+        syscalls.setsid()
         if proc.get("terminal"):
             root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                master, slave = terminal.open_pty(root, proc.get("consoleSize"), console=False)
+                sync.master, slave = terminal.open_pty(root, proc.get("consoleSize"), console=False)
             finally:
                 os.close(root)
             terminal.become_controlling(slave)
-        process.set_rlimits(proc.get("rlimits"))
-        if needs_extras:
-            sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
-        user = proc.get("user") or {}
-        if seccomp is not None and not proc.get("noNewPrivileges"):
-            seccomp.load()  # needs CAP_SYS_ADMIN: before the capabilities go
-        process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
-        os.umask(user.get("umask") if user.get("umask") is not None else 0o022)
-        process.change_directory(proc.get("cwd") or "/")
-        env = process.environment(proc.get("env"))
-        executable = process.find_executable(proc["args"], env)
-        if proc.get("noNewPrivileges"):
-            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-        process.keep_only_stdio_and_preserved(preserve_fds)
-        os.set_inheritable(status_w, False)
-        if master is not None:
-            channel.send("ready", fds=[master])
-            os.close(master)
-        else:
-            channel.send("ready")
-        if labels is not None:
-            labels.apply()  # takes effect at the exec below
-        if needs_extras:
-            sched.set_affinity(proc, "final")
-        if seccomp is not None and proc.get("noNewPrivileges"):
-            seccomp.load()
-        default_signals()
     except BaseException as exc:
-        try:
-            os.write(status_w, str(exc).encode("utf-8", "replace"))
-        finally:
-            report_and_exit(channel, exc)
-    try:
-        trampoline.execute(exec_via, executable, proc["args"], env)
-    except OSError as exc:
-        os.write(status_w, ("exec %s: %s" % (executable, exc.strerror)).encode())
-    os._exit(127)
+        sync.failed(exc)
+    finalize.finalize(prepared, sync)
 
 
 class _Forwarder:

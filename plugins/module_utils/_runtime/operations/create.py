@@ -4,8 +4,9 @@
 """create: validate the bundle, fork the container, and leave it waiting for start.
 
 The runtime's side of the conversation with the processes it forks (their
-side is container_init.py): write the id maps when asked, record the
-container's pid and start time, send "go", wait for "ready". create leaves
+side is container_init.py; the messages are named and described in
+protocol.py): write the id maps when asked, record the container's pid and
+start time, send GO, wait for READY. create leaves
 nothing behind when it fails: the half-made process is killed (its mounts
 live only in its own mount namespace and go with it) and the state
 directory removed.
@@ -21,6 +22,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spe
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
@@ -137,11 +139,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         for entry in joined:
             os.close(entry[2])
         child_channel.close()
-        message = channel.expect("userns", "create") if plan.new_user else None
+        message = channel.expect(protocol.USERNS, "create") if plan.new_user else None
         if message is not None:
             write_id_maps(child_pid, plan)
-            channel.send("ack")
-        init_pid = channel.expect("pid", "create")["pid"]
+            channel.send(protocol.ACK)
+        init_pid = channel.expect(protocol.PID, "create")["pid"]
         _failpoint("after-fork")
         _reap(child_pid)
         child_pid = None
@@ -162,20 +164,20 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         cgroup.apply(cgroup_writes, layout)
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
-        channel.send("go", cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
+        channel.send(protocol.GO, cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
         try:
             cgroup.add_process(init_pid)
         except OCIError:
             channel.raise_peer_error()  # the process failed first (and exited): its reason counts
             raise
-        channel.send("joined")
+        channel.send(protocol.JOINED)
         _failpoint("during-mounts")
         if runtime_hooks:
-            channel.expect("mounted", "create")
+            channel.expect(protocol.MOUNTED, "create")
             hooks.run(config["hooks"], "prestart", hook_state)
             hooks.run(config["hooks"], "createRuntime", hook_state)
-            channel.send("continue")
-        ready = channel.expect("ready", "create")
+            channel.send(protocol.CONTINUE)
+        ready = channel.expect(protocol.READY, "create")
         _failpoint("before-created")
         for master in ready.get("fds", []):
             if console_socket:
@@ -284,7 +286,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
                             log_max_files, result_w, monitor, syscalls)
         except BaseException as exc:
             try:
-                os.write(result_w, ("error %s" % _message(exc)).encode("utf-8", "replace"))
+                os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
             except OSError:
                 pass
         os._exit(1)
@@ -300,10 +302,10 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
     finally:
         os.close(result_r)
     answer = b"".join(chunks).decode("utf-8", "replace")
-    if answer.startswith("ok "):
-        return int(answer[3:])
-    if answer.startswith("error "):
-        raise OCIError(answer[6:])
+    if answer.startswith(protocol.MONITOR_OK):
+        return int(answer[len(protocol.MONITOR_OK):])
+    if answer.startswith(protocol.MONITOR_ERROR):
+        raise OCIError(answer[len(protocol.MONITOR_ERROR):])
     raise OCIError("container %s: the monitor exited before reporting (%r)" % (container_id, answer))
 
 
@@ -350,7 +352,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.close(devnull)
     for fd in preserved:
         os.close(fd)
-    os.write(result_w, ("ok %d" % init_pid).encode())
+    os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
     os.close(result_w)
     for fd in (out_r, err_r):
         if fd >= 0:

@@ -29,7 +29,8 @@ def start(root, container_id):
         answer = _release(container, fifo)
         os.unlink(fifo)
         container.update(status=RUNNING, started=utc_now())
-        if answer.startswith(b"E"):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import FIFO_FAILED
+        if answer.startswith(FIFO_FAILED):
             # A startContainer hook failed: the process exits; report it as start's failure.
             wait_for_exit(container.read()["pid"], start_time=container.read().get("pidStartTime"))
             raise OCIError("container %s: %s" % (container_id, answer[1:].decode("utf-8", "replace")))
@@ -40,7 +41,8 @@ def start(root, container_id):
 
 
 def _release(container, fifo):
-    """Open the exec fifo: the waiting process goes on; return what it says ("0", or "E" and an error).
+    """Open the exec fifo: the waiting process goes on; return what it says (protocol.FIFO_STARTED, or
+    protocol.FIFO_FAILED and an error).
 
     It writes its answer after the startContainer hooks and closes the fifo
     by exec, so reading to the end waits for exactly that.

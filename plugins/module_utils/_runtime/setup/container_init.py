@@ -6,10 +6,11 @@
 runtime ──fork──> intermediate: setns/unshare, id maps (written by the runtime),
                   forks again because pid and time namespaces apply to children,
                   reports the child's pid, exits.
-                  └─fork──> container init: waits for "go" (the runtime has
+                  └─fork──> container init: waits for GO (the runtime has
                   recorded it), mounts, /dev, kernel settings, root switch,
-                  process settings, reports "ready", then blocks on the exec
-                  fifo until `start` and execs process.args.
+                  then finalize.py's sequence (the same as exec's): process
+                  settings, READY, the exec fifo until `start`, exec.
+The messages are named and described in protocol.py.
 Neither ever returns into the caller's code: both leave with os._exit or exec.
 """
 import errno
@@ -19,8 +20,9 @@ import os
 import _signal as signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import (
-    devices, hooks, kernel_settings, mounts, namespaces, process, terminal, trampoline)
+    devices, finalize, hooks, kernel_settings, mounts, namespaces, process, terminal)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -50,15 +52,15 @@ def intermediate(args):
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         namespaces.enter(args.plan, args.joined)
         if args.plan.new_user:
-            args.channel.send("userns")
-            args.channel.expect("ack", "user namespace")
+            args.channel.send(protocol.USERNS)
+            args.channel.expect(protocol.ACK, "user namespace")
         if args.plan.in_user_namespace:
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            syscalls.setresgid(0, 0, 0)
+            syscalls.setresuid(0, 0, 0)
         pid = os.fork()
         if pid == 0:
             container_init(args)
-        args.channel.send("pid", pid=pid)
+        args.channel.send(protocol.PID, pid=pid)
     except BaseException as exc:
         report_and_exit(args.channel, exc)
     os._exit(0)
@@ -78,32 +80,41 @@ def _check_fifo_writable(proc_fds, fifo_fd):
                            % exc.strerror)
 
 
-def default_signals():
-    """The container's process starts with every signal at its default and none blocked.
+class _InitSync:
+    """create's side of finalize's sequence: READY (with the pty master) on the channel, then
+    the exec fifo, which `start` opens (see protocol.py)."""
 
-    Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays
-    ignored across exec: `yes | head` inside would loop on EPIPE forever.
-    """
-    for signum in range(1, signal.NSIG):
-        if signum in (signal.SIGKILL, signal.SIGSTOP):
-            continue
+    def __init__(self, channel, proc_fds, fifo_fd, master):
+        self.channel = channel
+        self.proc_fds = proc_fds  # the host's /proc/self/fd: the container needs no /proc of its own
+        self.fifo_fd = fifo_fd
+        self.master = master
+        self.fifo = None
+
+    def ready(self):
+        _check_fifo_writable(self.proc_fds, self.fifo_fd)
+        if self.master is not None:
+            self.channel.send(protocol.READY, fds=[self.master])
+            os.close(self.master)
+            self.master = None
+        else:
+            self.channel.send(protocol.READY)
+        # Blocks until `start` opens the fifo for reading; from here `start` is the one listening.
+        self.fifo = os.open(str(self.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.proc_fds)
+
+    def released(self):
+        os.write(self.fifo, protocol.FIFO_STARTED)
+
+    def failed(self, exc):
+        if self.fifo is None:
+            report_and_exit(self.channel, exc)
         try:
-            if signal.getsignal(signum) != signal.SIG_DFL:
-                signal.signal(signum, signal.SIG_DFL)
-        except (OSError, ValueError):
-            # 32 and 33, which the C library keeps for itself, but which the
-            # caller may have left ignored: the kernel takes SIG_DFL for them.
-            syscalls.reset_signal_to_default(signum)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.write(self.fifo, protocol.FIFO_FAILED + str(exc).encode("utf-8", "replace"))
+        finally:
+            os._exit(1)
 
-
-EXTRA_PROCESS_FIELDS = ("ioPriority", "scheduler", "execCPUAffinity")
-EXTRA_LINUX_FIELDS = ("personality", "memoryPolicy")
-
-
-def needs_sched(proc, linux):
-    """Whether sched.py has anything to apply (it is imported only then)."""
-    return any(proc.get(key) for key in EXTRA_PROCESS_FIELDS) or any(linux.get(key) for key in EXTRA_LINUX_FIELDS)
+    def exec_failed(self, executable, exc):
+        os.write(2, ("ocirt: exec %s: %s\n" % (executable, exc.strerror)).encode())
 
 
 def container_init(args):
@@ -113,16 +124,13 @@ def container_init(args):
         # Until exec, /proc/<pid>/exe is the host's interpreter: keep it
         # unreachable to the container's other processes (CVE-2019-5736).
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        go = args.channel.expect("go", "container init")
-        os.setsid()
+        go = args.channel.expect(protocol.GO, "container init")
+        syscalls.setsid()
         config = args.config
         linux = config.get("linux") or {}
         proc = config["process"]
-        extras = needs_sched(proc, linux)
-        if extras:
-            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import sched
-            sched.set_affinity(proc, "initial")
-        os.umask(0)
+        finalize.initial_affinity(proc, linux)
+        syscalls.umask(0)
         master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
@@ -140,11 +148,11 @@ def container_init(args):
         kernel_settings.apply(config)
         # In its cgroups from here on: what follows (hooks, scheduling, the process settings)
         # runs under the container's limits; a real-time policy could not even join them.
-        args.channel.expect("joined", "container init")
+        args.channel.expect(protocol.JOINED, "container init")
         if go.get("runtime_hooks"):
             # prestart and createRuntime run now, in the runtime's namespaces, by the runtime.
-            args.channel.send("mounted")
-            args.channel.expect("continue", "container init")
+            args.channel.send(protocol.MOUNTED)
+            args.channel.expect(protocol.CONTINUE, "container init")
         if (config.get("hooks") or {}).get("createContainer"):
             hooks.run(config["hooks"], "createContainer", go["state"])
         # The exec fifo is reopened through this host /proc directory after the
@@ -155,63 +163,21 @@ def container_init(args):
             # Their attr files are opened now, from the host's /proc, never from the image's.
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
             labels = lsm.ExecLabels(proc)
-        last_cap = process.last_capability()
-        # Made now, before any seccomp filter or dropped capability could forbid it.
-        exec_via = trampoline.sealed_fd()
         seccomp_filter = None
         if linux.get("seccomp") is not None:
             # Checked, compiled and its listener (a host path) connected before the root switch.
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
             seccomp_filter = seccomp.prepare(linux["seccomp"], go["state"])
+        start_hooks = None
+        if (config.get("hooks") or {}).get("startContainer"):
+            start_hooks = (config["hooks"], dict(go["state"], status="created"))
+        prepared = finalize.Prepared(proc, linux, process.last_capability(), args.preserve_fds,
+                                     seccomp_filter, labels, start_hooks)
         if args.plan.has("mount"):
             mounts.pivot(args.rootfs, linux.get("rootfsPropagation"))
         else:
             mounts.chroot(args.rootfs)
-        process.set_rlimits(proc.get("rlimits"))
-        if extras:
-            sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
-        user = proc.get("user") or {}
-        if seccomp_filter is not None and not proc.get("noNewPrivileges"):
-            seccomp_filter.load()  # needs CAP_SYS_ADMIN: before the capabilities go (the steps below run filtered)
-        process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
-        os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
-        process.change_directory(proc["cwd"])
-        env = process.environment(proc.get("env"))
-        executable = process.find_executable(proc["args"], env)
-        if proc.get("noNewPrivileges"):
-            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-        process.keep_only_stdio_and_preserved(args.preserve_fds)
-        _check_fifo_writable(proc_fds, args.fifo_fd)
-        if master is not None:
-            args.channel.send("ready", fds=[master])
-            os.close(master)
-        else:
-            args.channel.send("ready")
-        # Blocks until `start` opens the fifo for reading.
-        fifo = os.open(str(args.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fds)
+        sync = _InitSync(args.channel, proc_fds, args.fifo_fd, master)
     except BaseException as exc:
         report_and_exit(args.channel, exc)
-    # From here `start` is the one listening, on the fifo: "0" means the
-    # startContainer hooks passed and exec follows (the fifo closes with it);
-    # "E" and a message is a failure that start reports.
-    try:
-        if (config.get("hooks") or {}).get("startContainer"):
-            hooks.run(config["hooks"], "startContainer", dict(go["state"], status="created"))
-        if labels is not None:
-            labels.apply()  # takes effect at the exec below
-        if extras:
-            sched.set_affinity(proc, "final")  # the last change before exec (errors still reach `start`)
-        if seccomp_filter is not None and proc.get("noNewPrivileges"):
-            seccomp_filter.load()  # as late as it can fail to `start`: the answer, signal resets and exec follow
-        os.write(fifo, b"0")
-    except BaseException as exc:
-        try:
-            os.write(fifo, b"E" + str(exc).encode("utf-8", "replace"))
-        finally:
-            os._exit(1)
-    default_signals()
-    try:
-        trampoline.execute(exec_via, executable, proc["args"], env)
-    except OSError as exc:
-        os.write(2, ("ocirt: exec %s: %s\n" % (executable, exc.strerror)).encode())
-    os._exit(127)
+    finalize.finalize(prepared, sync)

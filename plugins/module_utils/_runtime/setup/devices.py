@@ -95,8 +95,8 @@ def _create(rootfd, device, in_user_namespace):
             finally:
                 os.close(node)
             return
-        os.mknod(name, _KIND[device["type"]] | (mode & 0o7777),
-                 os.makedev(device.get("major", 0), device.get("minor", 0)), dir_fd=parent)
-        os.chown(name, device.get("uid", 0), device.get("gid", 0), dir_fd=parent, follow_symlinks=False)
+        syscalls.mknodat(parent, name, _KIND[device["type"]] | (mode & 0o7777),
+                         device.get("major", 0), device.get("minor", 0))
+        syscalls.fchownat(parent, name, device.get("uid", 0), device.get("gid", 0))
     finally:
         os.close(parent)

@@ -9,7 +9,9 @@ Where each kind runs (runtime-spec config.md, "POSIX-platform Hooks"):
 - createContainer: right after, by the container's first process, in the
   container's namespaces but before pivot_root (so its path is a host path);
 - startContainer: during start, in the container, after the root switch,
-  just before process.args is executed;
+  just before process.args is executed, as that process will run (its
+  user, capabilities, seccomp filter), exec'd through the sealed
+  trampoline (finalize.py);
 - poststart: by `start`, after the process is released;
 - poststop: by `delete`, after the container is gone.
 A failing prestart/createRuntime/createContainer/startContainer hook fails
@@ -61,10 +63,13 @@ def validate(hooks, check_executable=False):
                 raise OCIError("%s.path: %s is not an executable file" % (field, path))
 
 
-def run(hooks, kind, state):
-    """Run the hooks of KIND in order with STATE (a dict) on stdin; raise OCIError at the first failure."""
+def run(hooks, kind, state, exec_via=None):
+    """Run the hooks of KIND in order with STATE (a dict) on stdin; raise OCIError at the first failure.
+
+    EXEC_VIA: the sealed trampoline's descriptor, for hooks that run in the container (see trampoline.py).
+    """
     for index, hook in enumerate((hooks or {}).get(kind) or []):
-        run_one(hook, "hooks.%s[%d]" % (kind, index), state)
+        run_one(hook, "hooks.%s[%d]" % (kind, index), state, exec_via)
 
 
 def run_reporting(hooks, kind, state, report):
@@ -76,7 +81,7 @@ def run_reporting(hooks, kind, state, report):
             report("warning: %s" % exc)
 
 
-def run_one(hook, field, state):
+def run_one(hook, field, state, exec_via=None):
     stdin_r, stdin_w = os.pipe()
     err_r, err_w = os.pipe()
     args = hook.get("args") or [hook["path"]]
@@ -88,11 +93,21 @@ def run_one(hook, field, state):
             os.dup2(err_w, 2)
             devnull = os.open("/dev/null", os.O_WRONLY)
             os.dup2(devnull, 1)
-            os.closerange(3, 65536)
             os.setsid()
-            for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(signum, signal.SIG_DFL)
-            os.execve(hook["path"], args, env)
+            if exec_via is None:
+                os.closerange(3, 65536)
+                for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(signum, signal.SIG_DFL)
+                os.execve(hook["path"], args, env)
+            # In the container: finalize.py imported these before the root switch.
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import trampoline
+            # Kept at 3, close-on-exec: it goes at the trampoline's exec.
+            if exec_via != 3:
+                os.dup2(exec_via, 3, inheritable=False)
+            os.closerange(4, 65536)
+            syscalls.reset_signals()
+            trampoline.execute(3, hook["path"], args, env)
         except BaseException as exc:
             os.write(2, ("cannot execute: %s" % getattr(exc, "strerror", exc)).encode())
         os._exit(127)

@@ -293,11 +293,11 @@ def pivot(rootfs, propagation):
     old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fchdir(new_root)
+        syscalls.fchdir(new_root)
         # pivot_root(".", ".") stacks the old root on top of the new one: no
         # directory for it is needed inside the image.
         syscalls.pivot_root(".", ".")
-        os.fchdir(old_root)
+        syscalls.fchdir(old_root)
         # The unmount must not propagate to the host's mounts.
         syscalls.mount(None, ".", None, MS_SLAVE | MS_REC)
         syscalls.umount2(".", MNT_DETACH)
@@ -306,14 +306,14 @@ def pivot(rootfs, propagation):
     finally:
         os.close(old_root)
         os.close(new_root)
-    os.chdir("/")
+    syscalls.chdir("/")
     if propagation in ("shared", "rshared", "private", "rprivate", "unbindable", "runbindable"):
         syscalls.mount(None, "/", None, PROPAGATION_OPTIONS[propagation])
 
 
 def chroot(rootfs):
     try:
-        os.chroot(rootfs)
+        syscalls.chroot(rootfs)
     except OSError as exc:
         raise OCIError("chroot into %s: %s" % (rootfs, exc.strerror))
-    os.chdir("/")
+    syscalls.chdir("/")

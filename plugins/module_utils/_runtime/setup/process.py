@@ -1,16 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""process.*: rlimits, user and groups, capabilities, umask, cwd, env, the
-executable, noNewPrivileges, and which descriptors survive into the container.
+"""process.*: rlimits, user and groups, capabilities, cwd, env, the executable,
+and which descriptors survive into the container.
 
-Applied by the container's first process after the root switch, in an order
-the kernel allows: rlimits while still privileged; the bounding set while
-CAP_SETPCAP is held; ids with KEEPCAPS so permitted survives setuid; then the
-effective/permitted/inheritable sets, and the ambient set last.
+The steps of finalize.py's sequence (which holds their order), applied after
+the root switch: the bounding set drops while CAP_SETPCAP is held; ids switch
+with KEEPCAPS so permitted survives setuid; then the effective/permitted/
+inheritable sets, and the ambient set last.
 """
 import os
-import resource
 import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
@@ -33,15 +32,12 @@ def close_fds_except(keep):
 
 def set_rlimits(rlimits):
     for index, rlimit in enumerate(rlimits or []):
-        # rlim_t is unsigned 64-bit: from 2**63 on the values mean (or are) RLIM_INFINITY.
-        soft, hard = (resource.RLIM_INFINITY if value >= 1 << 63 else value
-                      for value in (rlimit["soft"], rlimit["hard"]))
         try:
-            resource.setrlimit(RLIMITS[rlimit["type"]], (soft, hard))
+            syscalls.setrlimit(RLIMITS[rlimit["type"]], rlimit["soft"], rlimit["hard"])
         except (OSError, ValueError, OverflowError) as exc:
             raise OCIError("process.rlimits[%d] (%s soft %d hard %d): %s"
                            % (index, rlimit["type"], rlimit["soft"], rlimit["hard"],
-                              getattr(exc, "strerror", None) or exc))
+                              os.strerror(exc.errno) if getattr(exc, "errno", None) else exc))
 
 
 def _mask(names):
@@ -75,20 +71,20 @@ def set_user_and_capabilities(user, capabilities, last_cap):
                                    % (cap, exc.strerror))
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     try:
-        os.setgroups(user.get("additionalGids") or [])
+        syscalls.setgroups(user.get("additionalGids") or [])
     except OSError as exc:
         raise OCIError("process.user.additionalGids %s: %s" % (user.get("additionalGids") or [], exc.strerror))
     try:
-        os.setresgid(gid, gid, gid)
+        syscalls.setresgid(gid, gid, gid)
     except OSError as exc:
         raise OCIError("process.user.gid %d: %s" % (gid, exc.strerror))
     try:
-        os.setresuid(uid, uid, uid)
+        syscalls.setresuid(uid, uid, uid)
     except OSError as exc:
         raise OCIError("process.user.uid %d: %s" % (uid, exc.strerror))
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+    if syscalls.getresuid() != (uid, uid, uid) or syscalls.getresgid() != (gid, gid, gid):
         raise OCIError("process.user: the process is uid %s gid %s, not %d:%d"
-                       % (os.getresuid(), os.getresgid(), uid, gid))
+                       % (syscalls.getresuid(), syscalls.getresgid(), uid, gid))
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     if capabilities is None:
         return
@@ -119,20 +115,73 @@ def environment(env):
     return result
 
 
+PASSWD_LIMIT = 1 << 20
+
+
+def home_directory(uid, passwd="/etc/passwd"):
+    """The home directory of UID in PASSWD as this process sees it (after the root switch: the
+    image's file, never the host's); "/" when there is no entry, or no readable regular file.
+
+    Opened without blocking: an image's /etc/passwd may be a FIFO or a device node.
+    """
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = os.read(fd, PASSWD_LIMIT)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    wanted = str(uid).encode()
+    for line in data.splitlines():
+        fields = line.split(b":")
+        if len(fields) >= 7 and fields[2] == wanted:
+            return fields[5].decode("utf-8", "surrogateescape") or "/"
+    return "/"
+
+
 def change_directory(cwd):
     try:
-        os.chdir(cwd)
+        syscalls.chdir(cwd)
     except OSError as exc:
         raise OCIError("process.cwd %s: %s" % (cwd, exc.strerror))
     # A cwd reached through a descriptor of the runtime (/proc/self/fd/N) would
-    # sit outside the container's root (CVE-2024-21626): refuse it. The kernel
-    # calls such a directory "(unreachable)"; glibc's getcwd reports ENOENT for it.
+    # sit outside the container's root (CVE-2024-21626): refuse it.
     try:
-        unreachable = os.getcwd().startswith("(unreachable)")
-    except FileNotFoundError:
-        unreachable = True
-    if unreachable:
+        inside = _cwd_is_under_root()
+    except OSError as exc:
+        raise OCIError("process.cwd %s: cannot check that it lies in the container: %s" % (cwd, exc.strerror))
+    if not inside:
         raise OCIError("process.cwd %s: resolves outside the container's root" % cwd)
+
+
+def _cwd_is_under_root():
+    """Whether walking ".." up from the cwd meets this process's root.
+
+    Not getcwd(2): a seccomp profile may refuse it, and without noNewPrivileges
+    the filter is already loaded here (runtime-tools' seccomp test denies
+    getcwd). ".." stops at the process's root; from a directory outside it,
+    the walk ends at the top of another tree without meeting it.
+    """
+    root = os.stat("/")
+    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        here = os.fstat(fd)
+        while (here.st_dev, here.st_ino) != (root.st_dev, root.st_ino):
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            above = os.fstat(fd)
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False
+            here = above
+        return True
+    finally:
+        os.close(fd)
 
 
 def find_executable(args, env):

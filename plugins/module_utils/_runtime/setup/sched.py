@@ -9,7 +9,6 @@ policy or a negative nice needs CAP_SYS_NICE), the final CPU affinity right
 before exec. spec.py has validated the fields; a kernel that lacks a call
 or refuses a value fails the process with the field named.
 """
-import os
 import struct
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
@@ -35,7 +34,7 @@ def set_affinity(proc, which):
         return
     field = "process.execCPUAffinity." + which
     try:
-        os.sched_setaffinity(0, parse_cpu_list(cpus, field))
+        syscalls.sched_setaffinity(parse_cpu_list(cpus, field))
     except OSError as exc:
         raise _error("%s %r" % (field, cpus), exc)
 

@@ -12,7 +12,6 @@ runtime, which sends it to --console-socket (as runc does: SCM_RIGHTS with
 the pty's name as the message), relays it to its own terminal (`run`), or
 hands it to the monitor, which logs it.
 """
-import fcntl
 import os
 import struct
 import sys
@@ -21,12 +20,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux impo
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import ensure_in_root, fd_path, open_in_root
 
-TIOCSCTTY = 0x540E
-TIOCGWINSZ = 0x5413
-TIOCSWINSZ = 0x5414
-TIOCGPTN = 0x80045430
-TIOCSPTLCK = 0x40045431
-TIOCGPTPEER = 0x5441
 MS_BIND = 4096
 
 
@@ -38,8 +31,8 @@ def open_pty(rootfd, console_size=None, console=True):
         raise OCIError("process.terminal: cannot open the container's /dev/pts/ptmx (a devpts mount "
                        "with newinstance is needed): %s" % exc.strerror)
     try:
-        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        syscalls.pty_unlock(master)
+        slave = syscalls.pty_peer(master, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         if console_size:
             set_size(slave, console_size.get("height", 0), console_size.get("width", 0))
         if console:
@@ -55,17 +48,16 @@ def open_pty(rootfd, console_size=None, console=True):
 
 
 def pty_name(master):
-    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-    return "/dev/pts/%d" % number
+    return "/dev/pts/%d" % syscalls.pty_number(master)
 
 
 def set_size(fd, height, width):
-    fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    syscalls.set_window_size(fd, struct.pack("HHHH", height, width, 0, 0))
 
 
 def become_controlling(slave):
     """In the container's process (a session leader): the slave is its terminal and its stdio."""
-    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    syscalls.set_controlling_terminal(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
@@ -98,14 +90,13 @@ def relay(master, stdin=0, stdout=1):
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin)
         try:
-            size = fcntl.ioctl(stdin, TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(master, TIOCSWINSZ, size)
+            syscalls.set_window_size(master, syscalls.get_window_size(stdin))
         except OSError:
             pass
 
     def resize(*_args):
         try:
-            fcntl.ioctl(master, TIOCSWINSZ, fcntl.ioctl(stdin, TIOCGWINSZ, b"\0" * 8))
+            syscalls.set_window_size(master, syscalls.get_window_size(stdin))
         except OSError:
             pass
     previous = signal.signal(signal.SIGWINCH, resize) if saved is not None else None

@@ -22,6 +22,8 @@ import fcntl
 import os
 import struct
 
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+
 # x86_64: refuse argc < 2; rdi = argv[0]; rsi = &argv[1]; rdx = envp = rsp + 8 * (argc + 2);
 # execve; exit_group(127). The argc check ends the loop a `#!/proc/self/exe` script would
 # otherwise make: each round through the script drops one argument until none is left.
@@ -97,7 +99,7 @@ def sealed_fd():
 def execute(trampoline_fd, path, args, env):
     """Exec ARGS from PATH through the trampoline (or directly without one). Returns only on failure."""
     if trampoline_fd is None:
-        os.execve(path, args, env)
+        syscalls.execve(path, args, env)
     # fexecve: execveat(fd, "", ..., AT_EMPTY_PATH) needs no /proc, and the close-on-exec memfd is
     # fine for an ELF (only a script would need its fd after exec).
-    os.execve(trampoline_fd, [path] + list(args), env)
+    syscalls.execve(trampoline_fd, [path] + list(args), env)
