@@ -77,9 +77,10 @@ def state(root, container_id):
         return container.oci_state()
 
 
-def list_containers(root):
+def list_containers(root, report=None):
+    """The states of ROOT's containers; REPORT(message), when given, hears of entries skipped."""
     states = []
-    for container_id in container_ids(root):
+    for container_id in container_ids(root, report):
         try:
             with Container.open(root, container_id) as container:
                 states.append(container.oci_state())
