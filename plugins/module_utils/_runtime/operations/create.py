@@ -172,7 +172,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         _failpoint("during-mounts")
         if runtime_hooks:
             channel.expect("mounted", "create")
-            hooks.run(config["hooks"], "prestart", hook_state)
+            # prestart sees "created", as runtime-tools' hooks_stdin expects (crun passes it).
+            hooks.run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
             hooks.run(config["hooks"], "createRuntime", hook_state)
             channel.send("continue")
         ready = channel.expect("ready", "create")

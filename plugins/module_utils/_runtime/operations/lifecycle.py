@@ -26,9 +26,12 @@ def start(root, container_id):
             raise OCIError("container %s: cannot start a container that is %s (it must be created)"
                            % (container_id, status))
         fifo = container.path(EXEC_FIFO)
+        # poststart hooks get the state of the start, even when the process has exited by then.
+        started_state = container.oci_state()
         answer = _release(container, fifo)
         os.unlink(fifo)
-        container.update(status=RUNNING, started=utc_now())
+        started = utc_now()
+        container.update(status=RUNNING, started=started)
         if answer.startswith(b"E"):
             # A startContainer hook failed: the process exits; report it as start's failure.
             wait_for_exit(container.read()["pid"], start_time=container.read().get("pidStartTime"))
@@ -36,7 +39,8 @@ def start(root, container_id):
         config = container.config()
         if (config.get("hooks") or {}).get("poststart"):
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
-            hooks.run_reporting(config["hooks"], "poststart", container.oci_state(), _warn)
+            hooks.run_reporting(config["hooks"], "poststart", dict(started_state, status=RUNNING, started=started),
+                                _warn)
 
 
 def _release(container, fifo):
