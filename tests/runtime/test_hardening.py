@@ -868,3 +868,28 @@ def test_exec_with_a_profile_denying_getcwd_without_nnp(ocirt, make_bundle):
         assert "rc=1" in result.stdout and "Operation not permitted" in result.stderr, result
     finally:
         ocirt("delete", "--force", cid)
+
+
+def test_exec_tty_in_a_container_without_devpts_opens_no_image_node(ocirt, make_bundle, scratch):
+    mounts = [m for m in DEFAULT_MOUNTS if not m["destination"].startswith("/dev")]
+    bundle = make_bundle(["sleep", "1000"], config={"mounts": mounts})
+    pts = os.path.join(bundle, "rootfs", "dev", "pts")
+    os.makedirs(pts)
+    node = os.path.join(pts, "ptmx")
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    cid = new_id()
+    ocirt("run", "--detach", "--bundle", bundle, cid)
+    watch = OpenWatch(node)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(os.path.join(scratch, "console.sock"))
+    listener.listen(1)
+    try:
+        result = ocirt("exec", "--tty", "--detach", "--console-socket", os.path.join(scratch, "console.sock"), cid,
+                       "true", check=False)
+        assert result.returncode != 0, result
+        assert "process.terminal" in result.stderr and "not the ptmx of a devpts" in result.stderr, result.stderr
+        assert not watch.opened(), "the image's /dev/pts/ptmx was opened"
+    finally:
+        watch.close()
+        listener.close()
+        ocirt("delete", "--force", cid)

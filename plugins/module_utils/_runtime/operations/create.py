@@ -37,6 +37,7 @@ def _check_config(config, plan, console_socket, terminal_handler):
                            "to (or run it in the foreground with `ocirt run`, or with a monitor)")
         if not plan.has("mount"):
             raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+        terminal.check(config.get("mounts"))
     elif console_socket:
         raise OCIError("--console-socket: given, but process.terminal is false")
     if not plan.has("mount"):
