@@ -24,7 +24,8 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup impo
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel, report_and_exit
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.container_init import default_signals, needs_sched
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.container_init import (
+    change_directory_before_filter, default_signals, needs_sched)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CREATED, RUNNING, Container, process_start_time)
@@ -251,11 +252,14 @@ def _process(channel, proc, seccomp, preserve_fds, status_w, last_cap, extras):
         if needs_extras:
             sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
         user = proc.get("user") or {}
+        in_cwd = False
         if seccomp is not None and not proc.get("noNewPrivileges"):
+            in_cwd = change_directory_before_filter(proc.get("cwd") or "/")
             seccomp.load()  # needs CAP_SYS_ADMIN: before the capabilities go
         process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
         os.umask(user.get("umask") if user.get("umask") is not None else 0o022)
-        process.change_directory(proc.get("cwd") or "/")
+        if not in_cwd:
+            process.change_directory(proc.get("cwd") or "/")
         env = process.environment(proc.get("env"))
         executable = process.find_executable(proc["args"], env)
         if proc.get("noNewPrivileges"):

@@ -96,6 +96,26 @@ def default_signals():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def change_directory_before_filter(cwd):
+    """process.cwd, changed to and checked while still root and unfiltered; False to try again later.
+
+    Loading a seccomp filter without noNewPrivileges must come before the
+    capabilities are dropped, so the steps after it run filtered, and the cwd
+    check's getcwd may be denied by the profile (runtime-tools' linux_seccomp:
+    errno for getcwd; crun passes it, runc 1.1.5 fails it). As runc's first
+    attempt, the chdir is made as root; a cwd root may not enter (EACCES, as on
+    a root-squashed NFS) is left to process.change_directory as the user.
+    """
+    try:
+        os.chdir(cwd)
+    except PermissionError:
+        return False
+    except OSError:
+        pass  # process.change_directory reports it, naming process.cwd
+    process.change_directory(cwd)
+    return True
+
+
 EXTRA_PROCESS_FIELDS = ("ioPriority", "scheduler", "execCPUAffinity")
 EXTRA_LINUX_FIELDS = ("personality", "memoryPolicy")
 
@@ -170,11 +190,14 @@ def container_init(args):
         if extras:
             sched.apply(proc, linux)  # privileged and unfiltered yet: a real-time policy needs CAP_SYS_NICE
         user = proc.get("user") or {}
+        in_cwd = False
         if seccomp_filter is not None and not proc.get("noNewPrivileges"):
+            in_cwd = change_directory_before_filter(proc["cwd"])
             seccomp_filter.load()  # needs CAP_SYS_ADMIN: before the capabilities go (the steps below run filtered)
         process.set_user_and_capabilities(user, proc.get("capabilities"), last_cap)
         os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
-        process.change_directory(proc["cwd"])
+        if not in_cwd:
+            process.change_directory(proc["cwd"])
         env = process.environment(proc.get("env"))
         executable = process.find_executable(proc["args"], env)
         if proc.get("noNewPrivileges"):
