@@ -159,6 +159,14 @@ def enter(plan, opened):
                            % (", ".join(sorted(plan.new)), exc.strerror))
 
 
+def host_id(mappings, container_id=0):
+    """The host id that CONTAINER_ID maps to under MAPPINGS (uidMappings or gidMappings), or None."""
+    for mapping in mappings or []:
+        if mapping["containerID"] <= container_id < mapping["containerID"] + mapping["size"]:
+            return mapping["hostID"] + container_id - mapping["containerID"]
+    return None
+
+
 def write_id_maps(pid, plan):
     """Write uid_map and gid_map of PID's new user namespace, from outside it."""
     for name, mappings in (("uid_map", plan.uid_mappings), ("gid_map", plan.gid_mappings)):
