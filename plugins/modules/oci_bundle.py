@@ -62,6 +62,15 @@ options:
   platform:
     description: In an OCI image layout with several platforms, C(os/architecture[/variant]); default the host's.
     type: str
+  max_unpacked_size:
+    description:
+      - The most an unpacked root filesystem (from a tarball, an OCI image layout or a copied directory) may
+        take, in bytes or with a unit (C(512M), C(20G)); unpacking stops there, fails, and leaves the bundle
+        as it was.
+      - File contents count, and 512 bytes for each entry, so that neither a small archive that decompresses
+        to a huge one nor one of millions of empty files can fill the disk.
+      - Default the free space of the bundle's filesystem less 5 % of its size.
+    type: str
   args:
     description: The command and its arguments (default the image's entrypoint and command, else C(sh)).
     type: list
@@ -214,6 +223,7 @@ def main():
         rootfs_copy=dict(type='bool', default=False),
         image_ref=dict(type='str'),
         platform=dict(type='str'),
+        max_unpacked_size=dict(type='str'),
         args=dict(type='list', elements='str'),
         env=dict(type='dict'),
         cwd=dict(type='str'),
@@ -250,7 +260,8 @@ def main():
         outcome = bundle.ensure(params['path'], dict((name, params[name]) for name in CONFIG_OPTIONS),
                                 source=params['rootfs_from'], reference=params['image_ref'],
                                 platform=params['platform'], copy=params['rootfs_copy'],
-                                state_root=params['state_root'], check_mode=module.check_mode)
+                                state_root=params['state_root'], check_mode=module.check_mode,
+                                max_unpacked_size=params['max_unpacked_size'])
     except OCIError as exc:
         module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
     keys = ('changed', 'actions', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')

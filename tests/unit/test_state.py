@@ -31,8 +31,8 @@ def wait_until(predicate, what):
 
 
 @pytest.mark.parametrize("container_id", [
-    "a", "web-1", "x.y_z", "A1", "a" * 1024, "\u00e9" * 512, "a.b", ".hidden-ish", "x-",
-], ids=["a", "web-1", "x.y_z", "A1", "1024-bytes", "1024-bytes-multibyte", "a.b", "leading-dot", "trailing-dash"])
+    "a", "web-1", "x.y_z", "A1", "a" * 1024, "a+b", "a.b", ".hidden-ish", "x-",
+], ids=["a", "web-1", "x.y_z", "A1", "1024-bytes", "plus", "a.b", "leading-dot", "trailing-dash"])
 def test_validate_id_accepts(container_id):
     assert state.validate_id(container_id) == container_id
 
@@ -49,8 +49,12 @@ def test_validate_id_accepts(container_id):
     ("a" * 1025, "a" * 32),
     ("\u00e9" * 513, "\u00e9" * 32),  # 1026 bytes in UTF-8, only 513 characters
     (None, "must not be empty"),
+    ("\u00e9" * 4, repr("\u00e9" * 4)),
+    ("a\nb", repr("a\nb")),
+    ("a b", "'a b'"),
+    ("a,b", "'a,b'"),
 ], ids=["empty", "slash", "absolute", "dotdot", "dot", "inner-dotdot", "dotdot-slash", "nul", "1025-bytes",
-        "1026-bytes-multibyte", "none"])
+        "1026-bytes-multibyte", "none", "non-ascii", "newline", "space", "comma"])
 def test_validate_id_rejects(container_id, needle):
     with pytest.raises(OCIError) as caught:
         state.validate_id(container_id)

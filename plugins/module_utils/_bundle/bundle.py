@@ -8,6 +8,13 @@ tarball, or an OCI image layout. What was unpacked, and from what, is kept
 in BUNDLE/.oci-bundle.json, so an unchanged source is never unpacked twice;
 config.json is rewritten only when its content changes. Every function
 takes check_mode and then reports what it would do without writing.
+
+The bundle directory is out of reach of other users: 0700, or 0710 with the
+group of the container's root when the config gives it a user namespace
+(Docker's choice for its root), so that only that host group may traverse
+it. An image's setuid files, file capabilities and everything else in the
+root filesystem are therefore reachable by root and the container only; the
+staging directory an image is unpacked into is inside it, and 0700 too.
 """
 import hashlib
 import json
@@ -47,9 +54,12 @@ def _tree_fingerprint(path):
 
 def source_kind(source):
     if os.path.isdir(source):
-        return "oci-layout" if os.path.isfile(os.path.join(source, "oci-layout")) else "directory"
+        # lexists: an oci-layout that is not a regular file is the layout's error to report, not a directory.
+        return "oci-layout" if os.path.lexists(os.path.join(source, "oci-layout")) else "directory"
     if os.path.isfile(source):
         return "tarball"
+    if os.path.lexists(source):
+        raise OCIError("rootfs_from %s: not a directory or a regular file" % source)
     raise OCIError("rootfs_from %s: no such directory or file" % source)
 
 
@@ -58,9 +68,9 @@ def source_key(source, kind, reference, platform, copy):
     if kind == "tarball":
         return _sha256_file(source)
     if kind == "oci-layout":
+        from ansible_collections.daemonless.oci.plugins.module_utils._bundle import oci_layout
         # Blobs are content-addressed: the index and the choice made in it identify the image.
-        return "layout:%s:%s:%s" % (_sha256_file(os.path.join(source, "index.json")), reference or "",
-                                    platform or "")
+        return "layout:%s:%s:%s" % (oci_layout.index_digest(source), reference or "", platform or "")
     if copy:
         return _tree_fingerprint(source)
     return "in-place:" + source
@@ -93,16 +103,60 @@ def _platform(value):
     return platform
 
 
-def _unpack(kind, source, target, reference, platform):
+def _unpack(kind, source, target, reference, platform, max_size):
     """Fill TARGET from SOURCE; return (image digest or None, image config or None)."""
     from ansible_collections.daemonless.oci.plugins.module_utils._bundle import directory, oci_layout, tarball
     if kind == "tarball":
-        return tarball.unpack_tarball(source, target)["digest"], None
+        return tarball.unpack_tarball(source, target, max_size=max_size)["digest"], None
     if kind == "oci-layout":
-        result = oci_layout.unpack_oci_layout(source, target, reference=reference, platform=_platform(platform))
+        result = oci_layout.unpack_oci_layout(source, target, reference=reference, platform=_platform(platform),
+                                              max_size=max_size)
         return result["digest"], result.get("config")
-    directory.copy_directory(source, target)
+    directory.copy_directory(source, target, max_size=max_size)
     return None, None
+
+
+def _max_size(value):
+    """max_unpacked_size in bytes, or None for the default (the free space less 5 %)."""
+    if value is None:
+        return None
+    size = bundle_config.parse_size(value, "max_unpacked_size")
+    if size <= 0:
+        raise OCIError("max_unpacked_size: must be a positive size such as 2G, not %r" % (value,))
+    return size
+
+
+def _access(config):
+    """(mode, group) of the bundle directory: 0700 root, or 0710 with the host group of the
+    container's root when CONFIG makes a user namespace (its root must reach the rootfs)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import host_id
+    linux = config.get("linux") or {}
+    if any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or []):
+        gid = host_id(linux.get("gidMappings"))
+        if gid:
+            return 0o710, gid
+    return 0o700, 0
+
+
+def _access_change(path, access):
+    """What would restrict PATH to ACCESS, or None when it already is (or does not exist yet)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (access[0], 0, access[1]):
+        return None
+    return "restrict %s to mode %04o, owner 0, group %d" % (path, access[0], access[1])
+
+
+def _protect(path, access):
+    os.makedirs(path, 0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.chown(fd, 0, access[1])
+        os.chmod(fd, access[0])
+    finally:
+        os.close(fd)
 
 
 def users_of(path, state_root):
@@ -112,12 +166,20 @@ def users_of(path, state_root):
 
 
 def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
-           check_mode=False):
-    """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests)."""
+           check_mode=False, max_unpacked_size=None):
+    """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests).
+
+    MAX_UNPACKED_SIZE: what an unpacked root filesystem may take (bytes or a
+    size such as 2G); default the free space of the bundle's filesystem less 5 %.
+    """
     path = os.path.abspath(path)
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
-    bundle_config.build_config(options)
+    max_size = _max_size(max_unpacked_size)
+    access = _access(bundle_config.build_config(options))
     actions = []
+    restrict = _access_change(path, access)
+    if restrict:
+        actions.append(restrict)
     stamp = read_stamp(path)
     rootfs_path = ROOTFS
     image_digest = stamp.get("image_digest")
@@ -137,7 +199,9 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         elif stamp.get("key") != key or not os.path.isdir(os.path.join(path, ROOTFS)):
             actions.append("unpack %s (%s) into %s" % (source, kind, os.path.join(path, ROOTFS)))
             if not check_mode:
-                image_digest, image_config = _replace_rootfs(path, kind, source, reference, platform, state_root)
+                _protect(path, access)  # before the first file of the image lands
+                image_digest, image_config = _replace_rootfs(path, kind, source, reference, platform, state_root,
+                                                             max_size)
             elif kind == "oci-layout":
                 image_config = None  # known once unpacked; the config diff may miss image defaults
         new_stamp = {"source": source, "kind": kind, "key": key, "image_digest": image_digest,
@@ -159,8 +223,7 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     if before != after:
         actions.append("write %s" % config_file)
     if not check_mode:
-        if not os.path.isdir(path):
-            os.makedirs(path, 0o755)
+        _protect(path, access)
         if before != after:
             _write_atomic(config_file, after)
         if new_stamp != stamp:
@@ -178,15 +241,14 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     }
 
 
-def _replace_rootfs(path, kind, source, reference, platform, state_root):
+def _replace_rootfs(path, kind, source, reference, platform, state_root, max_size):
     """Unpack beside the old rootfs, then swap; an old rootfs a live container uses is kept aside."""
-    os.makedirs(path, 0o755, exist_ok=True)
     staging = os.path.join(path, ".rootfs.new")
     if os.path.lexists(staging):
         shutil.rmtree(staging)
-    os.mkdir(staging, 0o755)
+    os.mkdir(staging, 0o700)
     try:
-        digest, config = _unpack(kind, source, staging, reference, platform)
+        digest, config = _unpack(kind, source, staging, reference, platform, max_size)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

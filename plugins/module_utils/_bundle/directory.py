@@ -12,6 +12,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.path
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import DIR_FLAGS, Entry, Writer, lstat_at, open_dest, reason
 
 
+
 def _read_xattrs(path, warnings, rel):
     """Xattrs of PATH: an fd, or a path whose last component is not followed."""
     follow = isinstance(path, int)
@@ -93,13 +94,13 @@ def _opener(dfd, name):
     return content
 
 
-def copy_directory(source, dest):
+def copy_directory(source, dest, max_size=None):
     """Copy the root filesystem directory SOURCE into DEST (created, or empty).
 
-    Owners, modes, times, symlinks (as links), hard links, device nodes and
-    fifos are kept, xattrs where the destination takes them; sockets are
-    skipped and mount points below SOURCE are not crossed. Returns
-    dict(warnings=[...]).
+    Owners, modes, times, symlinks (as links), hard links and fifos are
+    kept, xattrs where the destination takes them; device nodes and sockets
+    are skipped (the writer's rules) and mount points below SOURCE are not
+    crossed. MAX_SIZE as for unpack_tarball. Returns dict(warnings=[...]).
     """
     try:
         srcfd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -112,7 +113,7 @@ def copy_directory(source, dest):
             raise OCIError("dest %s: inside the source %s" % (dest, source))
         rootfd = open_dest(dest)
         try:
-            writer = Writer(rootfd)
+            writer = Writer(rootfd, max_size)
             label = "copy of %s" % source
             entries = _walk_source(srcfd, writer.warnings)
             try:

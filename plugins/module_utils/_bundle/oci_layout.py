@@ -1,16 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""OCI image layouts: index, manifest and config resolved for a platform, layers checked and applied in order."""
+"""OCI image layouts: index, manifest and config resolved for a platform, layers checked and applied in order.
+
+Every file of the layout (oci-layout, index.json, blobs/<alg>/<hex>) is
+opened relative to the layout directory, one component at a time with
+O_NOFOLLOW, and must be a regular file: a blob that is a symbolic link
+(possibly to a host file outside the layout) is refused, and a FIFO is
+refused rather than waited on (O_NONBLOCK).
+"""
+import errno
 import hashlib
 import json
 import os
 import re
-import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.tarball import HashingReader, apply_tar, decompressed, drain
-from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, Writer, open_dest, reason
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, Writer, open_dest, open_regular, reason
 
 MAX_JSON_BLOB = 32 << 20
 MAX_INDEX_DEPTH = 8
@@ -55,6 +62,7 @@ _ARCH = {
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
 # Errors a decompressor or tarfile raises on bad input (OSError covers gzip.BadGzipFile).
+
 
 
 def host_platform():
@@ -119,19 +127,55 @@ class _Layout(object):
 
     def __init__(self, path):
         self.path = path
-        marker = self._read_json_file("oci-layout")
-        if not isinstance(marker, dict) or not str(marker.get("imageLayoutVersion", "")).startswith("1."):
-            raise OCIError("OCI layout %s: oci-layout has no imageLayoutVersion 1.x" % path)
-        self.index = self._read_json_file("index.json")
-        self.manifests = self._manifest_list(self.index, "index.json")
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OCIError("OCI layout %s: %s" % (path, reason(exc)))
+        try:
+            marker = self._read_json_file("oci-layout")
+            if not isinstance(marker, dict) or not str(marker.get("imageLayoutVersion", "")).startswith("1."):
+                raise OCIError("OCI layout %s: oci-layout has no imageLayoutVersion 1.x" % path)
+            self.index = self._read_json_file("index.json")
+            self.manifests = self._manifest_list(self.index, "index.json")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def open_file(self, parts, label):
+        """A reader on the regular file PARTS (path components) inside the layout, no link followed."""
+        parent = os.dup(self.fd)
+        try:
+            for part in parts[:-1]:
+                try:
+                    child = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise OCIError("%s: %s is a symbolic link or not a directory; blobs are read only from "
+                                       "inside the layout" % (label, part))
+                    raise OCIError("%s: %s" % (label, reason(exc)))
+                os.close(parent)
+                parent = child
+            return open_regular(parts[-1], label, dir_fd=parent, follow=False)
+        finally:
+            os.close(parent)
 
     def _read_json_file(self, name):
-        path = os.path.join(self.path, name)
-        try:
-            with open(path, "rb") as handle:
+        with self.open_file([name], "OCI layout %s: %s" % (self.path, name)) as handle:
+            try:
                 data = handle.read(MAX_JSON_BLOB + 1)
-        except OSError as exc:
-            raise OCIError("OCI layout %s: %s: %s" % (self.path, name, reason(exc)))
+            except OSError as exc:
+                raise OCIError("OCI layout %s: %s: %s" % (self.path, name, reason(exc)))
         return self._parse(data, name)
 
     def _parse(self, data, where):
@@ -155,15 +199,9 @@ class _Layout(object):
         _check_descriptor(desc, where)
         digest, size = desc["digest"], desc["size"]
         algorithm, hexpart = digest.split(":", 1)
-        path = os.path.join(self.path, "blobs", algorithm, hexpart)
-        try:
-            handle = open(path, "rb")
-        except OSError as exc:
-            raise OCIError("OCI layout %s: blob %s (%s): %s" % (self.path, digest, where, reason(exc)))
+        handle = self.open_file(["blobs", algorithm, hexpart], "OCI layout %s: blob %s (%s)" % (self.path, digest, where))
         try:
             st = os.fstat(handle.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise OCIError("OCI layout %s: blob %s (%s): not a regular file" % (self.path, digest, where))
             if st.st_size != size:
                 raise OCIError("OCI layout %s: blob %s (%s): %d bytes, its descriptor says %d"
                                % (self.path, digest, where, st.st_size, size))
@@ -287,7 +325,17 @@ def _annotation(desc, key):
     return None
 
 
-def unpack_oci_layout(layout_dir, dest, reference=None, platform=None):
+def index_digest(layout_dir):
+    """sha256 of LAYOUT_DIR's index.json, read as the layout's files are (what identifies its images)."""
+    with _Layout(layout_dir) as layout:
+        with layout.open_file(["index.json"], "OCI layout %s: index.json" % layout_dir) as handle:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def unpack_oci_layout(layout_dir, dest, reference=None, platform=None, max_size=None):
     """Unpack an image of the OCI layout LAYOUT_DIR into DEST, layer by layer.
 
     REFERENCE: a tag (org.opencontainers.image.ref.name), a manifest digest,
@@ -295,9 +343,14 @@ def unpack_oci_layout(layout_dir, dest, reference=None, platform=None):
     or a dict (os, architecture, variant); default the host's.
     Returns dict(digest=<manifest digest>, config=<the image config's
     "config" object>, layers=[digests], config_digest, platform, warnings).
-    DEST is created, or must be empty.
+    DEST is created, or must be empty. MAX_SIZE: bytes the unpacked tree may
+    take, all layers together (writer.SizeLimit; default the free space less 5 %).
     """
-    layout = _Layout(layout_dir)
+    with _Layout(layout_dir) as layout:
+        return _unpack(layout, layout_dir, dest, reference, platform, max_size)
+
+
+def _unpack(layout, layout_dir, dest, reference, platform, max_size):
     desc, manifest, where = layout.select(reference, platform)
     label = "manifest " + desc["digest"]
     config_desc = manifest.get("config")
@@ -322,7 +375,7 @@ def unpack_oci_layout(layout_dir, dest, reference=None, platform=None):
 
     rootfd = open_dest(dest)
     try:
-        writer = Writer(rootfd)
+        writer = Writer(rootfd, max_size)
         for position, layer in enumerate(layers):
             layer_label = "layer %s (%s layers[%d])" % (layer["digest"], label, position)
             with layout.open_blob(layer, "%s layers[%d]" % (label, position)) as blob:

@@ -14,11 +14,13 @@ import tarfile
 import tempfile
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, Entry, READ_ERRORS, Writer, clean_path, open_dest, reason, split_path
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import (
+    CHUNK, Entry, READ_ERRORS, Writer, clean_path, open_dest, open_regular, reason, split_path)
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
+
 
 
 class HashingReader(object):
@@ -171,21 +173,19 @@ def _sha256_of(fileobj):
     return "sha256:" + digest.hexdigest()
 
 
-def unpack_tarball(tar_path, dest):
+def unpack_tarball(tar_path, dest, max_size=None):
     """Unpack a rootfs tarball (plain, gzip, zstd, bzip2 or xz, told by magic bytes) into DEST.
 
     Returns dict(digest="sha256:<hex of the file as given>", compression, warnings).
-    DEST is created, or must be empty.
+    DEST is created, or must be empty. MAX_SIZE: bytes the unpacked tree may
+    take (writer.SizeLimit; default the free space less 5 %).
     """
-    try:
-        fileobj = open(tar_path, "rb")
-    except OSError as exc:
-        raise OCIError("tarball %s: %s" % (tar_path, reason(exc)))
+    fileobj = open_regular(tar_path, "tarball %s" % tar_path)
     with fileobj:
         digest = _sha256_of(fileobj)
         rootfd = open_dest(dest)
         try:
-            writer = Writer(rootfd)
+            writer = Writer(rootfd, max_size)
             label = "tarball %s" % tar_path
             with decompressed(fileobj, label) as (compression, reader):
                 apply_tar(reader, writer, label, layer=False)

@@ -16,6 +16,17 @@ archives) and CVE-2014-9356 (absolute symlinks in layers followed on the host).
 Nothing here is trusted: the tar member names, link targets, whiteouts, the
 layout's index and manifests. Blobs are checked against their descriptor's
 size and digest before their content is used.
+
+What an image may not bring onto the host (docs/security.md, "Image
+unpacking"): device nodes are not created (the runtime makes /dev itself; a
+0666 block device in a bundle would be a raw disk for whoever reaches it);
+the root's mode from an image's "." entry keeps no group or other write bit
+nor any setuid, setgid or sticky bit; and the unpacked size is limited
+(SizeLimit: by default the destination's free space less 5 %), so a small
+compressed archive cannot fill the disk. setuid/setgid files and
+security.capability xattrs are kept, as the container may need them: the
+bundle directory around the root filesystem keeps other users out
+(bundle.py).
 """
 import errno
 import lzma
@@ -33,6 +44,38 @@ CHUNK = 1 << 20
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# What an entry costs besides its content: a tar header's size, so that an
+# archive of millions of empty files counts too.
+ENTRY_COST = 512
+# The default limit leaves this share of the filesystem free.
+FREE_MARGIN_DIVISOR = 20
+ROOT_MODE_MASK = 0o755
+DEFAULT_ROOT_MODE = 0o755
+
+
+class SizeLimit(object):
+    """How many bytes an unpack may write, and why (for the error that stops it)."""
+
+    def __init__(self, max_bytes, why):
+        self.max_bytes = max_bytes
+        self.why = why
+
+    @classmethod
+    def for_dest(cls, rootfd, max_size=None):
+        """MAX_SIZE bytes (the max_unpacked_size option), or by default the free space less 5 %."""
+        if max_size is not None:
+            return cls(max_size, "max_unpacked_size=%d bytes" % max_size)
+        st = os.fstatvfs(rootfd)
+        free = st.f_bavail * st.f_frsize
+        margin = st.f_blocks * st.f_frsize // FREE_MARGIN_DIVISOR
+        limit = max(0, free - margin)
+        return cls(limit, "%d bytes, the free space of the destination's filesystem less 5 %% (the default "
+                          "max_unpacked_size; give max_unpacked_size to change it)" % limit)
+
+
+class _LimitReached(Exception):
+    pass
 
 
 # ---------------------------------------------------------------------------
@@ -127,13 +170,16 @@ class Writer(object):
     layer.md), whatever the member order inside the layer.
     """
 
-    def __init__(self, rootfd):
+    def __init__(self, rootfd, max_size=None):
         self.rootfd = rootfd
         self.dev = os.fstat(rootfd).st_dev
         self.root_real = os.readlink(fd_path(rootfd)).rstrip("/")
         self.dir_times = {}
         self.warnings = _Warnings()
         self.added = None
+        self.limit = SizeLimit.for_dest(rootfd, max_size)
+        self.written = 0
+        self.root_mode_set = False
 
     # -- public steps
 
@@ -142,11 +188,20 @@ class Writer(object):
 
     def add(self, entry, label):
         try:
+            self.charge(ENTRY_COST + len(entry.linkname or ""))
             self._add(entry)
         except OCIError:
             raise
+        except _LimitReached as exc:
+            raise OCIError("%s: /%s: unpacking stopped at %s" % (label, entry.path, exc))
         except READ_ERRORS + (ValueError,) as exc:  # ValueError: a NUL byte in a name
             raise OCIError("%s: /%s: %s" % (label, entry.path, reason(exc)))
+
+    def charge(self, count):
+        """Count COUNT more bytes written; past the limit, stop (before writing them)."""
+        self.written += count
+        if self.written > self.limit.max_bytes:
+            raise _LimitReached(self.limit.why)
 
     def whiteout(self, parent, name, label):
         """`.wh.NAME` in PARENT: hide NAME of the lower layers."""
@@ -172,7 +227,10 @@ class Writer(object):
             raise OCIError("%s: opaque whiteout of /%s: %s" % (label, parent, reason(exc)))
 
     def finish(self):
-        """Directory times last: creating their children changed them."""
+        """The root's mode when no entry gave it; directory times last (creating children changed them)."""
+        if not self.root_mode_set:
+            os.chmod(self.rootfd, DEFAULT_ROOT_MODE)
+            self.root_mode_set = True
         for path in sorted(self.dir_times, reverse=True):
             atime, mtime = self.dir_times[path]
             try:
@@ -202,7 +260,11 @@ class Writer(object):
                 raise OSError(errno.EISDIR, "the root can only be a directory, not a %s" % entry.kind)
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.rootfd)
             try:
-                self._set_metadata(fd, entry)
+                # An image's "." may not open the root filesystem to other users (0777) nor make it setgid.
+                root = Entry(entry.kind, entry.path, mode=entry.mode & ROOT_MODE_MASK, uid=entry.uid,
+                             gid=entry.gid, mtime_ns=entry.mtime_ns, atime_ns=entry.atime_ns, xattrs=entry.xattrs)
+                self._set_metadata(fd, root)
+                self.root_mode_set = True
             finally:
                 os.close(fd)
             return
@@ -251,7 +313,7 @@ class Writer(object):
             if entry.content is not None:
                 reader = entry.content()
                 try:
-                    _copy_to_fd(reader, fd)
+                    _copy_to_fd(reader, fd, self.charge)
                 finally:
                     reader.close()
             self._set_metadata(fd, entry)
@@ -267,20 +329,15 @@ class Writer(object):
             os.utime(name, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _node(self, pfd, name, entry):
-        kinds = {"char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}
-        kind = kinds[entry.kind]
-        device = os.makedev(entry.devmajor, entry.devminor) if kind != stat.S_IFIFO else 0
-        try:
-            os.mknod(name, kind | 0o600, device, dir_fd=pfd)
-        except PermissionError as exc:
-            if kind == stat.S_IFIFO:
-                raise
-            # No CAP_MKNOD (a user namespace): the runtime populates /dev anyway.
-            self.warnings.add("device node", exc, entry.path)
+        if entry.kind != "fifo":
+            # The runtime makes /dev itself; an image's node would only be a way onto a host device.
+            self.warnings.add("device node", OSError(errno.EPERM, "device nodes from images are not created"),
+                              entry.path)
             return
+        os.mknod(name, stat.S_IFIFO | 0o600, 0, dir_fd=pfd)
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
-            if stat.S_IFMT(os.fstat(fd).st_mode) != kind:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 raise OSError(errno.EEXIST, "replaced while being created")
             # O_PATH fds take no fchown/fchmod: go through the magic link, which names this inode.
             self._set_metadata(fd_path(fd), entry)
@@ -518,11 +575,12 @@ def reason(exc):
     return str(exc) or type(exc).__name__
 
 
-def _copy_to_fd(reader, fd):
+def _copy_to_fd(reader, fd, charge):
     while True:
         chunk = reader.read(CHUNK)
         if not chunk:
             return
+        charge(len(chunk))
         view = memoryview(chunk)
         while view:
             written = os.write(fd, view)
@@ -533,11 +591,11 @@ def open_dest(dest):
     """A directory fd on DEST, created when missing; an existing DEST must be empty.
 
     Unpacking over an old tree would mix its files with the image's, and
-    "lower layer" would then mean whatever was there.
+    "lower layer" would then mean whatever was there. DEST is 0700 while it
+    fills; Writer.finish gives the root its mode.
     """
     try:
-        os.makedirs(dest, 0o755)
-        os.chmod(dest, 0o755)
+        os.makedirs(dest, 0o700)
     except FileExistsError:
         pass
     except OSError as exc:
@@ -551,7 +609,28 @@ def open_dest(dest):
             raise OCIError("dest %s: refusing to unpack onto the host's /" % dest)
         if os.listdir(fd):
             raise OCIError("dest %s: not empty; unpack into a new or empty directory" % dest)
+        os.chmod(fd, 0o700)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def open_regular(path, label, dir_fd=None, follow=True):
+    """A binary reader on PATH, which must be a regular file: a FIFO or a device is refused, never
+    waited on or read (O_NONBLOCK); with FOLLOW false a symbolic link is refused too."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise OCIError("%s: a symbolic link, not a regular file" % label)
+        raise OCIError("%s: %s" % (label, reason(exc)))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OCIError("%s: not a regular file" % label)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")

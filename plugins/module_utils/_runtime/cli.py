@@ -245,7 +245,8 @@ def _run_command(root, command, options):
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.features import features
         _print_json(features())
     elif command == "list":
-        _print_list(lifecycle.list_containers(root), options)
+        _print_list(lifecycle.list_containers(root, lambda text: sys.stderr.write("ocirt: warning: %s\n" % text)),
+                    options)
     elif command == "spec":
         _write_spec(options)
     elif command in ("pause", "resume"):

@@ -14,6 +14,7 @@ create, so a reused pid never passes for the container.
 import errno
 import fcntl
 import os
+import stat
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
@@ -109,6 +110,12 @@ class Container:
             return cls._locked(root, container_id, path)
         except FileNotFoundError:
             raise OCIError("container %s: does not exist" % container_id)
+        except OSError as exc:
+            # O_NOFOLLOW | O_DIRECTORY: a stray file (ENOTDIR) or symlink (ELOOP) in the state root.
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            raise OCIError("container %s: %s is not a container directory (%s); left as it is"
+                           % (container_id, path, _entry_kind(path)))
 
     @classmethod
     def _locked(cls, root, container_id, path):
@@ -288,7 +295,19 @@ def _record_problem(record):
     return None
 
 
-def container_ids(root):
+def _entry_kind(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "gone"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a directory" if stat.S_ISDIR(mode) else "a file"
+
+
+def container_ids(root, report=None):
+    """The ids of the containers in ROOT; entries that are not container directories are
+    skipped, and named to REPORT(message) when given."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -296,16 +315,31 @@ def container_ids(root):
     ids = []
     for name in names:
         path = os.path.join(root, name)
-        if not os.path.isdir(path):
+        container_id = None
+        kind = _entry_kind(path)
+        if kind == "gone":
             continue
-        if not name.startswith(INTERNAL_PREFIX):
-            ids.append(name)
-        elif len(name) == 65:
+        if kind == "a directory":
+            if not name.startswith(INTERNAL_PREFIX):
+                container_id = name
+            elif len(name) == 65:
+                try:
+                    with open(os.path.join(path, STATE_FILE), "rb") as handle:
+                        container_id = jsonio.loads(handle.read())["id"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            else:
+                continue  # the runtime's own ("=monitor")
             try:
-                with open(os.path.join(path, STATE_FILE), "rb") as handle:
-                    ids.append(jsonio.loads(handle.read())["id"])
-            except (OSError, ValueError, KeyError):
-                continue
+                validate_id(container_id)
+            except OCIError:
+                container_id = None
+                kind = "a directory whose name is not a valid container id"
+        if container_id is None:
+            if report is not None:
+                report("%s: not a container directory (%s), skipped" % (path, kind))
+            continue
+        ids.append(container_id)
     return sorted(ids)
 
 

@@ -26,7 +26,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import pro
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
-    NamespacePlan, namespace_paths, write_id_maps)
+    NamespacePlan, host_id, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
@@ -39,6 +39,7 @@ def _check_config(config, plan, console_socket, terminal_handler):
                            "to (or run it in the foreground with `ocirt run`, or with a monitor)")
         if not plan.has("mount"):
             raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+        terminal.check(config.get("mounts"))
     elif console_socket:
         raise OCIError("--console-socket: given, but process.terminal is false")
     if not plan.has("mount"):
@@ -57,14 +58,9 @@ def _check_config(config, plan, console_socket, terminal_handler):
 
 def _root_ids(plan):
     """The host uid and gid of the container's root, for files its root must open."""
-    def host_id(mappings):
-        for mapping in mappings:
-            if mapping["containerID"] <= 0 < mapping["containerID"] + mapping["size"]:
-                return mapping["hostID"] - mapping["containerID"]
-        return 0
     if not plan.new_user:
         return 0, 0
-    return host_id(plan.uid_mappings), host_id(plan.gid_mappings)
+    return host_id(plan.uid_mappings) or 0, host_id(plan.gid_mappings) or 0
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
@@ -174,7 +170,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         _failpoint("during-mounts")
         if runtime_hooks:
             channel.expect(protocol.MOUNTED, "create")
-            hooks.run(config["hooks"], "prestart", hook_state)
+            # prestart sees "created", as runtime-tools' hooks_stdin expects (crun passes it).
+            hooks.run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
             hooks.run(config["hooks"], "createRuntime", hook_state)
             channel.send(protocol.CONTINUE)
         ready = channel.expect(protocol.READY, "create")

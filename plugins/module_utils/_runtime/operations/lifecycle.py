@@ -26,9 +26,12 @@ def start(root, container_id):
             raise OCIError("container %s: cannot start a container that is %s (it must be created)"
                            % (container_id, status))
         fifo = container.path(EXEC_FIFO)
+        # poststart hooks get the state of the start, even when the process has exited by then.
+        started_state = container.oci_state()
         answer = _release(container, fifo)
         os.unlink(fifo)
-        container.update(status=RUNNING, started=utc_now())
+        started = utc_now()
+        container.update(status=RUNNING, started=started)
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import FIFO_FAILED
         if answer.startswith(FIFO_FAILED):
             # A startContainer hook failed: the process exits; report it as start's failure.
@@ -37,7 +40,8 @@ def start(root, container_id):
         config = container.config()
         if (config.get("hooks") or {}).get("poststart"):
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
-            hooks.run_reporting(config["hooks"], "poststart", container.oci_state(), _warn)
+            hooks.run_reporting(config["hooks"], "poststart", dict(started_state, status=RUNNING, started=started),
+                                _warn)
 
 
 def _release(container, fifo):
@@ -79,9 +83,10 @@ def state(root, container_id):
         return container.oci_state()
 
 
-def list_containers(root):
+def list_containers(root, report=None):
+    """The states of ROOT's containers; REPORT(message), when given, hears of entries skipped."""
     states = []
-    for container_id in container_ids(root):
+    for container_id in container_ids(root, report):
         try:
             with Container.open(root, container_id) as container:
                 states.append(container.oci_state())

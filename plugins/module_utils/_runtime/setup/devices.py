@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""/dev inside the container: the default devices, linux.devices, the standard symlinks.
+"""linux.devices (path, type, major, minor, fileMode, uid, gid): /dev inside the container, with
+the default devices and the standard symlinks.
 
 Applies when the runtime populates /dev itself, that is when /dev is not
 bind-mounted from the host (as runc decides). In a user namespace mknod is
-not allowed, so each device is an empty file with the host's node bound on it.
+not allowed, so each device is an empty file with the host's node bound on
+it; that host node must be a character or block device of the type and
+numbers the config gives (runc binds whatever the path names, so a config
+could bind any host file into the container this way).
 """
 import os
 import stat
@@ -73,6 +77,26 @@ def populate(rootfd, config_devices, in_user_namespace):
         os.close(dev)
 
 
+def _host_node(device):
+    """An O_PATH fd on the host's node at the device's path, which must be that very device."""
+    field = "%s %s" % (device.get("field", "default device"), device["path"])
+    fd = os.open(device["path"], os.O_PATH | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        kind = _KIND[device["type"]]
+        if stat.S_IFMT(st.st_mode) != kind:
+            raise OCIError("%s: not a %s device on the host; in a user namespace only host device nodes are bound"
+                           % (field, "block" if kind == stat.S_IFBLK else "character"))
+        have = (os.major(st.st_rdev), os.minor(st.st_rdev))
+        want = (device.get("major", 0), device.get("minor", 0))
+        if have != want:
+            raise OCIError("%s: the host's node is %d:%d, not %d:%d" % ((field,) + have + want))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _create(rootfd, device, in_user_namespace):
     parent_path, name = os.path.split(os.path.normpath(device["path"]))
     parent = ensure_in_root(rootfd, parent_path)
@@ -87,13 +111,18 @@ def _create(rootfd, device, in_user_namespace):
         if mode is None:
             mode = 0o666
         if in_user_namespace and device["type"] != "p":
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o644, dir_fd=parent))
-            node = open_in_root(rootfd, device["path"])
+            source = _host_node(device)
             try:
-                syscalls.mount(device["path"], fd_path(node), None, MS_BIND)
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o644, dir_fd=parent))
+                node = open_in_root(rootfd, device["path"])
+                try:
+                    # The checked inode itself is bound, whatever the host path names by now.
+                    syscalls.mount(fd_path(source), fd_path(node), None, MS_BIND)
+                finally:
+                    os.close(node)
             finally:
-                os.close(node)
+                os.close(source)
             return
         syscalls.mknodat(parent, name, _KIND[device["type"]] | (mode & 0o7777),
                          device.get("major", 0), device.get("minor", 0))

@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Per-namespace kernel settings: hostname, domainname, linux.sysctl, process.oomScoreAdj.
+"""hostname, domainname, linux.sysctl, process.oomScoreAdj: the per-namespace kernel settings.
 
 Written by the container's first process before the root switch, through the
-host's /proc (not one the image could fake), and only for settings the
-kernel keeps per namespace: anything else would change the host.
+host's /proc (not one the image could fake), and only into namespaces that
+are the container's: ones it made, or ones it joined by path that are not
+the runtime's own (runc refuses net.* in the host's network namespace the same
+way). Anything else would change the host.
 """
 import os
 
@@ -17,24 +19,33 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
 
+def _require_own(plan, kind, field):
+    """Refuse FIELD unless the container's namespace of KIND is not the runtime's."""
+    if kind in plan.new:
+        return
+    path = plan.joined_path(kind)
+    if path is None:
+        raise OCIError("%s: needs a %s namespace of the container's own in linux.namespaces" % (field, kind))
+    if plan.joins_runtimes(kind):
+        raise OCIError("%s: not allowed in the runtime's own %s namespace (linux.namespaces joins it by %s): "
+                       "it would change the host's" % (field, kind, path))
+
+
 def check(config, plan):
     """Refuse, before anything runs, settings the container's namespaces cannot hold."""
-    if (config.get("hostname") or config.get("domainname")) and "uts" not in plan.new:
-        field = "hostname" if config.get("hostname") else "domainname"
-        raise OCIError("%s: setting it needs a new uts namespace in linux.namespaces" % field)
+    for field in ("hostname", "domainname"):
+        if config.get(field):
+            _require_own(plan, "uts", field)
     for key in ((config.get("linux") or {}).get("sysctl") or {}):
         field = "linux.sysctl.%s" % key
         if not key or ".." in key or key.startswith(("/", ".")) or key.endswith(("/", ".")):
             raise OCIError("%s: not a sysctl name" % field)
         if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            if "ipc" not in plan.new:
-                raise OCIError("%s: needs a new ipc namespace" % field)
+            _require_own(plan, "ipc", field)
         elif key.startswith("net."):
-            if "network" not in plan.new and not plan.has("network"):
-                raise OCIError("%s: needs a network namespace of the container's own" % field)
+            _require_own(plan, "network", field)
         elif key in ("kernel.hostname", "kernel.domainname"):
-            if "uts" not in plan.new:
-                raise OCIError("%s: needs a new uts namespace" % field)
+            _require_own(plan, "uts", field)
         else:
             raise OCIError("%s: not a namespaced sysctl; it would change the host" % field)
 

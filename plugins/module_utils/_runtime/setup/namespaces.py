@@ -1,11 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""linux.namespaces: which to create, which to join by path, and the id maps.
+"""linux.namespaces (type, path), linux.uidMappings, linux.gidMappings: which namespaces to
+create, which to join by path, and the id maps.
 
 Runs in the intermediate child of create (see lifecycle): joined namespaces
 are entered with setns, new ones made with one unshare, so that every new
 namespace is owned by the new user namespace when there is one.
+
+A namespace joined by path is identified (its nsfs device and inode) when
+the plan is made, before anything exists, and the descriptor opened later
+must still be that namespace. Joining the runtime's own mount namespace, or
+PID 1's, is refused: the root switch would re-root *that* namespace (the
+host's). Whether a namespace is the runtime's own also decides what
+kernel_settings may write into it.
 """
 import os
 
@@ -37,6 +45,18 @@ NAMESPACES = {
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
+def _identity(st):
+    return st.st_dev, st.st_ino
+
+
+def runtime_namespace(kind, pid="self"):
+    """The identity of PID's namespace of spec type KIND, or None when it cannot be seen."""
+    try:
+        return _identity(os.stat("/proc/%s/ns/%s" % (pid, NAMESPACES[kind][1])))
+    except OSError:
+        return None
+
+
 class NamespacePlan:
     """What to do with each namespace type, decided from the config before forking."""
 
@@ -50,6 +70,21 @@ class NamespacePlan:
         self.gid_mappings = linux.get("gidMappings") or []
         if "time" in self.new and not os.path.exists("/proc/self/ns/time"):
             raise OCIError("linux.namespaces: this kernel has no time namespace")
+        self.identities = {}
+        for kind, path in self.join:
+            try:
+                self.identities[kind] = _identity(os.stat(path))
+            except OSError as exc:
+                raise OCIError("linux.namespaces: %s namespace path %s: %s" % (kind, path, exc.strerror))
+        if "mount" in self.identities:
+            _refuse_host_mount(self.identities["mount"], dict(self.join)["mount"])
+
+    def joins_runtimes(self, kind):
+        """True when KIND is joined by a path that names the runtime's own namespace of that type."""
+        return kind in self.identities and self.identities[kind] == runtime_namespace(kind)
+
+    def joined_path(self, kind):
+        return dict(self.join).get(kind)
 
     @property
     def new_user(self):
@@ -85,11 +120,24 @@ class NamespacePlan:
                     raise OCIError("linux.namespaces: %s namespace path %s: %s"
                                    % (kind, path, exc.strerror))
                 opened.append((kind, path, fd))
+                # What was checked is what is joined, even if the path was re-bound since.
+                if _identity(os.fstat(fd)) != self.identities[kind]:
+                    raise OCIError("linux.namespaces: %s namespace path %s: changed since the config was checked"
+                                   % (kind, path))
         except Exception:
             for entry in opened:
                 os.close(entry[2])
             raise
         return opened
+
+
+def _refuse_host_mount(identity, path):
+    # The root switch in a joined mount namespace re-roots that namespace: with the
+    # runtime's own or PID 1's, the host's mount table and root would be the container's.
+    for pid, whose in (("self", "the runtime's own"), ("1", "PID 1's")):
+        if identity == runtime_namespace("mount", pid):
+            raise OCIError("linux.namespaces: mount namespace path %s is %s mount namespace; joining it would "
+                           "re-root the host" % (path, whose))
 
 
 def enter(plan, opened):
@@ -109,6 +157,14 @@ def enter(plan, opened):
         except OSError as exc:
             raise OCIError("linux.namespaces: cannot create %s namespaces: %s"
                            % (", ".join(sorted(plan.new)), exc.strerror))
+
+
+def host_id(mappings, container_id=0):
+    """The host id that CONTAINER_ID maps to under MAPPINGS (uidMappings or gidMappings), or None."""
+    for mapping in mappings or []:
+        if mapping["containerID"] <= container_id < mapping["containerID"] + mapping["size"]:
+            return mapping["hostID"] + container_id - mapping["containerID"]
+    return None
 
 
 def write_id_maps(pid, plan):

@@ -70,8 +70,9 @@ with process.noNewPrivileges as late as a failure can still reach `start`
 (after it opened the exec fifo and the startContainer hooks ran; only the
 answer on the fifo, the signal resets and execve follow); without it, before the capabilities are dropped, since
 installing a filter then needs CAP_SYS_ADMIN; the runtime's remaining steps
-(setgroups, setresuid, capset, chdir, the exec fifo, execve) then run under
-the filter and must be allowed by it.
+(setgroups, setresuid, capset, the exec fifo, execve) then run under the
+filter and must be allowed by it (the order is finalize.py's). The cwd
+check walks '..' rather than calling getcwd, a call profiles deny.
 """
 import os
 import socket

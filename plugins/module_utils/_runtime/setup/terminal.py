@@ -1,10 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""process.terminal: a pseudo-terminal for the container, and what happens to its master side.
+"""process.terminal, process.consoleSize: a pseudo-terminal for the container, and what happens
+to its master side.
 
 The pty is made on the container's own devpts (its /dev/pts/ptmx, opened
-inside the rootfs), and its slave side is obtained with TIOCGPTPEER from the
+inside the rootfs) and nowhere else: the config must mount a devpts at
+/dev/pts (runc fails without one too), and the node opened must be the ptmx
+of a devpts. Without that check the image's /dev/pts/ptmx, any device node
+it likes, was opened as host root before the process was in its devices
+cgroup. The slave side is obtained with TIOCGPTPEER from the
 master rather than by opening /dev/pts/N by name, which a hostile image
 could have replaced (CVE-2019-10152 class). The slave becomes the process's
 controlling terminal, its fds 0-2 and /dev/console. The master goes to the
@@ -13,6 +18,7 @@ the pty's name as the message), relays it to its own terminal (`run`), or
 hands it to the monitor, which logs it.
 """
 import os
+import stat
 import struct
 import sys
 
@@ -21,15 +27,42 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import ensure_in_root, fd_path, open_in_root
 
 MS_BIND = 4096
+DEVPTS_SUPER_MAGIC = 0x1CD1
+PTMX = (5, 2)
+
+
+def check(mounts):
+    """Refuse process.terminal, before anything exists, when MOUNTS put no devpts at /dev/pts."""
+    for mount in mounts or []:
+        if mount.get("type") == "devpts" and os.path.normpath(mount["destination"]) == "/dev/pts":
+            return
+    raise OCIError("process.terminal: needs a devpts mount at /dev/pts in mounts (the pty is made only on a "
+                   "devpts the runtime mounted, never on the image's /dev/pts/ptmx)")
+
+
+def _open_ptmx(rootfd):
+    """The container's /dev/pts/ptmx, opened only once it is known to be a devpts's ptmx."""
+    try:
+        handle = open_in_root(rootfd, "/dev/pts/ptmx")  # O_PATH: looking opens no device
+    except OSError as exc:
+        raise OCIError("process.terminal: cannot open the container's /dev/pts/ptmx (a devpts mount "
+                       "with newinstance is needed): %s" % exc.strerror)
+    try:
+        st = os.fstat(handle)
+        if (syscalls.fstatfs_type(handle) != DEVPTS_SUPER_MAGIC or not stat.S_ISCHR(st.st_mode)
+                or (os.major(st.st_rdev), os.minor(st.st_rdev)) != PTMX):
+            raise OCIError("process.terminal: the container's /dev/pts/ptmx is not the ptmx of a devpts "
+                           "(is a devpts mounted at /dev/pts, and not covered by a later mount?)")
+        return os.open(fd_path(handle), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OCIError("process.terminal: cannot open the container's /dev/pts/ptmx: %s" % exc.strerror)
+    finally:
+        os.close(handle)
 
 
 def open_pty(rootfd, console_size=None, console=True):
     """(master, slave) on the container's devpts; with CONSOLE the slave is also bound on /dev/console."""
-    try:
-        master = open_in_root(rootfd, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
-    except OSError as exc:
-        raise OCIError("process.terminal: cannot open the container's /dev/pts/ptmx (a devpts mount "
-                       "with newinstance is needed): %s" % exc.strerror)
+    master = _open_ptmx(rootfd)
     try:
         syscalls.pty_unlock(master)
         slave = syscalls.pty_peer(master, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
