@@ -16,8 +16,8 @@ import fcntl
 import os
 import time
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile, jsonio
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 
 DEFAULT_ROOT = "/run/ocirt"
@@ -57,23 +57,8 @@ def process_start_time(pid):
 
 
 def write_json_atomic(path, data):
-    """Replace PATH with DATA as JSON, whole or not at all (a full disk is an OCIError, no torn file)."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(jsonio.dumps(data).encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OCIError("cannot write %s: %s" % (path, exc.strerror))
+    """Replace PATH with DATA as JSON, readable by root alone, whole or not at all."""
+    atomicfile.write(path, jsonio.dumps(data), mode=0o600)
 
 
 class Container:
@@ -108,7 +93,7 @@ class Container:
         try:
             return cls._locked(root, container_id, path)
         except FileNotFoundError:
-            raise OCIError("container %s: does not exist" % container_id)
+            raise NotFound("container %s: does not exist" % container_id)
 
     @classmethod
     def _locked(cls, root, container_id, path):
@@ -117,7 +102,7 @@ class Container:
         # A delete that held the lock before us may have removed the directory.
         if os.fstat(fd).st_nlink == 0:
             os.close(fd)
-            raise OCIError("container %s: does not exist" % container_id)
+            raise NotFound("container %s: does not exist" % container_id)
         container = cls(root, container_id, fd)
         return container
 
