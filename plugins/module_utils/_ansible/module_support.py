@@ -53,10 +53,14 @@ def container_result(state):
     }
 
 
-def gather(module):
-    """(containers as results, named ids that do not exist, host capabilities), for info and facts."""
+def gather():
+    """The info and facts modules' work: (their AnsibleModule, containers as results, named ids that
+    do not exist, host capabilities). Both take the same options (SELECTION_ARGSPEC) and change nothing."""
+    from ansible.module_utils.basic import AnsibleModule
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.host_info import host_capabilities
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
+    require_cffi(module)
     try:
         states = list_containers(module.params['state_root'])
         host = host_capabilities()
@@ -66,4 +70,4 @@ def gather(module):
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
     missing = [name for name in wanted if name not in found]
-    return containers, missing, host
+    return module, containers, missing, host
