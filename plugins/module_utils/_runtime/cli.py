@@ -16,7 +16,6 @@ import sys
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits, parse_signal, parse_size
 
 # command -> ({flag: (takes a value?, canonical name)}, [positional names], usage)
 _LOG_FLAGS = {"log-path": (True, "log_path"), "log-max-size": (True, "log_max_size"),
@@ -158,6 +157,7 @@ def parse(argv):
 
 
 def _preserve_fds(options):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     value = options.get("preserve_fds", "0")
     if not is_digits(value):
         raise UsageError("--preserve-fds %s: must be a non-negative integer" % value)
@@ -186,9 +186,9 @@ def _run_command(root, command, options):
     elif command == "state":
         _print_json(lifecycle.state(root, options["id"]))
     elif command == "kill":
-        # As runc: no signal given means SIGTERM.
-        signal = options.get("signal")
-        signum = parse_signal("SIGTERM" if signal is None else signal, "kill")
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_signal
+        given = options.get("signal")  # as runc: none given means SIGTERM
+        signum = parse_signal("SIGTERM" if given is None else given, "kill")
         lifecycle.kill(root, options["id"], signum, all_processes=options.get("all", False))
     elif command == "delete":
         lifecycle.delete(root, options["id"], force=options.get("force", False))
@@ -234,6 +234,7 @@ def _run_command(root, command, options):
 
 def _exec(root, options):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import container_exec, lifecycle
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     if not options.get("process") and not options.get("args"):
         raise UsageError("exec: give the command after the id, or --process FILE")
     overrides = {"args": options.get("args") or None, "env": options.get("env"), "cwd": options.get("cwd"),
@@ -260,6 +261,7 @@ def _exec(root, options):
 
 
 def _log_options(options):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     result = {}
     if options.get("log_path"):
         result["log_path"] = options["log_path"]
@@ -275,6 +277,7 @@ def _log_options(options):
 def _print_logs(root, options):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     path, max_files, still_running = lifecycle.log_source(root, options["id"])
     tail = options.get("tail")
     if tail is not None and not (is_digits(tail) or tail == "all"):
@@ -300,6 +303,7 @@ def _write_pieces(pieces):
 
 def _size_flag(value, flag):
     """A size flag's bytes; a malformed one is a usage error (exit code 2), as the other flags'."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_size
     try:
         return parse_size(value, "--" + flag)
     except OCIError as exc:

@@ -16,7 +16,7 @@ import fcntl
 import os
 import time
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile, jsonio
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 
@@ -58,6 +58,8 @@ def process_start_time(pid):
 
 def write_json_atomic(path, data):
     """Replace PATH with DATA as JSON, readable by root alone, whole or not at all."""
+    # Imported here: the commands that only read or signal (state, list, kill) never write.
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
     atomicfile.write(path, jsonio.dumps(data), mode=0o600)
 
 
