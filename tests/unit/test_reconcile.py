@@ -188,8 +188,8 @@ def test_bad_options_are_errors_naming_the_option(options, needles):
 
 def test_options_pass_only_what_is_set_to_create():
     assert reconcile.Options().log == {}
-    assert reconcile.Options(log_path="", log_max_size=0, log_max_files=1).log == {"log_max_size": 0,
-                                                                                    "log_max_files": 1}
+    options = reconcile.Options(log_path="", log_max_size=0, log_max_files=1)
+    assert options.log == {"log_max_size": 0, "log_max_files": 1}
     assert reconcile.Options(log_path="/var/log/c.log").log == {"log_path": "/var/log/c.log"}
 
 

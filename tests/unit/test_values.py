@@ -73,7 +73,7 @@ SIGNALS = [
 def test_signals(value, number):
     result = parse_signal(value, "kill")
     assert result == number
-    assert type(result) is int
+    assert isinstance(result, int) and not isinstance(result, bool)
 
 
 @pytest.mark.parametrize("value,needle", [
