@@ -33,6 +33,18 @@ def test_write_replaces_by_rename_so_a_reader_keeps_the_old_file(tmp_path):
         assert handle.read() == "new"
 
 
+def test_only_durable_writes_are_synced_and_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
+    monkeypatch.setattr(os, "rename", lambda *args: (events.append("rename"), real_rename(*args)))
+    atomicfile.write(str(tmp_path / "state.json"), "{}")
+    assert events == ["rename"]
+    del events[:]
+    atomicfile.write(str(tmp_path / "config.json"), "{}", durable=True)
+    assert events == ["fsync", "rename"]
+
+
 def test_mode_is_that_of_open_less_the_umask_unless_given(tmp_path):
     old = os.umask(0o027)
     try:
@@ -105,11 +117,12 @@ def test_bundle_config_json_is_written_through_it(tmp_path, monkeypatch):
     rootfs.mkdir()
     written = []
     real = atomicfile.write
-    monkeypatch.setattr(atomicfile, "write", lambda path, data, **kwargs: (written.append(path),
+    monkeypatch.setattr(atomicfile, "write", lambda path, data, **kwargs: (written.append((path, kwargs)),
                                                                            real(path, data, **kwargs)))
     outcome = bundle.ensure(str(tmp_path / "b"), {"args": ["true"]}, source=str(rootfs))
     config_file = str(tmp_path / "b" / "config.json")
-    assert written == [config_file, str(tmp_path / "b" / bundle.STAMP)]
+    # A bundle outlives a crash of the machine: its files are synced before the rename.
+    assert written == [(config_file, {"durable": True}), (str(tmp_path / "b" / bundle.STAMP), {"durable": True})]
     with open(config_file) as handle:
         assert handle.read() == outcome["after"]
     assert entries(tmp_path / "b") == [bundle.STAMP, "config.json"]

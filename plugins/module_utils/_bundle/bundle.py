@@ -156,9 +156,9 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         if not os.path.isdir(path):
             os.makedirs(path, 0o755)
         if before != after:
-            atomicfile.write(config_file, after)
+            atomicfile.write(config_file, after, durable=True)
         if new_stamp != stamp:
-            atomicfile.write(os.path.join(path, STAMP), json.dumps(new_stamp, sort_keys=True) + "\n")
+            atomicfile.write(os.path.join(path, STAMP), json.dumps(new_stamp, sort_keys=True) + "\n", durable=True)
     return {
         "changed": bool(actions),
         "actions": actions,
