@@ -15,14 +15,9 @@ description:
 author:
   - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.read_only
   - daemonless.oci.state_root
 attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
   facts:
     support: full
     description: Sets C(oci_containers) and C(oci_host).
@@ -67,16 +62,11 @@ ansible_facts:
       type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
-    SELECTION_ARGSPEC, gather, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import gather
 
 
 def main():
-    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
-    require_cffi(module)
-    containers, dummy, host = gather(module)
+    module, containers, dummy, host = gather()
     module.exit_json(changed=False, ansible_facts=dict(oci_containers=dict((c['id'], c) for c in containers),
                                                        oci_host=host))
 

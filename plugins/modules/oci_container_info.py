@@ -15,14 +15,8 @@ description:
 author:
   - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.read_only
   - daemonless.oci.state_root
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
 options:
   name:
     description: Container ids to report; all containers when empty.
@@ -112,16 +106,11 @@ host:
       returned: always
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
-    SELECTION_ARGSPEC, gather, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import gather
 
 
 def main():
-    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
-    require_cffi(module)
-    containers, missing, host = gather(module)
+    module, containers, missing, host = gather()
     module.exit_json(changed=False, containers=containers, missing=missing, host=host)
 
 

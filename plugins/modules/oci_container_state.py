@@ -225,13 +225,16 @@ logs_lines:
   elements: str
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
-    STATE_ROOT_ARGSPEC, container_result, require_cffi)
+    STATE_ROOT_ARGSPEC, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.reconcile import (
+    DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import (
+    DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE)
 
 
 def main():
@@ -242,13 +245,13 @@ def main():
         recreate=dict(type='bool', default=False),
         restart=dict(type='bool', default=False),
         wait=dict(type='str', default='none', choices=['none', 'exited']),
-        timeout=dict(type='int', default=300),
-        stop_signal=dict(type='str', default='SIGTERM'),
-        stop_timeout=dict(type='int', default=10),
+        timeout=dict(type='int', default=container_state.DEFAULT_JOB_TIMEOUT),
+        stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
+        stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
         log_path=dict(type='path'),
-        log_max_size=dict(type='int', default=20971520),
-        log_max_files=dict(type='int', default=5),
-        logs_lines=dict(type='int', default=20),
+        log_max_size=dict(type='int', default=DEFAULT_LOG_MAX_SIZE),
+        log_max_files=dict(type='int', default=DEFAULT_LOG_MAX_FILES),
+        logs_lines=dict(type='int', default=container_state.DEFAULT_LOGS_LINES),
     )
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
@@ -256,96 +259,10 @@ def main():
                                         ('state', 'stopped', ['bundle'])])
     require_cffi(module)
     try:
-        result = run(module)
+        result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)
     except OCIError as exc:
-        module.fail_json(msg="container %s: %s" % (module.params['id'], exc))
+        module.fail_json(msg=container_state.failure_message(module.params['id'], exc))
     module.exit_json(**result)
-
-
-def run(module):
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
-    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec, state
-
-    params = module.params
-    root = params['state_root']
-    container_id = params['id']
-    state.validate_id(container_id)
-    current = _current(lifecycle, root, container_id)
-    current_config = None
-    if current is not None:
-        current_config = _stored_config(state, root, container_id)
-    desired_config = None
-    bundle = None
-    if params['state'] != 'absent':
-        bundle = os.path.abspath(params['bundle'])
-        desired_config = spec.load_bundle(bundle)[0]
-    job = params['wait'] == 'exited'
-    actions = reconcile.plan(current, current_config, desired_config, bundle, params['state'],
-                             recreate=params['recreate'], restart=params['restart'], job=job)
-    result = dict(changed=bool(actions), actions=[a.describe() for a in actions])
-    if module._diff:
-        result['diff'] = dict(
-            before=dict(status=current['status'] if current else 'absent', config=current_config or {}),
-            after=dict(status=_expected_status(current, actions),
-                       config=desired_config or {}))
-    if module.check_mode:
-        result['container'] = container_result(current)
-        return result
-    options = reconcile.Options(stop_signal=params['stop_signal'], stop_timeout=params['stop_timeout'],
-                                log_path=params['log_path'], log_max_size=params['log_max_size'],
-                                log_max_files=params['log_max_files'])
-    reconcile.apply(root, container_id, bundle, actions, options)
-    final = _current(lifecycle, root, container_id)
-    if job and final is not None:
-        final = lifecycle.wait(root, container_id, timeout=params['timeout'] or None)
-        result['exit_code'] = final.get('exitCode')
-        result['oom_killed'] = bool(final.get('oomKilled'))
-        result['logs_lines'] = _log_tail(lifecycle, logs, root, container_id, params['logs_lines'])
-    result['container'] = container_result(final)
-    return result
-
-
-def _current(lifecycle, root, container_id):
-    try:
-        return lifecycle.state(root, container_id)
-    except OCIError as exc:
-        if 'does not exist' in str(exc):
-            return None
-        raise
-
-
-def _stored_config(state, root, container_id):
-    """The config the container runs with: as created, plus the resources updated since."""
-    import json
-    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
-    with state.Container.open(root, container_id) as container:
-        record = container.read()
-        try:
-            with open(container.path(state.CONFIG_COPY)) as handle:
-                config = json.load(handle)
-        except (OSError, ValueError):
-            config = {}
-    return reconcile.effective_config(config, record.get('resources'))
-
-
-def _expected_status(current, actions):
-    """The status the actions lead to, for the diff."""
-    status = current['status'] if current else 'absent'
-    after = {'create': 'created', 'start': 'running', 'resume': 'running', 'stop': 'stopped', 'delete': 'absent'}
-    for action in actions:
-        status = after.get(action.verb, status)
-    return status
-
-
-def _log_tail(lifecycle, logs, root, container_id, count):
-    try:
-        path, max_files, _running = lifecycle.log_source(root, container_id)
-    except OCIError:
-        return []
-    records = logs.select_records(logs.read_records(path, max_files), tail=count)
-    return [record.text.decode('utf-8', 'replace') for record in records]
 
 
 if __name__ == '__main__':

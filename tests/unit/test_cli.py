@@ -1,8 +1,7 @@
-"""cli: argument parsing (runc's flag spellings), signal names, and main's exit codes."""
+"""cli: argument parsing (runc's flag spellings) and main's exit codes (signal names: test_values.py)."""
 import json
 import os
 import re
-import signal
 
 import pytest
 
@@ -127,40 +126,6 @@ def test_missing_id_message_shows_usage():
 
 def test_usage_error_is_an_oci_error():
     assert issubclass(cli.UsageError, OCIError)
-
-
-# -- signals ----------------------------------------------------------------------
-
-SIGNALS = [
-    ("9", signal.SIGKILL), ("KILL", signal.SIGKILL), ("SIGKILL", signal.SIGKILL), ("kill", signal.SIGKILL),
-    ("sigkill", signal.SIGKILL), ("sigterm", signal.SIGTERM), ("TERM", signal.SIGTERM), ("Hup", signal.SIGHUP),
-    ("15", signal.SIGTERM), ("1", 1), ("64", 64), ("usr1", signal.SIGUSR1), ("SIGWINCH", signal.SIGWINCH),
-    (None, signal.SIGTERM),
-]
-
-
-@pytest.mark.parametrize("value,number", SIGNALS, ids=[str(case[0]) for case in SIGNALS])
-def test_parse_signal(value, number):
-    result = cli.parse_signal(value)
-    assert result == number
-    assert isinstance(result, int)
-
-
-@pytest.mark.parametrize("value,needle", [
-    ("0", "0"), ("65", "65"), ("999", "999"), ("99999999999999999999", "99999999999999999999"),
-    ("FOO", "FOO"), ("SIGFOO", "SIGFOO"), ("-9", "-9"), ("9.0", "9.0"), ("", "''"), ("SIG", "SIG"),
-    ("\u00b2", "\u00b2"),  # a "digit" (superscript two) that int() refuses
-])
-def test_parse_signal_errors(value, needle):
-    with pytest.raises(OCIError) as caught:
-        cli.parse_signal(value)
-    assert needle in str(caught.value)
-
-
-@pytest.mark.parametrize("value", ["0", "65", "999"])
-def test_parse_signal_out_of_range_says_so(value):
-    with pytest.raises(OCIError, match="out of range"):
-        cli.parse_signal(value)
 
 
 # -- main -------------------------------------------------------------------------

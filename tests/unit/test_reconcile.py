@@ -5,6 +5,7 @@ import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 BUNDLE = "/srv/bundles/web"
 
@@ -166,10 +167,42 @@ def test_plan_does_not_modify_its_inputs():
 
 @pytest.mark.parametrize("name,number", [("SIGTERM", 15), ("term", 15), ("9", 9), ("SIGKILL", 9)])
 def test_stop_signal_names(name, number):
-    assert reconcile.signal_number(name) == number
+    assert reconcile.Options(stop_signal=name).stop_signal == number
 
 
-def test_unknown_stop_signal_is_an_error_naming_the_option():
-    with pytest.raises(Exception) as caught:
-        reconcile.signal_number("SIGNOPE")
-    assert "stop_signal" in str(caught.value) and "SIGNOPE" in str(caught.value)
+@pytest.mark.parametrize("options,needles", [
+    ({"stop_signal": "SIGNOPE"}, ["stop_signal", "SIGNOPE"]),
+    ({"stop_signal": "0"}, ["stop_signal", "out of range"]),
+    ({"stop_signal": "65"}, ["stop_signal", "out of range"]),
+    ({"stop_timeout": -1}, ["stop_timeout", "-1"]),
+    ({"log_max_size": -5}, ["log_max_size", "-5"]),
+    ({"log_max_files": 0}, ["log_max_files", "0"]),
+])
+def test_bad_options_are_errors_naming_the_option(options, needles):
+    """Options are checked when made: before any action, so a bad one changes nothing."""
+    with pytest.raises(OCIError) as caught:
+        reconcile.Options(**options)
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+def test_options_pass_only_what_is_set_to_create():
+    assert reconcile.Options().log == {}
+    options = reconcile.Options(log_path="", log_max_size=0, log_max_files=1)
+    assert options.log == {"log_max_size": 0, "log_max_files": 1}
+    assert reconcile.Options(log_path="/var/log/c.log").log == {"log_path": "/var/log/c.log"}
+
+
+@pytest.mark.parametrize("current,verbs,after", [
+    (None, [], "absent"),
+    (None, ["create"], "created"),
+    (None, ["create", "start"], "running"),
+    ({"status": "running"}, [], "running"),
+    ({"status": "running"}, ["stop", "delete"], "absent"),
+    ({"status": "running"}, ["stop", "delete", "create", "start"], "running"),
+    ({"status": "paused"}, ["resume"], "running"),
+    ({"status": "running"}, ["update"], "running"),
+])
+def test_status_after(current, verbs, after):
+    actions = [reconcile.Action(verb, resources={"memory": {}}) for verb in verbs]
+    assert reconcile.status_after(current, actions) == after

@@ -1,14 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every module of the collection shares: the state_root option, the cffi check, result shapes.
+"""What every module of the collection shares: the state_root option, the cffi check, result shapes,
+and the whole work of the two read-only modules (info and facts).
 
 The runtime core knows nothing of Ansible; this is the one place that
 turns its objects into module results.
 """
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -53,10 +54,13 @@ def container_result(state):
     }
 
 
-def gather(module):
-    """(containers as results, named ids that do not exist, host capabilities), for info and facts."""
+def gather():
+    """The info and facts modules' work: (their AnsibleModule, containers as results, named ids that
+    do not exist, host capabilities). Both take the same options (SELECTION_ARGSPEC) and change nothing."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.host_info import host_capabilities
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    module = AnsibleModule(argument_spec=SELECTION_ARGSPEC, supports_check_mode=True)
+    require_cffi(module)
     try:
         states = list_containers(module.params['state_root'])
         host = host_capabilities()
@@ -66,4 +70,4 @@ def gather(module):
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
     missing = [name for name in wanted if name not in found]
-    return containers, missing, host
+    return module, containers, missing, host

@@ -14,6 +14,7 @@ import signal as signals
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_signal
 
 # linux.resources groups that `update` can change on a live container.
 UPDATABLE_RESOURCES = ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "unified")
@@ -22,6 +23,14 @@ _UNLIMITED = {("memory", "limit"): -1, ("memory", "swap"): -1, ("memory", "reser
               ("pids", "limit"): -1, ("cpu", "quota"): -1}
 
 LIVE = ("created", "running", "paused")
+# The status each action leads to.
+_STATUS_AFTER = {"create": "created", "start": "running", "resume": "running", "stop": "stopped",
+                 "delete": "absent"}
+
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL
+# After SIGKILL: how long the processes, and the monitor recording the exit, may take to be gone.
+KILL_SETTLE_SECONDS = 10.0
 
 
 def _diff_paths(before, after, prefix=()):
@@ -142,51 +151,45 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
     return actions
 
 
+def status_after(current, actions):
+    """The status ACTIONS lead to from CURRENT (a state dict, or None: absent), for a diff."""
+    status = current["status"] if current else "absent"
+    for action in actions:
+        status = _STATUS_AFTER.get(action.verb, status)
+    return status
+
+
 class Options:
-    """How apply does its work: monitor logging, stopping, waiting."""
+    """How apply does its work: the stop signal and timeout, the new monitor's log.
 
-    def __init__(self, stop_signal="SIGTERM", stop_timeout=10.0, log_path=None, log_max_size=None,
-                 log_max_files=None, wait_timeout=None):
-        self.stop_signal = stop_signal
+    Checked when made, so that a bad value fails the task before any action.
+    """
+
+    def __init__(self, stop_signal=DEFAULT_STOP_SIGNAL, stop_timeout=DEFAULT_STOP_TIMEOUT, log_path=None,
+                 log_max_size=None, log_max_files=None):
+        self.stop_signal = parse_signal(stop_signal, "stop_signal")
+        if stop_timeout < 0:
+            raise OCIError("stop_timeout: must be 0 or more seconds, not %s" % stop_timeout)
+        if log_max_size is not None and log_max_size < 0:
+            raise OCIError("log_max_size: must be 0 (no rotation) or more bytes, not %s" % log_max_size)
+        if log_max_files is not None and log_max_files < 1:
+            raise OCIError("log_max_files: must be 1 or more, not %s" % log_max_files)
         self.stop_timeout = stop_timeout
-        self.log_path = log_path
-        self.log_max_size = log_max_size
-        self.log_max_files = log_max_files
-        self.wait_timeout = wait_timeout
-
-    def log_kwargs(self):
-        kwargs = {}
-        if self.log_path:
-            kwargs["log_path"] = self.log_path
-        if self.log_max_size is not None:
-            kwargs["log_max_size"] = self.log_max_size
-        if self.log_max_files is not None:
-            kwargs["log_max_files"] = self.log_max_files
-        return kwargs
+        # create_monitored's keyword arguments; what is unset (None) keeps its default there.
+        self.log = dict((key, value) for key, value in (
+            ("log_path", log_path or None), ("log_max_size", log_max_size), ("log_max_files", log_max_files))
+            if value is not None)
 
 
-def signal_number(name):
-    """SIGTERM, TERM or 15 -> 15."""
-    text = str(name).upper()
-    if text.isdigit():
-        return int(text)
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    number = getattr(signals, text, None)
-    if not isinstance(number, int):
-        raise OCIError("stop_signal: unknown signal %r" % name)
-    return int(number)
-
-
-def stop(root, container_id, stop_signal, timeout, poll=0.05):
-    """Signal, wait up to TIMEOUT seconds, then SIGKILL every process; return once stopped."""
+def stop(root, container_id, signum, timeout, poll=0.05):
+    """Send SIGNUM, wait up to TIMEOUT seconds, then SIGKILL every process; return once stopped."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
     current = lifecycle.state(root, container_id)
     if current["status"] == "paused":
         lifecycle.pause(root, container_id, frozen=False)  # a frozen process cannot act on a signal
     if current["status"] in LIVE:
         try:
-            lifecycle.kill(root, container_id, signal_number(stop_signal))
+            lifecycle.kill(root, container_id, signum)
         except OCIError:
             pass  # it stopped meanwhile
         deadline = time.monotonic() + timeout
@@ -199,7 +202,7 @@ def stop(root, container_id, stop_signal, timeout, poll=0.05):
                 lifecycle.kill(root, container_id, signals.SIGKILL, all_processes=True)
             except OCIError:
                 pass
-    lifecycle.wait(root, container_id, timeout=max(timeout, 10.0) + 10.0)
+    lifecycle.wait(root, container_id, timeout=max(timeout, KILL_SETTLE_SECONDS) + KILL_SETTLE_SECONDS)
 
 
 def apply(root, container_id, bundle, actions, options):
@@ -210,7 +213,7 @@ def apply(root, container_id, bundle, actions, options):
         elif action.verb == "delete":
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
-            create.create_monitored(root, container_id, bundle, **options.log_kwargs())
+            create.create_monitored(root, container_id, bundle, **options.log)
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":

@@ -23,6 +23,7 @@ import shutil
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 STAMP = ".oci-bundle.json"
@@ -82,13 +83,6 @@ def read_stamp(path):
             return json.load(handle)
     except (OSError, ValueError):
         return {}
-
-
-def _write_atomic(path, text):
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.rename(tmp, path)
 
 
 def _platform(value):
@@ -225,9 +219,9 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     if not check_mode:
         _protect(path, access)
         if before != after:
-            _write_atomic(config_file, after)
+            atomicfile.write(config_file, after, durable=True)
         if new_stamp != stamp:
-            _write_atomic(os.path.join(path, STAMP), json.dumps(new_stamp, sort_keys=True) + "\n")
+            atomicfile.write(os.path.join(path, STAMP), json.dumps(new_stamp, sort_keys=True) + "\n", durable=True)
     return {
         "changed": bool(actions),
         "actions": actions,

@@ -8,47 +8,11 @@ the image config (Entrypoint+Cmd, Env, WorkingDir, User), the task's named
 options, and last the task's `config` dict merged over everything for
 fields the options do not name. The result is validated by spec.validate.
 """
-import copy
-
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio, spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits, parse_size
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-               "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
 CPU_PERIOD = 100000
-
-
-def parse_size(value, field):
-    """Bytes from 268435456, '256M', '1g', '512k' or -1 (unlimited)."""
-    if isinstance(value, bool):
-        raise OCIError("%s: must be a size such as 256M, not %r" % (field, value))
-    if isinstance(value, int):
-        if value < -1:
-            raise OCIError("%s: must be -1 (unlimited) or a size, not %d" % (field, value))
-        return value
-    text = str(value).strip().lower()
-    if text == "-1":
-        return -1
-    digits = text.rstrip("kmgtb")
-    unit = text[len(digits):]
-    try:
-        number = float(digits)
-    except ValueError:
-        number = None
-    if number is None or number < 0 or unit not in _SIZE_UNITS:
-        raise OCIError("%s: %r is not a size (bytes, or a number with K, M, G or T)" % (field, value))
-    return int(number * _SIZE_UNITS[unit])
-
-
-def deep_merge(base, overlay):
-    """Dicts merged recursively; everything else (lists included) replaced by the overlay."""
-    result = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = deep_merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def _env_dict(entries):
@@ -63,7 +27,7 @@ def _user(value, field):
     """process.user from 1000, '1000', '1000:1000' (names need the image's /etc/passwd: not here)."""
     text = str(value)
     uid, _sep, gid = text.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
+    if not is_digits(uid) or (gid and not is_digits(gid)):
         raise OCIError("%s: %r must be numeric, uid or uid:gid" % (field, value))
     return {"uid": int(uid), "gid": int(gid) if gid else 0}
 
@@ -83,7 +47,7 @@ def build_config(options, image_config=None, rootfs_path="rootfs"):
         process["args"] = image_args
     if image.get("WorkingDir"):
         process["cwd"] = image["WorkingDir"]
-    if image.get("User") and str(image["User"]).partition(":")[0].isdigit():
+    if image.get("User") and is_digits(str(image["User"]).partition(":")[0]):
         process["user"] = _user(image["User"], "image User")
 
     if options.get("args") is not None:
@@ -117,7 +81,7 @@ def build_config(options, image_config=None, rootfs_path="rootfs"):
         linux["cgroupsPath"] = options["cgroups_path"]
     _apply_resources(linux["resources"], options)
     if options.get("config"):
-        config = deep_merge(config, options["config"])
+        config = jsonio.merge(config, options["config"])
     spec.validate(config)
     return config
 

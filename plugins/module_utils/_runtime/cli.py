@@ -17,8 +17,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jso
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
 
-SPEC_VERSION = "1.0.2"
-
 # command -> ({flag: (takes a value?, canonical name)}, [positional names], usage)
 _LOG_FLAGS = {"log-path": (True, "log_path"), "log-max-size": (True, "log_max_size"),
               "log-max-files": (True, "log_max_files")}
@@ -85,8 +83,6 @@ _UPDATE_FLAGS = {
     "pids-limit": (("pids", "limit"), False),
     "blkio-weight": (("blockIO", "weight"), False),
 }
-_SIZE_SUFFIXES = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-                  "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
 _GLOBAL_FLAGS = {"root": (True, "root"), "log": (True, "log"), "log-format": (True, "log_format"),
                  "debug": (False, "debug"), "systemd-cgroup": (False, "systemd_cgroup"),
                  "help": (False, "help"), "h": (False, "help"), "version": (False, "version"),
@@ -160,33 +156,10 @@ def parse(argv):
     return global_options, command, options
 
 
-def _is_number(text):
-    """Digits 0-9 only: str.isdigit also accepts characters int() refuses, such as '²'."""
-    return text.isascii() and text.isdigit()
-
-
-def parse_signal(value):
-    """A signal number from '9', 'KILL', 'SIGKILL' or 'sigkill'."""
-    import signal
-    if value is None:
-        return signal.SIGTERM
-    if _is_number(value):
-        number = int(value)
-        if 0 < number < signal.NSIG:
-            return number
-        raise OCIError("signal %s: out of range 1-%d" % (value, signal.NSIG - 1))
-    name = value.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise OCIError("unknown signal %r" % value)
-
-
 def _preserve_fds(options):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     value = options.get("preserve_fds", "0")
-    if not _is_number(value):
+    if not is_digits(value):
         raise UsageError("--preserve-fds %s: must be a non-negative integer" % value)
     return int(value)
 
@@ -213,8 +186,10 @@ def _run_command(root, command, options):
     elif command == "state":
         _print_json(lifecycle.state(root, options["id"]))
     elif command == "kill":
-        lifecycle.kill(root, options["id"], parse_signal(options.get("signal")),
-                       all_processes=options.get("all", False))
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_signal
+        given = options.get("signal")  # as runc: none given means SIGTERM
+        signum = parse_signal("SIGTERM" if given is None else given, "kill")
+        lifecycle.kill(root, options["id"], signum, all_processes=options.get("all", False))
     elif command == "delete":
         lifecycle.delete(root, options["id"], force=options.get("force", False))
     elif command == "run":
@@ -260,13 +235,14 @@ def _run_command(root, command, options):
 
 def _exec(root, options):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import container_exec, lifecycle
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     if not options.get("process") and not options.get("args"):
         raise UsageError("exec: give the command after the id, or --process FILE")
     overrides = {"args": options.get("args") or None, "env": options.get("env"), "cwd": options.get("cwd"),
                  "terminal": options.get("tty") or None}
     if options.get("user"):
         uid, _sep, gid = options["user"].partition(":")
-        if not _is_number(uid) or (gid and not _is_number(gid)):
+        if not is_digits(uid) or (gid and not is_digits(gid)):
             raise UsageError("exec --user %s: must be UID or UID:GID" % options["user"])
         overrides["user"] = {"uid": int(uid), "gid": int(gid or 0)}
     if options.get("no_new_privs"):
@@ -286,13 +262,14 @@ def _exec(root, options):
 
 
 def _log_options(options):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     result = {}
     if options.get("log_path"):
         result["log_path"] = options["log_path"]
     if options.get("log_max_size") is not None:
-        result["log_max_size"] = parse_size(options["log_max_size"], "log-max-size")
+        result["log_max_size"] = _size_flag(options["log_max_size"], "log-max-size")
     if options.get("log_max_files") is not None:
-        if not _is_number(options["log_max_files"]) or int(options["log_max_files"]) < 1:
+        if not is_digits(options["log_max_files"]) or int(options["log_max_files"]) < 1:
             raise UsageError("--log-max-files %s: must be a positive integer" % options["log_max_files"])
         result["log_max_files"] = int(options["log_max_files"])
     return result
@@ -301,14 +278,15 @@ def _log_options(options):
 def _print_logs(root, options):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     path, max_files, still_running = lifecycle.log_source(root, options["id"])
     tail = options.get("tail")
-    if tail is not None and not (_is_number(tail) or tail == "all"):
+    if tail is not None and not (is_digits(tail) or tail == "all"):
         raise UsageError("logs --tail %s: must be a number or all" % tail)
     since = logs.parse_since(options["since"]) if options.get("since") else None
     timestamps = options.get("timestamps", False)
     records, offset = logs.read_records_and_offset(path, max_files)
-    records = logs.select_records(records, tail=int(tail) if tail and _is_number(tail) else None, since=since)
+    records = logs.select_records(records, tail=int(tail) if tail and is_digits(tail) else None, since=since)
     _write_pieces(logs.render(records, timestamps))
     if options.get("follow"):
         for record in logs.follow(path, offset, still_running):
@@ -324,16 +302,13 @@ def _write_pieces(pieces):
         target.buffer.flush()
 
 
-def parse_size(value, flag):
-    """Bytes from '256m', '1G', '1048576' or '-1' (unlimited)."""
-    text = value.strip().lower()
-    if text == "-1":
-        return -1
-    digits = text.rstrip("kmgtb")
-    suffix = text[len(digits):]
-    if not _is_number(digits) or suffix not in _SIZE_SUFFIXES:
-        raise UsageError("--%s %s: not a size (bytes, or a number with k, m, g or t)" % (flag, value))
-    return int(digits) * _SIZE_SUFFIXES[suffix]
+def _size_flag(value, flag):
+    """A size flag's bytes; a malformed one is a usage error (exit code 2), as the other flags'."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_size
+    try:
+        return parse_size(value, "--" + flag)
+    except OCIError as exc:
+        raise UsageError(str(exc))
 
 
 def _update_resources(options):
@@ -352,7 +327,7 @@ def _update_resources(options):
         if value is None:
             continue
         if is_size:
-            number = parse_size(value, flag)
+            number = _size_flag(value, flag)
         elif is_size is None:
             number = value
         else:
@@ -441,7 +416,8 @@ def main(argv=None):
             raise UsageError("--log-format %s: must be text or json" % global_options["log_format"])
         if global_options.get("version"):
             from ansible_collections.daemonless.oci.plugins.module_utils._runtime.features import VERSION
-            sys.stdout.write("ocirt version %s\nspec: %s\n" % (VERSION, SPEC_VERSION))
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import OCI_VERSION
+            sys.stdout.write("ocirt version %s\nspec: %s\n" % (VERSION, OCI_VERSION))
             return 0
         if command is None:
             sys.stdout.write(_usage())

@@ -7,7 +7,10 @@
 loads() parses a document (surrounding whitespace allowed) with _json's C
 scanner and refuses trailing data, as json.loads does; dumps() writes
 compact JSON with the C encoder, or indented JSON (what `ocirt state` prints,
-as runc does) with a small printer over the same string encoder.
+as runc does) with a small printer over the same string encoder. merge()
+lays one JSON object over another: the one deep merge of the collection
+(`ocirt update`'s resources over the recorded ones, oci_bundle's `config`
+over the config it built). No config.json field is applied here.
 """
 import _json
 
@@ -77,3 +80,25 @@ def _pretty(value, indent, level, parts):
         parts.append(" " * (indent * level) + "]")
     else:
         parts.append("".join(_encode(value, 0)))
+
+
+def merge(base, overlay):
+    """BASE with OVERLAY laid over it: objects merge key by key, anything else (lists too) is replaced.
+
+    Neither argument is changed, and the result shares no list or object with OVERLAY.
+    """
+    result = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = _copy(value)
+    return result
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return dict((key, _copy(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value

@@ -422,8 +422,3 @@ def _validate_linux(check, linux):
     check.obj(linux.get("resources"), "linux.resources")
     check.string(linux.get("mountLabel"), "linux.mountLabel")
     _validate_linux_extras(check, linux)
-
-
-def namespaces_of(config):
-    """{type: path or None} for linux.namespaces."""
-    return dict((ns["type"], ns.get("path")) for ns in (config.get("linux") or {}).get("namespaces") or [])

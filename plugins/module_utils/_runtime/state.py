@@ -18,7 +18,7 @@ import stat
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 
 DEFAULT_ROOT = "/run/ocirt"
@@ -58,23 +58,10 @@ def process_start_time(pid):
 
 
 def write_json_atomic(path, data):
-    """Replace PATH with DATA as JSON, whole or not at all (a full disk is an OCIError, no torn file)."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(jsonio.dumps(data).encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OCIError("cannot write %s: %s" % (path, exc.strerror))
+    """Replace PATH with DATA as JSON, readable by root alone, whole or not at all."""
+    # Imported here: the commands that only read or signal (state, list, kill) never write.
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
+    atomicfile.write(path, jsonio.dumps(data), mode=0o600)
 
 
 class Container:
@@ -109,7 +96,7 @@ class Container:
         try:
             return cls._locked(root, container_id, path)
         except FileNotFoundError:
-            raise OCIError("container %s: does not exist" % container_id)
+            raise NotFound("container %s: does not exist" % container_id)
         except OSError as exc:
             # O_NOFOLLOW | O_DIRECTORY: a stray file (ENOTDIR) or symlink (ELOOP) in the state root.
             if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -124,7 +111,7 @@ class Container:
         # A delete that held the lock before us may have removed the directory.
         if os.fstat(fd).st_nlink == 0:
             os.close(fd)
-            raise OCIError("container %s: does not exist" % container_id)
+            raise NotFound("container %s: does not exist" % container_id)
         container = cls(root, container_id, fd)
         return container
 

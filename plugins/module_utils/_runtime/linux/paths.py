@@ -15,7 +15,6 @@ import os
 import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MAX_SYMLINKS = 40
 _openat2_missing = False
@@ -130,10 +129,3 @@ def ensure_in_root(rootfd, path, directory=True, mode=0o755, _depth=0):
     finally:
         os.close(parent_fd)
     return open_in_root(rootfd, path)
-
-
-def open_root(rootfs):
-    try:
-        return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OCIError("root.path %s: %s" % (rootfs, exc.strerror))

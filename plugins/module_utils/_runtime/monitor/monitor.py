@@ -212,6 +212,7 @@ class Stream:
 
 
 def write_exit(state_dir, record):
+    # Its own temp + rename, not atomicfile.write: this file imports nothing of the package (see above).
     path = os.path.join(state_dir, EXIT_FILE)
     tmp = path + ".tmp"
     body = "{%s}" % ", ".join('"%s": %s' % (key, _json_value(value)) for key, value in record.items())

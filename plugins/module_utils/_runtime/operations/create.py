@@ -242,11 +242,8 @@ def _reap(pid):
 
 
 def write_pid_file(path, pid):
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), ".%s.%d" % (os.path.basename(path), os.getpid()))
-    with open(tmp, "w") as handle:
-        handle.write(str(pid))
-    os.rename(tmp, path)
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
+    atomicfile.write(os.path.abspath(path), str(pid))
 
 
 DEFAULT_LOG_MAX_SIZE = 20 << 20
@@ -376,9 +373,7 @@ def _monitor_module(root, monitor):
     directory = os.path.join(root, INTERNAL_PREFIX + "monitor")
     path = os.path.join(directory, name + ".py")
     if not os.path.exists(path):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, os.getpid())
-        with open(tmp, "w") as handle:
-            handle.write(source)
-        os.rename(tmp, path)
+        atomicfile.write(path, source)
     return directory, name

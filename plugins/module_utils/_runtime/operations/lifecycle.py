@@ -13,7 +13,8 @@ import os
 import _signal as signal
 import sys
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, process_start_time, utc_now,
     wait_for_exit)
@@ -179,8 +180,8 @@ def kill(root, container_id, signum, all_processes=False):
 def delete(root, container_id, force=False):
     try:
         container = Container.open(root, container_id)
-    except OCIError:
-        if force and "does not exist" in str(sys.exc_info()[1]):
+    except NotFound:
+        if force:
             return  # as runc: --force makes deleting what is not there a success
         raise
     with container:
@@ -315,18 +316,7 @@ def update(root, container_id, resources):
             writes += plan_devices(resources["devices"], layout)
         cgroup.apply(writes, layout)
         record = container.read()
-        merged = _merge(record.get("resources") or {}, resources)
-        container.update(resources=merged)
-
-
-def _merge(base, overlay):
-    result = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = value
-    return result
+        container.update(resources=jsonio.merge(record.get("resources") or {}, resources))
 
 
 def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False,

@@ -27,7 +27,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jso
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-FATAL_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer")
 
 
 def validate(hooks, check_executable=False):

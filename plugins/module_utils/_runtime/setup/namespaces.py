@@ -94,12 +94,6 @@ class NamespacePlan:
     def in_user_namespace(self):
         return self.has("user")
 
-    @property
-    def new_pid_or_time(self):
-        """setns/unshare of pid and time apply to children only: these force a second fork."""
-        kinds = set(self.new) | set(entry[0] for entry in self.join)
-        return bool(kinds & {"pid", "time"})
-
     def has(self, kind):
         return kind in self.new or any(entry[0] == kind for entry in self.join)
 

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""oci_container_state's work: where the container is, what to do about it, doing it, the result.
+
+The module hands its parameters to run() and reports what comes back; an
+OCIError is the task's failure (failure_message() words it). Reading the
+container goes through the runtime's own reader (state.Container), under
+the container's lock, as `ocirt state` does; planning and applying are
+reconcile's. Nothing here knows AnsibleModule.
+"""
+import os
+
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
+
+# The module's defaults that are its own; the others are the runtime's (state root,
+# log rotation) and reconcile's (stop signal and timeout).
+DEFAULT_JOB_TIMEOUT = 300  # seconds a job (wait=exited) may run; 0 waits without limit
+DEFAULT_LOGS_LINES = 20
+
+
+def observe(root, container_id):
+    """(its state as `ocirt state` prints it, the config it runs with), or (None, None) when it does not exist.
+
+    The config is the one it was created from, with the resources it was updated to since.
+    """
+    try:
+        with Container.open(root, container_id) as container:
+            return container.oci_state(), reconcile.effective_config(container.config(),
+                                                                     container.read().get("resources"))
+    except NotFound:
+        return None, None
+
+
+def log_tail(root, container_id, count):
+    """The last COUNT lines of the container's log, stdout and stderr in order; [] when it has no log."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs
+    try:
+        path, max_files, _still_running = lifecycle.log_source(root, container_id)
+    except OCIError:
+        return []
+    records = logs.select_records(logs.read_records(path, max_files), tail=count)
+    return [record.text.decode("utf-8", "replace") for record in records]
+
+
+def failure_message(container_id, exc):
+    """The task's error: the runtime's message, naming the container once."""
+    message = str(exc)
+    prefix = "container %s: " % container_id
+    return message if message.startswith(prefix) else prefix + message
+
+
+def run(params, check_mode=False, diff=False):
+    """Bring the container to params['state']; return the module's result (OCIError when it cannot)."""
+    root = params["state_root"]
+    container_id = params["id"]
+    validate_id(container_id)
+    for name in ("timeout", "logs_lines"):
+        if params[name] < 0:
+            raise OCIError("%s: must be 0 or more, not %d" % (name, params[name]))
+    options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
+                                log_path=params["log_path"], log_max_size=params["log_max_size"],
+                                log_max_files=params["log_max_files"])
+    current, current_config = observe(root, container_id)
+    desired_config = bundle = None
+    if params["state"] != "absent":
+        bundle = os.path.abspath(params["bundle"])
+        desired_config = spec.load_bundle(bundle)[0]
+    job = params["wait"] == "exited"
+    actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
+                             recreate=params["recreate"], restart=params["restart"], job=job)
+    result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
+    if diff:
+        result["diff"] = dict(
+            before=dict(status=current["status"] if current else "absent", config=current_config or {}),
+            after=dict(status=reconcile.status_after(current, actions), config=desired_config or {}))
+    if check_mode:
+        result["container"] = container_result(current)
+        return result
+    reconcile.apply(root, container_id, bundle, actions, options)
+    final = observe(root, container_id)[0]
+    if job and final is not None:
+        final = lifecycle.wait(root, container_id, timeout=params["timeout"] or None)
+        result["exit_code"] = final.get("exitCode")
+        result["oom_killed"] = bool(final.get("oomKilled"))
+        result["logs_lines"] = log_tail(root, container_id, params["logs_lines"])
+    result["container"] = container_result(final)
+    return result
