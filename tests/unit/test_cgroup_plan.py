@@ -14,13 +14,15 @@ would provide, right after Cgroup.create returns.
 Expected values follow the OCI runtime specification and runc.
 """
 import os
+import sys
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import Write, plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MB = 1024 * 1024
@@ -436,15 +438,333 @@ def test_devices_must_be_a_list():
     expect_error(lambda: plan_devices({"allow": False}, v1_layout()), "linux.resources.devices")
 
 
-def test_devices_on_pure_v2_is_a_clear_error_mentioning_ebpf():
-    message = expect_error(lambda: plan_devices([{"allow": False, "access": "rwm"}], v2_layout()),
-                           "linux.resources.devices")
-    assert "ebpf" in message.lower(), message
+def test_devices_on_pure_v2_plan_one_device_program():
+    planned = plan_devices([{"allow": False, "access": "rwm"}], v2_layout())
+    assert len(planned) == 1
+    program = planned[0]
+    assert isinstance(program, device_program.DeviceProgram)
+    # Installed on the container's directory of the unified hierarchy, like a write to it.
+    assert program.controller == "unified"
+    assert program.field == "linux.resources.devices"
+    assert program.value.startswith("default deny; allow c *:* m; allow b *:* m; allow c 1:3 rwm"), program.value
 
 
-def test_devices_on_pure_v2_without_rules_plan_nothing():
-    assert plan_devices(None, v2_layout()) == []
-    assert plan_devices([], v2_layout()) == []
+def test_devices_on_pure_v2_without_rules_still_get_a_program():
+    """No rules: everything stays allowed, as in a new v1 cgroup; the program is attached all the
+    same, so that `update` always has one to replace."""
+    for rules in (None, []):
+        planned = plan_devices(rules, v2_layout())
+        assert len(planned) == 1 and planned[0].value == "default allow", planned
+        assert decide(planned[0], "b", 8, 0, "rwm") == 1
+
+
+def test_devices_on_hybrid_with_the_v1_controller_stay_v1_writes():
+    writes = plan_devices([{"allow": False, "access": "rwm"}], v1_layout())
+    assert all(isinstance(w, Write) and w.controller == "devices" for w in writes), writes
+
+
+def test_devices_on_hybrid_without_the_v1_controller_use_the_unified_hierarchy():
+    found = [Hierarchy("/sys/fs/cgroup/memory", "/", 1, ["memory"]), Hierarchy("/sys/fs/cgroup/unified", "/", 2, [])]
+    planned = plan_devices([{"allow": False, "access": "rwm"}], Layout(found, unified_controllers=[]))
+    assert len(planned) == 1 and isinstance(planned[0], device_program.DeviceProgram)
+
+
+def test_devices_without_any_cgroup_hierarchy_to_enforce_them_is_an_error():
+    layout = Layout([Hierarchy("/sys/fs/cgroup/memory", "/", 1, ["memory"])], unified_controllers=[])
+    expect_error(lambda: plan_devices([{"allow": False, "access": "rwm"}], layout), "linux.resources.devices",
+                 "devices controller")
+    assert plan_devices(None, layout) == []
+
+
+# ------------------------------------------------------------------------------------
+# the cgroup v2 device program, run through an eBPF interpreter
+# ------------------------------------------------------------------------------------
+
+ACCESS_BITS = {"m": 1, "r": 2, "w": 4}
+TYPE_BITS = {"b": 1, "c": 2}
+
+
+def run_ebpf(instructions, context):
+    """R0 of INSTRUCTIONS for CONTEXT (u32 words of struct bpf_cgroup_dev_ctx). Only the opcodes
+    device_program.py emits are known; a read of an unset register, a jump backwards or out of
+    the program, and a ctx read other than a u32 field fail the test."""
+    regs = {1: "ctx"}
+    pc = 0
+    steps = 0
+    while True:
+        assert 0 <= pc < len(instructions), "pc %d left the program" % pc
+        steps += 1
+        assert steps <= len(instructions), "more steps than instructions: a loop?"
+        code, dst, src, off, imm = instructions[pc]
+
+        def reg(number):
+            assert number in regs and regs[number] != "ctx", "r%d read before it is set (pc %d)" % (number, pc)
+            return regs[number]
+        if code == 0x61:  # ldxw dst, [src + off]
+            assert regs.get(src) == "ctx" and off in (0, 4, 8) and imm == 0, instructions[pc]
+            regs[dst] = context[off // 4]
+        elif code == 0x54:
+            regs[dst] = reg(dst) & imm
+        elif code == 0x74:
+            regs[dst] = reg(dst) >> imm
+        elif code == 0xb4:
+            regs[dst] = imm
+        elif code == 0xbc:
+            regs[dst] = reg(src)
+        elif code in (0x55, 0x5d, 0x15):
+            assert off >= 0, "a backward jump at %d" % pc
+            other = imm if code != 0x5d else reg(src)
+            taken = reg(dst) == other if code == 0x15 else reg(dst) != other
+            if taken:
+                pc += off
+        elif code == 0x95:
+            return reg(0)
+        else:
+            raise AssertionError("opcode 0x%x at %d is not one device_program.py emits" % (code, pc))
+        pc += 1
+
+
+def decide(planned, kind, major, minor, access):
+    """1 (allowed) or 0 for opening (r, w) or making (m) device KIND MAJOR:MINOR."""
+    bits = 0
+    for letter in access:
+        bits |= ACCESS_BITS[letter]
+    return run_ebpf(planned.program.instructions, (bits << 16 | TYPE_BITS[kind], major, minor))
+
+
+def program_for(rules, defaults=True):
+    """The program for RULES (linux.resources.devices), after the default rules unless DEFAULTS is false."""
+    if defaults:
+        return plan_devices(rules, v2_layout())[0]
+    checked = [dict(rule, field="rule%d" % index, type=rule.get("type") or "a", access=rule.get("access") or "rwm")
+               for index, rule in enumerate(rules)]
+    return device_program.plan(checked)
+
+
+DENY_ALL = {"allow": False, "access": "rwm"}
+
+
+@pytest.mark.parametrize("kind,major,minor,access,allowed", [
+    ("c", 1, 3, "rwm", 1),     # /dev/null
+    ("c", 1, 5, "r", 1),       # /dev/zero
+    ("c", 1, 9, "rw", 1),      # /dev/urandom
+    ("c", 5, 2, "rw", 1),      # /dev/ptmx
+    ("c", 136, 7, "rw", 1),    # /dev/pts/7
+    ("c", 1, 1, "r", 0),       # /dev/mem
+    ("c", 1, 11, "r", 0),      # /dev/kmsg
+    ("c", 10, 200, "rw", 0),   # /dev/net/tun
+    ("b", 8, 0, "r", 0),       # a disk
+    ("c", 10, 200, "m", 1),    # mknod of any node is allowed...
+    ("b", 8, 0, "m", 1),
+    ("b", 8, 0, "rm", 0),      # ...but not together with reading it
+])
+def test_the_default_config_allows_the_standard_devices_only(kind, major, minor, access, allowed):
+    assert decide(program_for([DENY_ALL]), kind, major, minor, access) == allowed
+
+
+def test_an_allow_rule_opens_a_device_for_its_access_only():
+    program = program_for([DENY_ALL, {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}])
+    assert decide(program, "b", 8, 0, "r") == 1
+    assert decide(program, "b", 8, 0, "w") == 0
+    assert decide(program, "b", 8, 0, "rw") == 0
+    assert decide(program, "b", 8, 1, "r") == 0
+    assert decide(program, "c", 8, 0, "r") == 0, "the type is part of the match"
+
+
+def test_wildcard_major_or_minor():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 10, "access": "rw"},
+                           {"allow": True, "type": "b", "minor": 7, "access": "r"},
+                           {"allow": True, "type": "c", "major": -1, "minor": 42, "access": "w"}], defaults=False)
+    assert decide(program, "c", 10, 200, "rw") == 1
+    assert decide(program, "c", 10, 1, "r") == 1
+    assert decide(program, "c", 11, 200, "r") == 0
+    assert decide(program, "b", 259, 7, "r") == 1
+    assert decide(program, "b", 259, 8, "r") == 0
+    assert decide(program, "c", 99, 42, "w") == 1
+    assert decide(program, "c", 99, 42, "r") == 0
+
+
+def test_one_rule_must_cover_all_the_access_asked_as_in_v1():
+    # Two rules for the same device merge; one for a wildcard does not help another's access.
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                           {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"},
+                           {"allow": True, "type": "c", "major": 4, "minor": 1, "access": "r"},
+                           {"allow": True, "type": "c", "major": 4, "access": "w"}], defaults=False)
+    assert decide(program, "c", 1, 11, "rw") == 1
+    assert decide(program, "c", 4, 1, "r") == 1 and decide(program, "c", 4, 1, "w") == 1
+    assert decide(program, "c", 4, 1, "rw") == 0
+
+
+def test_a_later_deny_takes_access_back():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"}], defaults=False)
+    assert decide(program, "c", 1, 11, "r") == 1
+    assert decide(program, "c", 1, 11, "m") == 1
+    assert decide(program, "c", 1, 11, "w") == 0
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwm"}], defaults=False)
+    assert decide(program, "c", 1, 11, "r") == 0
+    assert program.program.exceptions == []
+
+
+def test_allow_all_then_deny_rules_make_an_allow_default_with_exceptions():
+    program = program_for([{"allow": True, "access": "rwm"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 1, "access": "rw"},
+                           {"allow": False, "type": "b", "access": "w"}], defaults=False)
+    assert program.value.startswith("default allow; deny c 1:1 rw; deny b *:* w"), program.value
+    assert decide(program, "c", 1, 1, "r") == 0
+    assert decide(program, "c", 1, 1, "m") == 1
+    assert decide(program, "c", 1, 3, "rw") == 1
+    assert decide(program, "b", 8, 0, "r") == 1
+    # Under an allow default, any overlap with a deny exception denies (v1's match_exception_partial).
+    assert decide(program, "b", 8, 0, "rw") == 0
+
+
+def test_a_type_a_rule_resets_what_came_before():
+    rules = [DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+             {"allow": True, "type": "a", "access": "r"}]
+    program = program_for(rules, defaults=False)
+    assert program.value == "default allow"
+    assert decide(program, "b", 8, 0, "rw") == 1
+    program = program_for(rules + [{"allow": False, "type": "a"}], defaults=False)
+    assert program.value == "default deny"
+    assert decide(program, "c", 1, 11, "r") == 0
+
+
+def test_a_deny_that_would_punch_a_hole_in_a_wildcard_allow_is_refused():
+    """v1 would keep allowing c 1:11 (it only removes exact matches); refused, naming both rules."""
+    rules = [DENY_ALL, {"allow": True, "type": "c", "access": "rwm"},
+             {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "r"}]
+    message = expect_error(lambda: plan_devices(rules, v2_layout()), "linux.resources.devices[2]",
+                           "linux.resources.devices[1]", "c *:* rwm")
+    assert message.startswith("linux.resources.devices[2]:"), message
+
+
+def test_a_deny_outside_the_wildcard_access_is_no_hole():
+    rules = [DENY_ALL, {"allow": True, "type": "c", "access": "r"},
+             {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"}]
+    program = plan_devices(rules, v2_layout())[0]
+    assert decide(program, "c", 1, 11, "r") == 1 and decide(program, "c", 1, 11, "w") == 0
+
+
+def test_numbers_no_device_can_have_never_match():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 4096, "minor": 0, "access": "r"},
+                           {"allow": True, "type": "c", "major": 1, "minor": 1 << 20, "access": "r"}], defaults=False)
+    assert decide(program, "c", 4096 & 0xFFF, 0, "r") == 0
+    assert decide(program, "c", 1, 0, "r") == 0
+    assert len(program.program.instructions) == 8  # the prologue and the default: nothing else
+
+
+def test_the_program_is_straight_line_and_ends_in_exit():
+    program = plan_devices([DENY_ALL, {"allow": True, "type": "b", "major": 8, "access": "r"}], v2_layout())[0]
+    instructions = program.program.instructions
+    assert instructions[-1][0] == 0x95 and instructions[-2][:2] == (0xb4, 0)
+    for index, (code, dst, src, off, imm) in enumerate(instructions):
+        assert 0 <= dst <= 10 and 0 <= src <= 10
+        if code in (0x55, 0x5d, 0x15):
+            assert 0 < off and index + off + 1 < len(instructions), (index, instructions[index])
+    # Every rule's instructions say which rule they check, for the verifier's errors.
+    assert set(program.program.origins) == {None, "linux.resources.devices[1]", "default device rules"}
+
+
+def test_instructions_encode_as_struct_bpf_insn():
+    program = program_for([DENY_ALL], defaults=False)
+    code = program.program.encode()
+    assert len(code) == 8 * len(program.program.instructions)
+    if sys.byteorder == "little":
+        # ldxw r4, [r1 + 4]: code 0x61, dst 4 in the low nibble, src 1 in the high one, off 4, imm 0.
+        index = program.program.instructions.index((0x61, 4, 1, 4, 0))
+        assert code[8 * index:8 * index + 8] == bytes([0x61, 0x14, 4, 0, 0, 0, 0, 0])
+        # the default: mov32 r0, 0; exit.
+        assert code[-16:] == bytes([0xb4, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+
+
+class RecordingBpf:
+    """A stand-in for syscalls.bpf: records each command, answers as a kernel with one program
+    (id OLD_ID, named NAME) attached to the cgroup."""
+
+    OLD_ID = 41
+
+    def __init__(self, name):
+        self.name = name
+        self.calls = []
+
+    def __call__(self, command, attr_size, values, what, inputs=None, outputs=None):
+        self.calls.append((command, dict(values)))
+        if command in (device_program.BPF_PROG_LOAD, device_program.BPF_PROG_GET_FD_BY_ID):
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), b"", {}
+        if command == device_program.BPF_PROG_QUERY:
+            attr = bytearray(attr_size)
+            attr[24:28] = (1).to_bytes(4, sys.byteorder)
+            return 0, bytes(attr), {16: self.OLD_ID.to_bytes(4, sys.byteorder) + bytes(outputs[16] - 4)}
+        if command == device_program.BPF_OBJ_GET_INFO_BY_FD:
+            info = bytearray(80)
+            info[64:64 + len(self.name)] = self.name
+            return 0, b"", {8: bytes(info)}
+        return 0, b"", {}
+
+    def commands(self):
+        return [command for command, _values in self.calls]
+
+
+def test_install_attaches_the_new_program_before_it_detaches_the_old_one(tmp_path, monkeypatch):
+    """No moment without a program: with both attached the kernel allows what both allow."""
+    fake = RecordingBpf(device_program.PROGRAM_NAME)
+    monkeypatch.setattr(device_program.syscalls, "bpf", fake)
+    plan_devices([DENY_ALL], v2_layout())[0].install(str(tmp_path))
+    commands = fake.commands()
+    attach = commands.index(device_program.BPF_PROG_ATTACH)
+    detach = commands.index(device_program.BPF_PROG_DETACH)
+    assert commands[0] == device_program.BPF_PROG_LOAD
+    assert attach < detach, commands
+    assert fake.calls[attach][1][12] == device_program.BPF_F_ALLOW_MULTI
+    assert fake.calls[attach][1][8] == device_program.BPF_CGROUP_DEVICE
+    # The old program was looked up by its id to be detached.
+    assert fake.calls[detach - 1] == (device_program.BPF_PROG_GET_FD_BY_ID, {0: RecordingBpf.OLD_ID})
+    load = fake.calls[0][1]
+    assert load[0] == device_program.BPF_PROG_TYPE_CGROUP_DEVICE and load[48] == device_program.PROGRAM_NAME
+
+
+def test_install_leaves_programs_named_otherwise(tmp_path, monkeypatch):
+    fake = RecordingBpf(b"agent_devices")
+    monkeypatch.setattr(device_program.syscalls, "bpf", fake)
+    plan_devices([DENY_ALL], v2_layout())[0].install(str(tmp_path))
+    assert device_program.BPF_PROG_ATTACH in fake.commands()
+    assert device_program.BPF_PROG_DETACH not in fake.commands()
+
+
+def test_a_refused_load_is_retried_with_a_log_that_names_the_rule(monkeypatch):
+    planned = plan_devices([DENY_ALL, {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "r"}],
+                           v2_layout())[0]
+    index = planned.program.origins.index("linux.resources.devices[1]")
+    calls = []
+
+    def refuse(command, attr_size, values, what, inputs=None, outputs=None):
+        calls.append(dict(values))
+        failure = OSError(13, "Permission denied")
+        failure.outputs = {32: ("0: (61) r2 = *(u32 *)(r1 +0)\n%d: (55) if r2 != 0x2 goto pc+7\n"
+                                "R6 !read_ok\n\0garbage" % index).encode()} if outputs else {}
+        raise failure
+    monkeypatch.setattr(device_program.syscalls, "bpf", refuse)
+    message = expect_error(lambda: device_program.load(planned.program), "R6 !read_ok")
+    assert message.startswith("linux.resources.devices[1]: the kernel refused"), message
+    assert "garbage" not in message
+    assert 24 not in calls[0] and calls[1][24] == 1, "only the second load asks for a log"
+
+
+def test_loading_without_privilege_says_what_is_needed(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+    monkeypatch.setattr(device_program.syscalls, "bpf", refuse)
+    expect_error(lambda: device_program.load(program_for([DENY_ALL]).program), "linux.resources.devices",
+                 "CAP_SYS_ADMIN")
+
+
+def test_the_v1_and_v2_plans_refuse_the_same_bad_rules():
+    rules = [{"allow": True, "type": "x", "access": "r"}]
+    expect_error(lambda: plan_devices(rules, v2_layout()), "linux.resources.devices[0].type")
+    expect_error(lambda: plan_devices([{"allow": True, "access": "q"}], v2_layout()),
+                 "linux.resources.devices[0].access")
 
 
 # ------------------------------------------------------------------------------------

@@ -133,6 +133,9 @@ class Cgroup:
                     directory = self.directory_for(write.controller, layout)
                 if directory is None:
                     raise OCIError("%s: the host has no %s cgroup controller" % (write.field, write.controller))
+                if hasattr(write, "install"):
+                    write.install(directory)  # a device program (device_program.DeviceProgram)
+                    continue
                 try:
                     self._write(directory, write)
                 except OSError as exc:

@@ -6,7 +6,8 @@
 plan_resources and plan_devices turn the config into a list of Write (which
 controller's file gets which value, for which field), so the v1 and v2 file
 mappings are checked, and unit-tested, without touching the host. Applying
-the list is cgroup.Cgroup.apply.
+the list is cgroup.Cgroup.apply. On cgroup v2 the device rules become one
+device_program.DeviceProgram in that list, installed instead of written.
 """
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -328,7 +329,8 @@ def _device_number(value):
 
 
 def plan_devices(rules, layout):
-    """v1 devices.allow/deny writes for linux.resources.devices, then the default allows."""
+    """linux.resources.devices, then the default allows: devices.allow/deny writes where the
+    host has the v1 devices controller, else one device program for the unified hierarchy."""
     base = "linux.resources.devices"
     if rules is None:
         rules = []
@@ -350,15 +352,20 @@ def plan_devices(rules, layout):
         for key in ("major", "minor"):
             _int(rule, key, "%s.%s" % (field, key), minimum=-1)
         checked.append(dict(rule, type=kind, access=access, field=field))
-    if not checked and layout.hierarchy_for("devices") is None:
-        return []
+    every = checked + [dict(r, field="default device rules") for r in DEFAULT_DEVICE_RULES]
     hierarchy = layout.hierarchy_for("devices")
     if hierarchy is None or hierarchy.version != 1:
-        raise OCIError("%s: device rules need the v1 devices controller; this host (layout %s) would "
-                       "need a cgroup v2 eBPF device program, which this runtime does not load yet, and "
-                       "it will not silently allow every device" % (base, layout.mode))
+        if layout.unified is not None:
+            # Only hosts without the v1 controller pay for the compiler and bpf(2).
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
+            return [device_program.plan(every)]
+        if not checked:
+            return []
+        raise OCIError("%s: this host has neither the v1 devices controller nor a cgroup v2 hierarchy to "
+                       "attach a device program to (layout %s), and the rules will not be silently "
+                       "ignored" % (base, layout.mode))
     writes = []
-    for rule in checked + [dict(r, field="default device rules") for r in DEFAULT_DEVICE_RULES]:
+    for rule in every:
         if rule["type"] == "a":
             entry = "a"
         else:

@@ -321,3 +321,50 @@ def seccomp_flags_supported(flags):
     if ffi.errno == errno.EINVAL:
         return False
     _fail("seccomp(SECCOMP_SET_MODE_FILTER, flags 0x%x, NULL)" % flags)
+
+
+# os.uname().machine -> the name of its table in _syscall_table.
+_TABLE_OF_MACHINE = {"x86_64": "x86_64", "aarch64": "aarch64", "i686": "x86", "i386": "x86",
+                     "armv7l": "arm", "armv8l": "arm"}
+
+
+def bpf(command, attr_size, values, what, inputs=None, outputs=None):
+    """bpf(2): COMMAND on a union bpf_attr of ATTR_SIZE bytes, zeroed, then given
+    VALUES {offset: u32, or bytes copied in place}; INPUTS {offset: bytes} and OUTPUTS {offset: size} are
+    buffers whose addresses go, as u64, at their offsets. Returns (result, the
+    attr as the kernel left it, {offset: bytes of each output buffer}); a
+    failure raises OSError carrying those buffers as .outputs. WHAT names the
+    operation in errors. The layouts are the caller's (uapi linux/bpf.h):
+    this is only the call.
+    """
+    libc()
+    # Only create and update of a cgroup v2 container use it: the table is imported then.
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux._syscall_table import TABLES
+    number = TABLES.get(_TABLE_OF_MACHINE.get(MACHINE), {}).get("bpf")
+    if number is None:
+        raise OSError(38, "bpf: unknown syscall number on %s" % MACHINE)
+    attr = ffi.new("char[]", attr_size)
+    words = ffi.cast("uint32_t *", attr)
+    pointers = ffi.cast("uint64_t *", attr)
+    for offset, value in values.items():
+        if isinstance(value, bytes):
+            ffi.memmove(attr + offset, value, len(value))  # a char[] field, such as a program's name
+        else:
+            words[offset // 4] = value
+    keep = []
+    for offset, data in (inputs or {}).items():
+        buffer = ffi.from_buffer(data)
+        keep.append(buffer)
+        pointers[offset // 8] = int(ffi.cast("uintptr_t", buffer))
+    out = {}
+    for offset, size in (outputs or {}).items():
+        out[offset] = ffi.new("char[]", size)
+        pointers[offset // 8] = int(ffi.cast("uintptr_t", out[offset]))
+    result = _syscall(number, command, ffi.cast("long", attr), attr_size)
+    err = ffi.errno
+    filled = dict((offset, ffi.buffer(buffer)[:]) for offset, buffer in out.items())
+    if result < 0:
+        failure = OSError(err, "%s: %s" % (what, os.strerror(err)))
+        failure.outputs = filled  # the verifier writes its log even when it refuses the program
+        raise failure
+    return result, ffi.buffer(attr)[:], filled
