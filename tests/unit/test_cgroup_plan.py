@@ -14,11 +14,13 @@ would provide, right after Cgroup.create returns.
 Expected values follow the OCI runtime specification and runc.
 """
 import os
+import signal
 import sys
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import cgroup as cgroup_module
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import Write, plan_devices, plan_resources
@@ -1006,3 +1008,50 @@ def test_v2_backend_bfq_weight_gets_the_weight_unconverted(fake_v2):
 
 def test_runtime_parent_constant():
     assert RUNTIME_PARENT == "/ocirt"
+
+
+# ------------------------------------------------------------------------------------
+# kill --all and the freezer, against a directory shaped like a v2 cgroup
+# ------------------------------------------------------------------------------------
+
+def test_sigkill_to_all_goes_through_cgroup_kill(tmp_path, monkeypatch):
+    """cgroup.kill (Linux 5.14) kills what forks meanwhile too; no pid is signalled one by one."""
+    touch(str(tmp_path / "cgroup.kill"))
+    touch(str(tmp_path / "cgroup.procs"), "4242\n4343\n")
+    signalled = []
+    monkeypatch.setattr(cgroup_module.os, "kill", lambda pid, signum: signalled.append((pid, signum)))
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGKILL)
+    assert read(str(tmp_path / "cgroup.kill")) == "1"
+    assert signalled == []
+
+
+def test_other_signals_and_kernels_without_cgroup_kill_signal_each_pid(tmp_path, monkeypatch):
+    touch(str(tmp_path / "cgroup.procs"), "4242\n4343\n")
+    signalled = []
+    monkeypatch.setattr(cgroup_module.os, "kill", lambda pid, signum: signalled.append((pid, signum)))
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGKILL)
+    assert signalled == [(4242, signal.SIGKILL), (4343, signal.SIGKILL)]
+    touch(str(tmp_path / "cgroup.kill"))
+    del signalled[:]
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGTERM)
+    assert read(str(tmp_path / "cgroup.kill")) == ""
+    assert signalled == [(4242, signal.SIGTERM), (4343, signal.SIGTERM)]
+
+
+def test_a_v2_freeze_that_never_completes_is_undone_and_reported(tmp_path, monkeypatch):
+    touch(str(tmp_path / "cgroup.freeze"), "0")
+    touch(str(tmp_path / "cgroup.events"), "populated 1\nfrozen 0\n")
+    monkeypatch.setattr(cgroup_module, "FREEZE_WAIT_SECONDS", 0.05)
+    cgroup = Cgroup({"unified": str(tmp_path)}, [], "v2")
+    expect_error(lambda: cgroup.freeze(True), str(tmp_path), "did not freeze")
+    assert read(str(tmp_path / "cgroup.freeze")) == "0"
+    assert not cgroup.is_frozen()
+
+
+def test_a_v2_freeze_waits_for_cgroup_events(tmp_path):
+    touch(str(tmp_path / "cgroup.freeze"), "0")
+    touch(str(tmp_path / "cgroup.events"), "populated 1\nfrozen 1\n")
+    cgroup = Cgroup({"unified": str(tmp_path)}, [], "v2")
+    cgroup.freeze(True)
+    assert read(str(tmp_path / "cgroup.freeze")) == "1"
+    assert cgroup.is_frozen()

@@ -4,9 +4,12 @@
 """A container's cgroup: made, joined, written, frozen, signalled, removed.
 
 One directory per hierarchy of the layout (layout.Layout), named by
-layout.resolve_path; what this runtime made is recorded so that delete (and
-the recovery after a crash) removes exactly that. The planned writes come
-from plan.py.
+layout.resolve_path (linux.cgroupsPath); what this runtime made is recorded
+so that delete (and the recovery after a crash) removes exactly that. The
+planned writes (linux.resources) come from plan.py. Pause and resume use
+the v1 freezer's freezer.state, else v2's cgroup.freeze (waiting for
+cgroup.events to say frozen); kill --all with SIGKILL uses v2's cgroup.kill
+where the kernel has it (5.14).
 """
 import errno
 import os
@@ -244,19 +247,38 @@ class Cgroup:
                 if time.monotonic() > deadline:
                     raise OCIError("freezer %s did not reach %s" % (path, target))
                 time.sleep(0.001)
+        # v2: cgroup.freeze is the request; cgroup.events says "frozen 1" once every task has stopped.
         _write_file(os.path.join(path, "cgroup.freeze"), "1" if frozen else "0")
-        while True:
-            events = _read_file(os.path.join(path, "cgroup.events"))
-            if ("frozen %d" % (1 if frozen else 0)) in events:
-                return
+        wanted = "frozen %d" % (1 if frozen else 0)
+        while wanted not in _read_file(os.path.join(path, "cgroup.events")).splitlines():
             if time.monotonic() > deadline:
-                raise OCIError("cgroup %s did not %s" % (path, "freeze" if frozen else "thaw"))
+                if frozen:
+                    # Half frozen is neither paused nor running: back to running, as runc does.
+                    _write_file(os.path.join(path, "cgroup.freeze"), "0")
+                raise OCIError("cgroup %s did not %s within %d seconds"
+                               % (path, "freeze" if frozen else "thaw", FREEZE_WAIT_SECONDS))
             time.sleep(0.001)
 
+    def _kill_file(self):
+        """The unified directory's cgroup.kill (Linux 5.14), or None."""
+        unified = self.dirs.get("unified")
+        path = os.path.join(unified, "cgroup.kill") if unified else None
+        return path if path and os.path.exists(path) else None
+
     def signal_all(self, signum):
-        """Send SIGNUM to every process; frozen meanwhile, so none can fork past it."""
+        """Send SIGNUM to every process. SIGKILL goes through cgroup.kill where the kernel has it,
+        which also reaches what forks meanwhile; else the cgroup is frozen while the pids are signalled."""
         kind = self._freezer()[0]
         frozen_before = self.is_frozen()
+        kill_file = self._kill_file() if signum == signal.SIGKILL else None
+        if kill_file:
+            try:
+                _write_file(kill_file, "1")
+            except OSError as exc:
+                raise OCIError("cgroup %s: cannot kill its processes: %s" % (kill_file, exc.strerror))
+            if frozen_before:
+                self.freeze(False)  # a task frozen by the v1 freezer dies only once thawed
+            return
         if kind and not frozen_before:
             self.freeze(True)
         try:
