@@ -555,3 +555,32 @@ def test_update_of_an_absent_controller_names_the_field_and_changes_nothing(v2, 
     os.kill(pid, signal.SIGKILL)
     poll(lambda: v2.state(container_id)["status"] == "stopped", "the container to stop")
     v2("delete", container_id)
+
+
+def test_a_parent_holding_processes_cannot_delegate_a_controller(v2, make_bundle):
+    """cgroup v2's no-internal-process rule: a cgroup with processes delegates no controller.
+    A linux.cgroupsPath below such a cgroup fails with the reason, and leaves nothing."""
+    if "hugetlb" not in _unified_controllers():
+        pytest.skip("the cgroup2 hierarchy here has no controller to delegate (no hugetlb)")
+    top = "ocirt-busy-%s" % uuid.uuid4().hex[:10]
+    busy = os.path.join(HOST_UNIFIED, top)
+    os.mkdir(busy)
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        with open(os.path.join(busy, "cgroup.procs"), "w") as handle:
+            handle.write(str(sleeper.pid))
+        container_id = new_id("busy")
+        bundle = make_bundle(SLEEP, config={"linux": {"cgroupsPath": "/%s/ctr" % top, "resources": {
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}]}}})
+        result = v2("create", "--bundle", bundle, container_id, check=False)
+        assert_clean_error(result, "holds processes of its own", "linux.resources.hugepageLimits[0]",
+                           "linux.cgroupsPath")
+        assert not os.path.lexists(os.path.join(busy, "ctr"))
+        assert not os.path.lexists(os.path.join(v2.root, container_id))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        poll(lambda: not read(os.path.join(busy, "cgroup.procs")).split(), "the sleeper to leave %s" % busy)
+        for directory in (os.path.join(busy, "ctr"), busy):
+            if os.path.isdir(directory):
+                os.rmdir(directory)

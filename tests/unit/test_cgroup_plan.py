@@ -273,12 +273,127 @@ def test_hugepages_v1():
 def test_hugepages_v2(layout):
     writes = plan({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB},
                                       {"pageSize": "1GB", "limit": 0}]}, layout)
-    assert writes == [("hugetlb", "hugetlb.2MB.max", str(4 * MB)), ("hugetlb", "hugetlb.1GB.max", "0")]
+    # The reservation limit (Linux 5.7) takes the same value, where the kernel has the file.
+    assert writes == [("hugetlb", "hugetlb.2MB.max", str(4 * MB)), ("hugetlb", "?hugetlb.2MB.rsvd.max", str(4 * MB)),
+                      ("hugetlb", "hugetlb.1GB.max", "0"), ("hugetlb", "?hugetlb.1GB.rsvd.max", "0")]
 
 
 def test_hugepages_bad_page_size_is_refused():
     expect_error(lambda: plan_resources({"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}, v2_layout()),
                  "linux.resources.hugepageLimits[0].pageSize")
+
+
+# ------------------------------------------------------------------------------------
+# cgroup v2 values, against runc's for the same linux.resources
+# ------------------------------------------------------------------------------------
+
+# Each case: linux.resources (and the container's current resources, for an update), then
+# what runc's libcontainer/cgroups/fs2 writes for them (file -> value, "?" where runc
+# tolerates a missing file). runc's conversions: cpu.weight = 1 + ((shares - 2) * 9999) / 262142
+# (ConvertCPUSharesToCgroupV2Value); io.weight = 1 + (weight - 10) * 9999 / 990
+# (ConvertBlkIOToIOWeightValue), BFQ's io.bfq.weight taking the weight as it is; memory.swap.max =
+# swap - limit (ConvertMemorySwapToCgroupV2Value); 0 leaves a value unset and -1 is "max" (numToStr).
+RUNC_V2_CASES = [
+    ("shares-2", {"cpu": {"shares": 2}}, None, {"cpu.weight": "1"}),
+    ("shares-100", {"cpu": {"shares": 100}}, None, {"cpu.weight": "4"}),
+    ("shares-512", {"cpu": {"shares": 512}}, None, {"cpu.weight": "20"}),
+    ("shares-1024", {"cpu": {"shares": 1024}}, None, {"cpu.weight": "39"}),
+    ("shares-262144", {"cpu": {"shares": 262144}}, None, {"cpu.weight": "10000"}),
+    ("shares-0-unset", {"cpu": {"shares": 0}}, None, {}),
+    ("quota-and-period", {"cpu": {"quota": 50000, "period": 200000}}, None, {"cpu.max": "50000 200000"}),
+    ("quota-alone", {"cpu": {"quota": 50000}}, None, {"cpu.max": "50000 100000"}),
+    ("quota-unlimited", {"cpu": {"quota": -1, "period": 200000}}, None, {"cpu.max": "max 200000"}),
+    ("period-alone", {"cpu": {"period": 250000}}, None, {"cpu.max": "max 250000"}),
+    ("quota-0-period-0", {"cpu": {"quota": 0, "period": 0}}, None, {}),
+    ("update-quota-keeps-period", {"cpu": {"quota": 20000}}, {"cpu": {"quota": 50000, "period": 250000}},
+     {"cpu.max": "20000 250000"}),
+    ("update-period-keeps-quota", {"cpu": {"period": 50000}}, {"cpu": {"quota": 20000}}, {"cpu.max": "20000 50000"}),
+    ("burst-idle", {"cpu": {"burst": 1000, "idle": 1}}, None, {"cpu.max.burst": "1000", "cpu.idle": "1"}),
+    ("cpuset", {"cpu": {"cpus": "0-1", "mems": "0"}}, None, {"cpuset.cpus": "0-1", "cpuset.mems": "0"}),
+    ("memory", {"memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 96 * MB}}, None,
+     {"memory.max": str(64 * MB), "memory.low": str(32 * MB), "memory.swap.max": str(32 * MB)}),
+    ("memory-no-swap", {"memory": {"limit": 64 * MB, "swap": 64 * MB}}, None,
+     {"memory.max": str(64 * MB), "?memory.swap.max": "0"}),
+    ("memory-unlimited", {"memory": {"limit": -1}}, None, {"memory.max": "max", "?memory.swap.max": "max"}),
+    ("memory-unlimited-swap-given", {"memory": {"limit": -1, "swap": 128 * MB}}, None,
+     {"memory.max": "max", "memory.swap.max": str(128 * MB)}),
+    ("swap-unlimited", {"memory": {"limit": 64 * MB, "swap": -1}}, None,
+     {"memory.max": str(64 * MB), "?memory.swap.max": "max"}),
+    ("memory-0-unset", {"memory": {"limit": 0, "reservation": 0, "swap": 0}}, None, {}),
+    ("update-swap-alone", {"memory": {"swap": 96 * MB}}, {"memory": {"limit": 64 * MB}},
+     {"memory.swap.max": str(32 * MB)}),
+    ("pids", {"pids": {"limit": 42}}, None, {"pids.max": "42"}),
+    ("pids-unlimited", {"pids": {"limit": -1}}, None, {"pids.max": "max"}),
+    ("pids-0-unset", {"pids": {"limit": 0}}, None, {}),
+    ("blkio-weight-10", {"blockIO": {"weight": 10}}, None, {"io.bfq.weight": "10", "io.weight": "1"}),
+    ("blkio-weight-100", {"blockIO": {"weight": 100}}, None, {"io.bfq.weight": "100", "io.weight": "910"}),
+    ("blkio-weight-500", {"blockIO": {"weight": 500}}, None, {"io.bfq.weight": "500", "io.weight": "4950"}),
+    ("blkio-weight-1000", {"blockIO": {"weight": 1000}}, None, {"io.bfq.weight": "1000", "io.weight": "10000"}),
+    ("throttle", {"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                              "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}]}}, None,
+     {"io.max": ["8:0 rbps=1048576", "8:16 wiops=100"]}),
+    ("hugetlb", {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}]}, None,
+     {"hugetlb.2MB.max": str(4 * MB), "?hugetlb.2MB.rsvd.max": str(4 * MB)}),
+    ("unified", {"unified": {"memory.high": "1073741824", "memory.oom.group": "1"}}, None,
+     {"memory.high": "1073741824", "memory.oom.group": "1"}),
+]
+
+
+def v2_files(writes):
+    """{file (with "?" when optional): value}, one entry per alternative of an "a|b" write; a file
+    written several times (io.max) maps to the list of its values."""
+    files = {}
+    for controller, filename, value in writes:
+        optional = "?" if filename.startswith("?") else ""
+        names = filename.lstrip("?").split("|")
+        values = value.split("|") if "|" in value else [value] * len(names)
+        for name, each in zip(names, values):
+            key = optional + name
+            if key in files:
+                files[key] = (files[key] if isinstance(files[key], list) else [files[key]]) + [each]
+            else:
+                files[key] = each
+    return files
+
+
+@pytest.mark.parametrize("resources,current,expected", [case[1:] for case in RUNC_V2_CASES],
+                         ids=[case[0] for case in RUNC_V2_CASES])
+def test_v2_writes_match_runc(resources, current, expected):
+    assert v2_files(triples(plan_resources(resources, v2_layout(), current=current))) == expected
+
+
+@pytest.mark.parametrize("resources,current,field", [
+    ({"memory": {"swap": 64 * MB}}, None, "linux.resources.memory.swap"),
+    ({"memory": {"limit": 0, "swap": 64 * MB}}, None, "linux.resources.memory.swap"),
+    ({"memory": {"swap": 32 * MB}}, {"memory": {"limit": 64 * MB}}, "linux.resources.memory.swap"),
+    ({"memory": {"limit": 64 * MB, "swap": 32 * MB}}, None, "linux.resources.memory.swap"),
+    ({"cpu": {"realtimePeriod": 1000000}}, None, "linux.resources.cpu.realtimePeriod"),
+    ({"cpu": {"realtimeRuntime": 950000}}, None, "linux.resources.cpu.realtimeRuntime"),
+    ({"blockIO": {"leafWeight": 300}}, None, "linux.resources.blockIO.leafWeight"),
+    ({"network": {"classID": 1}}, None, "linux.resources.network.classID"),
+], ids=["swap-without-limit", "swap-with-limit-0", "update-swap-below-current-limit", "swap-below-limit",
+        "realtime-period", "realtime-runtime", "leaf-weight", "net-cls"])
+def test_v2_refuses_what_it_cannot_apply_naming_the_field(resources, current, field):
+    """runc refuses the swap cases too; v2 has no realtime limits, leaf weight or net_cls, which runc
+    would drop without a word: refused here, naming the field."""
+    message = expect_error(lambda: plan_resources(resources, v2_layout(), current=current), field + ":")
+    assert message.startswith(field + ":"), message
+
+
+def test_v2_limits_of_an_update_do_not_touch_what_it_leaves_out():
+    writes = plan({"memory": {"limit": 128 * MB}}, v2_layout())
+    assert writes == [("memory", "memory.max", str(128 * MB))]
+
+
+def test_v2_io_weight_of_a_device():
+    writes = plan({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 500}]}}, v2_layout())
+    assert v2_files(writes) == {"io.bfq.weight": "8:0 500", "io.weight": "8:0 4950"}
+
+
+def test_v2_throttle_rate_0_removes_the_limit():
+    """v1 reads rate 0 as no limit; v2's io.max refuses 0 (ERANGE) and says "max"."""
+    writes = plan({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 0}]}}, v2_layout())
+    assert writes == [("io", "io.max", "8:0 rbps=max")]
 
 
 # ------------------------------------------------------------------------------------
@@ -311,7 +426,20 @@ def test_unified_keys_need_a_unified_hierarchy():
                  "linux.resources.unified.pids.max", "v2")
 
 
-@pytest.mark.parametrize("unified", [{"../memory.max": "1"}, {"memory.max": 1}])
+@pytest.mark.parametrize("key", ["cgroup.procs", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control",
+                                 "cgroup.threads", "cgroup.type"])
+def test_unified_keys_the_runtime_drives_are_refused(key):
+    expect_error(lambda: plan_resources({"unified": {key: "1"}}, v2_layout()), "linux.resources.unified." + key,
+                 "runtime")
+
+
+def test_unified_cgroup_core_limits_are_allowed():
+    assert plan({"unified": {"cgroup.max.descendants": "5"}}, v2_layout()) == [
+        ("unified", "cgroup.max.descendants", "5")]
+
+
+@pytest.mark.parametrize("unified", [{"../memory.max": "1"}, {"memory.max": 1}, {"memorymax": "1"},
+                                     {".max": "1"}, {"memory.": "1"}])
 def test_unified_bad_key_or_value_is_refused(unified):
     expect_error(lambda: plan_resources({"unified": unified}, v2_layout()), "linux.resources.unified.")
 
@@ -1055,3 +1183,51 @@ def test_a_v2_freeze_waits_for_cgroup_events(tmp_path):
     cgroup.freeze(True)
     assert read(str(tmp_path / "cgroup.freeze")) == "1"
     assert cgroup.is_frozen()
+
+
+# ------------------------------------------------------------------------------------
+# controllers delegated down the v2 tree
+# ------------------------------------------------------------------------------------
+
+def _refuse_subtree_control(monkeypatch, errno_value, where):
+    real = cgroup_module._write_file
+
+    def write(path, value):
+        if path == os.path.join(where, "cgroup.subtree_control"):
+            raise OSError(errno_value, os.strerror(errno_value), path)
+        return real(path, value)
+    monkeypatch.setattr(cgroup_module, "_write_file", write)
+
+
+def test_a_parent_with_processes_cannot_delegate_and_says_why(fake_v2, monkeypatch):
+    mount, layout = fake_v2
+    os.mkdir(os.path.join(mount, "busy"))
+    kernel_files(os.path.join(mount, "busy"), ("cgroup.subtree_control", "cgroup.procs", "cgroup.controllers"))
+    cgroup = Cgroup.create(layout, "/busy/ctr", owned=False)
+    kernel_files(os.path.join(mount, "busy", "ctr"))
+    _refuse_subtree_control(monkeypatch, 16, os.path.join(mount, "busy"))  # EBUSY
+    try:
+        message = expect_error(lambda: cgroup.apply(plan_resources({"pids": {"limit": 5}}, layout), layout),
+                               os.path.join(mount, "busy"), "processes", "linux.resources.pids.limit",
+                               "linux.cgroupsPath")
+        assert "pids" in message
+    finally:
+        remove_files(os.path.join(mount, "busy", "ctr"))
+        cgroup.destroy()
+
+
+def test_a_controller_not_delegated_from_above_is_named(fake_v2, monkeypatch):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/nodeleg", owned=True)
+    parent = os.path.join(mount, "ocirt")
+    kernel_files(parent, ("cgroup.subtree_control",))
+    touch(os.path.join(parent, "cgroup.controllers"), "pids\n")
+    kernel_files(os.path.join(parent, "nodeleg"))
+    _refuse_subtree_control(monkeypatch, 2, parent)  # ENOENT: the kernel's answer to an unknown controller
+    try:
+        message = expect_error(lambda: cgroup.apply(plan_resources({"memory": {"limit": MB}}, layout), layout),
+                               parent, "memory controller is not delegated", "linux.resources.memory.limit")
+        assert "(it has: pids)" in message, message
+    finally:
+        remove_files(os.path.join(parent, "nodeleg"))
+        cgroup.destroy()

@@ -170,25 +170,50 @@ class Cgroup:
         raise OSError(errno.ENOENT, "the kernel has no %s here" % " or ".join(names), os.path.join(directory, names[0]))
 
     def _enable_unified_controllers(self, writes, layout):
-        """v2: a controller is usable in a cgroup only once every ancestor delegates it."""
-        wanted = set(w.controller for w in writes if layout.hierarchy_for(w.controller) is layout.unified)
-        # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
-        wanted.update(w.filename.split(".", 1)[0] for w in writes
-                      if w.controller == "unified" and w.filename.split(".", 1)[0] in layout.unified_controllers)
+        """v2: a controller is usable in a cgroup only once every ancestor delegates it, in its
+        cgroup.subtree_control. The container's own directory delegates nothing: it holds
+        processes, and a v2 cgroup with processes may not (the no-internal-process rule)."""
+        fields = {}  # controller -> the first field that needs it
+        for write in writes:
+            if layout.hierarchy_for(write.controller) is layout.unified and layout.unified is not None:
+                fields.setdefault(write.controller, write.field)
+            elif write.controller == "unified":
+                # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
+                prefix = write.filename.split(".", 1)[0]
+                if prefix in layout.unified_controllers:
+                    fields.setdefault(prefix, write.field)
         directory = self.dirs.get("unified")
-        if not directory or not wanted:
+        if not directory or not fields:
             return
+        wanted = sorted(fields)
         mountpoint = layout.unified.mountpoint
         relative = os.path.relpath(directory, mountpoint)
         current = mountpoint
         for part in [""] + relative.split("/")[:-1]:
             current = os.path.join(current, part) if part else current
             try:
-                _write_file(os.path.join(current, "cgroup.subtree_control"),
-                            " ".join("+" + c for c in sorted(wanted)))
+                _write_file(os.path.join(current, "cgroup.subtree_control"), " ".join("+" + c for c in wanted))
             except OSError as exc:
-                raise OCIError("cgroup %s: cannot enable %s controllers: %s"
-                               % (current, ", ".join(sorted(wanted)), exc.strerror))
+                raise OCIError(self._delegation_error(current, wanted, fields, exc))
+
+    @staticmethod
+    def _delegation_error(directory, wanted, fields, exc):
+        needed = "; ".join("%s for %s" % (c, fields[c]) for c in wanted)
+        if exc.errno == errno.EBUSY:
+            return ("cgroup %s: cannot delegate the %s controllers (%s): it holds processes of its own, and "
+                    "cgroup v2 lets no cgroup with processes delegate a controller; choose a linux.cgroupsPath "
+                    "whose parents hold none" % (directory, ", ".join(wanted), needed))
+        try:
+            available = _read_file(os.path.join(directory, "cgroup.controllers")).split()
+        except OSError:
+            available = []
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            return ("cgroup %s: the %s controller%s %s not delegated to it (it has: %s), needed: %s"
+                    % (directory, ", ".join(missing), "s" if len(missing) > 1 else "",
+                       "are" if len(missing) > 1 else "is", " ".join(available) or "none", needed))
+        return "cgroup %s: cannot enable the %s controllers (%s): %s" % (
+            directory, ", ".join(wanted), needed, exc.strerror)
 
     def oom_file(self, layout):
         """The file whose oom_kill counter tells whether the OOM killer struck, or None."""
