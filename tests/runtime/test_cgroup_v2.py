@@ -584,3 +584,80 @@ def test_a_parent_holding_processes_cannot_delegate_a_controller(v2, make_bundle
         for directory in (os.path.join(busy, "ctr"), busy):
             if os.path.isdir(directory):
                 os.rmdir(directory)
+
+
+# --------------------------------------------------------------------------
+# the container's view: the cgroup mount and the cgroup namespace
+# --------------------------------------------------------------------------
+
+def cgroup_mount(mountinfo):
+    """(root, fstype, mount options) of the mount at /sys/fs/cgroup in MOUNTINFO text."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/sys/fs/cgroup":
+            sep = fields.index("-")
+            return fields[3], fields[sep + 1], set(fields[5].split(","))
+    return None
+
+
+def unified_line(proc_cgroup):
+    lines = [line for line in proc_cgroup.splitlines() if line.startswith("0::")]
+    assert len(lines) == 1, proc_cgroup
+    return lines[0]
+
+
+VIEW_SCRIPT = ("cat /proc/self/cgroup; echo ==; grep ' /sys/fs/cgroup ' /proc/self/mountinfo; echo ==; "
+               "cat /sys/fs/cgroup/cgroup.procs; echo ==; "
+               "mkdir /sys/fs/cgroup/sub && echo MADE && rmdir /sys/fs/cgroup/sub")
+
+
+def test_the_container_sees_its_own_cgroup_read_only(v2, make_bundle):
+    container_id, _pid = v2.run_detached(make_bundle)
+    result = v2("exec", container_id, "sh", "-c", VIEW_SCRIPT, check=False)
+    own, mounts, members, made = result.stdout.split("==\n")
+    # (This host's v1 hierarchies exist in the kernel, unmounted in the v2 view: only the 0:: line counts.)
+    assert unified_line(own) == "0::/ocirt/%s" % container_id, own
+    root, fstype, options = cgroup_mount(mounts)
+    # A bind of the container's own cgroup, never the host's whole tree.
+    assert (root, fstype) == ("/ocirt/%s" % container_id, "cgroup2"), mounts
+    assert "ro" in options, mounts
+    # Its cgroup.procs: the container's init (pid 1 in its pid namespace) and the exec'd shell's family.
+    assert "1" in members.split() and len(members.split()) >= 2, members
+    assert "MADE" not in made and "Read-only file system" in result.stderr, result
+    v2("delete", "--force", container_id)
+
+
+def test_a_cgroup_namespace_is_rooted_at_the_containers_cgroup(v2, make_bundle):
+    """As runc: the namespace is made once the process is in its cgroup, so /proc/self/cgroup reads "/"."""
+    namespaces = DEFAULT_NAMESPACES + [{"type": "cgroup"}]
+    container_id, pid = v2.run_detached(make_bundle, config={"linux": {"namespaces": namespaces}})
+    assert os.stat("/proc/%d/ns/cgroup" % pid).st_ino != os.stat("/proc/self/ns/cgroup").st_ino
+    result = v2("exec", container_id, "sh", "-c", VIEW_SCRIPT, check=False)
+    own, mounts, _members, _made = result.stdout.split("==\n")
+    assert unified_line(own) == "0::/", own
+    assert cgroup_mount(mounts)[0] == "/", mounts
+    # From the host, the process is where it should be.
+    assert "0::/ocirt/%s" % container_id in read("/proc/%d/cgroup" % pid).splitlines()
+    v2("delete", "--force", container_id)
+
+
+def test_a_writable_cgroup_mount_lets_the_container_nest_and_delete_removes_it_all(v2, make_bundle):
+    mounts = [m for m in DEFAULT_MOUNTS if m["destination"] != "/sys/fs/cgroup"]
+    mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                   "options": ["nosuid", "noexec", "nodev", "rw"]})
+    container_id, _pid = v2.run_detached(make_bundle, config={"mounts": mounts})
+    v2("exec", container_id, "sh", "-c", "mkdir -p /sys/fs/cgroup/sub/deeper")
+    assert os.path.isdir(host_dir(container_id, "sub/deeper"))
+    v2("delete", "--force", container_id)
+    assert not os.path.lexists(host_dir(container_id))
+
+
+def test_a_cgroup_namespace_is_rooted_at_the_containers_cgroups_on_this_hosts_layout_too(ocirt, make_bundle):
+    """The namespace is made after the process joined its cgroups on v1 and hybrid hosts as well:
+    every hierarchy's line reads "/", the v1 ones included."""
+    namespaces = DEFAULT_NAMESPACES + [{"type": "cgroup"}]
+    bundle = make_bundle(["cat", "/proc/self/cgroup"], config={"linux": {"namespaces": namespaces}})
+    result = ocirt.run(bundle)
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    assert lines and all(line.split(":", 2)[2] == "/" for line in lines), lines

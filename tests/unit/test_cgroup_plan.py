@@ -1231,3 +1231,30 @@ def test_a_controller_not_delegated_from_above_is_named(fake_v2, monkeypatch):
     finally:
         remove_files(os.path.join(parent, "nodeleg"))
         cgroup.destroy()
+
+
+def test_destroy_removes_the_cgroups_the_container_made_below_its_own(fake_v2):
+    """Through a writable cgroup mount a container may make cgroups of its own: they go with it."""
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/nest", owned=True)
+    leaf = os.path.join(mount, "ocirt", "nest")
+    os.makedirs(os.path.join(leaf, "sub", "deeper"))
+    os.makedirs(os.path.join(leaf, "other"))
+    cgroup.destroy()
+    assert not os.path.exists(leaf)
+
+
+def test_destroy_leaves_another_containers_cgroup_below_a_parent_it_made(fake_v2):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/pod/web", owned=False)
+    neighbour = os.path.join(mount, "pod", "db")
+    os.mkdir(neighbour)
+    cgroup.destroy()
+    assert not os.path.exists(os.path.join(mount, "pod", "web"))
+    assert os.path.isdir(neighbour)
+    # The same when a crashed create's record lists the parent among its directories.
+    again = Cgroup.create(layout, "/pod/web", owned=False)
+    Cgroup({"0": os.path.join(mount, "pod"), "1": os.path.join(mount, "pod", "web")},
+           [os.path.join(mount, "pod"), os.path.join(mount, "pod", "web")], None).destroy()
+    assert os.path.isdir(neighbour) and not os.path.exists(os.path.join(mount, "pod", "web"))
+    assert again.dirs

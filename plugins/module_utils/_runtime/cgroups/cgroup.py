@@ -318,26 +318,53 @@ class Cgroup:
                 self.freeze(False)
 
     def destroy(self):
-        """Remove the directories this runtime made, innermost first (waiting, bounded, for exits)."""
+        """Remove the directories this runtime made, innermost first (waiting, bounded, for exits).
+
+        Below the container's own directory everything is the container's: the cgroups it made
+        through a writable cgroup mount go first. Below a parent it made, another container's
+        cgroup may live: such a parent stays.
+        """
         errors = []
+        # (A recovered record may list parents among its dirs: the deepest directories are the leaves.)
+        leaves = set(d for d in self.dirs.values() if not any(o.startswith(d + "/") for o in self.created))
         for directory in sorted(set(self.created), key=len, reverse=True):
-            deadline = time.monotonic() + REMOVE_WAIT_SECONDS
-            while True:
-                try:
-                    os.rmdir(directory)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                        continue
-                    if exc.errno == errno.ENOTEMPTY:
-                        break  # another container's cgroup lives below it
-                    errors.append("%s: %s" % (directory, exc.strerror))
-                    break
+            if directory in leaves:
+                for child in _subdirectories(directory):
+                    _remove_directory(child, errors)
+            _remove_directory(directory, errors)
         if errors:
             raise OCIError("cannot remove cgroups: %s" % "; ".join(errors))
+
+
+def _subdirectories(directory):
+    """Every directory below DIRECTORY, innermost first."""
+    found = []
+    try:
+        entries = [entry for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return found
+    for entry in entries:
+        found.extend(_subdirectories(entry.path))
+        found.append(entry.path)
+    return found
+
+
+def _remove_directory(directory, errors):
+    deadline = time.monotonic() + REMOVE_WAIT_SECONDS
+    while True:
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.005)
+                continue
+            if exc.errno == errno.ENOTEMPTY:
+                return  # another container's cgroup lives below it
+            errors.append("%s: %s" % (directory, exc.strerror))
+            return
 
 
 def _makedirs(mountpoint, path):

@@ -71,7 +71,10 @@ class NamespacePlan:
     def unshare_flags(self):
         flags = 0
         for kind in self.new:
-            flags |= NAMESPACES[kind][0]
+            # A new cgroup namespace is rooted where its maker stands: the container's process
+            # makes it once it is in its cgroups (enter_cgroup), as runc does.
+            if kind != "cgroup":
+                flags |= NAMESPACES[kind][0]
         return flags
 
     def open_joins(self):
@@ -109,6 +112,16 @@ def enter(plan, opened):
         except OSError as exc:
             raise OCIError("linux.namespaces: cannot create %s namespaces: %s"
                            % (", ".join(sorted(plan.new)), exc.strerror))
+
+
+def enter_cgroup(plan):
+    """Make the new cgroup namespace, in the container's process, once it is in its cgroups:
+    its /proc/self/cgroup then reads "/" and cgroup mounts show its own cgroup as their root."""
+    if "cgroup" in plan.new:
+        try:
+            syscalls.unshare(CLONE_NEWCGROUP)
+        except OSError as exc:
+            raise OCIError("linux.namespaces: cannot create the cgroup namespace: %s" % exc.strerror)
 
 
 def write_id_maps(pid, plan):
