@@ -157,14 +157,13 @@ def _refuse_partial_removal(exceptions, key, bits, rule, default_allow):
         exception = exceptions.get(wider)
         if wider == key or exception is None or not exception.access & bits:
             continue
-        verdict = "allow" if rule["allow"] else "deny"
         raise OCIError(
             "%s: %s %s:%s %s cannot take access from part of the wider rule %s (%s %s), which the v1 "
-            "devices controller silently ignores (leaving the devices %sed); this runtime refuses it, as "
+            "devices controller silently ignores (the devices stay %s); this runtime refuses it, as "
             "runc does: list the devices one by one instead of the wildcard"
-            % (rule["field"], verdict, "*" if major is None else major, "*" if minor is None else minor,
-               rule["access"], exception.field, "deny" if default_allow else "allow", exception.text(),
-               "deni" if default_allow else "allow"))
+            % (rule["field"], "allow" if rule["allow"] else "deny", "*" if major is None else major,
+               "*" if minor is None else minor, rule["access"], exception.field,
+               "deny" if default_allow else "allow", exception.text(), "denied" if default_allow else "allowed"))
 
 
 class Program:
