@@ -530,7 +530,7 @@ ABSENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("controller,resources,field", [case for case in ABSENT_CASES],
+@pytest.mark.parametrize("controller,resources,field", ABSENT_CASES,
                          ids=[case[2] for case in ABSENT_CASES])
 def test_a_controller_absent_from_v2_is_reported_by_name(v2, make_bundle, controller, resources, field):
     if controller in _unified_controllers():

@@ -317,8 +317,8 @@ def attached(directory):
 
 def _query(cgroup_fd, directory):
     try:
-        _, attr, out = syscalls.bpf(BPF_PROG_QUERY, 28, {0: cgroup_fd, 4: BPF_CGROUP_DEVICE, 24: BPF_CGROUP_MAX_PROGS},
-                                    "bpf(BPF_PROG_QUERY) %s" % directory, outputs={16: 4 * BPF_CGROUP_MAX_PROGS})
+        attr, out = syscalls.bpf(BPF_PROG_QUERY, 28, {0: cgroup_fd, 4: BPF_CGROUP_DEVICE, 24: BPF_CGROUP_MAX_PROGS},
+                                 "bpf(BPF_PROG_QUERY) %s" % directory, outputs={16: 4 * BPF_CGROUP_MAX_PROGS})[1:]
     except OSError as exc:
         raise OCIError("%s: cannot list the device programs of cgroup %s: %s" % (FIELD, directory, exc.strerror))
     count = int.from_bytes(attr[24:28], sys.byteorder)
@@ -342,8 +342,8 @@ def _program_name(prog_id):
         return None
     try:
         # struct bpf_prog_info: char name[16] at offset 64.
-        _, _, out = syscalls.bpf(BPF_OBJ_GET_INFO_BY_FD, 16, {0: fd, 4: 80}, "bpf(BPF_OBJ_GET_INFO_BY_FD)",
-                                 outputs={8: 80})
+        out = syscalls.bpf(BPF_OBJ_GET_INFO_BY_FD, 16, {0: fd, 4: 80}, "bpf(BPF_OBJ_GET_INFO_BY_FD)",
+                           outputs={8: 80})[2]
     except OSError as exc:
         raise OCIError("%s: cannot read device program %d: %s" % (FIELD, prog_id, exc.strerror))
     finally:

@@ -36,6 +36,7 @@ DEFAULT_DEVICE_RULES = (
 RUNTIME_OWNED_FILES = frozenset(("cgroup.procs", "cgroup.threads", "cgroup.freeze", "cgroup.kill",
                                  "cgroup.subtree_control", "cgroup.type"))
 
+
 class Write:
     """One planned write: VALUE into FILENAME of CONTROLLER's directory, for FIELD."""
 
