@@ -22,7 +22,8 @@ import pytest
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import cgroup as cgroup_module
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path, systemd_scope
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import Write, plan_devices, plan_resources
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -921,6 +922,52 @@ def test_resolve_path_refuses_dot_components_and_empty_paths(given):
 def test_resolve_path_systemd_form_is_refused_mentioning_systemd():
     message = expect_error(lambda: resolve_path("system.slice:ocirt:web", "web1"), "linux.cgroupsPath")
     assert "systemd" in message, message
+
+
+# ------------------------------------------------------------------------------------
+# the systemd form of linux.cgroupsPath: slice:prefix:name
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given,unit,path", [
+    ("system.slice:ocirt:web", "ocirt-web.scope", "/system.slice/ocirt-web.scope"),
+    (":ocirt:web", "ocirt-web.scope", "/system.slice/ocirt-web.scope"),
+    ("machine.slice:libpod:abc", "libpod-abc.scope", "/machine.slice/libpod-abc.scope"),
+    ("machine-pods-a.slice:p:x", "p-x.scope", "/machine.slice/machine-pods.slice/machine-pods-a.slice/p-x.scope"),
+    ("-.slice:ocirt:web", "ocirt-web.scope", "/ocirt-web.scope"),
+    ("system.slice::web", "web.scope", "/system.slice/web.scope"),
+    ("system.slice:ocirt:", "ocirt-web1.scope", "/system.slice/ocirt-web1.scope"),
+])
+def test_systemd_form_names_a_scope_in_a_slice(given, unit, path):
+    scope = systemd.parse(given, "web1")
+    assert (scope.unit, scope.path) == (unit, path)
+    assert scope.slice == (given.split(":")[0] or "system.slice")
+
+
+@pytest.mark.parametrize("given,needle", [
+    ("system:ocirt:web", "not a slice"),
+    ("a--b.slice:ocirt:web", "not a valid slice name"),
+    ("-a.slice:ocirt:web", "not a valid slice name"),
+    ("system.slice:oc/irt:web", "not a valid systemd unit name"),
+    ("system.slice:ocirt:w eb", "not a valid systemd unit name"),
+    ("system.slice:ocirt:sub.slice", "a slice as the container's own unit"),
+])
+def test_systemd_form_refuses_bad_names(given, needle):
+    expect_error(lambda: systemd.parse(given, "web1"), "linux.cgroupsPath", needle)
+
+
+def test_systemd_form_without_systemd_says_why(monkeypatch):
+    monkeypatch.setattr(systemd, "available", lambda: "PID 1 is not systemd (no /run/systemd/system)")
+    message = expect_error(lambda: resolve_path("system.slice:ocirt:web", "web1"), "linux.cgroupsPath",
+                           "PID 1 is not systemd", "/machine/ocirt-web")
+    assert "systemd" in message
+
+
+def test_systemd_form_with_systemd_resolves_to_the_scope(monkeypatch):
+    monkeypatch.setattr(systemd, "available", lambda: None)
+    assert resolve_path("system.slice:ocirt:web", "web1") == "/system.slice/ocirt-web.scope"
+    assert systemd_scope("system.slice:ocirt:web", "web1").unit == "ocirt-web.scope"
+    assert systemd_scope("/machine/web", "web1") is None
+    assert systemd_scope(None, "web1") is None
 
 
 # ------------------------------------------------------------------------------------

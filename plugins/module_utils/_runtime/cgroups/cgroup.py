@@ -42,28 +42,39 @@ def _read_file(path):
 class Cgroup:
     """A container's cgroup: one directory per hierarchy, and the ones this runtime made."""
 
-    def __init__(self, dirs, created, mode):
+    def __init__(self, dirs, created, mode, unit=None):
         self.dirs = dirs          # {hierarchy name: absolute directory}
         self.created = created    # directories made for this container, parents first
         self.mode = mode
+        self.unit = unit          # the systemd scope holding it (systemd.Scope.unit), or None
 
     def to_record(self):
-        return {"dirs": self.dirs, "created": self.created, "mode": self.mode}
+        record = {"dirs": self.dirs, "created": self.created, "mode": self.mode}
+        if self.unit:
+            record["unit"] = self.unit
+        return record
 
     @classmethod
     def from_record(cls, record):
         if not record:
             return None
-        return cls(record["dirs"], record.get("created", []), record.get("mode"))
+        return cls(record["dirs"], record.get("created", []), record.get("mode"), record.get("unit"))
 
     @classmethod
-    def create(cls, layout, path, owned):
+    def create(cls, layout, path, owned, pid=None, scope=None):
         """Make PATH in every hierarchy. OWNED: the path is the runtime's default, so an
         existing directory must be empty and becomes this container's; a given
-        cgroupsPath may be joined as it is and is then left in place at delete."""
+        cgroupsPath may be joined as it is and is then left in place at delete.
+        SCOPE (systemd.Scope, with PID the container's process): systemd makes the
+        scope, and its cgroup in the hierarchies it manages; the runtime the rest."""
         dirs = {}
         created = []
+        unit = None
         try:
+            if scope is not None:
+                from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+                systemd.start(scope, pid, "ocirt container at %s" % path)
+                unit = scope.unit
             for hierarchy in layout.hierarchies:
                 directory = os.path.join(hierarchy.mountpoint, path.lstrip("/"))
                 # The runtime's parent is shared by every container: never removed.
@@ -78,12 +89,12 @@ class Cgroup:
                 if "cpuset" in hierarchy.controllers:
                     _init_cpuset(hierarchy.mountpoint, path)
         except OSError as exc:
-            cls({}, created, layout.mode).destroy()
+            cls({}, created, layout.mode, unit).destroy()
             raise OCIError("cgroup %s: %s" % (getattr(exc, "filename", None) or path, exc.strerror))
         except OCIError:
-            cls({}, created, layout.mode).destroy()
+            cls({}, created, layout.mode, unit).destroy()
             raise
-        return cls(dirs, created, layout.mode)
+        return cls(dirs, created, layout.mode, unit)
 
     @staticmethod
     def missing_dirs(layout, path):
@@ -332,6 +343,13 @@ class Cgroup:
                 for child in _subdirectories(directory):
                     _remove_directory(child, errors)
             _remove_directory(directory, errors)
+        if self.unit:
+            # systemd removes the scope's cgroup as it stops it.
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+            try:
+                systemd.stop(self.unit)
+            except OCIError as exc:
+                errors.append(str(exc))
         if errors:
             raise OCIError("cannot remove cgroups: %s" % "; ".join(errors))
 
