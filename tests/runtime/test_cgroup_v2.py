@@ -796,10 +796,11 @@ def systemd_host():
                     if int(stat_line[stat_line.rindex(")") + 2:].split()[1]) == nspawn.pid:
                         return int(name) if read("/proc/%s/comm" % name).strip() == "systemd" else None
             return None
+
         def started():
             if nspawn.poll() is not None:
-                pytest.fail("systemd-nspawn exited (%d): %s" % (nspawn.returncode,
-                                                               read(os.path.join(session, "nspawn.log"))[-2000:]))
+                log = read(os.path.join(session, "nspawn.log"))[-2000:]
+                pytest.fail("systemd-nspawn exited (%d): %s" % (nspawn.returncode, log))
             return booted_systemd()
         pid = poll(started, "systemd to start in the nspawn container")
         host = SystemdHost(pid, os.path.join(session, "bundles"))
