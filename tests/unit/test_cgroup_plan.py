@@ -14,13 +14,18 @@ would provide, right after Cgroup.create returns.
 Expected values follow the OCI runtime specification and runc.
 """
 import os
+import signal
+import sys
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import RUNTIME_PARENT
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import cgroup as cgroup_module
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout, resolve_path, systemd_scope
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import Write, plan_devices, plan_resources
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MB = 1024 * 1024
@@ -269,12 +274,127 @@ def test_hugepages_v1():
 def test_hugepages_v2(layout):
     writes = plan({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB},
                                       {"pageSize": "1GB", "limit": 0}]}, layout)
-    assert writes == [("hugetlb", "hugetlb.2MB.max", str(4 * MB)), ("hugetlb", "hugetlb.1GB.max", "0")]
+    # The reservation limit (Linux 5.7) takes the same value, where the kernel has the file.
+    assert writes == [("hugetlb", "hugetlb.2MB.max", str(4 * MB)), ("hugetlb", "?hugetlb.2MB.rsvd.max", str(4 * MB)),
+                      ("hugetlb", "hugetlb.1GB.max", "0"), ("hugetlb", "?hugetlb.1GB.rsvd.max", "0")]
 
 
 def test_hugepages_bad_page_size_is_refused():
     expect_error(lambda: plan_resources({"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}, v2_layout()),
                  "linux.resources.hugepageLimits[0].pageSize")
+
+
+# ------------------------------------------------------------------------------------
+# cgroup v2 values, against runc's for the same linux.resources
+# ------------------------------------------------------------------------------------
+
+# Each case: linux.resources (and the container's current resources, for an update), then
+# what runc's libcontainer/cgroups/fs2 writes for them (file -> value, "?" where runc
+# tolerates a missing file). runc's conversions: cpu.weight = 1 + ((shares - 2) * 9999) / 262142
+# (ConvertCPUSharesToCgroupV2Value); io.weight = 1 + (weight - 10) * 9999 / 990
+# (ConvertBlkIOToIOWeightValue), BFQ's io.bfq.weight taking the weight as it is; memory.swap.max =
+# swap - limit (ConvertMemorySwapToCgroupV2Value); 0 leaves a value unset and -1 is "max" (numToStr).
+RUNC_V2_CASES = [
+    ("shares-2", {"cpu": {"shares": 2}}, None, {"cpu.weight": "1"}),
+    ("shares-100", {"cpu": {"shares": 100}}, None, {"cpu.weight": "4"}),
+    ("shares-512", {"cpu": {"shares": 512}}, None, {"cpu.weight": "20"}),
+    ("shares-1024", {"cpu": {"shares": 1024}}, None, {"cpu.weight": "39"}),
+    ("shares-262144", {"cpu": {"shares": 262144}}, None, {"cpu.weight": "10000"}),
+    ("shares-0-unset", {"cpu": {"shares": 0}}, None, {}),
+    ("quota-and-period", {"cpu": {"quota": 50000, "period": 200000}}, None, {"cpu.max": "50000 200000"}),
+    ("quota-alone", {"cpu": {"quota": 50000}}, None, {"cpu.max": "50000 100000"}),
+    ("quota-unlimited", {"cpu": {"quota": -1, "period": 200000}}, None, {"cpu.max": "max 200000"}),
+    ("period-alone", {"cpu": {"period": 250000}}, None, {"cpu.max": "max 250000"}),
+    ("quota-0-period-0", {"cpu": {"quota": 0, "period": 0}}, None, {}),
+    ("update-quota-keeps-period", {"cpu": {"quota": 20000}}, {"cpu": {"quota": 50000, "period": 250000}},
+     {"cpu.max": "20000 250000"}),
+    ("update-period-keeps-quota", {"cpu": {"period": 50000}}, {"cpu": {"quota": 20000}}, {"cpu.max": "20000 50000"}),
+    ("burst-idle", {"cpu": {"burst": 1000, "idle": 1}}, None, {"cpu.max.burst": "1000", "cpu.idle": "1"}),
+    ("cpuset", {"cpu": {"cpus": "0-1", "mems": "0"}}, None, {"cpuset.cpus": "0-1", "cpuset.mems": "0"}),
+    ("memory", {"memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 96 * MB}}, None,
+     {"memory.max": str(64 * MB), "memory.low": str(32 * MB), "memory.swap.max": str(32 * MB)}),
+    ("memory-no-swap", {"memory": {"limit": 64 * MB, "swap": 64 * MB}}, None,
+     {"memory.max": str(64 * MB), "?memory.swap.max": "0"}),
+    ("memory-unlimited", {"memory": {"limit": -1}}, None, {"memory.max": "max", "?memory.swap.max": "max"}),
+    ("memory-unlimited-swap-given", {"memory": {"limit": -1, "swap": 128 * MB}}, None,
+     {"memory.max": "max", "memory.swap.max": str(128 * MB)}),
+    ("swap-unlimited", {"memory": {"limit": 64 * MB, "swap": -1}}, None,
+     {"memory.max": str(64 * MB), "?memory.swap.max": "max"}),
+    ("memory-0-unset", {"memory": {"limit": 0, "reservation": 0, "swap": 0}}, None, {}),
+    ("update-swap-alone", {"memory": {"swap": 96 * MB}}, {"memory": {"limit": 64 * MB}},
+     {"memory.swap.max": str(32 * MB)}),
+    ("pids", {"pids": {"limit": 42}}, None, {"pids.max": "42"}),
+    ("pids-unlimited", {"pids": {"limit": -1}}, None, {"pids.max": "max"}),
+    ("pids-0-unset", {"pids": {"limit": 0}}, None, {}),
+    ("blkio-weight-10", {"blockIO": {"weight": 10}}, None, {"io.bfq.weight": "10", "io.weight": "1"}),
+    ("blkio-weight-100", {"blockIO": {"weight": 100}}, None, {"io.bfq.weight": "100", "io.weight": "910"}),
+    ("blkio-weight-500", {"blockIO": {"weight": 500}}, None, {"io.bfq.weight": "500", "io.weight": "4950"}),
+    ("blkio-weight-1000", {"blockIO": {"weight": 1000}}, None, {"io.bfq.weight": "1000", "io.weight": "10000"}),
+    ("throttle", {"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                              "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}]}}, None,
+     {"io.max": ["8:0 rbps=1048576", "8:16 wiops=100"]}),
+    ("hugetlb", {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}]}, None,
+     {"hugetlb.2MB.max": str(4 * MB), "?hugetlb.2MB.rsvd.max": str(4 * MB)}),
+    ("unified", {"unified": {"memory.high": "1073741824", "memory.oom.group": "1"}}, None,
+     {"memory.high": "1073741824", "memory.oom.group": "1"}),
+]
+
+
+def v2_files(writes):
+    """{file (with "?" when optional): value}, one entry per alternative of an "a|b" write; a file
+    written several times (io.max) maps to the list of its values."""
+    files = {}
+    for controller, filename, value in writes:
+        optional = "?" if filename.startswith("?") else ""
+        names = filename.lstrip("?").split("|")
+        values = value.split("|") if "|" in value else [value] * len(names)
+        for name, each in zip(names, values):
+            key = optional + name
+            if key in files:
+                files[key] = (files[key] if isinstance(files[key], list) else [files[key]]) + [each]
+            else:
+                files[key] = each
+    return files
+
+
+@pytest.mark.parametrize("resources,current,expected", [case[1:] for case in RUNC_V2_CASES],
+                         ids=[case[0] for case in RUNC_V2_CASES])
+def test_v2_writes_match_runc(resources, current, expected):
+    assert v2_files(triples(plan_resources(resources, v2_layout(), current=current))) == expected
+
+
+@pytest.mark.parametrize("resources,current,field", [
+    ({"memory": {"swap": 64 * MB}}, None, "linux.resources.memory.swap"),
+    ({"memory": {"limit": 0, "swap": 64 * MB}}, None, "linux.resources.memory.swap"),
+    ({"memory": {"swap": 32 * MB}}, {"memory": {"limit": 64 * MB}}, "linux.resources.memory.swap"),
+    ({"memory": {"limit": 64 * MB, "swap": 32 * MB}}, None, "linux.resources.memory.swap"),
+    ({"cpu": {"realtimePeriod": 1000000}}, None, "linux.resources.cpu.realtimePeriod"),
+    ({"cpu": {"realtimeRuntime": 950000}}, None, "linux.resources.cpu.realtimeRuntime"),
+    ({"blockIO": {"leafWeight": 300}}, None, "linux.resources.blockIO.leafWeight"),
+    ({"network": {"classID": 1}}, None, "linux.resources.network.classID"),
+], ids=["swap-without-limit", "swap-with-limit-0", "update-swap-below-current-limit", "swap-below-limit",
+        "realtime-period", "realtime-runtime", "leaf-weight", "net-cls"])
+def test_v2_refuses_what_it_cannot_apply_naming_the_field(resources, current, field):
+    """runc refuses the swap cases too; v2 has no realtime limits, leaf weight or net_cls, which runc
+    would drop without a word: refused here, naming the field."""
+    message = expect_error(lambda: plan_resources(resources, v2_layout(), current=current), field + ":")
+    assert message.startswith(field + ":"), message
+
+
+def test_v2_limits_of_an_update_do_not_touch_what_it_leaves_out():
+    writes = plan({"memory": {"limit": 128 * MB}}, v2_layout())
+    assert writes == [("memory", "memory.max", str(128 * MB))]
+
+
+def test_v2_io_weight_of_a_device():
+    writes = plan({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 500}]}}, v2_layout())
+    assert v2_files(writes) == {"io.bfq.weight": "8:0 500", "io.weight": "8:0 4950"}
+
+
+def test_v2_throttle_rate_0_removes_the_limit():
+    """v1 reads rate 0 as no limit; v2's io.max refuses 0 (ERANGE) and says "max"."""
+    writes = plan({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 0}]}}, v2_layout())
+    assert writes == [("io", "io.max", "8:0 rbps=max")]
 
 
 # ------------------------------------------------------------------------------------
@@ -307,7 +427,20 @@ def test_unified_keys_need_a_unified_hierarchy():
                  "linux.resources.unified.pids.max", "v2")
 
 
-@pytest.mark.parametrize("unified", [{"../memory.max": "1"}, {"memory.max": 1}])
+@pytest.mark.parametrize("key", ["cgroup.procs", "cgroup.kill", "cgroup.freeze", "cgroup.subtree_control",
+                                 "cgroup.threads", "cgroup.type"])
+def test_unified_keys_the_runtime_drives_are_refused(key):
+    expect_error(lambda: plan_resources({"unified": {key: "1"}}, v2_layout()), "linux.resources.unified." + key,
+                 "runtime")
+
+
+def test_unified_cgroup_core_limits_are_allowed():
+    assert plan({"unified": {"cgroup.max.descendants": "5"}}, v2_layout()) == [
+        ("unified", "cgroup.max.descendants", "5")]
+
+
+@pytest.mark.parametrize("unified", [{"../memory.max": "1"}, {"memory.max": 1}, {"memorymax": "1"},
+                                     {".max": "1"}, {"memory.": "1"}])
 def test_unified_bad_key_or_value_is_refused(unified):
     expect_error(lambda: plan_resources({"unified": unified}, v2_layout()), "linux.resources.unified.")
 
@@ -436,15 +569,333 @@ def test_devices_must_be_a_list():
     expect_error(lambda: plan_devices({"allow": False}, v1_layout()), "linux.resources.devices")
 
 
-def test_devices_on_pure_v2_is_a_clear_error_mentioning_ebpf():
-    message = expect_error(lambda: plan_devices([{"allow": False, "access": "rwm"}], v2_layout()),
-                           "linux.resources.devices")
-    assert "ebpf" in message.lower(), message
+def test_devices_on_pure_v2_plan_one_device_program():
+    planned = plan_devices([{"allow": False, "access": "rwm"}], v2_layout())
+    assert len(planned) == 1
+    program = planned[0]
+    assert isinstance(program, device_program.DeviceProgram)
+    # Installed on the container's directory of the unified hierarchy, like a write to it.
+    assert program.controller == "unified"
+    assert program.field == "linux.resources.devices"
+    assert program.value.startswith("default deny; allow c *:* m; allow b *:* m; allow c 1:3 rwm"), program.value
 
 
-def test_devices_on_pure_v2_without_rules_plan_nothing():
-    assert plan_devices(None, v2_layout()) == []
-    assert plan_devices([], v2_layout()) == []
+def test_devices_on_pure_v2_without_rules_still_get_a_program():
+    """No rules: everything stays allowed, as in a new v1 cgroup; the program is attached all the
+    same, so that `update` always has one to replace."""
+    for rules in (None, []):
+        planned = plan_devices(rules, v2_layout())
+        assert len(planned) == 1 and planned[0].value == "default allow", planned
+        assert decide(planned[0], "b", 8, 0, "rwm") == 1
+
+
+def test_devices_on_hybrid_with_the_v1_controller_stay_v1_writes():
+    writes = plan_devices([{"allow": False, "access": "rwm"}], v1_layout())
+    assert all(isinstance(w, Write) and w.controller == "devices" for w in writes), writes
+
+
+def test_devices_on_hybrid_without_the_v1_controller_use_the_unified_hierarchy():
+    found = [Hierarchy("/sys/fs/cgroup/memory", "/", 1, ["memory"]), Hierarchy("/sys/fs/cgroup/unified", "/", 2, [])]
+    planned = plan_devices([{"allow": False, "access": "rwm"}], Layout(found, unified_controllers=[]))
+    assert len(planned) == 1 and isinstance(planned[0], device_program.DeviceProgram)
+
+
+def test_devices_without_any_cgroup_hierarchy_to_enforce_them_is_an_error():
+    layout = Layout([Hierarchy("/sys/fs/cgroup/memory", "/", 1, ["memory"])], unified_controllers=[])
+    expect_error(lambda: plan_devices([{"allow": False, "access": "rwm"}], layout), "linux.resources.devices",
+                 "devices controller")
+    assert plan_devices(None, layout) == []
+
+
+# ------------------------------------------------------------------------------------
+# the cgroup v2 device program, run through an eBPF interpreter
+# ------------------------------------------------------------------------------------
+
+ACCESS_BITS = {"m": 1, "r": 2, "w": 4}
+TYPE_BITS = {"b": 1, "c": 2}
+
+
+def run_ebpf(instructions, context):
+    """R0 of INSTRUCTIONS for CONTEXT (u32 words of struct bpf_cgroup_dev_ctx). Only the opcodes
+    device_program.py emits are known; a read of an unset register, a jump backwards or out of
+    the program, and a ctx read other than a u32 field fail the test."""
+    regs = {1: "ctx"}
+    pc = 0
+    steps = 0
+    while True:
+        assert 0 <= pc < len(instructions), "pc %d left the program" % pc
+        steps += 1
+        assert steps <= len(instructions), "more steps than instructions: a loop?"
+        code, dst, src, off, imm = instructions[pc]
+
+        def reg(number):
+            assert number in regs and regs[number] != "ctx", "r%d read before it is set (pc %d)" % (number, pc)
+            return regs[number]
+        if code == 0x61:  # ldxw dst, [src + off]
+            assert regs.get(src) == "ctx" and off in (0, 4, 8) and imm == 0, instructions[pc]
+            regs[dst] = context[off // 4]
+        elif code == 0x54:
+            regs[dst] = reg(dst) & imm
+        elif code == 0x74:
+            regs[dst] = reg(dst) >> imm
+        elif code == 0xb4:
+            regs[dst] = imm
+        elif code == 0xbc:
+            regs[dst] = reg(src)
+        elif code in (0x55, 0x5d, 0x15):
+            assert off >= 0, "a backward jump at %d" % pc
+            other = imm if code != 0x5d else reg(src)
+            taken = reg(dst) == other if code == 0x15 else reg(dst) != other
+            if taken:
+                pc += off
+        elif code == 0x95:
+            return reg(0)
+        else:
+            raise AssertionError("opcode 0x%x at %d is not one device_program.py emits" % (code, pc))
+        pc += 1
+
+
+def decide(planned, kind, major, minor, access):
+    """1 (allowed) or 0 for opening (r, w) or making (m) device KIND MAJOR:MINOR."""
+    bits = 0
+    for letter in access:
+        bits |= ACCESS_BITS[letter]
+    return run_ebpf(planned.program.instructions, (bits << 16 | TYPE_BITS[kind], major, minor))
+
+
+def program_for(rules, defaults=True):
+    """The program for RULES (linux.resources.devices), after the default rules unless DEFAULTS is false."""
+    if defaults:
+        return plan_devices(rules, v2_layout())[0]
+    checked = [dict(rule, field="rule%d" % index, type=rule.get("type") or "a", access=rule.get("access") or "rwm")
+               for index, rule in enumerate(rules)]
+    return device_program.plan(checked)
+
+
+DENY_ALL = {"allow": False, "access": "rwm"}
+
+
+@pytest.mark.parametrize("kind,major,minor,access,allowed", [
+    ("c", 1, 3, "rwm", 1),     # /dev/null
+    ("c", 1, 5, "r", 1),       # /dev/zero
+    ("c", 1, 9, "rw", 1),      # /dev/urandom
+    ("c", 5, 2, "rw", 1),      # /dev/ptmx
+    ("c", 136, 7, "rw", 1),    # /dev/pts/7
+    ("c", 1, 1, "r", 0),       # /dev/mem
+    ("c", 1, 11, "r", 0),      # /dev/kmsg
+    ("c", 10, 200, "rw", 0),   # /dev/net/tun
+    ("b", 8, 0, "r", 0),       # a disk
+    ("c", 10, 200, "m", 1),    # mknod of any node is allowed...
+    ("b", 8, 0, "m", 1),
+    ("b", 8, 0, "rm", 0),      # ...but not together with reading it
+])
+def test_the_default_config_allows_the_standard_devices_only(kind, major, minor, access, allowed):
+    assert decide(program_for([DENY_ALL]), kind, major, minor, access) == allowed
+
+
+def test_an_allow_rule_opens_a_device_for_its_access_only():
+    program = program_for([DENY_ALL, {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}])
+    assert decide(program, "b", 8, 0, "r") == 1
+    assert decide(program, "b", 8, 0, "w") == 0
+    assert decide(program, "b", 8, 0, "rw") == 0
+    assert decide(program, "b", 8, 1, "r") == 0
+    assert decide(program, "c", 8, 0, "r") == 0, "the type is part of the match"
+
+
+def test_wildcard_major_or_minor():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 10, "access": "rw"},
+                           {"allow": True, "type": "b", "minor": 7, "access": "r"},
+                           {"allow": True, "type": "c", "major": -1, "minor": 42, "access": "w"}], defaults=False)
+    assert decide(program, "c", 10, 200, "rw") == 1
+    assert decide(program, "c", 10, 1, "r") == 1
+    assert decide(program, "c", 11, 200, "r") == 0
+    assert decide(program, "b", 259, 7, "r") == 1
+    assert decide(program, "b", 259, 8, "r") == 0
+    assert decide(program, "c", 99, 42, "w") == 1
+    assert decide(program, "c", 99, 42, "r") == 0
+
+
+def test_one_rule_must_cover_all_the_access_asked_as_in_v1():
+    # Two rules for the same device merge; one for a wildcard does not help another's access.
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                           {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"},
+                           {"allow": True, "type": "c", "major": 4, "minor": 1, "access": "r"},
+                           {"allow": True, "type": "c", "major": 4, "access": "w"}], defaults=False)
+    assert decide(program, "c", 1, 11, "rw") == 1
+    assert decide(program, "c", 4, 1, "r") == 1 and decide(program, "c", 4, 1, "w") == 1
+    assert decide(program, "c", 4, 1, "rw") == 0
+
+
+def test_a_later_deny_takes_access_back():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"}], defaults=False)
+    assert decide(program, "c", 1, 11, "r") == 1
+    assert decide(program, "c", 1, 11, "m") == 1
+    assert decide(program, "c", 1, 11, "w") == 0
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwm"}], defaults=False)
+    assert decide(program, "c", 1, 11, "r") == 0
+    assert program.program.exceptions == []
+
+
+def test_allow_all_then_deny_rules_make_an_allow_default_with_exceptions():
+    program = program_for([{"allow": True, "access": "rwm"},
+                           {"allow": False, "type": "c", "major": 1, "minor": 1, "access": "rw"},
+                           {"allow": False, "type": "b", "access": "w"}], defaults=False)
+    assert program.value.startswith("default allow; deny c 1:1 rw; deny b *:* w"), program.value
+    assert decide(program, "c", 1, 1, "r") == 0
+    assert decide(program, "c", 1, 1, "m") == 1
+    assert decide(program, "c", 1, 3, "rw") == 1
+    assert decide(program, "b", 8, 0, "r") == 1
+    # Under an allow default, any overlap with a deny exception denies (v1's match_exception_partial).
+    assert decide(program, "b", 8, 0, "rw") == 0
+
+
+def test_a_type_a_rule_resets_what_came_before():
+    rules = [DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"},
+             {"allow": True, "type": "a", "access": "r"}]
+    program = program_for(rules, defaults=False)
+    assert program.value == "default allow"
+    assert decide(program, "b", 8, 0, "rw") == 1
+    program = program_for(rules + [{"allow": False, "type": "a"}], defaults=False)
+    assert program.value == "default deny"
+    assert decide(program, "c", 1, 11, "r") == 0
+
+
+def test_a_deny_that_would_punch_a_hole_in_a_wildcard_allow_is_refused():
+    """v1 would keep allowing c 1:11 (it only removes exact matches); refused, naming both rules."""
+    rules = [DENY_ALL, {"allow": True, "type": "c", "access": "rwm"},
+             {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "r"}]
+    message = expect_error(lambda: plan_devices(rules, v2_layout()), "linux.resources.devices[2]",
+                           "linux.resources.devices[1]", "c *:* rwm")
+    assert message.startswith("linux.resources.devices[2]:"), message
+
+
+def test_a_deny_outside_the_wildcard_access_is_no_hole():
+    rules = [DENY_ALL, {"allow": True, "type": "c", "access": "r"},
+             {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "w"}]
+    program = plan_devices(rules, v2_layout())[0]
+    assert decide(program, "c", 1, 11, "r") == 1 and decide(program, "c", 1, 11, "w") == 0
+
+
+def test_numbers_no_device_can_have_never_match():
+    program = program_for([DENY_ALL, {"allow": True, "type": "c", "major": 4096, "minor": 0, "access": "r"},
+                           {"allow": True, "type": "c", "major": 1, "minor": 1 << 20, "access": "r"}], defaults=False)
+    assert decide(program, "c", 4096 & 0xFFF, 0, "r") == 0
+    assert decide(program, "c", 1, 0, "r") == 0
+    assert len(program.program.instructions) == 8  # the prologue and the default: nothing else
+
+
+def test_the_program_is_straight_line_and_ends_in_exit():
+    program = plan_devices([DENY_ALL, {"allow": True, "type": "b", "major": 8, "access": "r"}], v2_layout())[0]
+    instructions = program.program.instructions
+    assert instructions[-1][0] == 0x95 and instructions[-2][:2] == (0xb4, 0)
+    for index, (code, dst, src, off, imm) in enumerate(instructions):
+        assert 0 <= dst <= 10 and 0 <= src <= 10
+        if code in (0x55, 0x5d, 0x15):
+            assert 0 < off and index + off + 1 < len(instructions), (index, instructions[index])
+    # Every rule's instructions say which rule they check, for the verifier's errors.
+    assert set(program.program.origins) == {None, "linux.resources.devices[1]", "default device rules"}
+
+
+def test_instructions_encode_as_struct_bpf_insn():
+    program = program_for([DENY_ALL], defaults=False)
+    code = program.program.encode()
+    assert len(code) == 8 * len(program.program.instructions)
+    if sys.byteorder == "little":
+        # ldxw r4, [r1 + 4]: code 0x61, dst 4 in the low nibble, src 1 in the high one, off 4, imm 0.
+        index = program.program.instructions.index((0x61, 4, 1, 4, 0))
+        assert code[8 * index:8 * index + 8] == bytes([0x61, 0x14, 4, 0, 0, 0, 0, 0])
+        # the default: mov32 r0, 0; exit.
+        assert code[-16:] == bytes([0xb4, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+
+
+class RecordingBpf:
+    """A stand-in for syscalls.bpf: records each command, answers as a kernel with one program
+    (id OLD_ID, named NAME) attached to the cgroup."""
+
+    OLD_ID = 41
+
+    def __init__(self, name):
+        self.name = name
+        self.calls = []
+
+    def __call__(self, command, attr_size, values, what, inputs=None, outputs=None):
+        self.calls.append((command, dict(values)))
+        if command in (device_program.BPF_PROG_LOAD, device_program.BPF_PROG_GET_FD_BY_ID):
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), b"", {}
+        if command == device_program.BPF_PROG_QUERY:
+            attr = bytearray(attr_size)
+            attr[24:28] = (1).to_bytes(4, sys.byteorder)
+            return 0, bytes(attr), {16: self.OLD_ID.to_bytes(4, sys.byteorder) + bytes(outputs[16] - 4)}
+        if command == device_program.BPF_OBJ_GET_INFO_BY_FD:
+            info = bytearray(80)
+            info[64:64 + len(self.name)] = self.name
+            return 0, b"", {8: bytes(info)}
+        return 0, b"", {}
+
+    def commands(self):
+        return [command for command, _values in self.calls]
+
+
+def test_install_attaches_the_new_program_before_it_detaches_the_old_one(tmp_path, monkeypatch):
+    """No moment without a program: with both attached the kernel allows what both allow."""
+    fake = RecordingBpf(device_program.PROGRAM_NAME)
+    monkeypatch.setattr(device_program.syscalls, "bpf", fake)
+    plan_devices([DENY_ALL], v2_layout())[0].install(str(tmp_path))
+    commands = fake.commands()
+    attach = commands.index(device_program.BPF_PROG_ATTACH)
+    detach = commands.index(device_program.BPF_PROG_DETACH)
+    assert commands[0] == device_program.BPF_PROG_LOAD
+    assert attach < detach, commands
+    assert fake.calls[attach][1][12] == device_program.BPF_F_ALLOW_MULTI
+    assert fake.calls[attach][1][8] == device_program.BPF_CGROUP_DEVICE
+    # The old program was looked up by its id to be detached.
+    assert fake.calls[detach - 1] == (device_program.BPF_PROG_GET_FD_BY_ID, {0: RecordingBpf.OLD_ID})
+    load = fake.calls[0][1]
+    assert load[0] == device_program.BPF_PROG_TYPE_CGROUP_DEVICE and load[48] == device_program.PROGRAM_NAME
+
+
+def test_install_leaves_programs_named_otherwise(tmp_path, monkeypatch):
+    fake = RecordingBpf(b"agent_devices")
+    monkeypatch.setattr(device_program.syscalls, "bpf", fake)
+    plan_devices([DENY_ALL], v2_layout())[0].install(str(tmp_path))
+    assert device_program.BPF_PROG_ATTACH in fake.commands()
+    assert device_program.BPF_PROG_DETACH not in fake.commands()
+
+
+def test_a_refused_load_is_retried_with_a_log_that_names_the_rule(monkeypatch):
+    planned = plan_devices([DENY_ALL, {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "r"}],
+                           v2_layout())[0]
+    index = planned.program.origins.index("linux.resources.devices[1]")
+    calls = []
+
+    def refuse(command, attr_size, values, what, inputs=None, outputs=None):
+        calls.append(dict(values))
+        failure = OSError(13, "Permission denied")
+        failure.outputs = {32: ("0: (61) r2 = *(u32 *)(r1 +0)\n%d: (55) if r2 != 0x2 goto pc+7\n"
+                                "R6 !read_ok\n\0garbage" % index).encode()} if outputs else {}
+        raise failure
+    monkeypatch.setattr(device_program.syscalls, "bpf", refuse)
+    message = expect_error(lambda: device_program.load(planned.program), "R6 !read_ok")
+    assert message.startswith("linux.resources.devices[1]: the kernel refused"), message
+    assert "garbage" not in message
+    assert 24 not in calls[0] and calls[1][24] == 1, "only the second load asks for a log"
+
+
+def test_loading_without_privilege_says_what_is_needed(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+    monkeypatch.setattr(device_program.syscalls, "bpf", refuse)
+    expect_error(lambda: device_program.load(program_for([DENY_ALL]).program), "linux.resources.devices",
+                 "CAP_SYS_ADMIN")
+
+
+def test_the_v1_and_v2_plans_refuse_the_same_bad_rules():
+    rules = [{"allow": True, "type": "x", "access": "r"}]
+    expect_error(lambda: plan_devices(rules, v2_layout()), "linux.resources.devices[0].type")
+    expect_error(lambda: plan_devices([{"allow": True, "access": "q"}], v2_layout()),
+                 "linux.resources.devices[0].access")
 
 
 # ------------------------------------------------------------------------------------
@@ -471,6 +922,52 @@ def test_resolve_path_refuses_dot_components_and_empty_paths(given):
 def test_resolve_path_systemd_form_is_refused_mentioning_systemd():
     message = expect_error(lambda: resolve_path("system.slice:ocirt:web", "web1"), "linux.cgroupsPath")
     assert "systemd" in message, message
+
+
+# ------------------------------------------------------------------------------------
+# the systemd form of linux.cgroupsPath: slice:prefix:name
+# ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given,unit,path", [
+    ("system.slice:ocirt:web", "ocirt-web.scope", "/system.slice/ocirt-web.scope"),
+    (":ocirt:web", "ocirt-web.scope", "/system.slice/ocirt-web.scope"),
+    ("machine.slice:libpod:abc", "libpod-abc.scope", "/machine.slice/libpod-abc.scope"),
+    ("machine-pods-a.slice:p:x", "p-x.scope", "/machine.slice/machine-pods.slice/machine-pods-a.slice/p-x.scope"),
+    ("-.slice:ocirt:web", "ocirt-web.scope", "/ocirt-web.scope"),
+    ("system.slice::web", "web.scope", "/system.slice/web.scope"),
+    ("system.slice:ocirt:", "ocirt-web1.scope", "/system.slice/ocirt-web1.scope"),
+])
+def test_systemd_form_names_a_scope_in_a_slice(given, unit, path):
+    scope = systemd.parse(given, "web1")
+    assert (scope.unit, scope.path) == (unit, path)
+    assert scope.slice == (given.split(":")[0] or "system.slice")
+
+
+@pytest.mark.parametrize("given,needle", [
+    ("system:ocirt:web", "not a slice"),
+    ("a--b.slice:ocirt:web", "not a valid slice name"),
+    ("-a.slice:ocirt:web", "not a valid slice name"),
+    ("system.slice:oc/irt:web", "not a valid systemd unit name"),
+    ("system.slice:ocirt:w eb", "not a valid systemd unit name"),
+    ("system.slice:ocirt:sub.slice", "a slice as the container's own unit"),
+])
+def test_systemd_form_refuses_bad_names(given, needle):
+    expect_error(lambda: systemd.parse(given, "web1"), "linux.cgroupsPath", needle)
+
+
+def test_systemd_form_without_systemd_says_why(monkeypatch):
+    monkeypatch.setattr(systemd, "available", lambda: "PID 1 is not systemd (no /run/systemd/system)")
+    message = expect_error(lambda: resolve_path("system.slice:ocirt:web", "web1"), "linux.cgroupsPath",
+                           "PID 1 is not systemd", "/machine/ocirt-web")
+    assert "systemd" in message
+
+
+def test_systemd_form_with_systemd_resolves_to_the_scope(monkeypatch):
+    monkeypatch.setattr(systemd, "available", lambda: None)
+    assert resolve_path("system.slice:ocirt:web", "web1") == "/system.slice/ocirt-web.scope"
+    assert systemd_scope("system.slice:ocirt:web", "web1").unit == "ocirt-web.scope"
+    assert systemd_scope("/machine/web", "web1") is None
+    assert systemd_scope(None, "web1") is None
 
 
 # ------------------------------------------------------------------------------------
@@ -686,3 +1183,125 @@ def test_v2_backend_bfq_weight_gets_the_weight_unconverted(fake_v2):
 
 def test_runtime_parent_constant():
     assert RUNTIME_PARENT == "/ocirt"
+
+
+# ------------------------------------------------------------------------------------
+# kill --all and the freezer, against a directory shaped like a v2 cgroup
+# ------------------------------------------------------------------------------------
+
+def test_sigkill_to_all_goes_through_cgroup_kill(tmp_path, monkeypatch):
+    """cgroup.kill (Linux 5.14) kills what forks meanwhile too; no pid is signalled one by one."""
+    touch(str(tmp_path / "cgroup.kill"))
+    touch(str(tmp_path / "cgroup.procs"), "4242\n4343\n")
+    signalled = []
+    monkeypatch.setattr(cgroup_module.os, "kill", lambda pid, signum: signalled.append((pid, signum)))
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGKILL)
+    assert read(str(tmp_path / "cgroup.kill")) == "1"
+    assert signalled == []
+
+
+def test_other_signals_and_kernels_without_cgroup_kill_signal_each_pid(tmp_path, monkeypatch):
+    touch(str(tmp_path / "cgroup.procs"), "4242\n4343\n")
+    signalled = []
+    monkeypatch.setattr(cgroup_module.os, "kill", lambda pid, signum: signalled.append((pid, signum)))
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGKILL)
+    assert signalled == [(4242, signal.SIGKILL), (4343, signal.SIGKILL)]
+    touch(str(tmp_path / "cgroup.kill"))
+    del signalled[:]
+    Cgroup({"unified": str(tmp_path)}, [], "v2").signal_all(signal.SIGTERM)
+    assert read(str(tmp_path / "cgroup.kill")) == ""
+    assert signalled == [(4242, signal.SIGTERM), (4343, signal.SIGTERM)]
+
+
+def test_a_v2_freeze_that_never_completes_is_undone_and_reported(tmp_path, monkeypatch):
+    touch(str(tmp_path / "cgroup.freeze"), "0")
+    touch(str(tmp_path / "cgroup.events"), "populated 1\nfrozen 0\n")
+    monkeypatch.setattr(cgroup_module, "FREEZE_WAIT_SECONDS", 0.05)
+    cgroup = Cgroup({"unified": str(tmp_path)}, [], "v2")
+    expect_error(lambda: cgroup.freeze(True), str(tmp_path), "did not freeze")
+    assert read(str(tmp_path / "cgroup.freeze")) == "0"
+    assert not cgroup.is_frozen()
+
+
+def test_a_v2_freeze_waits_for_cgroup_events(tmp_path):
+    touch(str(tmp_path / "cgroup.freeze"), "0")
+    touch(str(tmp_path / "cgroup.events"), "populated 1\nfrozen 1\n")
+    cgroup = Cgroup({"unified": str(tmp_path)}, [], "v2")
+    cgroup.freeze(True)
+    assert read(str(tmp_path / "cgroup.freeze")) == "1"
+    assert cgroup.is_frozen()
+
+
+# ------------------------------------------------------------------------------------
+# controllers delegated down the v2 tree
+# ------------------------------------------------------------------------------------
+
+def _refuse_subtree_control(monkeypatch, errno_value, where):
+    real = cgroup_module._write_file
+
+    def write(path, value):
+        if path == os.path.join(where, "cgroup.subtree_control"):
+            raise OSError(errno_value, os.strerror(errno_value), path)
+        return real(path, value)
+    monkeypatch.setattr(cgroup_module, "_write_file", write)
+
+
+def test_a_parent_with_processes_cannot_delegate_and_says_why(fake_v2, monkeypatch):
+    mount, layout = fake_v2
+    os.mkdir(os.path.join(mount, "busy"))
+    kernel_files(os.path.join(mount, "busy"), ("cgroup.subtree_control", "cgroup.procs", "cgroup.controllers"))
+    cgroup = Cgroup.create(layout, "/busy/ctr", owned=False)
+    kernel_files(os.path.join(mount, "busy", "ctr"))
+    _refuse_subtree_control(monkeypatch, 16, os.path.join(mount, "busy"))  # EBUSY
+    try:
+        message = expect_error(lambda: cgroup.apply(plan_resources({"pids": {"limit": 5}}, layout), layout),
+                               os.path.join(mount, "busy"), "processes", "linux.resources.pids.limit",
+                               "linux.cgroupsPath")
+        assert "pids" in message
+    finally:
+        remove_files(os.path.join(mount, "busy", "ctr"))
+        cgroup.destroy()
+
+
+def test_a_controller_not_delegated_from_above_is_named(fake_v2, monkeypatch):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/nodeleg", owned=True)
+    parent = os.path.join(mount, "ocirt")
+    kernel_files(parent, ("cgroup.subtree_control",))
+    touch(os.path.join(parent, "cgroup.controllers"), "pids\n")
+    kernel_files(os.path.join(parent, "nodeleg"))
+    _refuse_subtree_control(monkeypatch, 2, parent)  # ENOENT: the kernel's answer to an unknown controller
+    try:
+        message = expect_error(lambda: cgroup.apply(plan_resources({"memory": {"limit": MB}}, layout), layout),
+                               parent, "memory controller is not delegated", "linux.resources.memory.limit")
+        assert "(it has: pids)" in message, message
+    finally:
+        remove_files(os.path.join(parent, "nodeleg"))
+        cgroup.destroy()
+
+
+def test_destroy_removes_the_cgroups_the_container_made_below_its_own(fake_v2):
+    """Through a writable cgroup mount a container may make cgroups of its own: they go with it."""
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/ocirt/nest", owned=True)
+    leaf = os.path.join(mount, "ocirt", "nest")
+    os.makedirs(os.path.join(leaf, "sub", "deeper"))
+    os.makedirs(os.path.join(leaf, "other"))
+    cgroup.destroy()
+    assert not os.path.exists(leaf)
+
+
+def test_destroy_leaves_another_containers_cgroup_below_a_parent_it_made(fake_v2):
+    mount, layout = fake_v2
+    cgroup = Cgroup.create(layout, "/pod/web", owned=False)
+    neighbour = os.path.join(mount, "pod", "db")
+    os.mkdir(neighbour)
+    cgroup.destroy()
+    assert not os.path.exists(os.path.join(mount, "pod", "web"))
+    assert os.path.isdir(neighbour)
+    # The same when a crashed create's record lists the parent among its directories.
+    again = Cgroup.create(layout, "/pod/web", owned=False)
+    Cgroup({"0": os.path.join(mount, "pod"), "1": os.path.join(mount, "pod", "web")},
+           [os.path.join(mount, "pod"), os.path.join(mount, "pod", "web")], None).destroy()
+    assert os.path.isdir(neighbour) and not os.path.exists(os.path.join(mount, "pod", "web"))
+    assert again.dirs

@@ -318,13 +318,65 @@ def test_plan_resources_and_devices_raise_only_oci_error_on_v2(resources, rules)
     check_planner(plan_devices, rules, LAYOUTS["v2"])
 
 
-@properties(200)
-@given(rules=st.lists(DEVICE_RULE.filter(lambda rule: rule.get("allow") in (True, False)), min_size=1, max_size=3).map(Drawn))
-def test_device_rules_on_v2_are_refused_never_allowed_wholesale(rules):
-    """Without the v1 devices controller, any device rule is an OCIError: never a silent allow-all."""
+VALID_DEVICE_RULE = st.fixed_dictionaries({"allow": st.booleans()}, optional={
+    "type": st.sampled_from(["a", "c", "b"]),
+    "major": st.sampled_from([-1, 1, 5, 8, 136]),
+    "minor": st.sampled_from([-1, 0, 3, 5]),
+    "access": st.sampled_from(["r", "w", "m", "rw", "wr", "rm", "wm", "rwm", "mwr"]),
+})
+DEVICE_ACCESS = st.tuples(st.sampled_from(["c", "b"]), st.sampled_from([1, 5, 8, 136, 4095]),
+                          st.sampled_from([0, 3, 5, 7]), st.sampled_from(["r", "w", "m", "rw", "rwm"]))
+
+
+def kernel_v1_decision(rules, kind, major, minor, access):
+    """What the v1 devices controller (security/device_cgroup.c) decides after RULES are written in
+    order to a new cgroup under an unrestricted parent: exceptions keyed by (type, major, minor),
+    allow-list matching needs one exception covering all the access, deny-list matching any overlap."""
+    default_allow, exceptions = True, {}
+    for rule in rules:
+        rule_type = rule.get("type") or "a"
+        if rule_type == "a":
+            default_allow, exceptions = rule["allow"], {}
+            continue
+        major_of, minor_of = rule.get("major"), rule.get("minor")
+        key = (rule_type, None if major_of is None or major_of < 0 else major_of,
+               None if minor_of is None or minor_of < 0 else minor_of)
+        bits = set(rule.get("access") or "rwm")
+        if rule["allow"] != default_allow:
+            exceptions[key] = exceptions.get(key, set()) | bits
+        elif key in exceptions:
+            exceptions[key] = exceptions[key] - bits
+            if not exceptions[key]:
+                del exceptions[key]
+    asked = set(access)
+    for (ex_type, ex_major, ex_minor), ex_access in exceptions.items():
+        if ex_type != kind or ex_major not in (None, major) or ex_minor not in (None, minor):
+            continue
+        if default_allow and asked & ex_access:
+            return 0
+        if not default_allow and asked <= ex_access:
+            return 1
+    return 1 if default_allow else 0
+
+
+@properties(1000)
+@given(rules=st.lists(VALID_DEVICE_RULE, max_size=5).map(Drawn), asked=st.lists(DEVICE_ACCESS, min_size=1, max_size=6))
+def test_device_rules_on_v2_decide_as_the_v1_controller(rules, asked):
+    """Without the v1 devices controller, device rules become an eBPF program that decides every
+    open and mknod as the v1 controller would for the same rules (never a silent allow-all). The
+    one difference: a rule v1 would silently ignore (taking access from part of a wildcard
+    exception) is refused, naming it."""
+    from test_cgroup_plan import run_ebpf  # tests/unit is on sys.path under pytest
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import DEFAULT_DEVICE_RULES
     rules = rules.value
     try:
-        writes = plan_devices(rules, LAYOUTS["v2"])
-    except OCIError:
+        program = plan_devices(rules, LAYOUTS["v2"])[0].program
+    except OCIError as exc:
+        assert "cannot take access from part of the wider rule" in str(exc), str(exc)
+        assert RESOURCE_FIELD.match(str(exc)), str(exc)
         return
-    raise AssertionError("device rules on a v2-only layout were planned: %r" % (writes,))
+    for kind, major, minor, access in asked:
+        bits = sum({"m": 1, "r": 2, "w": 4}[letter] for letter in access)
+        decided = run_ebpf(program.instructions, (bits << 16 | {"b": 1, "c": 2}[kind], major, minor))
+        expected = kernel_v1_decision(list(rules) + list(DEFAULT_DEVICE_RULES), kind, major, minor, access)
+        assert decided == expected, (rules, kind, major, minor, access, program.describe())

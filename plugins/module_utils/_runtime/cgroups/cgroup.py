@@ -4,9 +4,12 @@
 """A container's cgroup: made, joined, written, frozen, signalled, removed.
 
 One directory per hierarchy of the layout (layout.Layout), named by
-layout.resolve_path; what this runtime made is recorded so that delete (and
-the recovery after a crash) removes exactly that. The planned writes come
-from plan.py.
+layout.resolve_path (linux.cgroupsPath); what this runtime made is recorded
+so that delete (and the recovery after a crash) removes exactly that. The
+planned writes (linux.resources) come from plan.py. Pause and resume use
+the v1 freezer's freezer.state, else v2's cgroup.freeze (waiting for
+cgroup.events to say frozen); kill --all with SIGKILL uses v2's cgroup.kill
+where the kernel has it (5.14).
 """
 import errno
 import os
@@ -39,28 +42,39 @@ def _read_file(path):
 class Cgroup:
     """A container's cgroup: one directory per hierarchy, and the ones this runtime made."""
 
-    def __init__(self, dirs, created, mode):
+    def __init__(self, dirs, created, mode, unit=None):
         self.dirs = dirs          # {hierarchy name: absolute directory}
         self.created = created    # directories made for this container, parents first
         self.mode = mode
+        self.unit = unit          # the systemd scope holding it (systemd.Scope.unit), or None
 
     def to_record(self):
-        return {"dirs": self.dirs, "created": self.created, "mode": self.mode}
+        record = {"dirs": self.dirs, "created": self.created, "mode": self.mode}
+        if self.unit:
+            record["unit"] = self.unit
+        return record
 
     @classmethod
     def from_record(cls, record):
         if not record:
             return None
-        return cls(record["dirs"], record.get("created", []), record.get("mode"))
+        return cls(record["dirs"], record.get("created", []), record.get("mode"), record.get("unit"))
 
     @classmethod
-    def create(cls, layout, path, owned):
+    def create(cls, layout, path, owned, pid=None, scope=None):
         """Make PATH in every hierarchy. OWNED: the path is the runtime's default, so an
         existing directory must be empty and becomes this container's; a given
-        cgroupsPath may be joined as it is and is then left in place at delete."""
+        cgroupsPath may be joined as it is and is then left in place at delete.
+        SCOPE (systemd.Scope, with PID the container's process): systemd makes the
+        scope, and its cgroup in the hierarchies it manages; the runtime the rest."""
         dirs = {}
         created = []
+        unit = None
         try:
+            if scope is not None:
+                from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+                systemd.start(scope, pid, "ocirt container at %s" % path)
+                unit = scope.unit
             for hierarchy in layout.hierarchies:
                 directory = os.path.join(hierarchy.mountpoint, path.lstrip("/"))
                 # The runtime's parent is shared by every container: never removed.
@@ -75,12 +89,12 @@ class Cgroup:
                 if "cpuset" in hierarchy.controllers:
                     _init_cpuset(hierarchy.mountpoint, path)
         except OSError as exc:
-            cls({}, created, layout.mode).destroy()
+            cls({}, created, layout.mode, unit).destroy()
             raise OCIError("cgroup %s: %s" % (getattr(exc, "filename", None) or path, exc.strerror))
         except OCIError:
-            cls({}, created, layout.mode).destroy()
+            cls({}, created, layout.mode, unit).destroy()
             raise
-        return cls(dirs, created, layout.mode)
+        return cls(dirs, created, layout.mode, unit)
 
     @staticmethod
     def missing_dirs(layout, path):
@@ -133,6 +147,9 @@ class Cgroup:
                     directory = self.directory_for(write.controller, layout)
                 if directory is None:
                     raise OCIError("%s: the host has no %s cgroup controller" % (write.field, write.controller))
+                if hasattr(write, "install"):
+                    write.install(directory)  # a device program (device_program.DeviceProgram)
+                    continue
                 try:
                     self._write(directory, write)
                 except OSError as exc:
@@ -164,25 +181,50 @@ class Cgroup:
         raise OSError(errno.ENOENT, "the kernel has no %s here" % " or ".join(names), os.path.join(directory, names[0]))
 
     def _enable_unified_controllers(self, writes, layout):
-        """v2: a controller is usable in a cgroup only once every ancestor delegates it."""
-        wanted = set(w.controller for w in writes if layout.hierarchy_for(w.controller) is layout.unified)
-        # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
-        wanted.update(w.filename.split(".", 1)[0] for w in writes
-                      if w.controller == "unified" and w.filename.split(".", 1)[0] in layout.unified_controllers)
+        """v2: a controller is usable in a cgroup only once every ancestor delegates it, in its
+        cgroup.subtree_control. The container's own directory delegates nothing: it holds
+        processes, and a v2 cgroup with processes may not (the no-internal-process rule)."""
+        fields = {}  # controller -> the first field that needs it
+        for write in writes:
+            if layout.hierarchy_for(write.controller) is layout.unified and layout.unified is not None:
+                fields.setdefault(write.controller, write.field)
+            elif write.controller == "unified":
+                # linux.resources.unified keys name their controller in the file name (pids.max -> pids).
+                prefix = write.filename.split(".", 1)[0]
+                if prefix in layout.unified_controllers:
+                    fields.setdefault(prefix, write.field)
         directory = self.dirs.get("unified")
-        if not directory or not wanted:
+        if not directory or not fields:
             return
+        wanted = sorted(fields)
         mountpoint = layout.unified.mountpoint
         relative = os.path.relpath(directory, mountpoint)
         current = mountpoint
         for part in [""] + relative.split("/")[:-1]:
             current = os.path.join(current, part) if part else current
             try:
-                _write_file(os.path.join(current, "cgroup.subtree_control"),
-                            " ".join("+" + c for c in sorted(wanted)))
+                _write_file(os.path.join(current, "cgroup.subtree_control"), " ".join("+" + c for c in wanted))
             except OSError as exc:
-                raise OCIError("cgroup %s: cannot enable %s controllers: %s"
-                               % (current, ", ".join(sorted(wanted)), exc.strerror))
+                raise OCIError(self._delegation_error(current, wanted, fields, exc))
+
+    @staticmethod
+    def _delegation_error(directory, wanted, fields, exc):
+        needed = "; ".join("%s for %s" % (c, fields[c]) for c in wanted)
+        if exc.errno == errno.EBUSY:
+            return ("cgroup %s: cannot delegate the %s controllers (%s): it holds processes of its own, and "
+                    "cgroup v2 lets no cgroup with processes delegate a controller; choose a linux.cgroupsPath "
+                    "whose parents hold none" % (directory, ", ".join(wanted), needed))
+        try:
+            available = _read_file(os.path.join(directory, "cgroup.controllers")).split()
+        except OSError:
+            available = []
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            return ("cgroup %s: the %s controller%s %s not delegated to it (it has: %s), needed: %s"
+                    % (directory, ", ".join(missing), "s" if len(missing) > 1 else "",
+                       "are" if len(missing) > 1 else "is", " ".join(available) or "none", needed))
+        return "cgroup %s: cannot enable the %s controllers (%s): %s" % (
+            directory, ", ".join(wanted), needed, exc.strerror)
 
     def oom_file(self, layout):
         """The file whose oom_kill counter tells whether the OOM killer struck, or None."""
@@ -241,19 +283,38 @@ class Cgroup:
                 if time.monotonic() > deadline:
                     raise OCIError("freezer %s did not reach %s" % (path, target))
                 time.sleep(0.001)
+        # v2: cgroup.freeze is the request; cgroup.events says "frozen 1" once every task has stopped.
         _write_file(os.path.join(path, "cgroup.freeze"), "1" if frozen else "0")
-        while True:
-            events = _read_file(os.path.join(path, "cgroup.events"))
-            if ("frozen %d" % (1 if frozen else 0)) in events:
-                return
+        wanted = "frozen %d" % (1 if frozen else 0)
+        while wanted not in _read_file(os.path.join(path, "cgroup.events")).splitlines():
             if time.monotonic() > deadline:
-                raise OCIError("cgroup %s did not %s" % (path, "freeze" if frozen else "thaw"))
+                if frozen:
+                    # Half frozen is neither paused nor running: back to running, as runc does.
+                    _write_file(os.path.join(path, "cgroup.freeze"), "0")
+                raise OCIError("cgroup %s did not %s within %d seconds"
+                               % (path, "freeze" if frozen else "thaw", FREEZE_WAIT_SECONDS))
             time.sleep(0.001)
 
+    def _kill_file(self):
+        """The unified directory's cgroup.kill (Linux 5.14), or None."""
+        unified = self.dirs.get("unified")
+        path = os.path.join(unified, "cgroup.kill") if unified else None
+        return path if path and os.path.exists(path) else None
+
     def signal_all(self, signum):
-        """Send SIGNUM to every process; frozen meanwhile, so none can fork past it."""
+        """Send SIGNUM to every process. SIGKILL goes through cgroup.kill where the kernel has it,
+        which also reaches what forks meanwhile; else the cgroup is frozen while the pids are signalled."""
         kind = self._freezer()[0]
         frozen_before = self.is_frozen()
+        kill_file = self._kill_file() if signum == signal.SIGKILL else None
+        if kill_file:
+            try:
+                _write_file(kill_file, "1")
+            except OSError as exc:
+                raise OCIError("cgroup %s: cannot kill its processes: %s" % (kill_file, exc.strerror))
+            if frozen_before:
+                self.freeze(False)  # a task frozen by the v1 freezer dies only once thawed
+            return
         if kind and not frozen_before:
             self.freeze(True)
         try:
@@ -268,26 +329,60 @@ class Cgroup:
                 self.freeze(False)
 
     def destroy(self):
-        """Remove the directories this runtime made, innermost first (waiting, bounded, for exits)."""
+        """Remove the directories this runtime made, innermost first (waiting, bounded, for exits).
+
+        Below the container's own directory everything is the container's: the cgroups it made
+        through a writable cgroup mount go first. Below a parent it made, another container's
+        cgroup may live: such a parent stays.
+        """
         errors = []
+        # (A recovered record may list parents among its dirs: the deepest directories are the leaves.)
+        leaves = set(d for d in self.dirs.values() if not any(o.startswith(d + "/") for o in self.created))
         for directory in sorted(set(self.created), key=len, reverse=True):
-            deadline = time.monotonic() + REMOVE_WAIT_SECONDS
-            while True:
-                try:
-                    os.rmdir(directory)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                        continue
-                    if exc.errno == errno.ENOTEMPTY:
-                        break  # another container's cgroup lives below it
-                    errors.append("%s: %s" % (directory, exc.strerror))
-                    break
+            if directory in leaves:
+                for child in _subdirectories(directory):
+                    _remove_directory(child, errors)
+            _remove_directory(directory, errors)
+        if self.unit:
+            # systemd removes the scope's cgroup as it stops it.
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+            try:
+                systemd.stop(self.unit)
+            except OCIError as exc:
+                errors.append(str(exc))
         if errors:
             raise OCIError("cannot remove cgroups: %s" % "; ".join(errors))
+
+
+def _subdirectories(directory):
+    """Every directory below DIRECTORY, innermost first."""
+    found = []
+    try:
+        entries = [entry for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return found
+    for entry in entries:
+        found.extend(_subdirectories(entry.path))
+        found.append(entry.path)
+    return found
+
+
+def _remove_directory(directory, errors):
+    deadline = time.monotonic() + REMOVE_WAIT_SECONDS
+    while True:
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.005)
+                continue
+            if exc.errno == errno.ENOTEMPTY:
+                return  # another container's cgroup lives below it
+            errors.append("%s: %s" % (directory, exc.strerror))
+            return
 
 
 def _makedirs(mountpoint, path):

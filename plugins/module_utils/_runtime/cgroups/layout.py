@@ -120,18 +120,33 @@ class Layout:
 
 
 def resolve_path(cgroups_path, container_id):
-    """The cgroup path (inside every hierarchy) for linux.cgroupsPath, or the default."""
+    """The cgroup path (inside every hierarchy) for linux.cgroupsPath, or the default.
+
+    The systemd form slice:prefix:name is the path of its scope (systemd_scope).
+    """
     if not cgroups_path:
         return RUNTIME_PARENT + "/" + directory_name(container_id)
-    if ":" in cgroups_path and not cgroups_path.startswith("/"):
-        parts = cgroups_path.split(":")
-        if len(parts) == 3:
-            raise OCIError("linux.cgroupsPath %r: the systemd form slice:prefix:name needs the systemd "
-                           "cgroup driver, and no systemd manager is reachable on this host; "
-                           "use a path such as /machine/%s" % (cgroups_path, parts[2] or container_id))
+    scope = systemd_scope(cgroups_path, container_id)
+    if scope is not None:
+        return scope.path
     parts = [p for p in cgroups_path.split("/") if p]
     if any(p in (".", "..") for p in parts) or not parts:
         raise OCIError("linux.cgroupsPath %r: must be a path without '.' or '..' components" % cgroups_path)
     if cgroups_path.startswith("/"):
         return "/" + "/".join(parts)
     return RUNTIME_PARENT + "/" + "/".join(parts)
+
+
+def systemd_scope(cgroups_path, container_id):
+    """The systemd scope (systemd.Scope) linux.cgroupsPath names in the form slice:prefix:name,
+    or None for a plain path; an error where no systemd manager is reachable."""
+    if not cgroups_path or cgroups_path.startswith("/") or cgroups_path.count(":") != 2:
+        return None
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+    scope = systemd.parse(cgroups_path, container_id)
+    reason = systemd.available()
+    if reason:
+        raise OCIError("linux.cgroupsPath %r: the systemd form slice:prefix:name needs systemd to make the "
+                       "scope, and %s; use a path such as /machine/%s"
+                       % (cgroups_path, reason, scope.unit[:-len(".scope")]))
+    return scope

@@ -6,7 +6,8 @@
 plan_resources and plan_devices turn the config into a list of Write (which
 controller's file gets which value, for which field), so the v1 and v2 file
 mappings are checked, and unit-tested, without touching the host. Applying
-the list is cgroup.Cgroup.apply.
+the list is cgroup.Cgroup.apply. On cgroup v2 the device rules become one
+device_program.DeviceProgram in that list, installed instead of written.
 """
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -29,6 +30,12 @@ DEFAULT_DEVICE_RULES = (
 
 
 # -- linux.resources -> file writes ---------------------------------------------------
+
+# cgroup v2 core files that move, freeze, kill or restructure the cgroup: written by the
+# runtime (create, pause, kill, delete), never from linux.resources.unified.
+RUNTIME_OWNED_FILES = frozenset(("cgroup.procs", "cgroup.threads", "cgroup.freeze", "cgroup.kill",
+                                 "cgroup.subtree_control", "cgroup.type"))
+
 
 class Write:
     """One planned write: VALUE into FILENAME of CONTROLLER's directory, for FIELD."""
@@ -91,16 +98,25 @@ class _Planner:
         self.writes.append(Write(controller, filename, str(value), field))
 
 
-def plan_resources(resources, layout):
-    """The file writes that apply linux.resources on LAYOUT (v1 and v2 names differ)."""
+def plan_resources(resources, layout, current=None):
+    """The file writes that apply linux.resources on LAYOUT (v1 and v2 names differ).
+
+    CURRENT, for an update, is the linux.resources the container has now: a
+    v2 file that holds two fields (cpu.max: quota and period; memory.swap.max:
+    swap less the limit) takes the one the update leaves out from it, as runc
+    does when it merges an update into the container's config.
+    """
     planner = _Planner(layout)
     base = "linux.resources"
     if resources is None:
         resources = {}
     if not isinstance(resources, dict):
         raise OCIError("%s: must be an object" % base)
-    _plan_memory(planner, _obj(resources, "memory", base + ".memory"), base + ".memory")
-    _plan_cpu(planner, _obj(resources, "cpu", base + ".cpu"), base + ".cpu")
+    current = current if isinstance(current, dict) else {}
+    _plan_memory(planner, _obj(resources, "memory", base + ".memory"), base + ".memory",
+                 current.get("memory") if isinstance(current.get("memory"), dict) else {})
+    _plan_cpu(planner, _obj(resources, "cpu", base + ".cpu"), base + ".cpu",
+              current.get("cpu") if isinstance(current.get("cpu"), dict) else {})
     pids = _obj(resources, "pids", base + ".pids")
     limit = _int(pids, "limit", base + ".pids.limit")
     if limit is not None and limit != 0:
@@ -118,6 +134,9 @@ def plan_resources(resources, layout):
         version = planner.version("hugetlb", field)
         planner.add("hugetlb", "hugetlb.%s.%s" % (size, "limit_in_bytes" if version == 1 else "max"),
                     value, field)
+        if version == 2:
+            # Pages reserved at mmap count against their own limit (Linux 5.7): the same one.
+            planner.add("hugetlb", "?hugetlb.%s.rsvd.max" % size, value, field)
     network = _obj(resources, "network", base + ".network")
     class_id = _int(network, "classID", base + ".network.classID", minimum=0)
     if class_id is not None:
@@ -146,9 +165,11 @@ def plan_resources(resources, layout):
         field = "%s.unified.%s" % (base, key)
         if layout.unified is None:
             raise OCIError("%s: the host has no cgroup v2 hierarchy" % field)
-        if "/" in key or key.startswith(".") or not isinstance(unified[key], str):
-            raise OCIError("%s: must be a cgroup file name with a string value" % field)
-        controller = key.split(".", 1)[0]
+        controller, dot, name = key.partition(".")
+        if "/" in key or not controller or not dot or not name or not isinstance(unified[key], str):
+            raise OCIError("%s: must be a cgroup file name CONTROLLER.NAME with a string value" % field)
+        if key in RUNTIME_OWNED_FILES:
+            raise OCIError("%s: is not a resource limit; the runtime itself drives that file" % field)
         if controller not in ("cgroup",) and controller not in layout.unified_controllers:
             raise OCIError("%s: controller %s is not available in the unified hierarchy (it has: %s)"
                            % (field, controller, ", ".join(sorted(layout.unified_controllers)) or "none"))
@@ -156,7 +177,7 @@ def plan_resources(resources, layout):
     return planner.writes
 
 
-def _plan_memory(planner, memory, base):
+def _plan_memory(planner, memory, base, current):
     if not memory:
         return
     limit = _int(memory, "limit", base + ".limit", minimum=-1)
@@ -190,26 +211,44 @@ def _plan_memory(planner, memory, base):
         if disable_oom:
             planner.add("memory", "memory.oom_control", 1, base + ".disableOOMKiller")
         return
-    if limit is not None:
+    # runc's v2 values: 0 leaves a limit as it is, -1 is "max".
+    if limit:
         planner.add("memory", "memory.max", "max" if limit == -1 else limit, base + ".limit")
-    if reservation is not None:
+    if reservation:
         planner.add("memory", "memory.low", "max" if reservation == -1 else reservation, base + ".reservation")
-    if swap is not None:
-        # v1's swap is memory+swap; v2's memory.swap.max is swap alone.
-        if swap == -1:
-            value = "max"
-        elif limit is None or limit == -1:
-            raise OCIError("%s.swap: on cgroup v2 a swap limit needs memory.limit too" % base)
-        else:
-            value = swap - limit
-        planner.add("memory", "memory.swap.max", value, base + ".swap")
+    swap_max = _swap_max(limit, swap, current, base)
+    if swap_max is not None:
+        # Without swap accounting the file is missing: "max" and "0" then hold already.
+        planner.add("memory", "?memory.swap.max" if swap_max in ("max", 0) else "memory.swap.max", swap_max,
+                    base + ".swap")
     if swappiness is not None:
         raise OCIError("%s.swappiness: cgroup v2 has no per-cgroup swappiness" % base)
     if disable_oom:
         raise OCIError("%s.disableOOMKiller: cgroup v2 cannot disable the OOM killer" % base)
 
 
-def _plan_cpu(planner, cpu, base):
+def _swap_max(limit, swap, current, base):
+    """memory.swap.max for the spec's swap (memory plus swap, as v1 had it): runc's conversion
+    (ConvertMemorySwapToCgroupV2Value), the limit taken from CURRENT when an update leaves it out."""
+    if not swap and limit == -1:
+        return "max"  # unlimited memory and no swap given: both unlimited, as on v1
+    if swap == -1:
+        return "max"
+    if not swap:
+        return None
+    if limit is None:
+        limit = current.get("limit") if isinstance(current.get("limit"), int) else None
+    if limit == -1:
+        return swap  # no memory limit to take out of it
+    if not limit:
+        raise OCIError("%s.swap: on cgroup v2 a swap limit needs memory.limit too (swap is memory plus swap)"
+                       % base)
+    if swap < limit:
+        raise OCIError("%s.swap: %d is below memory.limit %d (swap is memory plus swap)" % (base, swap, limit))
+    return swap - limit
+
+
+def _plan_cpu(planner, cpu, base, current):
     if not cpu:
         return
     shares = _int(cpu, "shares", base + ".shares", minimum=0)
@@ -248,12 +287,18 @@ def _plan_cpu(planner, cpu, base):
             planner.add("cpu", "cpu.weight", 1 + ((max(2, min(shares, 262144)) - 2) * 9999) // 262142,
                         base + ".shares")
         if quota or period:
+            # One file holds both: the one left out keeps its current value (period: 100000, the kernel's default).
+            if quota is None:
+                quota = current.get("quota") if isinstance(current.get("quota"), int) else None
+            if not period:
+                period = current.get("period") if isinstance(current.get("period"), int) else None
             planner.add("cpu", "cpu.max", "%s %d" % ("max" if not quota or quota < 0 else quota,
-                                                     period or 100000), base + ".quota")
+                                                     period or 100000), base + (".quota" if quota else ".period"))
         if burst is not None:
             planner.add("cpu", "cpu.max.burst", burst, base + ".burst")
         if rt_runtime or rt_period:
-            raise OCIError("%s.realtimeRuntime: cgroup v2 has no realtime CPU limits" % base)
+            raise OCIError("%s.%s: cgroup v2 has no realtime CPU limits"
+                           % (base, "realtimeRuntime" if rt_runtime else "realtimePeriod"))
     if idle is not None:
         planner.add("cpu", "cpu.idle", idle, base + ".idle")
 
@@ -328,7 +373,8 @@ def _device_number(value):
 
 
 def plan_devices(rules, layout):
-    """v1 devices.allow/deny writes for linux.resources.devices, then the default allows."""
+    """linux.resources.devices, then the default allows: devices.allow/deny writes where the
+    host has the v1 devices controller, else one device program for the unified hierarchy."""
     base = "linux.resources.devices"
     if rules is None:
         rules = []
@@ -350,15 +396,20 @@ def plan_devices(rules, layout):
         for key in ("major", "minor"):
             _int(rule, key, "%s.%s" % (field, key), minimum=-1)
         checked.append(dict(rule, type=kind, access=access, field=field))
-    if not checked and layout.hierarchy_for("devices") is None:
-        return []
+    every = checked + [dict(r, field="default device rules") for r in DEFAULT_DEVICE_RULES]
     hierarchy = layout.hierarchy_for("devices")
     if hierarchy is None or hierarchy.version != 1:
-        raise OCIError("%s: device rules need the v1 devices controller; this host (layout %s) would "
-                       "need a cgroup v2 eBPF device program, which this runtime does not load yet, and "
-                       "it will not silently allow every device" % (base, layout.mode))
+        if layout.unified is not None:
+            # Only hosts without the v1 controller pay for the compiler and bpf(2).
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
+            return [device_program.plan(every)]
+        if not checked:
+            return []
+        raise OCIError("%s: this host has neither the v1 devices controller nor a cgroup v2 hierarchy to "
+                       "attach a device program to (layout %s), and the rules will not be silently "
+                       "ignored" % (base, layout.mode))
     writes = []
-    for rule in checked + [dict(r, field="default device rules") for r in DEFAULT_DEVICE_RULES]:
+    for rule in every:
         if rule["type"] == "a":
             entry = "a"
         else:

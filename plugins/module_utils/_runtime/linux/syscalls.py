@@ -499,3 +499,41 @@ def set_window_size(fd, size):
     # type: (int, bytes) -> None
     """Set the terminal FD's struct winsize (packed, as get_window_size returns it)."""
     fcntl.ioctl(fd, TIOCSWINSZ, size)
+
+
+def bpf(command, attr_size, values, what, inputs=None, outputs=None):
+    """bpf(2): COMMAND on a union bpf_attr of ATTR_SIZE bytes, zeroed, then given
+    VALUES {offset: u32, or bytes copied in place}; INPUTS {offset: bytes} and OUTPUTS {offset: size} are
+    buffers whose addresses go, as u64, at their offsets. Returns (result, the
+    attr as the kernel left it, {offset: bytes of each output buffer}); a
+    failure raises OSError carrying those buffers as .outputs. WHAT names the
+    operation in errors. The layouts are the caller's (uapi linux/bpf.h):
+    this is only the call.
+    """
+    libc()
+    bpf_number = number("bpf")
+    attr = ffi.new("char[]", attr_size)
+    words = ffi.cast("uint32_t *", attr)
+    pointers = ffi.cast("uint64_t *", attr)
+    for offset, value in values.items():
+        if isinstance(value, bytes):
+            ffi.memmove(attr + offset, value, len(value))  # a char[] field, such as a program's name
+        else:
+            words[offset // 4] = value
+    keep = []
+    for offset, data in (inputs or {}).items():
+        buffer = ffi.from_buffer(data)
+        keep.append(buffer)
+        pointers[offset // 8] = int(ffi.cast("uintptr_t", buffer))
+    out = {}
+    for offset, size in (outputs or {}).items():
+        out[offset] = ffi.new("char[]", size)
+        pointers[offset // 8] = int(ffi.cast("uintptr_t", out[offset]))
+    result = _syscall(bpf_number, command, ffi.cast("long", attr), attr_size)
+    err = ffi.errno
+    filled = dict((offset, ffi.buffer(buffer)[:]) for offset, buffer in out.items())
+    if result < 0:
+        failure = OSError(err, "%s: %s" % (what, os.strerror(err)))
+        failure.outputs = filled  # the verifier writes its log even when it refuses the program
+        raise failure
+    return result, ffi.buffer(attr)[:], filled

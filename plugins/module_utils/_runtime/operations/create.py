@@ -20,7 +20,7 @@ import _signal as signal
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, kernel_settings, terminal
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path, systemd_scope
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
@@ -88,6 +88,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     cgroup_writes = (plan_resources(resources, layout)
                      + plan_devices(resources.get("devices"), layout))
     cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
+    scope = systemd_scope(linux.get("cgroupsPath"), container_id)
     container = Container.new(root, container_id)
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
@@ -148,9 +149,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         # leaves delete --force enough to clean up.
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid),
                          cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+                                        "unit": scope.unit if scope else None,
                                         "dirs": Cgroup.missing_dirs(layout, cgroup_path)})
         _failpoint("before-cgroups")
-        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"))
+        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"), pid=init_pid, scope=scope)
         _failpoint("after-cgroups")
         container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
                          oomFile=cgroup.oom_file(layout))

@@ -311,7 +311,7 @@ def update(root, container_id, resources):
         if cgroup is None:
             raise OCIError("container %s: has no cgroup to update" % container_id)
         layout = Layout.detect()
-        writes = plan_resources(resources, layout)
+        writes = plan_resources(resources, layout, current=container.read().get("resources"))
         if resources.get("devices") is not None:
             writes += plan_devices(resources["devices"], layout)
         cgroup.apply(writes, layout)

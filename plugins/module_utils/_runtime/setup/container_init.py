@@ -149,6 +149,7 @@ def container_init(args):
         # In its cgroups from here on: what follows (hooks, scheduling, the process settings)
         # runs under the container's limits; a real-time policy could not even join them.
         args.channel.expect(protocol.JOINED, "container init")
+        namespaces.enter_cgroup(args.plan)
         if go.get("runtime_hooks"):
             # prestart and createRuntime run now, in the runtime's namespaces, by the runtime.
             args.channel.send(protocol.MOUNTED)

@@ -100,7 +100,10 @@ class NamespacePlan:
     def unshare_flags(self):
         flags = 0
         for kind in self.new:
-            flags |= NAMESPACES[kind][0]
+            # A new cgroup namespace is rooted where its maker stands: the container's process
+            # makes it once it is in its cgroups (enter_cgroup), as runc does.
+            if kind != "cgroup":
+                flags |= NAMESPACES[kind][0]
         return flags
 
     def open_joins(self):
@@ -159,6 +162,16 @@ def host_id(mappings, container_id=0):
         if mapping["containerID"] <= container_id < mapping["containerID"] + mapping["size"]:
             return mapping["hostID"] + container_id - mapping["containerID"]
     return None
+
+
+def enter_cgroup(plan):
+    """Make the new cgroup namespace, in the container's process, once it is in its cgroups:
+    its /proc/self/cgroup then reads "/" and cgroup mounts show its own cgroup as their root."""
+    if "cgroup" in plan.new:
+        try:
+            syscalls.unshare(CLONE_NEWCGROUP)
+        except OSError as exc:
+            raise OCIError("linux.namespaces: cannot create the cgroup namespace: %s" % exc.strerror)
 
 
 def write_id_maps(pid, plan):
