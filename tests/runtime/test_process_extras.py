@@ -5,18 +5,11 @@ Each container is busybox: what it reads back comes from its own /proc.
 """
 import json
 import os
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
-
-
-def run_ok(ocirt, bundle):
-    result = ocirt.run(bundle)
-    assert result.returncode == 0, "container failed (%d)\nstdout: %s\nstderr: %s" % (
-        result.returncode, result.stdout, result.stderr)
-    return result.stdout
+from helpers import assert_create_fails, new_id, run_ok
 
 
 def stat_field(text, number):
@@ -31,18 +24,6 @@ def status_field(text, name):
         if sep and key == name:
             return value.strip()
     raise AssertionError("no %s in %r" % (name, text))
-
-
-def assert_create_fails(ocirt, bundle, *needles):
-    """`ocirt create` must fail naming every NEEDLE, and leave no container, state or process behind."""
-    container_id = "bad-" + uuid.uuid4().hex[:8]
-    result = ocirt("create", "--bundle", bundle, container_id, check=False)
-    assert result.returncode != 0, "create unexpectedly succeeded: %s%s" % (result.stdout, result.stderr)
-    for needle in needles:
-        assert needle in result.stderr, "error does not name %r: %r" % (needle, result.stderr)
-    assert ocirt.ids() == []
-    assert not os.path.exists(os.path.join(ocirt.root, container_id))
-    return result
 
 
 def run_or_skip_if_refused(ocirt, bundle, refusals, reason):
@@ -80,7 +61,7 @@ def test_scheduler_real_time_needs_and_gets_cap_sys_nice(ocirt, make_bundle):
 
 def test_scheduler_in_exec_too(ocirt, make_bundle, tmp_path):
     bundle = make_bundle(["sleep", "30"], config={"process": {"scheduler": {"policy": "SCHED_IDLE"}}})
-    container_id = "sch-" + uuid.uuid4().hex[:8]
+    container_id = new_id("sch")
     ocirt("run", "--detach", "--bundle", bundle, container_id)
     out = ocirt("exec", container_id, "cat", "/proc/self/stat").stdout
     assert stat_field(out, 41) == 5  # SCHED_IDLE, from the container's process
@@ -177,7 +158,7 @@ def test_lsm_field_without_the_module_fails_exec(ocirt, make_bundle, tmp_path):
     if lsm.apparmor_enabled():
         pytest.skip("this host has AppArmor")
     bundle = make_bundle(["sleep", "30"])
-    container_id = "lsm-" + uuid.uuid4().hex[:8]
+    container_id = new_id("lsm")
     ocirt("run", "--detach", "--bundle", bundle, container_id)
     path = tmp_path / "process.json"
     path.write_text(json.dumps({"args": ["true"], "cwd": "/", "apparmorProfile": "docker-default"}))
