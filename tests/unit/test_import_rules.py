@@ -14,12 +14,11 @@
 - `_bundle/` (bundles and images) never imports `_ansible/` (the glue that
   knows AnsibleModule).
 
-The last tests run the same checks on a copy of the tree with one bad import
-added, so a rule that stopped seeing its violation would fail here too.
+The last tests run the same checks on the sources with one bad import added,
+so a rule that stopped seeing its violation would fail here too.
 """
 import ast
 import os
-import shutil
 import sys
 
 import pytest
@@ -40,45 +39,65 @@ STDLIB = frozenset(sys.stdlib_module_names)
 ACCEPTED_CYCLES = {}
 
 
+LAZY = " (inside a function)"
+HINTS = " (for type hints, under TYPE_CHECKING)"
+
+
 class Import:
     """One imported name: RAW as written (the module of a `from` import), TARGET the module of ours it
-    loads (None for anything outside plugins/module_utils), where it is, and whether it is lazy."""
+    loads (None for anything outside plugins/module_utils), where it is, and how: at module level (""),
+    LAZY or for HINTS only. Every kind counts: each is a dependency a reader has to follow."""
 
-    def __init__(self, raw, target, path, line, lazy):
-        self.raw, self.target, self.path, self.line, self.lazy = raw, target, path, line, lazy
+    def __init__(self, raw, target, path, line, how):
+        self.raw, self.target, self.path, self.line, self.how = raw, target, path, line, how
+
+    @property
+    def lazy(self):
+        return self.how == LAZY
 
     def __str__(self):
         where = "%s:%d" % (os.path.relpath(self.path, REPO), self.line)
         name = self.target[len(PACKAGE) + 1:] if self.target else self.raw
-        return "%s imports %s%s" % (where, name, " (inside a function)" if self.lazy else "")
+        return "%s imports %s%s" % (where, name, self.how)
 
 
-def module_name(root, path):
-    """The dotted name of the module in PATH under ROOT (a package's __init__.py names the package)."""
-    parts = os.path.relpath(path, root)[:-len(".py")].split(os.sep)
+def module_name(relative):
+    """The dotted name of the module in RELATIVE, a path under plugins/module_utils (__init__.py names its package)."""
+    parts = relative[:-len(".py")].split(os.sep)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join([PACKAGE] + parts)
 
 
-def source_files(root):
+def read_sources(root=MODULE_UTILS):
+    """{path relative to ROOT: source bytes} of every module under ROOT."""
+    sources = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for filename in sorted(filenames):
             if filename.endswith(".py"):
-                yield os.path.join(dirpath, filename)
+                path = os.path.join(dirpath, filename)
+                with open(path, "rb") as handle:
+                    sources[os.path.relpath(path, root)] = handle.read()
+    return sources
 
 
 def raw_imports(tree, name, is_package):
-    """[(module as written, [candidate modules it loads, best first], line, lazy)] of TREE, the module NAME.
+    """[(module as written, [candidate modules it loads, best first], line, how)] of TREE, the module NAME.
 
-    `from P import N` loads P.N when that is a module, else P; lazy: inside a
-    function (or a lambda), at any depth."""
+    `from P import N` loads P.N when that is a module, else P; how: "" at
+    module level, LAZY inside a function (or a lambda) at any depth, HINTS
+    under `if TYPE_CHECKING:`."""
     found = []
 
-    def visit(node, lazy):
+    def visit(node, how):
         for child in ast.iter_child_nodes(node):
-            inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            inner = how
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                inner = LAZY
+            elif isinstance(node, ast.If) and child in node.body and isinstance(node.test, ast.Name) \
+                    and node.test.id == "TYPE_CHECKING" and not how:
+                inner = HINTS
             if isinstance(child, ast.Import):
                 found.extend((alias.name, [alias.name], child.lineno, inner) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
@@ -90,22 +109,26 @@ def raw_imports(tree, name, is_package):
                 found.extend((parent, ["%s.%s" % (parent, alias.name), parent], child.lineno, inner)
                              for alias in child.names)
             visit(child, inner)
-    visit(tree, False)
+    visit(tree, "")
     return found
 
 
-def load_imports(root=MODULE_UTILS):
-    """{module name: [Import]} for every module under ROOT."""
+_PARSED = {}  # (relative path, source) -> raw_imports(...): each test parses only what it changed
+
+
+def load_imports(sources):
+    """{module name: [Import]} for SOURCES, {path relative to plugins/module_utils: source}."""
     parsed = {}
-    for path in source_files(root):
-        with open(path, "rb") as handle:
-            tree = ast.parse(handle.read(), path)
-        name = module_name(root, path)
-        parsed[name] = (path, raw_imports(tree, name, path.endswith("__init__.py")))
+    for relative, source in sources.items():
+        name = module_name(relative)
+        if (relative, source) not in _PARSED:
+            tree = ast.parse(source, relative)
+            _PARSED[(relative, source)] = raw_imports(tree, name, relative.endswith("__init__.py"))
+        parsed[name] = (os.path.join(MODULE_UTILS, relative), _PARSED[(relative, source)])
     imports = {}
     for name, (path, found) in parsed.items():
-        imports[name] = [Import(raw, next((c for c in candidates if c in parsed), None), path, line, lazy)
-                         for raw, candidates, line, lazy in found]
+        imports[name] = [Import(raw, next((c for c in candidates if c in parsed), None), path, line, how)
+                         for raw, candidates, line, how in found]
     return imports
 
 
@@ -178,15 +201,41 @@ def import_cycles(imports):
 
 
 def describe_cycle(imports, component):
-    """The imports that tie COMPONENT's modules together, one per line."""
-    lines = [str(imp) for name in sorted(component) for imp in imports[name]
-             if imp.target in component and imp.target != name]
-    return "\n  ".join(sorted(set(lines), key=lines.index))
+    """One shortest cycle through COMPONENT's first module, as the imports that make it, one per line."""
+    first = min(component)
+    # Breadth-first from FIRST, inside the component, until an import leads back to FIRST.
+    came_by = {}
+    frontier = [first]
+    while frontier:
+        following = []
+        for name in frontier:
+            for imp in imports[name]:
+                if imp.target == first:
+                    chain = [imp]
+                    while name != first:
+                        chain.append(came_by[name])
+                        name = module_of(came_by[name], imports)
+                    return "\n  ".join(str(link) for link in reversed(chain))
+                if imp.target in component and imp.target not in came_by and imp.target != first:
+                    came_by[imp.target] = imp
+                    following.append(imp.target)
+        frontier = following
+    raise AssertionError("no cycle through %s" % first)
+
+
+def module_of(imp, imports):
+    """The module whose import IMP is."""
+    return next(name for name, found in imports.items() if imp in found)
 
 
 @pytest.fixture(scope="module")
-def imports():
-    return load_imports()
+def sources():
+    return read_sources()
+
+
+@pytest.fixture(scope="module")
+def imports(sources):
+    return load_imports(sources)
 
 
 def test_every_module_is_read(imports):
@@ -213,19 +262,18 @@ def test_layers_import_only_what_they_may(imports):
 
 
 # --------------------------------------------------------------------------
-# the checks themselves, on a copy of the tree with one bad import added
+# the checks themselves, on the sources with one bad import added
 
 
-def tree_with(tmp_path, relative, line, inside_function=False):
-    """A copy of plugins/module_utils whose file RELATIVE ends with LINE, at module level or in a function."""
-    root = str(tmp_path / "module_utils")
-    shutil.copytree(MODULE_UTILS, root, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(os.path.join(root, relative), "a") as handle:
-        if inside_function:
-            handle.write("\n\ndef _added_for_the_test():\n    %s\n" % line)
-        else:
-            handle.write("\n%s\n" % line)
-    return root
+def tree_with(sources, relative, line, inside_function=False):
+    """SOURCES with the file RELATIVE ending in LINE, at module level or inside a function."""
+    if inside_function:
+        added = "\n\ndef _added_for_the_test():\n    %s\n" % line
+    else:
+        added = "\n%s\n" % line
+    changed = dict(sources)
+    changed[relative] = sources[relative] + added.encode()
+    return changed
 
 
 @pytest.mark.parametrize("relative,line,inside_function,needle", [
@@ -247,20 +295,28 @@ def tree_with(tmp_path, relative, line, inside_function=False):
      "_bundle never imports _ansible"),
 ], ids=["runtime-ansible", "runtime-other-collection", "runtime-bundle", "runtime-glue", "runtime-third-party",
         "monitor-cffi", "monitor-runtime", "bundle-glue"])
-def test_a_forbidden_import_is_reported(tmp_path, relative, line, inside_function, needle):
-    problems = rule_violations(load_imports(tree_with(tmp_path, relative, line, inside_function)))
+def test_a_forbidden_import_is_reported(sources, relative, line, inside_function, needle):
+    problems = rule_violations(load_imports(tree_with(sources, relative, line, inside_function)))
     assert [p for p in problems if relative in p and needle in p], problems
 
 
 @pytest.mark.parametrize("inside_function", [False, True], ids=["module-level", "lazy"])
-def test_an_added_cycle_is_reported(tmp_path, inside_function):
+def test_an_added_cycle_is_reported(sources, inside_function):
     # errors.py is imported by nearly every runtime module: it importing one of them closes a cycle.
     line = "from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec"
-    found = import_cycles(load_imports(tree_with(tmp_path, "_runtime/errors.py", line, inside_function)))
+    found = import_cycles(load_imports(tree_with(sources, "_runtime/errors.py", line, inside_function)))
     assert any(RUNTIME + ".errors" in component and RUNTIME + ".spec" in component for component in found), found
 
 
-def test_relative_imports_are_resolved(tmp_path):
+def test_relative_imports_are_resolved(sources):
     line = "from ..state import Container"  # from _runtime/setup/ up to _runtime/state.py
-    imports = load_imports(tree_with(tmp_path, "_runtime/setup/hooks.py", line, inside_function=True))
+    imports = load_imports(tree_with(sources, "_runtime/setup/hooks.py", line, inside_function=True))
     assert RUNTIME + ".state" in [imp.target for imp in imports[RUNTIME + ".setup.hooks"]]
+
+
+def test_an_import_for_type_hints_is_an_edge_too(sources):
+    line = "if TYPE_CHECKING:\n    from .state import Container"
+    imports = load_imports(tree_with(sources, "_runtime/errors.py", line))
+    found = import_cycles(imports)
+    cycle = [describe_cycle(imports, component) for component in found if RUNTIME + ".errors" in component]
+    assert cycle and "imports _runtime.state" + HINTS in cycle[0], found
