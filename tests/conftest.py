@@ -88,6 +88,10 @@ def userns_scratch(scratch):
             os.chmod(path, mode)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of generated cases (fuzz, hypothesis); `make check` skips them")
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="runtime tests create real containers and need root")

@@ -352,7 +352,6 @@ def test_exec_without_a_command_is_a_usage_error(running):
 # --------------------------------------------------------------------------
 
 
-
 def test_tty_under_a_terminal(running):
     script = "; ".join(["tty", "[ -t 0 ] && echo stdin-is-a-tty", "[ -t 1 ] && echo stdout-is-a-tty",
                         WAIT_FOR_SIZE % (37, 111, "caller-size-seen"), WAIT_FOR_SIZE % (45, 140, "new-size-seen"),

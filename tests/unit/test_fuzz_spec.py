@@ -22,6 +22,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spe
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
+# Thousands of mutated configs: seconds each, so `make check` leaves these out (-m "not slow").
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 3000
 CONFIG_ITERATIONS = 10000  # validate alone is cheap: more cases find rarer combinations
 SHOWN = 8  # failing examples quoted in an assertion message

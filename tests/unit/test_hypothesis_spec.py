@@ -25,6 +25,7 @@ import os
 import re
 import reprlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spe
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from test_fuzz_spec import (  # tests/unit is on sys.path under pytest
     RESOURCE_SHAPES, consume, get, layouts, paths_of, retyped, serialize)
+
+# Thousands of drawn configs per property, minutes in all: `make check` leaves these out (-m "not slow").
+pytestmark = pytest.mark.slow
 
 MAIN_EXAMPLES = 10000
 HEAVY_EXAMPLES = 2000  # load_bundle writes a file per example; the planners run twice per example
