@@ -403,8 +403,8 @@ def ocirt_with_fds(ocirt, fds, *args, **kwargs):
     argv = [sys.executable, "-c", _FD_MOVER, str(first), str(len(fds))] + [str(fd) for fd in fds]
     argv += [OCIRT, "--root", ocirt.root] + [str(a) for a in args]
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    kwargs.setdefault("check", False)
-    return subprocess.run(argv, pass_fds=tuple(fds), **kwargs)
+    check = kwargs.pop("check", False)
+    return subprocess.run(argv, pass_fds=tuple(fds), check=check, **kwargs)
 
 
 def run_ok(ocirt, bundle, **kwargs):

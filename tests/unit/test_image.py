@@ -716,7 +716,7 @@ def test_platform_index_explicit_choices(tmp_path):
     assert read(str(tmp_path / "bydigest" / "arch")) == "amd64"
     # The index's own digest, then the platform.
     result = oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "byindex"), reference=index["digest"],
-                                     platform="linux/amd64")
+                                          platform="linux/amd64")
     assert result["digest"] == per_arch["amd64"]["digest"]
     with pytest.raises(OCIError, match="no manifest for platform linux/s390x; it has: linux/amd64, linux/arm64"):
         oci_layout.unpack_oci_layout(layout.root, str(tmp_path / "none"), platform="linux/s390x")
