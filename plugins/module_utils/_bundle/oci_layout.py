@@ -59,6 +59,7 @@ _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 # ---------------------------------------------------------------------------
 # OCI image layouts
 
+
 def host_platform():
     """The platform images are chosen for by default: linux and this machine's architecture."""
     machine = os.uname().machine

@@ -18,7 +18,8 @@ import os
 # The C module: the signal module builds enums at import, 3 ms of every create.
 import _signal as signal
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import devices, hooks, kernel_settings, mounts, namespaces, process, terminal, trampoline
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import (
+    devices, hooks, kernel_settings, mounts, namespaces, process, terminal, trampoline)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import report_and_exit
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
