@@ -503,17 +503,20 @@ def assert_gone(ocirt, container_id):
 # --------------------------------------------------------------------------
 # the host audit behind the `state_root` fixture
 
-def pytest_session_dir(path):
-    """The /tmp/pytest-of-USER/pytest-N directory PATH lies in, or None."""
-    parts = path.split("/")
-    for i, part in enumerate(parts[:-1]):
-        if part.startswith("pytest-of-") and parts[i + 1].startswith("pytest-"):
-            return "/".join(parts[:i + 2])
-    return None
+def _under(path, directory):
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 class HostAudit:
-    """What a test may not leave behind: mounts, cgroups, processes inside its bundles, state directories."""
+    """What a test may not leave behind: mounts, cgroups, processes inside its bundles, state directories.
+
+    Only what is the test's own counts: the engineers on this machine run
+    tests at the same time, and their mounts, cgroups and processes come and
+    go meanwhile. A mount is the test's when it lies in its scratch directory
+    (the bundles: where a mount propagated out of a container would show) or
+    in its state root; a cgroup or a process when it bears an id the test
+    gave `ocirt`, or a process when its root or cwd is in the bundles.
+    """
 
     def __init__(self, state_root, scratch):
         self.state_root = state_root
@@ -525,14 +528,10 @@ class HostAudit:
     def _mounts():
         return set((m["point"], m["root"]) for m in parse_mountinfo(read_text("/proc/self/mountinfo")))
 
-    def _ours(self, point):
-        """False for a mount inside another pytest session's temporary directory: another run on this machine."""
-        other = pytest_session_dir(point)
-        return other is None or other == pytest_session_dir(self.scratch)
-
     def leftovers(self):
         problems = []
-        new_mounts = sorted(m for m in self._mounts() - self.mounts_before if self._ours(m[0]))
+        new_mounts = sorted(m for m in self._mounts() - self.mounts_before
+                            if _under(m[0], self.scratch) or _under(m[0], self.state_root))
         if new_mounts:
             problems.append("mounts left on the host: %s" % new_mounts)
         words = WORDS_BY_ROOT.get(self.state_root, set())
