@@ -15,7 +15,7 @@ PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -rs -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
-.PHONY: venv bytecode ffi demo test units sanity integration molecule docs docs-check bench clean
+.PHONY: venv bytecode ffi demo check test units sanity integration molecule docs docs-check bench clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,17 @@ ffi: venv
 
 demo: venv bytecode
 	bash tools/demo.sh
+
+# Before a commit, as any user, in seconds: lint (ruff), types (mypy on the modules with hints) and
+# the unit tests but the slow generated ones. No root, no container; tests that need root skip.
+# It uses the venv as it is (`make venv` makes it, once, as root); the caches go to the user's own
+# cache directory, since the venv may be root's.
+CHECK_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/daemonless-oci
+check:
+	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || { echo "make check: no ruff or mypy in $(VENV): run 'make venv' (as root) first" >&2; exit 1; }
+	$(VENV)/bin/ruff check --cache-dir $(CHECK_CACHE)/ruff .
+	$(PY) -m mypy --cache-dir $(CHECK_CACHE)/mypy
+	$(PYTEST) -q -rs -p no:cacheprovider -m "not slow" tests/unit
 
 # The whole suite: the pytest suites (unit and real containers), then ansible-test sanity.
 test: units integration molecule docs-check sanity

@@ -17,6 +17,7 @@ import shutil
 import pytest
 
 import harness
+from helpers import cmdline
 
 HOST_COUNT = int(os.environ.get("MULTIHOST_HOSTS", "3"))
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "playbooks")
@@ -80,11 +81,6 @@ def memory_limit(host, container="web"):
 
 def cgroup_procs(host, container="web", hierarchy="pids"):
     return [int(p) for p in host.read_cgroup(hierarchy, "/ocirt/" + container, "cgroup.procs").split()]
-
-
-def cmdline(pid):
-    with open("/proc/%d/cmdline" % pid, "rb") as handle:
-        return handle.read().decode().split("\0")[:-1]
 
 
 def test_deploy_service_and_job_on_every_host(hosts, sudo_inventory):

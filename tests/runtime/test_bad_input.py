@@ -5,43 +5,13 @@ Every failure must exit non-zero, name the field or id at fault on stderr
 the state root has no directory for the id. The fixtures' host audit checks
 mounts and processes as well.
 """
-import json
 import os
 import shutil
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
-
-
-def new_id(prefix="bad"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
-
-
-def rewrite_config(bundle, mutate):
-    path = os.path.join(bundle, "config.json")
-    with open(path) as handle:
-        config = json.load(handle)
-    mutate(config)
-    with open(path, "w") as handle:
-        json.dump(config, handle)
-
-
-def state_entries(ocirt):
-    return sorted(os.listdir(ocirt.root)) if os.path.isdir(ocirt.root) else []
-
-
-def assert_failed_cleanly(ocirt, result, container_id, needles):
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("ocirt: "), result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
-    assert ocirt.ids() == []
-    assert state_entries(ocirt) == []
-    if container_id and "/" not in container_id and container_id not in (".", ".."):
-        assert not os.path.lexists(os.path.join(ocirt.root, container_id))
+from helpers import assert_failed_cleanly, edit_config, new_id
 
 
 def launch(ocirt, command, bundle, container_id):
@@ -67,11 +37,11 @@ def no_config(bundle):
 
 
 def args_string(bundle):
-    rewrite_config(bundle, lambda c: c["process"].__setitem__("args", "sh"))
+    edit_config(bundle, lambda c: c["process"].__setitem__("args", "sh"))
 
 
 def uid_string(bundle):
-    rewrite_config(bundle, lambda c: c["process"]["user"].__setitem__("uid", "0"))
+    edit_config(bundle, lambda c: c["process"]["user"].__setitem__("uid", "0"))
 
 
 def no_rootfs(bundle):
@@ -81,27 +51,27 @@ def no_rootfs(bundle):
 def root_is_a_file(bundle):
     with open(os.path.join(bundle, "afile"), "w") as handle:
         handle.write("not a directory\n")
-    rewrite_config(bundle, lambda c: c["root"].__setitem__("path", "afile"))
+    edit_config(bundle, lambda c: c["root"].__setitem__("path", "afile"))
 
 
 def missing_binary(bundle):
-    rewrite_config(bundle, lambda c: c["process"].__setitem__("args", ["/no/such/binary", "arg"]))
+    edit_config(bundle, lambda c: c["process"].__setitem__("args", ["/no/such/binary", "arg"]))
 
 
 def not_in_path(bundle):
-    rewrite_config(bundle, lambda c: c["process"].__setitem__("args", ["nosuchcmd"]))
+    edit_config(bundle, lambda c: c["process"].__setitem__("args", ["nosuchcmd"]))
 
 
 BIND_INDEX = len(spec.default_config()["mounts"])
 
 
 def bind_source_missing(bundle):
-    rewrite_config(bundle, lambda c: c["mounts"].append(
+    edit_config(bundle, lambda c: c["mounts"].append(
         {"destination": "/mnt/data", "type": "bind", "source": "/no/such/source", "options": ["rbind", "ro"]}))
 
 
 def relative_bind_source_missing(bundle):
-    rewrite_config(bundle, lambda c: c["mounts"].append(
+    edit_config(bundle, lambda c: c["mounts"].append(
         {"destination": "/mnt/data", "type": "bind", "source": "not-in-bundle", "options": ["bind"]}))
 
 
@@ -130,7 +100,7 @@ def test_broken_bundle(ocirt, make_bundle, command, breaker, needles):
     breaker(bundle)
     container_id = new_id()
     result = launch(ocirt, command, bundle, container_id)
-    assert_failed_cleanly(ocirt, result, container_id, needles)
+    assert_failed_cleanly(ocirt, result, container_id, *needles)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -145,7 +115,7 @@ def test_broken_bundle(ocirt, make_bundle, command, breaker, needles):
 def test_bad_id(ocirt, make_bundle, command, container_id, needle):
     bundle = make_bundle(["true"])
     result = launch(ocirt, command, bundle, container_id)
-    assert_failed_cleanly(ocirt, result, container_id, [needle])
+    assert_failed_cleanly(ocirt, result, container_id, needle)
     assert not os.path.lexists(os.path.join(ocirt.root, "a"))
 
 
@@ -158,7 +128,7 @@ def test_unknown_id(ocirt, argv):
     if "{id}" not in " ".join(argv):
         args.append(container_id)
     result = ocirt(*args, check=False)
-    assert_failed_cleanly(ocirt, result, container_id, ["container %s: does not exist" % container_id])
+    assert_failed_cleanly(ocirt, result, container_id, "container %s: does not exist" % container_id)
     assert result.stdout == ""
 
 

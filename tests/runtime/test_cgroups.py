@@ -17,14 +17,12 @@ import json
 import os
 import tempfile
 import time
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
+from helpers import POLL_DELAY, create_and_start, new_id, poll, proc_start_time, proc_state, wait_stopped
 
-POLL_TRIES = 200
-POLL_DELAY = 0.05
 CGROUP_ROOT = "/sys/fs/cgroup"
 MB = 1024 * 1024
 SLEEP = ["sleep", "1000"]
@@ -37,10 +35,6 @@ DEFAULT_NAMESPACES = default_config()["linux"]["namespaces"]
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def new_id(prefix="cg"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
 
 def hierarchies():
     """{hierarchy directory name: mountpoint} of every cgroup mount under /sys/fs/cgroup."""
@@ -81,37 +75,6 @@ def dirs_left(path):
     return sorted(h for h in HIERARCHIES if os.path.lexists(cg(h, path)))
 
 
-def poll(predicate, what):
-    """Call PREDICATE up to POLL_TRIES times; return its first truthy value or fail naming WHAT."""
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
-def proc_state(pid):
-    """The State letter from /proc/PID/status, or None when the process is gone."""
-    try:
-        for line in read("/proc/%d/status" % pid).splitlines():
-            if line.startswith("State:"):
-                return line.split()[1]
-    except OSError:
-        return None
-    return None
-
-
-def proc_start_time(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
-
-
 def root_disk():
     """(major, minor) of the whole disk holding the host's root filesystem."""
     st = os.stat("/")
@@ -148,22 +111,10 @@ def readable_block_device():
 
 
 def run_detached(ocirt, make_bundle, args=None, config=None, container_id=None, running=True):
-    """`ocirt create` + `ocirt start` a container (no monitor); return (id, pid).
-
-    RUNNING: the command is long-lived and must be running now (a short one
-    may already have stopped, so its pid comes from create's state)."""
-    if args is None:
-        args = SLEEP
-    container_id = container_id or new_id()
-    bundle = make_bundle(args, config=config)
-    ocirt("create", "--bundle", bundle, container_id)
-    pid = ocirt.state(container_id)["pid"]
-    ocirt("start", container_id)
-    state = ocirt.state(container_id)
-    if running:
-        assert state["status"] == "running", state
-        assert state["pid"] == pid, state
-    return container_id, pid
+    """`ocirt create` + `ocirt start` a container (no monitor); return (id, pid)."""
+    container_id = container_id or new_id("cg")
+    bundle = make_bundle(SLEEP if args is None else args, config=config)
+    return container_id, create_and_start(ocirt, bundle, container_id, running=running)
 
 
 def with_resources(resources, **extra):
@@ -175,10 +126,6 @@ def with_resources(resources, **extra):
 def assert_cgroups_gone(container_id, path=None):
     path = path or "/ocirt/" + container_id
     assert dirs_left(path) == [], "cgroup %s left in %s" % (path, dirs_left(path))
-
-
-def wait_stopped(ocirt, container_id):
-    poll(lambda: ocirt.state(container_id)["status"] == "stopped", "container %s to stop" % container_id)
 
 
 # --------------------------------------------------------------------------

@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import tarfile
 import textwrap
-import uuid
 
 import pytest
 
 import busybox_bundle
-from conftest import REPO, HostAudit, WORDS_BY_ROOT, ocirt_cmd
+from helpers import REPO, WORDS_BY_ROOT, HostAudit, new_id, ocirt_cmd
 
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 GALAXY = os.path.join(VENV_BIN, "ansible-galaxy")
@@ -127,7 +126,7 @@ def test_built_collection_installs_and_runs_by_fqcn(tmp_path):
     source = os.path.join(base, "source")
     collections = os.path.join(base, "collections")
     state_root = os.path.join(base, "state")
-    job_id = "build-%s" % uuid.uuid4().hex[:8]
+    job_id = new_id("build")
     WORDS_BY_ROOT.setdefault(state_root, set()).add(job_id)
     audit = HostAudit(state_root, base)
     env = clean_env(collections)

@@ -8,22 +8,19 @@ mount table, /dev, masked and read-only paths, process settings,
 capabilities, descriptors, sysctls, mounts (including symlink escapes) and
 namespaces. Expected values follow runc and the OCI runtime specification.
 """
-import json
 import os
 import socket
 import stat
 import subprocess
-import sys
-import time
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 from busybox_bundle import deep_merge  # tools/, on the path through conftest
+from helpers import (
+    assert_create_fails, edit_config, host_mount_points, new_id, ocirt_with_fds, parse_mountinfo, read_text,
+    rootfs_of, run_ok, script, sections, wait_stopped, write_file)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")  # the launcher the fixtures run
 
 DEFAULT_MOUNTS = default_config()["mounts"]
 DEFAULT_NAMESPACES = default_config()["linux"]["namespaces"]
@@ -38,94 +35,6 @@ DEFAULT_READONLY = default_config()["linux"]["readonlyPaths"]
 def namespaces_without(kind):
     """The default config's namespaces less KIND (config lists replace, not merge)."""
     return [ns for ns in DEFAULT_NAMESPACES if ns["type"] != kind]
-
-
-def run_ok(ocirt, bundle, **kwargs):
-    """Run BUNDLE in the foreground; assert it exited 0; return its stdout."""
-    result = ocirt.run(bundle, **kwargs)
-    assert result.returncode == 0, "container failed (%d)\nstdout: %s\nstderr: %s" % (
-        result.returncode, result.stdout, result.stderr)
-    return result.stdout
-
-
-def sections(text):
-    """Split output made of '==NAME==' header lines into {NAME: text}."""
-    found = {}
-    name = None
-    for line in text.splitlines(True):
-        if line.startswith("==") and line.rstrip("\n").endswith("==") and len(line.strip()) > 4:
-            name = line.strip()[2:-2]
-            found[name] = ""
-        elif name is not None:
-            found[name] += line
-    return found
-
-
-def script(*parts):
-    """A `sh -c` command printing each (name, command) pair under a '==name==' header."""
-    body = "; ".join("echo ==%s==; %s" % (name, command) for name, command in parts)
-    return ["sh", "-c", body + "; true"]
-
-
-def edit_config(bundle, change):
-    """Load BUNDLE/config.json, call CHANGE(config) on it, write it back."""
-    path = os.path.join(bundle, "config.json")
-    with open(path) as handle:
-        config = json.load(handle)
-    change(config)
-    with open(path, "w") as handle:
-        json.dump(config, handle, indent=2)
-
-
-def rootfs_of(bundle):
-    return os.path.join(bundle, "rootfs")
-
-
-def write_file(path, text, mode=0o644):
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
-    with open(path, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-
-
-def read_file(path):
-    with open(path) as handle:
-        return handle.read()
-
-
-def unescape_mountinfo(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text):
-    """[{point, root, opts, fstype, source, super}] from /proc/<pid>/mountinfo text."""
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        sep = fields.index("-")
-        mounts.append({
-            "id": fields[0],
-            "parent": fields[1],
-            "root": unescape_mountinfo(fields[3]),
-            "point": unescape_mountinfo(fields[4]),
-            "opts": set(fields[5].split(",")),
-            "fstype": fields[sep + 1],
-            "source": fields[sep + 2],
-            "super": set(fields[sep + 3].split(",")),
-        })
-    return mounts
 
 
 def mount_at(mounts, point):
@@ -145,55 +54,6 @@ def status_fields(text):
     return fields
 
 
-def host_processes_rooted_under(path):
-    """Pids whose root or cwd lies under PATH (the container bundle)."""
-    found = []
-    prefix = os.path.realpath(path).rstrip("/") + "/"
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        for link in ("root", "cwd"):
-            try:
-                target = os.readlink("/proc/%s/%s" % (name, link))
-            except OSError:
-                continue
-            if (target + "/").startswith(prefix):
-                found.append(int(name))
-                break
-    return found
-
-
-def host_mount_points():
-    with open("/proc/self/mountinfo") as handle:
-        return set(unescape_mountinfo(line.split()[4]) for line in handle)
-
-
-def assert_create_fails(ocirt, bundle, *needles):
-    """`ocirt create` must fail, name every NEEDLE in its error, and leave nothing behind."""
-    container_id = "bad-" + uuid.uuid4().hex[:8]
-    mounts_before = host_mount_points()
-    result = ocirt("create", "--bundle", bundle, container_id, check=False)
-    assert result.returncode != 0, "create unexpectedly succeeded: %s%s" % (result.stdout, result.stderr)
-    for needle in needles:
-        assert needle in result.stderr, "error does not name %r: %r" % (needle, result.stderr)
-    assert ocirt.ids() == []
-    assert not os.path.exists(os.path.join(ocirt.root, container_id))
-    assert host_processes_rooted_under(bundle) == []
-    assert host_mount_points() - mounts_before == set()
-    assert [h for h in os.listdir("/sys/fs/cgroup")
-            if os.path.lexists(os.path.join("/sys/fs/cgroup", h, "ocirt", container_id))] == []
-    return result
-
-
-def wait_stopped(ocirt, container_id, attempts=1000):
-    """Poll `ocirt state` until the container is stopped (bounded by ATTEMPTS)."""
-    for dummy in range(attempts):
-        if ocirt.state(container_id)["status"] == "stopped":
-            return
-        time.sleep(0.01)
-    raise AssertionError("container %s still not stopped after %d polls" % (container_id, attempts))
-
-
 def tree_listing(path):
     """Every entry under PATH with its type, size and mode: compared before/after."""
     listing = []
@@ -206,40 +66,13 @@ def tree_listing(path):
     return sorted(listing)
 
 
-# A launcher that moves the descriptors named on its command line to 3, 4, ...
-# (in order), closes the originals, then execs the rest of its arguments.
-_FD_TRAMPOLINE = r"""
-import fcntl, os, sys
-count = int(sys.argv[1])
-originals = [int(fd) for fd in sys.argv[2:2 + count]]
-copies = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in originals]
-for fd in originals:
-    os.close(fd)
-for target, fd in enumerate(copies, 3):
-    os.dup2(fd, target)
-for fd in copies:
-    os.close(fd)
-argv = sys.argv[2 + count:]
-os.execv(argv[0], argv)
-"""
-
-
-def ocirt_with_fds(ocirt, fds, *args, **kwargs):
-    """Run `ocirt ARGS` with the open descriptors FDS at 3, 4, ... (passed with pass_fds)."""
-    argv = [sys.executable, "-c", _FD_TRAMPOLINE, str(len(fds))] + [str(fd) for fd in fds]
-    argv += [OCIRT, "--root", ocirt.root] + [str(a) for a in args]
-    kwargs.setdefault("stdin", subprocess.DEVNULL)
-    check = kwargs.pop("check", False)
-    return subprocess.run(argv, pass_fds=tuple(fds), check=check, **kwargs)
-
-
 # --------------------------------------------------------------------------
 # 1. hostname and domainname
 
 
 def test_hostname_and_domainname_come_from_the_config(ocirt, make_bundle):
     host_name = socket.gethostname()
-    host_domain = read_file("/proc/sys/kernel/domainname")
+    host_domain = read_text("/proc/sys/kernel/domainname")
     bundle = make_bundle(script(("hostname", "hostname"), ("uname", "uname -n"),
                                 ("domain", "cat /proc/sys/kernel/domainname")),
                          config={"hostname": "view-host", "domainname": "view.example"})
@@ -248,7 +81,7 @@ def test_hostname_and_domainname_come_from_the_config(ocirt, make_bundle):
     assert out["uname"] == "view-host\n"
     assert out["domain"] == "view.example\n"
     assert socket.gethostname() == host_name
-    assert read_file("/proc/sys/kernel/domainname") == host_domain
+    assert read_text("/proc/sys/kernel/domainname") == host_domain
 
 
 def test_hostname_needs_a_new_uts_namespace(ocirt, make_bundle):
@@ -483,12 +316,12 @@ def test_writes_under_proc_sys_work_without_readonly_paths(ocirt, make_bundle):
         ("write", "(echo 99 > /proc/sys/net/ipv4/ip_default_ttl) 2>&1 || echo refused"),
         ("value", "cat /proc/sys/net/ipv4/ip_default_ttl"),
     ), config={"linux": {"readonlyPaths": []}})
-    host_value = read_file("/proc/sys/net/ipv4/ip_default_ttl")
+    host_value = read_text("/proc/sys/net/ipv4/ip_default_ttl")
     assert host_value != "99\n"
     out = sections(run_ok(ocirt, bundle))
     assert out["write"] == ""
     assert out["value"] == "99\n"
-    assert read_file("/proc/sys/net/ipv4/ip_default_ttl") == host_value
+    assert read_text("/proc/sys/net/ipv4/ip_default_ttl") == host_value
 
 
 def test_readonly_root_refuses_writes(ocirt, make_bundle):
@@ -667,7 +500,7 @@ def test_preserve_fds_passes_extra_descriptors(ocirt, make_bundle, scratch):
     bundle = make_bundle(["sh", "-c", "ls /proc/$$/fd; echo hi >&3; echo there >&4; true"])
     paths = [os.path.join(scratch, name) for name in ("fd3.txt", "fd4.txt", "fd5.txt")]
     fds = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) for path in paths]
-    container_id = "fds-" + uuid.uuid4().hex[:8]
+    container_id = new_id("fds")
     log_path = os.path.join(scratch, "container.log")
     try:
         with open(log_path, "w") as log:
@@ -678,14 +511,14 @@ def test_preserve_fds_passes_extra_descriptors(ocirt, make_bundle, scratch):
     finally:
         for fd in fds:
             os.close(fd)
-    assert created.returncode == 0, read_file(log_path)
+    assert created.returncode == 0, read_text(log_path)
     ocirt("start", container_id)
     wait_stopped(ocirt, container_id)
     ocirt("delete", container_id)
-    assert sorted(read_file(log_path).split(), key=int) == ["0", "1", "2", "3", "4"]
-    assert read_file(paths[0]) == "hi\n"
-    assert read_file(paths[1]) == "there\n"
-    assert read_file(paths[2]) == ""
+    assert sorted(read_text(log_path).split(), key=int) == ["0", "1", "2", "3", "4"]
+    assert read_text(paths[0]) == "hi\n"
+    assert read_text(paths[1]) == "there\n"
+    assert read_text(paths[2]) == ""
 
 
 # --------------------------------------------------------------------------
@@ -693,43 +526,43 @@ def test_preserve_fds_passes_extra_descriptors(ocirt, make_bundle, scratch):
 
 
 def test_network_sysctl_is_set_inside_only(ocirt, make_bundle):
-    host_value = read_file("/proc/sys/net/ipv4/ip_forward")
+    host_value = read_text("/proc/sys/net/ipv4/ip_forward")
     wanted = "0" if host_value.strip() == "1" else "1"
     bundle = make_bundle(["cat", "/proc/sys/net/ipv4/ip_forward"],
                          config={"linux": {"sysctl": {"net.ipv4.ip_forward": wanted}}})
     assert run_ok(ocirt, bundle) == wanted + "\n"
-    assert read_file("/proc/sys/net/ipv4/ip_forward") == host_value
+    assert read_text("/proc/sys/net/ipv4/ip_forward") == host_value
 
 
 def test_ipc_sysctl_is_set_inside_only(ocirt, make_bundle):
-    host_value = read_file("/proc/sys/kernel/shmmax")
+    host_value = read_text("/proc/sys/kernel/shmmax")
     wanted = "68719476736" if host_value.strip() != "68719476736" else "34359738368"
     bundle = make_bundle(["cat", "/proc/sys/kernel/shmmax"],
                          config={"linux": {"sysctl": {"kernel.shmmax": wanted}}})
     assert run_ok(ocirt, bundle) == wanted + "\n"
-    assert read_file("/proc/sys/kernel/shmmax") == host_value
+    assert read_text("/proc/sys/kernel/shmmax") == host_value
 
 
 def test_non_namespaced_sysctl_is_refused(ocirt, make_bundle):
-    host_value = read_file("/proc/sys/kernel/panic")
+    host_value = read_text("/proc/sys/kernel/panic")
     bundle = make_bundle(["true"], config={"linux": {"sysctl": {"kernel.panic": "17"}}})
     assert_create_fails(ocirt, bundle, "linux.sysctl.kernel.panic")
-    assert read_file("/proc/sys/kernel/panic") == host_value
+    assert read_text("/proc/sys/kernel/panic") == host_value
 
 
 def test_network_sysctl_without_network_namespace_is_refused(ocirt, make_bundle):
-    host_value = read_file("/proc/sys/net/ipv4/ip_forward")
+    host_value = read_text("/proc/sys/net/ipv4/ip_forward")
     bundle = make_bundle(["true"], config={"linux": {"sysctl": {"net.ipv4.ip_forward": "1"},
                                                      "namespaces": namespaces_without("network")}})
     assert_create_fails(ocirt, bundle, "linux.sysctl.net.ipv4.ip_forward")
-    assert read_file("/proc/sys/net/ipv4/ip_forward") == host_value
+    assert read_text("/proc/sys/net/ipv4/ip_forward") == host_value
 
 
 def test_oom_score_adj(ocirt, make_bundle):
-    host_value = read_file("/proc/self/oom_score_adj")
+    host_value = read_text("/proc/self/oom_score_adj")
     bundle = make_bundle(["cat", "/proc/self/oom_score_adj"], config={"process": {"oomScoreAdj": 500}})
     assert run_ok(ocirt, bundle) == "500\n"
-    assert read_file("/proc/self/oom_score_adj") == host_value
+    assert read_text("/proc/self/oom_score_adj") == host_value
 
 
 # --------------------------------------------------------------------------
@@ -750,7 +583,7 @@ def test_bind_mount_of_a_host_directory_read_write(ocirt, make_bundle, scratch):
     out = sections(run_ok(ocirt, bundle))
     assert out["read"] == "host data\n"
     assert out["write"] == "wrote\n"
-    assert read_file(os.path.join(hostdir, "from-container.txt")) == "container data\n"
+    assert read_text(os.path.join(hostdir, "from-container.txt")) == "container data\n"
 
 
 def test_bind_mount_of_a_host_directory_read_only(ocirt, make_bundle, scratch):
@@ -874,7 +707,7 @@ def test_symlinked_destinations_stay_inside_the_rootfs(ocirt, make_bundle, scrat
     assert out["original"].strip().endswith("no-host-file")
     # The host directories are untouched: nothing created, nothing mounted.
     assert (tree_listing(hostdir), tree_listing(hostdir2)) == before
-    assert read_file(os.path.join(hostdir, "original.txt")) == "host original\n"
+    assert read_text(os.path.join(hostdir, "original.txt")) == "host original\n"
     points = host_mount_points()
     for path in (hostdir, hostdir2):
         assert not any(p == path or p.startswith(path + "/") for p in points)
@@ -951,7 +784,7 @@ def netns():
     Request it before `ocirt` so that the audit's mount snapshot already holds
     the /run/netns mounts `ip` makes (the fixture tears down after the audit).
     """
-    name = "ocirt-view-" + uuid.uuid4().hex[:8]
+    name = new_id("ocirt-view")
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         path = "/run/netns/" + name
@@ -978,29 +811,6 @@ USERNS_CONFIG = {"linux": {
     "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
     "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
 }}
-
-
-@pytest.fixture
-def userns_scratch(scratch):
-    """Let a user-namespaced container's root (host uid 100000) reach the bundles.
-
-    pytest makes its temporary directories 0700: the container's root could not
-    even look up its rootfs. Search permission (o+x) is added on the scratch
-    directory and its parents while the test runs, then the modes are restored.
-    """
-    changed = []
-    path = scratch
-    while path != "/":
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if not mode & stat.S_IXOTH:
-            os.chmod(path, mode | stat.S_IXOTH)
-            changed.append((path, mode))
-        path = os.path.dirname(path)
-    try:
-        yield scratch
-    finally:
-        for path, mode in changed:
-            os.chmod(path, mode)
 
 
 def test_user_namespace_with_maps(userns_scratch, ocirt, make_bundle, scratch):

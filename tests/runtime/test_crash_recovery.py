@@ -17,26 +17,12 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import process_start_time
+from helpers import alive, cgroup_dirs, new_id, pid_namespace_of, pids_in_pid_namespace, state_record
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")
-CGROUP_BASE = "/sys/fs/cgroup"
 PHASES = ["after-state", "after-fork", "before-cgroups", "after-cgroups", "during-mounts", "before-created"]
-
-
-def new_id(prefix="crash"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def cgroup_dirs(path):
-    """The directories of cgroup PATH (e.g. /ocirt/<id>) that exist now, in every hierarchy."""
-    return sorted(os.path.join(CGROUP_BASE, h, path.lstrip("/")) for h in os.listdir(CGROUP_BASE)
-                  if os.path.isdir(os.path.join(CGROUP_BASE, h, path.lstrip("/"))))
 
 
 def cgroup_procs(path):
@@ -48,42 +34,6 @@ def cgroup_procs(path):
         except OSError:
             continue
     return sorted(pids)
-
-
-def pids_in_namespace(inode):
-    """Live pids (zombies are dead, waiting for their reaper) whose pid namespace has INODE, a (st_dev, st_ino)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            st = os.stat("/proc/%s/ns/pid" % name)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == inode and process_start_time(int(name)) is not None:
-            found.append(int(name))
-    return found
-
-
-def pid_namespace_of(pid):
-    try:
-        st = os.stat("/proc/%d/ns/pid" % pid)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def raw_record(ocirt, container_id):
-    """state.json as the runtime wrote it (None when it is missing or not JSON)."""
-    try:
-        with open(os.path.join(ocirt.root, container_id, "state.json"), "rb") as handle:
-            return json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-
-
-def alive(pid, start_time):
-    return bool(pid) and process_start_time(pid) is not None and process_start_time(pid) == start_time
 
 
 def assert_clean_error(result, *needles):
@@ -125,7 +75,7 @@ def assert_gone(ocirt, container_id, pid=0, start_time=None, namespace=None, cgr
     if pid:
         assert not alive(pid, start_time), "process %d of %s survived" % (pid, container_id)
     if namespace is not None:
-        assert pids_in_namespace(namespace) == []
+        assert pids_in_pid_namespace(namespace) == []
     assert cgroup_dirs(cgroup_path or "/ocirt/" + container_id) == []
 
 
@@ -141,7 +91,7 @@ def state_tells_the_truth(ocirt, container_id, attempts=5):
     """
     for dummy in range(attempts):
         state = ocirt.state(container_id)
-        record = raw_record(ocirt, container_id) or {}
+        record = state_record(ocirt.root, container_id) or {}
         status = state["status"]
         assert status in ("creating", "stopped"), "a killed create is reported %s" % status
         if status == "stopped":
@@ -163,7 +113,7 @@ def test_create_killed_at_a_phase_then_state_and_delete_force(ocirt, make_bundle
     try:
         result = ocirt("create", "--bundle", bundle, container_id, check=False, env=env)
         assert result.returncode in (-9, 137), "create was not killed at %s: %r" % (phase, result)
-        record = raw_record(ocirt, container_id)
+        record = state_record(ocirt.root, container_id)
         assert record is not None and record["id"] == container_id, record
         pid, start_time = record.get("pid") or 0, record.get("pidStartTime")
         namespace = pid_namespace_of(pid) if alive(pid, start_time) else None
@@ -191,7 +141,7 @@ def test_create_killed_at_a_phase_then_state_and_delete_force(ocirt, make_bundle
 def test_create_killed_with_a_cgroups_path_it_made_leaves_no_cgroup(ocirt, make_bundle, phase):
     """linux.cgroupsPath naming directories that did not exist: create made them, so a delete
     --force after a crash removes them as a normal delete would."""
-    top = "/ocirt-crash-%s" % uuid.uuid4().hex[:10]
+    top = new_id("/ocirt-crash")
     path = top + "/ctr"
     bundle = make_bundle(["sleep", "100"], config={"linux": {"cgroupsPath": path}})
     container_id = new_id("fpcg")
@@ -249,15 +199,15 @@ def test_unreadable_state_of_a_running_container(ocirt, make_bundle, kind, monit
             ocirt("start", container_id)
         state = ocirt.state(container_id)
         assert state["status"] == "running"
-        record = raw_record(ocirt, container_id)
+        record = state_record(ocirt.root, container_id)
         pid, start_time = record["pid"], record["pidStartTime"]
         namespace = pid_namespace_of(pid)
         monitor = record.get("monitor") or {}
         for dummy in range(500):
-            if len(pids_in_namespace(namespace)) == 3:
+            if len(pids_in_pid_namespace(namespace)) == 3:
                 break
             time.sleep(0.01)
-        assert len(pids_in_namespace(namespace)) == 3  # the shell and its two sleeps
+        assert len(pids_in_pid_namespace(namespace)) == 3  # the shell and its two sleeps
         state_path = os.path.join(ocirt.root, container_id, "state.json")
         with open(state_path, "rb") as handle:
             original = handle.read()
@@ -302,7 +252,7 @@ def test_delete_force_with_unreadable_state_waits_for_the_monitor(ocirt, make_bu
         container_id = new_id("monrace%d" % attempt)
         try:
             ocirt("run", "--detach", "--bundle", bundle, container_id)
-            record = raw_record(ocirt, container_id)
+            record = state_record(ocirt.root, container_id)
             monitor = record["monitor"]
             with open(os.path.join(ocirt.root, container_id, "state.json"), "wb") as handle:
                 handle.write(b"\x00garbage")

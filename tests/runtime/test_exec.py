@@ -9,24 +9,18 @@ runc's (`runc exec`) and the runtime-spec's.
 Every wait is bounded (a poll, or a subprocess timeout used as a hang
 detector); nothing asserts on durations.
 """
-import fcntl
 import json
 import os
 import re
 import select
 import signal
-import struct
 import subprocess
-import time
-import uuid
 
 import pytest
 
-from pty_support import HANG_SECONDS, TIOCSWINSZ, default_terminal_attributes, in_terminal
-from conftest import OCIRT, processes_in_cgroups_named
-
-POLL_TRIES = 400
-POLL_DELAY = 0.05
+from helpers import (
+    HANG_SECONDS, OCIRT, WAIT_FOR_SIZE, assert_error, default_terminal_attributes, in_terminal, new_id, poll,
+    proc_start_time, processes_in_cgroups_named, read_text, resize, typing)
 
 DEFAULT_CAPS = 0x20000420  # CAP_AUDIT_WRITE | CAP_KILL | CAP_NET_BIND_SERVICE, the default config's
 CAP_SYS_ADMIN = 1 << 21
@@ -40,37 +34,6 @@ RACE_TRIES = 100  # it loses between 1 in 200 and 1 in 15 here, depending on the
 # helpers
 # --------------------------------------------------------------------------
 
-def new_id(prefix="ex"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
-
-
-def poll(predicate, what):
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
-def proc_start_time(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def read_text(path):
-    with open(path) as handle:
-        return handle.read()
-
-
 def cap_fields(status_text):
     """{'CapEff': int, ...} from /proc/PID/status text."""
     return dict((line.split(":")[0], int(line.split()[1], 16))
@@ -80,12 +43,6 @@ def cap_fields(status_text):
 def mount_table(text):
     """[(mount id, mount point)] of mountinfo text."""
     return [(line.split()[0], line.split()[4]) for line in text.splitlines() if line.strip()]
-
-
-def assert_error(result, *needles):
-    assert result.returncode != 0, "expected a failure, got rc 0: %r %r" % (result.stdout, result.stderr)
-    for needle in needles:
-        assert needle in result.stderr, "%r not in the error output %r" % (needle, result.stderr)
 
 
 class Running:
@@ -129,22 +86,9 @@ class Running:
 
 @pytest.fixture
 def running(ocirt, make_bundle):
-    hostname = "ex-%s" % uuid.uuid4().hex[:8]
+    hostname = new_id("ex")
     bundle = make_bundle(["sleep", "1000"], config={"hostname": hostname})
     return Running(ocirt, bundle, new_id(), hostname)
-
-
-def resize(rows, columns):
-    """A step action: the caller's terminal changes size (the kernel sends SIGWINCH to its foreground)."""
-    def action(master):
-        fcntl.ioctl(master, TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    return action
-
-
-def typing(data):
-    def action(master):
-        os.write(master, data)
-    return action
 
 
 # --------------------------------------------------------------------------
@@ -271,7 +215,7 @@ def test_cap_adds_a_capability_to_the_exec_d_process_only(running, flag):
 
 
 def write_process(scratch, process):
-    path = os.path.join(scratch, "process-%s.json" % uuid.uuid4().hex[:6])
+    path = os.path.join(scratch, new_id("process") + ".json")
     with open(path, "w") as handle:
         json.dump(process, handle)
     return path
@@ -422,8 +366,6 @@ def test_exec_without_a_command_is_a_usage_error(running):
 # --------------------------------------------------------------------------
 # 6. --tty
 # --------------------------------------------------------------------------
-
-WAIT_FOR_SIZE = 'until [ "$(stty size 2>/dev/null)" = "%d %d" ]; do sleep 0.05; done; echo %s'
 
 
 def test_tty_under_a_terminal(running):

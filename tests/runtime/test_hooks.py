@@ -19,16 +19,12 @@ hang detector.
 import json
 import os
 import random
-import time
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
-from conftest import processes_in_cgroups_named, runtime_cgroups
+from helpers import assert_error, assert_gone, cmdline, new_id, poll, runtime_cgroups
 
-POLL_TRIES = 400
-POLL_DELAY = 0.05
 HANG_SECONDS = 120  # subprocess timeout: a hang detector, not a measurement
 
 KINDS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
@@ -61,20 +57,6 @@ PROGRAM = ["sh", "-c", "echo ran > %s/%s; exec sleep 1000" % (CONTAINER_LOGDIR, 
 # helpers
 # --------------------------------------------------------------------------
 
-def new_id(prefix="hk"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
-
-
-def poll(predicate, what):
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
 def write_executable(path, text):
     with open(path, "w") as handle:
         handle.write(text)
@@ -91,31 +73,8 @@ def own_hostname():
         return handle.read().strip()
 
 
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
-    except OSError:
-        return None
-
-
 def processes_with_cmdline(args):
     return [int(name) for name in os.listdir("/proc") if name.isdigit() and cmdline(int(name)) == args]
-
-
-def assert_error(result, *needles):
-    assert result.returncode != 0, "expected a failure, got rc 0: %r %r" % (result.stdout, result.stderr)
-    for needle in needles:
-        assert needle in result.stderr, "%r not in the error output %r" % (needle, result.stderr)
-
-
-def assert_gone(ocirt, cid):
-    """CID has no state, no process, no cgroup left."""
-    result = ocirt("state", cid, check=False)
-    assert_error(result, cid, "does not exist")
-    assert cid not in ocirt.ids()
-    assert processes_in_cgroups_named([cid]) == []
-    assert [path for path in runtime_cgroups() if os.path.basename(path) == cid] == []
 
 
 class Hooked:
@@ -131,7 +90,7 @@ class Hooked:
             os.path.join(scratch, "log-hook.sh"),
             LOGGING_SCRIPT % {"marker": os.path.join(scratch, "log-hook.sh"), "logdir": self.logdir,
                               "ran": RAN_MARK, "log": LOG_NAME})
-        self.hostname = "hk-%s" % uuid.uuid4().hex[:8]
+        self.hostname = new_id("hk")
 
     def log_hook(self, kind, tag=None):
         """A logging hook for KIND: the host script, or /hook.sh inside the container for startContainer."""
@@ -456,7 +415,7 @@ def test_a_poststart_hook_past_its_timeout_is_killed_with_a_warning(hooked, ocir
 @pytest.mark.parametrize("kind", HOST_PATH_KINDS)
 def test_a_missing_hook_path_fails_create_before_anything_is_made(hooked, ocirt, kind):
     witness = "createRuntime" if kind == "prestart" else "prestart"
-    hooks = {kind: [{"path": "/nonexistent/hook-%s" % uuid.uuid4().hex[:8]}], witness: [hooked.log_hook(witness)]}
+    hooks = {kind: [{"path": new_id("/nonexistent/hook")}], witness: [hooked.log_hook(witness)]}
     cid = new_id()
     cgroups_before = runtime_cgroups()
     result = hooked.create(hooked.bundle(hooks), cid, check=False)

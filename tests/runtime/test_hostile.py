@@ -21,14 +21,14 @@ import struct
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
+from helpers import (
+    OCIRT, assert_failed_cleanly, fd_targets, host_mount_points, new_id, ocirt_with_fds, parse_mountinfo, read_text,
+    rootfs_of, run_ok, script, sections, wait_status, write_file)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OCIRT = os.path.join(REPO, ".venv", "bin", "ocirt")
 PYTHON = sys.executable
 
 DEFAULT_MOUNTS = default_config()["mounts"]
@@ -40,10 +40,6 @@ X86_64 = platform.machine() == "x86_64"
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def new_id(prefix="hostile"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 def checksum_listing(path):
@@ -70,36 +66,6 @@ def checksum_listing(path):
             for name in sorted(dirnames + filenames):
                 entries.append(describe(os.path.join(dirpath, name)))
     return sorted(entries)
-
-
-def unescape_mountinfo(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text):
-    """[{point, opts, fstype}] from mountinfo text."""
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        mounts.append({"id": fields[0], "point": unescape_mountinfo(fields[4]), "opts": set(fields[5].split(",")),
-                       "fstype": fields[sep + 1]})
-    return mounts
-
-
-def host_mount_points():
-    with open("/proc/self/mountinfo") as handle:
-        return set(m["point"] for m in parse_mountinfo(handle.read()))
 
 
 def mounts_at_or_under(path):
@@ -129,62 +95,9 @@ class HostSnapshot:
                 path, self.listings[path], after[path])
 
 
-def sections(text):
-    """Split output made of '==NAME==' header lines into {NAME: text}."""
-    found = {}
-    name = None
-    for line in text.splitlines(True):
-        if line.startswith("==") and line.rstrip("\n").endswith("==") and len(line.strip()) > 4:
-            name = line.strip()[2:-2]
-            found[name] = ""
-        elif name is not None:
-            found[name] += line
-    return found
-
-
-def script(*parts):
-    """A `sh -c` command printing each (name, command) pair under a '==name==' header."""
-    body = "; ".join("echo ==%s==; %s" % (name, command) for name, command in parts)
-    return ["sh", "-c", body + "; true"]
-
-
-def run_ok(ocirt, bundle, **kwargs):
-    result = ocirt.run(bundle, **kwargs)
-    assert result.returncode == 0, "container failed (%d)\nstdout: %s\nstderr: %s" % (
-        result.returncode, result.stdout, result.stderr)
-    return result.stdout
-
-
-def edit_config(bundle, change):
-    path = os.path.join(bundle, "config.json")
-    with open(path) as handle:
-        config = json.load(handle)
-    change(config)
-    with open(path, "w") as handle:
-        json.dump(config, handle)
-
-
-def rootfs_of(bundle):
-    return os.path.join(bundle, "rootfs")
-
-
 def in_root(bundle, path):
     """Where container PATH (absolute, symlink-free) lies on the host."""
     return os.path.join(rootfs_of(bundle), path.lstrip("/"))
-
-
-def write_file(path, text, mode=0o644):
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
-    with open(path, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-
-
-def read_file(path):
-    with open(path) as handle:
-        return handle.read()
 
 
 def sha256_of(path):
@@ -197,45 +110,10 @@ def relative_escape(link_dir_depth, target):
     return "../" * (link_dir_depth + 30) + target.lstrip("/")
 
 
-def assert_failed_cleanly(ocirt, result, container_id, *needles):
-    """A refused command: non-zero, an `ocirt: ` message naming NEEDLES, no traceback, no container left."""
-    assert result.returncode not in (0, -9), (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("ocirt: "), result.stderr
-    for needle in needles:
-        assert needle in result.stderr, "error does not name %r: %r" % (needle, result.stderr)
-    assert container_id not in ocirt.ids()
-    assert not os.path.lexists(os.path.join(ocirt.root, container_id))
-    assert [h for h in os.listdir("/sys/fs/cgroup")
-            if os.path.lexists(os.path.join("/sys/fs/cgroup", h, "ocirt", container_id))] == []
-
-
-def wait_status(ocirt, container_id, wanted, attempts=1000):
-    """Poll `ocirt state` (bounded) until the container is WANTED."""
-    status = None
-    for dummy in range(attempts):
-        status = ocirt.state(container_id)["status"]
-        if status == wanted:
-            return
-        time.sleep(0.01)
-    raise AssertionError("container %s is %s, not %s, after %d polls" % (container_id, status, wanted, attempts))
-
-
-def fd_targets(pid):
-    """{fd: link target} of PID, from the host."""
-    targets = {}
-    for name in os.listdir("/proc/%d/fd" % pid):
-        try:
-            targets[int(name)] = os.readlink("/proc/%d/fd/%s" % (pid, name))
-        except OSError:
-            continue
-    return targets
-
-
 @pytest.fixture
 def host_dir():
     """A host directory an image points its symlinks at: /tmp/ocirt-hostile-<uuid>, with content."""
-    path = "/tmp/ocirt-hostile-%s" % uuid.uuid4().hex[:12]
+    path = new_id("/tmp/ocirt-hostile")
     write_file(os.path.join(path, "secret.txt"), "host secret\n", 0o600)
     write_file(os.path.join(path, "sub", "file.txt"), "host file\n")
     yield path
@@ -249,7 +127,7 @@ def host_dir():
 
 @pytest.fixture
 def host_dir2():
-    path = "/tmp/ocirt-hostile-%s" % uuid.uuid4().hex[:12]
+    path = new_id("/tmp/ocirt-hostile")
     write_file(os.path.join(path, "other.txt"), "second host dir\n")
     yield path
     leftover = mounts_at_or_under(path)
@@ -431,7 +309,7 @@ def test_image_dev_null_symlink_to_etc_passwd_has_no_effect(ocirt, make_bundle, 
     ), config=config)
     os.symlink("/etc/passwd", in_root(bundle, "/dev/null"))
     os.symlink("../../../../../../../etc/shadow", in_root(bundle, "/dev/zero"))
-    image_passwd = read_file(in_root(bundle, "/etc/passwd"))
+    image_passwd = read_text(in_root(bundle, "/etc/passwd"))
     host = HostSnapshot("/etc/passwd", "/etc/shadow", in_root(bundle, "/etc"))
 
     out = sections(run_ok(ocirt, bundle))
@@ -539,19 +417,19 @@ def test_racing_rename_exchange_never_lands_a_bind_mount_on_the_host(ocirt, make
             try:
                 if created.returncode != 0:
                     # Losing the race may fail create, cleanly; never anything else.
-                    assert read_file(log_path).startswith("ocirt: mounts["), read_file(log_path)
+                    assert read_text(log_path).startswith("ocirt: mounts["), read_text(log_path)
                     assert container_id not in ocirt.ids()
                     outcomes.append("refused")
                     continue
                 ocirt("start", container_id)
                 wait_status(ocirt, container_id, "stopped")
                 ocirt("delete", container_id)
-                out = sections(read_file(log_path))
+                out = sections(read_text(log_path))
                 found = out["found"].split()
                 # The payload is visible inside, where the directory is now or at the symlink's in-root
                 # target: the bind landed inside the rootfs.
-                assert found, read_file(log_path)
-                assert out["ro"].count("Read-only file system") == len(found), read_file(log_path)
+                assert found, read_text(log_path)
+                assert out["ro"].count("Read-only file system") == len(found), read_text(log_path)
                 outcomes.append(found[-1])
                 assert mounts_at_or_under(host_dir) == []
             finally:
@@ -576,30 +454,6 @@ def test_racing_rename_exchange_never_lands_a_bind_mount_on_the_host(ocirt, make
 # 3. descriptors and the working directory
 
 
-# Moves the descriptors named on its command line to 5, 6, ... then execs the rest of its arguments.
-_FD_MOVER = r"""
-import fcntl, os, sys
-count = int(sys.argv[1])
-originals = [int(fd) for fd in sys.argv[2:2 + count]]
-copies = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in originals]
-for fd in originals:
-    os.close(fd)
-for target, fd in enumerate(copies, 5):
-    os.dup2(fd, target)
-for fd in copies:
-    os.close(fd)
-argv = sys.argv[2 + count:]
-os.execv(argv[0], argv)
-"""
-
-
-def ocirt_with_fds_at_5(ocirt, fds, args, **kwargs):
-    argv = [PYTHON, "-c", _FD_MOVER, str(len(fds))] + [str(fd) for fd in fds]
-    argv += [OCIRT, "--root", ocirt.root] + [str(a) for a in args]
-    kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run(argv, pass_fds=tuple(fds), check=False, **kwargs)
-
-
 def fd_numbers(ls_output):
     """The descriptor numbers of `ls -l /proc/PID/fd` output."""
     numbers = []
@@ -620,12 +474,12 @@ def test_descriptors_of_the_caller_of_create_stay_out(ocirt, make_bundle, scratc
     log_path = os.path.join(scratch, "create.log")
     try:
         with open(log_path, "w") as log:
-            created = ocirt_with_fds_at_5(ocirt, fds, ["create", "--bundle", bundle, container_id],
-                                          stdout=log, stderr=log)
+            created = ocirt_with_fds(ocirt, fds, "create", "--bundle", bundle, container_id, first=5,
+                                     stdout=log, stderr=log)
     finally:
         for fd in fds:
             os.close(fd)
-    assert created.returncode == 0, read_file(log_path)
+    assert created.returncode == 0, read_text(log_path)
     init = ocirt.state(container_id)["pid"]
     # While created the process is still the runtime's: none of its descriptors is the caller's.
     held = fd_targets(init)
@@ -633,7 +487,7 @@ def test_descriptors_of_the_caller_of_create_stay_out(ocirt, make_bundle, scratc
     ocirt("start", container_id)
     wait_status(ocirt, container_id, "stopped")
     ocirt("delete", container_id)
-    output = read_file(log_path)
+    output = read_text(log_path)
     assert fd_numbers(output) == [0, 1, 2], output
     assert not any(path in output for path in leaked), output
 
@@ -646,12 +500,12 @@ def test_descriptors_of_the_caller_of_run_detach_stay_out(ocirt, make_bundle, sc
     log_path = os.path.join(scratch, "run.log")
     try:
         with open(log_path, "w") as log:
-            started = ocirt_with_fds_at_5(ocirt, fds, ["run", "--detach", "--bundle", bundle, container_id],
-                                          stdout=log, stderr=log)
+            started = ocirt_with_fds(ocirt, fds, "run", "--detach", "--bundle", bundle, container_id, first=5,
+                                     stdout=log, stderr=log)
     finally:
         for fd in fds:
             os.close(fd)
-    assert started.returncode == 0, read_file(log_path)
+    assert started.returncode == 0, read_text(log_path)
     monitor = ocirt.state(container_id).get("monitorPid") or 0
     if monitor:
         held = fd_targets(monitor)
@@ -885,24 +739,6 @@ def test_no_new_privileges_holds_across_a_setuid_root_binary(ocirt, make_bundle,
     assert out.strip() == expected, out
 
 
-@pytest.fixture
-def userns_scratch(scratch):
-    """Search permission on the scratch directory and its parents for the container's root (host uid 100000)."""
-    changed = []
-    path = scratch
-    while path != "/":
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if not mode & stat.S_IXOTH:
-            os.chmod(path, mode | stat.S_IXOTH)
-            changed.append((path, mode))
-        path = os.path.dirname(path)
-    try:
-        yield scratch
-    finally:
-        for path, mode in changed:
-            os.chmod(path, mode)
-
-
 USERNS = {"namespaces": DEFAULT_NAMESPACES + [{"type": "user"}],
           "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
           "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
@@ -943,7 +779,7 @@ def test_user_namespace_root_cannot_write_a_host_root_file_bound_read_write(user
             (name, out)
     assert out["mapped-owned"] == "wrote\n", out
     host.assert_untouched()
-    assert read_file(mapped_owned) == "mapped root's\nappended\n"
+    assert read_text(mapped_owned) == "mapped root's\nappended\n"
 
 
 # --------------------------------------------------------------------------

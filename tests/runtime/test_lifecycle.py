@@ -23,10 +23,9 @@ import uuid
 
 import pytest
 
-from conftest import OCIRT
-
-POLL_TRIES = 200
-POLL_DELAY = 0.05
+from helpers import (
+    OCIRT, POLL_DELAY, POLL_TRIES, assert_error, cmdline, new_id, pid_namespace_of, pids_in_pid_namespace, poll,
+    proc_start_time, proc_state, state_path, wait_gone, wait_status)
 
 SLEEP = ["sleep", "100"]
 # pid 1 of a pid namespace ignores signals it has no handler for (even from
@@ -40,73 +39,10 @@ RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9
 # /proc helpers
 # --------------------------------------------------------------------------
 
-def proc_start_time(pid):
-    """Start time of PID in clock ticks, or None when it is gone or a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def proc_state(pid):
-    with open("/proc/%d/stat" % pid, "rb") as handle:
-        stat = handle.read()
-    return stat[stat.rindex(b")") + 2:].split()[0].decode()
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
-    except OSError:
-        return None
-
-
-def ns_key(path):
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def pids_in_pid_namespace(key):
-    """Live (non-zombie) pids whose pid namespace is KEY = (st_dev, st_ino)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if ns_key("/proc/%s/ns/pid" % name) != key:
-                continue
-        except OSError:
-            continue
-        if proc_start_time(int(name)) is not None:
-            found.append(int(name))
-    return sorted(found)
-
-
-def poll(predicate, what):
-    """Call PREDICATE up to POLL_TRIES times; return its first truthy value or fail naming WHAT."""
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
 def wait_process(proc, what):
     """The return code of the child PROC, waiting a bounded number of polls."""
     poll(lambda: proc.poll() is not None, what)
     return proc.returncode
-
-
-def wait_gone(pid, start_time):
-    poll(lambda: proc_start_time(pid) != start_time, "process %d to exit" % pid)
 
 
 def parse_rfc3339(text):
@@ -152,7 +88,7 @@ class PidNamespaceGuard:
     def finish(self):
         problems = []
         try:
-            host = ns_key("/proc/self/ns/pid")
+            host = pid_namespace_of(os.getpid())
             for key, (_fd, description) in self.pinned.items():
                 if key == host:
                     continue
@@ -246,10 +182,7 @@ class Runtime:
         return self.state(cid)["status"]
 
     def wait_status(self, cid, wanted):
-        def check():
-            state = self.state(cid)
-            return state if state["status"] == wanted else None
-        return poll(check, "container %s to be %s" % (cid, wanted))
+        return wait_status(self.ocirt, cid, wanted)
 
     def status_if_exists(self, cid):
         """The status, or None while the id does not exist (yet, or any more)."""
@@ -302,20 +235,6 @@ class ForegroundRun:
 @pytest.fixture
 def rt(ocirt, scratch, pidns_guard):
     return Runtime(ocirt, scratch, pidns_guard)
-
-
-def new_id(prefix="c"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
-
-
-def assert_error(result, *needles):
-    assert result.returncode != 0, "expected a failure, got %r" % (result,)
-    for needle in needles:
-        assert needle in result.stderr, "%r not in the error output %r" % (needle, result.stderr)
-
-
-def state_file(state_root, cid):
-    return os.path.join(state_root, cid, "state.json")
 
 
 # --------------------------------------------------------------------------
@@ -539,7 +458,7 @@ def test_liveness_is_pid_and_start_time(rt, make_bundle, state_root):
     state = rt.running(make_bundle(SLEEP), cid)
     pid = state["pid"]
     real_start = proc_start_time(pid)
-    path = state_file(state_root, cid)
+    path = state_path(state_root, cid)
     with open(path) as handle:
         original = handle.read()
     record = json.loads(original)
@@ -590,7 +509,7 @@ def test_delete_after_pid_reuse_spares_the_new_owner_of_the_pid(rt, make_bundle,
     cgroup = None
     try:
         stranger_start = proc_start_time(stranger.pid)
-        path = state_file(state_root, cid)
+        path = state_path(state_root, cid)
         with open(path) as handle:
             record = json.load(handle)
         assert record["pidStartTime"] != stranger_start
@@ -673,8 +592,8 @@ def test_kill_unknown_signal_name_is_an_error(rt, make_bundle):
 
 def _container_pids(rt, cid, at_least, what):
     pid = rt.state(cid)["pid"]
-    key = ns_key("/proc/%d/ns/pid" % pid)
-    assert key != ns_key("/proc/self/ns/pid")
+    key = pid_namespace_of(pid)
+    assert key != pid_namespace_of(os.getpid())
 
     def enough_pids():
         pids = pids_in_pid_namespace(key)
@@ -704,7 +623,7 @@ def test_kill_all_signals_every_process_not_just_init(rt, make_bundle):
     init = state["pid"]
 
     def sleepers():
-        key = ns_key("/proc/%d/ns/pid" % init)
+        key = pid_namespace_of(init)
         found = {}
         for pid in pids_in_pid_namespace(key):
             args = cmdline(pid)
@@ -910,7 +829,7 @@ def test_two_containers_at_once(rt, make_bundle):
     s1 = rt.running(make_bundle(SLEEP), one)
     s2 = rt.running(make_bundle(SLEEP), two)
     assert s1["pid"] != s2["pid"]
-    assert ns_key("/proc/%d/ns/pid" % s1["pid"]) != ns_key("/proc/%d/ns/pid" % s2["pid"])
+    assert pid_namespace_of(s1["pid"]) != pid_namespace_of(s2["pid"])
     assert rt.ocirt.ids() == sorted([one, two])
     start2 = proc_start_time(s2["pid"])
     rt("kill", one, "KILL")

@@ -26,15 +26,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
-from conftest import OCIRT
+from helpers import OCIRT, POLL_DELAY, POLL_TRIES, fd_targets, gone, new_id, poll, proc_start_time
 
 WAIT_SECONDS = 60          # --timeout for `ocirt wait`: a hang detector, not a measurement
-POLL_TRIES = 1200
-POLL_DELAY = 0.05          # POLL_TRIES x POLL_DELAY bounds every other wait (60 s)
 
 RECORD = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z) (stdout|stderr) ([FP]) (.*)$", re.S)
 ROTATION_NOTICE = re.compile(rb"^\[monitor: log rotation removed (\d+) bytes of older output\]$")
@@ -48,49 +45,6 @@ WAIT_FOR = 'until [ -e /%s ]; do sleep 0.01; done'
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def new_id(prefix="mon"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
-
-
-def poll(predicate, what):
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
-def proc_start_time(pid):
-    """Start time of PID in clock ticks, or None when it is gone or a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def is_gone(pid, start_time):
-    return proc_start_time(pid) != start_time
-
-
-def fd_targets(pid):
-    """{fd: readlink target} of PID's open descriptors."""
-    path = "/proc/%d/fd" % pid
-    targets = {}
-    for name in os.listdir(path):
-        try:
-            targets[int(name)] = os.readlink(os.path.join(path, name))
-        except OSError:
-            pass
-    return targets
-
 
 def fd_access_mode(pid, fd):
     with open("/proc/%d/fdinfo/%d" % (pid, fd)) as handle:
@@ -148,7 +102,7 @@ class ProcessGuard:
         left = []
         for dummy in range(POLL_TRIES):
             left = [(pid, start, what) for (pid, start), what in self.tracked.items()
-                    if not is_gone(pid, start)]
+                    if not gone(pid, start)]
             if not left:
                 return []
             time.sleep(POLL_DELAY)
@@ -670,7 +624,7 @@ def test_killing_the_container_leaves_the_monitor_to_record_it_and_exit(mon):
     monitor = state["monitorPid"]
     monitor_start = proc_start_time(monitor)
     mon.ocirt("kill", container_id, "KILL")
-    poll(lambda: is_gone(monitor, monitor_start), "the monitor to exit after its container")
+    poll(lambda: gone(monitor, monitor_start), "the monitor to exit after its container")
     exit_file = os.path.join(mon.ocirt.root, container_id, "exit.json")
     with open(exit_file) as handle:
         recorded = json.load(handle)
@@ -686,7 +640,7 @@ def test_a_killed_monitor_leaves_the_container_running_and_its_exit_unknown(mon)
     monitor, container = state["monitorPid"], state["pid"]
     monitor_start, container_start = proc_start_time(monitor), proc_start_time(container)
     os.kill(monitor, signal.SIGKILL)
-    poll(lambda: is_gone(monitor, monitor_start), "the killed monitor to be gone")
+    poll(lambda: gone(monitor, monitor_start), "the killed monitor to be gone")
 
     state = mon.state(container_id)
     assert state["status"] == "running"
@@ -729,7 +683,7 @@ def test_delete_removes_the_state_and_the_log(mon):
     mon.ocirt("delete", container_id)
     assert not os.path.exists(state_dir)
     assert not os.path.exists(log_path)
-    assert is_gone(monitor, monitor_start)
+    assert gone(monitor, monitor_start)
     result = mon.logs(container_id)
     assert result.returncode == 1 and "does not exist" in result.stderr, result
 
@@ -742,7 +696,7 @@ def test_delete_force_of_a_running_monitored_container_ends_container_and_monito
     mon.ocirt("delete", "--force", container_id)
     assert not os.path.exists(os.path.join(mon.ocirt.root, container_id))
     for pid, start in pids:
-        poll(lambda: is_gone(pid, start), "process %d to be gone after delete --force" % pid)
+        poll(lambda: gone(pid, start), "process %d to be gone after delete --force" % pid)
 
 
 # --------------------------------------------------------------------------

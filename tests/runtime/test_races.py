@@ -14,7 +14,6 @@ No assertion depends on timing: the commands are started together and may
 run in any order; every wait is bounded.
 """
 import concurrent.futures
-import glob
 import json
 import os
 import queue
@@ -22,7 +21,8 @@ import subprocess
 import time
 import uuid
 
-from conftest import OCIRT, WORDS_BY_ROOT, processes_in_cgroups_named
+from helpers import OCIRT, WORDS_BY_ROOT, cgroup_dirs, living, new_id, processes_in_cgroups_named, state_entries
+
 
 COMMAND_TIMEOUT = 120  # seconds any one `ocirt` command may take here, however loaded the machine
 SAME_ID_CREATES = 50
@@ -43,40 +43,9 @@ CLEAR_REFUSALS = (
 NEVER = ("Traceback", "unreadable", "state file is missing", "Errno")
 
 
-def new_id(prefix="race"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
 def remember(ocirt, *ids):
     """Tell the fixtures' audit about ids used through Popen (it looks for their cgroups)."""
     WORDS_BY_ROOT.setdefault(ocirt.root, set()).update(ids)
-
-
-def cgroup_dirs_of(container_id):
-    """The cgroup directories named /ocirt/<id> in every hierarchy (v1 controllers and unified)."""
-    found = glob.glob(os.path.join("/sys/fs/cgroup", "*", "ocirt", container_id))
-    found += glob.glob(os.path.join("/sys/fs/cgroup", "ocirt", container_id))
-    return sorted(path for path in found if os.path.isdir(path))
-
-
-def living(pids):
-    """PIDS without zombies: a killed init stays in its cgroup until its parent (pid 1) reaps it."""
-    alive = []
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        if stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X"):
-            alive.append(pid)
-    return alive
-
-
-def state_entries(root):
-    if not os.path.isdir(root):
-        return []
-    return sorted(name for name in os.listdir(root) if name != "=monitor")
 
 
 def leftovers(ocirt, ids):
@@ -85,7 +54,7 @@ def leftovers(ocirt, ids):
     entries = [name for name in state_entries(ocirt.root) if name in ids]
     if entries:
         problems.append("state directories: %s" % entries[:10])
-    cgroups = [path for container_id in ids for path in cgroup_dirs_of(container_id)]
+    cgroups = [path for container_id in ids for path in cgroup_dirs("/ocirt/" + container_id)]
     if cgroups:
         problems.append("cgroups: %s" % cgroups[:10])
     pids = living(processes_in_cgroups_named(set(ids)))

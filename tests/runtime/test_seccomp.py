@@ -16,12 +16,11 @@ import select
 import socket
 import struct
 import threading
-import time
-import uuid
 
 import pytest
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux._syscall_table import TABLES
+from helpers import new_id, wait_stopped
 
 MACHINE_TABLES = {"x86_64": "x86_64", "aarch64": "aarch64"}
 pytestmark = pytest.mark.skipif(os.uname().machine not in MACHINE_TABLES, reason="seccomp tables for x86_64 and aarch64")
@@ -157,18 +156,10 @@ def seccomp_mode(pid):
     return None
 
 
-def wait_stopped(ocirt, container_id, attempts=1000):
-    for dummy in range(attempts):
-        if ocirt.state(container_id)["status"] == "stopped":
-            return
-        time.sleep(0.01)
-    raise AssertionError("container %s still not stopped" % container_id)
-
-
 def test_with_no_new_privileges_the_filter_comes_at_start(ocirt, make_bundle):
     bundle = bundle_with(make_bundle, "grep -E '^Seccomp:' /proc/self/status > /tmp/status; mkdir /tmp/x 2>> /tmp/status",
                          profile([{"names": MKDIR, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS}]))
-    container_id = "nnp-" + uuid.uuid4().hex[:8]
+    container_id = new_id("nnp")
     ocirt("create", "--bundle", bundle, container_id)
     assert seccomp_mode(ocirt.state(container_id)["pid"]) == 0  # the runtime's code, waiting for start
     ocirt("start", container_id)
@@ -192,7 +183,7 @@ def test_without_no_new_privileges_the_filter_is_loaded_before_capabilities_go(o
 def test_without_no_new_privileges_the_filter_is_there_at_create(ocirt, make_bundle):
     bundle = bundle_with(make_bundle, "true", profile([{"names": MKDIR, "action": "SCMP_ACT_ERRNO"}]),
                          noNewPrivileges=False)
-    container_id = "nonnp-" + uuid.uuid4().hex[:8]
+    container_id = new_id("nonnp")
     ocirt("create", "--bundle", bundle, container_id)
     try:
         assert seccomp_mode(ocirt.state(container_id)["pid"]) == 2
@@ -234,7 +225,7 @@ BAD = [
 @pytest.mark.parametrize("seccomp, needle", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
 def test_bad_profiles_fail_naming_the_field(ocirt, make_bundle, command, seccomp, needle):
     bundle = bundle_with(make_bundle, "echo ran", seccomp)
-    container_id = "bad-" + uuid.uuid4().hex[:8]
+    container_id = new_id("bad")
     result = ocirt(command, "--bundle", bundle, container_id, check=False)
     assert result.returncode != 0
     assert "ran" not in (result.stdout or "")
@@ -324,7 +315,7 @@ def test_notify_hands_the_fd_and_the_state_to_the_listener(ocirt, make_bundle, s
                              profile([{"names": MKDIR, "action": "SCMP_ACT_NOTIFY"}], listenerPath=path,
                                      listenerMetadata="MKNOD=/dev/null;X=1"),
                              noNewPrivileges=no_new_privileges)
-        container_id = "notify-" + uuid.uuid4().hex[:8]
+        container_id = new_id("notify")
         result = ocirt.run(bundle, container_id)
     finally:
         agent.stop.set()

@@ -21,36 +21,16 @@ import uuid
 
 import pytest
 
-from pty_support import HANG_SECONDS, TIOCSWINSZ, default_terminal_attributes, in_terminal
-from conftest import OCIRT, WORDS_BY_ROOT, processes_in_cgroups_named
+from helpers import (
+    HANG_SECONDS, OCIRT, WAIT_FOR_SIZE, WORDS_BY_ROOT, assert_error, assert_gone, cmdline,
+    default_terminal_attributes, in_terminal, new_id, poll, resize, typing)
 
-POLL_TRIES = 400
-POLL_DELAY = 0.05
 TIOCGWINSZ = 0x5413
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def new_id(prefix="tty"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
-
-
-def poll(predicate, what):
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
-def read_cmdline(pid):
-    with open("/proc/%d/cmdline" % pid, "rb") as handle:
-        return handle.read()
-
 
 def read_until(fd, needle, what, seconds=HANG_SECONDS):
     """Read FD until NEEDLE shows up; return everything read."""
@@ -77,19 +57,6 @@ def terminal_config(console_size=None):
     if console_size:
         process["consoleSize"] = console_size
     return {"process": process}
-
-
-def assert_error(result, *needles):
-    assert result.returncode != 0, "expected a failure, got rc 0: %r %r" % (result.stdout, result.stderr)
-    for needle in needles:
-        assert needle in result.stderr, "%r not in the error output %r" % (needle, result.stderr)
-
-
-def assert_gone(ocirt, cid):
-    result = ocirt("state", cid, check=False)
-    assert_error(result, cid, "does not exist")
-    assert cid not in ocirt.ids()
-    assert processes_in_cgroups_named([cid]) == []
 
 
 class ConsoleSocket:
@@ -177,19 +144,6 @@ def run_in_terminal(ocirt, bundle, cid, size=None, steps=()):
             ocirt("delete", "--force", cid, check=False)
 
 
-def resize(rows, columns):
-    """A step action: the caller's terminal changes size (the kernel sends SIGWINCH to its foreground)."""
-    def action(master):
-        fcntl.ioctl(master, TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    return action
-
-
-def typing(data):
-    def action(master):
-        os.write(master, data)
-    return action
-
-
 # --------------------------------------------------------------------------
 # 1. --console-socket
 # --------------------------------------------------------------------------
@@ -212,7 +166,7 @@ def test_console_socket_gets_the_pty_name_and_its_master(consoles, ocirt, make_b
     output = read_until(master, b"END-OF-OUTPUT", "the container's output").decode()
     # The master went to the socket only: the container's process holds its stdio (the slave) and nothing else.
     pid = ocirt.state(cid)["pid"]
-    poll(lambda: read_cmdline(pid) == b"sleep\x001000\x00", "the shell to exec sleep")
+    poll(lambda: cmdline(pid) == ["sleep", "1000"], "the shell to exec sleep")
     assert sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % pid)) == [0, 1, 2]
     slaves = set(os.stat("/proc/%d/fd/%d" % (pid, fd)).st_rdev for fd in (0, 1, 2))
     assert [(os.major(dev), os.minor(dev)) for dev in slaves] == [(136, number)]
@@ -308,7 +262,6 @@ def test_run_relays_input_to_the_container(ocirt, make_bundle):
 
 
 # Waits (bounded by the test's read deadline) until the terminal has ROWS COLUMNS, then says so.
-WAIT_FOR_SIZE = 'until [ "$(stty size 2>/dev/null)" = "%d %d" ]; do sleep 0.05; done; echo %s'
 
 
 def test_run_follows_the_callers_terminal_size(ocirt, make_bundle):

@@ -22,6 +22,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spe
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
+# Thousands of mutated configs: seconds each, so `make check` leaves these out (-m "not slow").
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 3000
 CONFIG_ITERATIONS = 10000  # validate alone is cheap: more cases find rarer combinations
 SHOWN = 8  # failing examples quoted in an assertion message
@@ -48,15 +51,18 @@ def awkward(rng):
     return copy.deepcopy(value)
 
 
-def paths_of(value, prefix=()):
-    """Every (path, container) in VALUE: a path is the tuple of keys/indexes leading to a node."""
+def paths_of(value, prefix=(), limit=None):
+    """Every path in VALUE, the tuple of keys/indexes leading to a node; not below LIMIT levels if given
+    (a drawn value may nest thousands deep)."""
     found = [prefix]
+    if limit is not None and len(prefix) >= limit:
+        return found
     if isinstance(value, dict):
         for key, item in value.items():
-            found.extend(paths_of(item, prefix + (key,)))
+            found.extend(paths_of(item, prefix + (key,), limit))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found.extend(paths_of(item, prefix + (index,)))
+            found.extend(paths_of(item, prefix + (index,), limit))
     return found
 
 
@@ -64,6 +70,15 @@ def get(value, path):
     for step in path:
         value = value[step]
     return value
+
+
+def retyped(node):
+    """The same content in another shape: a dict's values as a list, a list as a dict, a scalar in a list."""
+    if isinstance(node, dict):
+        return list(node.values())
+    if isinstance(node, list):
+        return dict((str(i), v) for i, v in enumerate(node))
+    return [node]
 
 
 def mutate(rng, document, log):
@@ -109,13 +124,7 @@ def mutate(rng, document, log):
         node.append(copy.deepcopy(rng.choice(node)))
         log.append((path, "duplicated an entry"))
     elif operation == "retype" and path:
-        # The same content in another shape: a dict's values as a list, a list as a dict, a scalar in a list.
-        if isinstance(node, dict):
-            parent[last] = list(node.values())
-        elif isinstance(node, list):
-            parent[last] = dict((str(i), v) for i, v in enumerate(node))
-        else:
-            parent[last] = [node]
+        parent[last] = retyped(node)
         log.append((path, "retyped"))
     return document
 

@@ -21,18 +21,22 @@ a minimal one). Runs are derandomized and use no example database, so a
 failure reproduces exactly.
 """
 import copy
-import json
 import os
 import re
 import reprlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from test_fuzz_spec import RESOURCE_SHAPES, consume, layouts  # tests/unit is on sys.path under pytest
+from test_fuzz_spec import (  # tests/unit is on sys.path under pytest
+    RESOURCE_SHAPES, consume, get, layouts, paths_of, retyped, serialize)
+
+# Thousands of drawn configs per property, minutes in all: `make check` leaves these out (-m "not slow").
+pytestmark = pytest.mark.slow
 
 MAIN_EXAMPLES = 10000
 HEAVY_EXAMPLES = 2000  # load_bundle writes a file per example; the planners run twice per example
@@ -105,26 +109,6 @@ BASE = base_config()
 OPERATIONS = ["replace", "replace", "replace", "delete", "null", "add", "retype"]
 
 
-def paths_of(value, prefix=(), limit=12):
-    """Every path (tuple of keys and indexes) in VALUE, not below LIMIT levels (drawn values may nest deep)."""
-    found = [prefix]
-    if len(prefix) >= limit:
-        return found
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found.extend(paths_of(item, prefix + (key,), limit))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(paths_of(item, prefix + (index,), limit))
-    return found
-
-
-def get(value, path):
-    for step in path:
-        value = value[step]
-    return value
-
-
 class Drawn:
     """A drawn value, shown shortened: hypothesis prints a falsifying example with repr, and a
     value nested thousands deep would make that printing itself fail with RecursionError."""
@@ -150,7 +134,7 @@ def drawn_configs(draw):
         return draw(JSON_VALUES)
     config = copy.deepcopy(BASE)
     for dummy in range(draw(st.integers(min_value=1, max_value=4))):
-        path = draw(st.sampled_from(paths_of(config)))
+        path = draw(st.sampled_from(paths_of(config, limit=12)))
         operation = draw(st.sampled_from(OPERATIONS))
         node = get(config, path)
         if not path:
@@ -169,12 +153,7 @@ def drawn_configs(draw):
         elif operation == "add" and isinstance(node, list):
             node.insert(draw(st.integers(min_value=0, max_value=len(node))), draw(JSON_VALUES))
         elif operation == "retype":
-            if isinstance(node, dict):
-                parent[last] = list(node.values())
-            elif isinstance(node, list):
-                parent[last] = dict((str(i), v) for i, v in enumerate(node))
-            else:
-                parent[last] = [node]
+            parent[last] = retyped(node)
     return config
 
 
@@ -216,10 +195,6 @@ def test_a_config_validate_accepts_can_be_consumed(config):
     config = config.value
     if call_only_oci_error(spec.validate, config) is None:
         call_only_oci_error(consume, config)
-
-
-def serialize(config):
-    return json.dumps(config, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
 DAMAGE = st.one_of(

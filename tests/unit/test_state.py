@@ -12,19 +12,9 @@ import pytest
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
+from helpers import COLLECTIONS, poll, proc_state
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(REPO, ".venv", "collections")
 WAIT_LIMIT = 30.0  # seconds: an upper bound for waits on other processes, never asserted on
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + WAIT_LIMIT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    pytest.fail("gave up waiting for %s" % what)
 
 
 # -- ids --------------------------------------------------------------------------
@@ -104,18 +94,12 @@ def test_process_start_time_of_a_reaped_child_is_none():
     assert state.process_start_time(pid) is None
 
 
-def _proc_state(pid):
-    with open("/proc/%d/stat" % pid, "rb") as handle:
-        stat = handle.read()
-    return stat[stat.rindex(b")") + 2:].split()[0]
-
-
 def test_process_start_time_of_a_zombie_is_none():
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     try:
-        wait_until(lambda: _proc_state(pid) == b"Z", "the child to become a zombie")
+        poll(lambda: proc_state(pid) == "Z", "the child to become a zombie")
         assert state.process_start_time(pid) is None
     finally:
         os.waitpid(pid, 0)
@@ -359,8 +343,8 @@ def test_second_opener_blocks_until_the_first_closes(tmp_path, first_removes):
         container.write(dict(RECORD, status="created"))
         inode = os.stat(container.dir).st_ino
         opener = _start_opener(root, "locked", order)
-        wait_until(lambda: opener.pid in _blocked_flock_waiters(inode) or opener.poll() is not None,
-                   "the second process to block on the container's lock")
+        poll(lambda: opener.pid in _blocked_flock_waiters(inode) or opener.poll() is not None,
+             "the second process to block on the container's lock")
         assert opener.poll() is None, opener.communicate()
         assert _lines(order) == ["B waits"]
         with open(order, "a") as handle:

@@ -13,6 +13,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer impo
 
 
 
+
 def _read_xattrs(path, warnings, rel):
     """Xattrs of PATH: an fd, or a path whose last component is not followed."""
     follow = isinstance(path, int)

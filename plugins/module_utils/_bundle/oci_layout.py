@@ -65,6 +65,7 @@ _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
 
 
+
 def host_platform():
     """The platform images are chosen for by default: linux and this machine's architecture."""
     machine = os.uname().machine

@@ -23,6 +23,7 @@ WHITEOUT_OPAQUE = ".wh..wh..opq"
 
 
 
+
 class HashingReader(object):
     """A reader that hashes what passes through (the layer's uncompressed digest, its diff_id)."""
 

@@ -21,6 +21,14 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jso
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 
+# The type hints are for mypy (`make check`); what they name from elsewhere is imported for it alone
+# (a hint that uses such a name is a string), so that start-up does not pay for typing or cgroups.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
+
 DEFAULT_ROOT = "/run/ocirt"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
@@ -36,14 +44,14 @@ PAUSED = "paused"
 STOPPED = "stopped"
 
 
-def utc_now():
+def utc_now() -> str:
     """RFC 3339 with nanoseconds, as runc prints `created`."""
     now = time.time_ns()
     seconds, nanos = divmod(now, 1000000000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%09dZ" % nanos
 
 
-def process_start_time(pid):
+def process_start_time(pid: int) -> "int | None":
     """The start time (clock ticks since boot) of PID, or None when it is gone or a zombie."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as handle:
@@ -57,7 +65,7 @@ def process_start_time(pid):
     return int(fields[19])
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: str, data: "Any") -> None:
     """Replace PATH with DATA as JSON, readable by root alone, whole or not at all."""
     # Imported here: the commands that only read or signal (state, list, kill) never write.
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
@@ -67,17 +75,17 @@ def write_json_atomic(path, data):
 class Container:
     """One container's directory, locked for the life of the object (use as a context manager)."""
 
-    def __init__(self, root, container_id, lock_fd):
+    def __init__(self, root: str, container_id: str, lock_fd: int) -> None:
         self.root = root
         self.id = container_id
         self.dir = os.path.join(root, directory_name(container_id))
-        self._lock_fd = lock_fd
-        self._record = None
+        self._lock_fd: "int | None" = lock_fd
+        self._record: "dict[str, Any] | None" = None
 
     # -- opening and locking -------------------------------------------------
 
     @classmethod
-    def new(cls, root, container_id):
+    def new(cls, root: str, container_id: str) -> "Container":
         """Make the directory of a new container; an existing id is an error."""
         validate_id(container_id)
         os.makedirs(root, mode=0o711, exist_ok=True)
@@ -89,7 +97,7 @@ class Container:
         return cls._locked(root, container_id, path)
 
     @classmethod
-    def open(cls, root, container_id):
+    def open(cls, root: str, container_id: str) -> "Container":
         """Open and lock an existing container; an unknown id is an error."""
         validate_id(container_id)
         path = os.path.join(root, directory_name(container_id))
@@ -105,7 +113,7 @@ class Container:
                            % (container_id, path, _entry_kind(path)))
 
     @classmethod
-    def _locked(cls, root, container_id, path):
+    def _locked(cls, root: str, container_id: str, path: str) -> "Container":
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         fcntl.flock(fd, fcntl.LOCK_EX)
         # A delete that held the lock before us may have removed the directory.
@@ -115,23 +123,23 @@ class Container:
         container = cls(root, container_id, fd)
         return container
 
-    def close(self):
+    def close(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self):
+    def __enter__(self) -> "Container":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- the record ------------------------------------------------------------
 
-    def path(self, name):
+    def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def read(self):
+    def read(self) -> "dict[str, Any]":
         if self._record is None:
             try:
                 with open(self.path(STATE_FILE), "rb") as handle:
@@ -148,17 +156,17 @@ class Container:
             self._record = record
         return self._record
 
-    def write(self, record):
+    def write(self, record: "dict[str, Any]") -> None:
         write_json_atomic(self.path(STATE_FILE), record)
         self._record = record
 
-    def update(self, **fields):
+    def update(self, **fields: "Any") -> "dict[str, Any]":
         record = dict(self.read())
         record.update(fields)
         self.write(record)
         return record
 
-    def status(self):
+    def status(self) -> str:
         """The status as it is now: recorded status corrected by what /proc says."""
         record = self.read()
         pid = record.get("pid") or 0
@@ -175,7 +183,7 @@ class Container:
             return PAUSED
         return RUNNING
 
-    def config(self):
+    def config(self) -> "dict[str, Any]":
         """The config.json the container was created from ({} when unreadable)."""
         try:
             with open(self.path(CONFIG_COPY), "rb") as handle:
@@ -183,7 +191,7 @@ class Container:
         except (OSError, ValueError):
             return {}
 
-    def cgroup(self):
+    def cgroup(self) -> "Cgroup | None":
         """The container's Cgroup, or None when it has none recorded."""
         record = self.read().get("cgroup")
         if not record:
@@ -191,12 +199,12 @@ class Container:
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
         return Cgroup.from_record(record)
 
-    def is_alive(self):
+    def is_alive(self) -> bool:
         record = self.read()
         pid = record.get("pid") or 0
         return bool(pid) and process_start_time(pid) == record.get("pidStartTime")
 
-    def oci_state(self):
+    def oci_state(self) -> "dict[str, Any]":
         """The state JSON that `state` prints: the spec's fields plus runc's extras."""
         record = self.read()
         status = self.status()
@@ -222,11 +230,11 @@ class Container:
                 state.update(self.exit_info())
         return state
 
-    def monitor_alive(self):
+    def monitor_alive(self) -> bool:
         monitor = self.read().get("monitor") or {}
         return bool(monitor.get("pid")) and process_start_time(monitor["pid"]) == monitor.get("startTime")
 
-    def exit_info(self):
+    def exit_info(self) -> "dict[str, Any]":
         """How a monitored container ended: from the monitor's exit.json, or said to be unknown."""
         try:
             with open(self.path(EXIT_FILE), "rb") as handle:
@@ -240,7 +248,7 @@ class Container:
         return {"exitCode": None,
                 "exitReason": "unknown: the monitor exited before the container (was it killed?)"}
 
-    def remove(self):
+    def remove(self) -> None:
         """Remove the directory and everything in it (the caller holds the lock).
 
         A monitor may still be writing its exit record in it: entries that
@@ -270,7 +278,7 @@ class Container:
 _RECORD_TYPES = (("id", str), ("status", str), ("pid", int), ("bundle", str))
 
 
-def _record_problem(record):
+def _record_problem(record: "Any") -> "str | None":
     """Why RECORD is not a state record this runtime wrote, or None."""
     if not isinstance(record, dict):
         return "not a JSON object"
@@ -282,7 +290,7 @@ def _record_problem(record):
     return None
 
 
-def _entry_kind(path):
+def _entry_kind(path: str) -> str:
     try:
         mode = os.lstat(path).st_mode
     except OSError:
@@ -292,7 +300,7 @@ def _entry_kind(path):
     return "a directory" if stat.S_ISDIR(mode) else "a file"
 
 
-def container_ids(root, report=None):
+def container_ids(root: str, report: "Any" = None) -> "list[str]":
     """The ids of the containers in ROOT; entries that are not container directories are
     skipped, and named to REPORT(message) when given."""
     try:
@@ -330,7 +338,8 @@ def container_ids(root, report=None):
     return sorted(ids)
 
 
-def wait_for_exit(pid, start_time=None, reap=False, seconds=EXIT_WAIT_SECONDS):
+def wait_for_exit(pid: int, start_time: "int | None" = None, reap: bool = False,
+                  seconds: float = EXIT_WAIT_SECONDS) -> bool:
     """Wait (bounded) for PID to exit; reap it when it is our child. True when it is gone."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
