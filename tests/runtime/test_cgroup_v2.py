@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from conftest import OCIRT, WORDS_BY_ROOT
+from helpers import OCIRT, WORDS_BY_ROOT
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import WORDS_BY_ROOT
+from helpers import WORDS_BY_ROOT
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle

@@ -39,7 +39,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bund
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import tarball as tarball_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
-from conftest import REPO
+from helpers import REPO
 import busybox_bundle
 
 DEFAULT_MOUNTS = default_config()["mounts"]

@@ -218,7 +218,7 @@ def test_home_comes_from_the_images_passwd_when_env_has_none(ocirt, make_bundle,
 
 def test_home_in_exec_too_and_a_fifo_passwd_does_not_hang(ocirt, make_bundle):
     bundle = make_bundle(["sleep", "1000"], config={"process": {"env": ["PATH=/bin:/sbin"]}})
-    container_id = "home-" + uuid.uuid4().hex[:8]
+    container_id = new_id("home")
     ocirt("run", "--detach", "--bundle", bundle, container_id)
     try:
         as_app = ocirt("exec", "--user", "1000:1000", container_id, "sh", "-c", 'echo "[$HOME]"')

@@ -351,7 +351,7 @@ def test_default_allow_with_errno_rules_without_no_new_privileges(ocirt, make_bu
         code, out, err = run(ocirt, bundle_with(make_bundle, command, seccomp, noNewPrivileges=False, cwd="/tmp"))
     else:
         bundle = bundle_with(make_bundle, "exec sleep 1000", seccomp, noNewPrivileges=False, cwd="/tmp")
-        container_id = "getcwd-" + uuid.uuid4().hex[:8]
+        container_id = new_id("getcwd")
         ocirt("run", "--detach", "--bundle", bundle, container_id)
         try:
             result = ocirt("exec", container_id, "sh", "-c", command, check=False)

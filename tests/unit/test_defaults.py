@@ -10,7 +10,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create

@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import cli, features, spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm, mounts
