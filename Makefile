@@ -7,7 +7,12 @@ SHELL := /bin/bash
 VENV      := $(CURDIR)/.venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.stamp
-DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck openssh-server sudo
+DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck openssh-server sudo \
+             systemd-container debootstrap
+# The headers tools/gen_syscall_table.py reads: the test that the committed tables are current needs them.
+DEB_PKGS  += linux-libc-dev linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross linux-libc-dev-s390x-cross \
+             linux-libc-dev-riscv64-cross linux-libc-dev-mips64el-cross linux-libc-dev-mipsel-cross \
+             linux-libc-dev-powerpc-cross linux-libc-dev-hppa-cross linux-libc-dev-m68k-cross linux-libc-dev-sh4-cross
 
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
@@ -15,7 +20,7 @@ PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
 PYTEST_FLAGS ?= -v -rs -p no:cacheprovider
 TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
-.PHONY: venv bytecode ffi demo check test units sanity integration molecule docs docs-check bench clean
+.PHONY: venv bytecode ffi demo check lint test units sanity integration molecule docs docs-check bench clean
 
 venv: $(STAMP)
 
@@ -50,14 +55,17 @@ demo: venv bytecode
 # It uses the venv as it is (`make venv` makes it, once, as root); the caches go to the user's own
 # cache directory, since the venv may be root's.
 CHECK_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/daemonless-oci
-check:
-	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || { echo "make check: no ruff or mypy in $(VENV): run 'make venv' (as root) first" >&2; exit 1; }
-	$(VENV)/bin/ruff check --cache-dir $(CHECK_CACHE)/ruff .
-	$(PY) -m mypy --cache-dir $(CHECK_CACHE)/mypy
+check: lint
 	$(PYTEST) -q -rs -p no:cacheprovider -m "not slow" tests/unit
 
-# The whole suite: the pytest suites (unit and real containers), then ansible-test sanity.
-test: units integration molecule docs-check sanity
+lint:
+	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || { echo "make lint: no ruff or mypy in $(VENV): run 'make venv' (as root) first" >&2; exit 1; }
+	$(VENV)/bin/ruff check --cache-dir $(CHECK_CACHE)/ruff .
+	$(PY) -m mypy --cache-dir $(CHECK_CACHE)/mypy
+
+# The whole suite: lint (ruff, mypy), the pytest suites (unit and real containers), the modules through
+# ansible-test integration, the role through molecule, the generated docs, then ansible-test sanity.
+test: venv lint units integration molecule docs-check sanity
 
 units: venv bytecode
 	$(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
