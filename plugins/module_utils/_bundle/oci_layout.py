@@ -64,8 +64,6 @@ _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 # Errors a decompressor or tarfile raises on bad input (OSError covers gzip.BadGzipFile).
 
 
-
-
 def host_platform():
     """The platform images are chosen for by default: linux and this machine's architecture."""
     machine = os.uname().machine

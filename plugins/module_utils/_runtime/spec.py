@@ -12,6 +12,12 @@ import os
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
+# The type hints are for mypy (`make check`). Names from `typing` exist for it alone, so a hint that
+# uses one is a string: importing typing would add to every `ocirt` command's start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Collection, NoReturn, Sequence
+
 OCI_VERSION = "1.0.2"
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -43,7 +49,7 @@ CAPABILITY_NUMBERS = dict((name, number) for number, name in enumerate(CAPABILIT
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_config(args=None, terminal=False):
+def default_config(args: "Sequence[str] | None" = None, terminal: bool = False) -> "dict[str, Any]":
     """A config equivalent to `runc spec`'s, with root.path "rootfs"."""
     return {
         "ociVersion": OCI_VERSION,
@@ -89,7 +95,7 @@ def default_config(args=None, terminal=False):
     }
 
 
-def load_bundle(bundle):
+def load_bundle(bundle: str) -> "tuple[dict[str, Any], str]":
     """Read and validate BUNDLE/config.json; return (config, rootfs path resolved once)."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
@@ -111,7 +117,7 @@ def load_bundle(bundle):
     return config, rootfs
 
 
-def without_nulls(value, depth=0):
+def without_nulls(value: "Any", depth: int = 0) -> "Any":
     """VALUE with null members of objects dropped: the spec's optional fields, null or absent, mean the same.
 
     Only as deep as the spec's own structure goes: deeper is some unknown
@@ -130,10 +136,10 @@ class Checker:
     """Walks a config, collecting nothing: the first fault raises OCIError naming its field."""
 
     @staticmethod
-    def fail(field, message):
+    def fail(field: str, message: str) -> "NoReturn":
         raise OCIError("%s: %s" % (field, message))
 
-    def obj(self, value, field, required=False):
+    def obj(self, value: "Any", field: str, required: bool = False) -> "dict[str, Any]":
         if value is None:
             if required:
                 self.fail(field, "is required")
@@ -142,7 +148,7 @@ class Checker:
             self.fail(field, "must be an object")
         return value
 
-    def string(self, value, field, required=False, absolute=False):
+    def string(self, value: "Any", field: str, required: bool = False, absolute: bool = False) -> None:
         if value is None:
             if required:
                 self.fail(field, "is required")
@@ -160,11 +166,12 @@ class Checker:
         if absolute and not value.startswith("/"):
             self.fail(field, "must be an absolute path")
 
-    def boolean(self, value, field):
+    def boolean(self, value: "Any", field: str) -> None:
         if value is not None and not isinstance(value, bool):
             self.fail(field, "must be a boolean")
 
-    def integer(self, value, field, required=False, minimum=None, maximum=None):
+    def integer(self, value: "Any", field: str, required: bool = False,
+                minimum: "int | None" = None, maximum: "int | None" = None) -> None:
         if value is None:
             if required:
                 self.fail(field, "is required")
@@ -176,7 +183,7 @@ class Checker:
         if maximum is not None and value > maximum:
             self.fail(field, "must be at most %d" % maximum)
 
-    def strings(self, value, field, non_empty=False, absolute=False):
+    def strings(self, value: "Any", field: str, non_empty: bool = False, absolute: bool = False) -> "list[str]":
         if value is None:
             if non_empty:
                 self.fail(field, "must be a non-empty list of strings")
@@ -188,7 +195,7 @@ class Checker:
             self.string(item, "%s[%d]" % (field, index), absolute=absolute)
         return value
 
-    def objects(self, value, field):
+    def objects(self, value: "Any", field: str) -> "list[dict[str, Any]]":
         if value is None:
             return []
         if not isinstance(value, list):
@@ -197,7 +204,7 @@ class Checker:
             self.obj(item, "%s[%d]" % (field, index), required=True)
         return value
 
-    def choice(self, value, field, choices):
+    def choice(self, value: "Any", field: str, choices: "Collection[str]") -> None:
         if value is None:
             return
         # A non-string is named by its type: the repr of a deeply nested value would not end.
@@ -206,7 +213,7 @@ class Checker:
         if value not in choices:
             self.fail(field, "must be one of %s, not %r" % (", ".join(choices), value[:64]))
 
-    def string_map(self, value, field):
+    def string_map(self, value: "Any", field: str) -> "dict[str, str]":
         value = self.obj(value, field)
         for key, item in value.items():
             if not isinstance(item, str):
@@ -222,7 +229,7 @@ ID_MAX = UINT32_MAX - 1
 RLIMIT_MAX = (1 << 64) - 1
 
 
-def validate(config):
+def validate(config: "Any") -> None:
     """Raise OCIError naming the first field of CONFIG that the core cannot use."""
     check = Checker()
     check.obj(config, "config.json", required=True)
@@ -247,7 +254,7 @@ def validate(config):
     hooks.validate(config.get("hooks"))
 
 
-def validate_process(check, process):
+def validate_process(check: Checker, process: "dict[str, Any]") -> None:
     process = check.obj(process, "process", required=True)
     check.strings(process.get("args"), "process.args", non_empty=True)
     check.strings(process.get("env"), "process.env")
@@ -302,13 +309,13 @@ MEMORY_POLICY_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES"
 CPU_LIST_MAX = 8192  # the kernel's largest NR_CPUS; also bounds node numbers
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     return bool(text) and all(char in "0123456789" for char in text)
 
 
-def parse_cpu_list(text, field):
+def parse_cpu_list(text: str, field: str) -> "set[int]":
     """The set of numbers in a kernel cpu/node list ("0-1,3"); OCIError naming FIELD when malformed."""
-    numbers = set()
+    numbers: "set[int]" = set()
     for part in text.split(","):
         part = part.strip()
         low, dash, high = part.partition("-")
@@ -322,13 +329,13 @@ def parse_cpu_list(text, field):
     return numbers
 
 
-def _names(check, value, field, known):
+def _names(check: Checker, value: "Any", field: str, known: "Collection[str]") -> None:
     for index, name in enumerate(check.strings(value, field)):
         if name not in known:
             check.fail("%s[%d]" % (field, index), "unknown flag %r (known: %s)" % (name, ", ".join(sorted(known))))
 
 
-def _validate_process_extras(check, process):
+def _validate_process_extras(check: Checker, process: "dict[str, Any]") -> None:
     """ioPriority, scheduler and execCPUAffinity (applied by sched.py)."""
     io = check.obj(process.get("ioPriority"), "process.ioPriority")
     if io:
@@ -362,7 +369,7 @@ def _validate_process_extras(check, process):
             parse_cpu_list(affinity[key], field)
 
 
-def _validate_linux_extras(check, linux):
+def _validate_linux_extras(check: Checker, linux: "dict[str, Any]") -> None:
     """linux.personality and linux.memoryPolicy (applied by sched.py)."""
     persona = check.obj(linux.get("personality"), "linux.personality")
     if persona:
@@ -384,7 +391,7 @@ def _validate_linux_extras(check, linux):
         _names(check, policy.get("flags"), field + ".flags", MEMORY_POLICY_FLAGS)
 
 
-def _validate_linux(check, linux):
+def _validate_linux(check: Checker, linux: "dict[str, Any]") -> None:
     seen = set()
     for index, namespace in enumerate(check.objects(linux.get("namespaces"), "linux.namespaces")):
         field = "linux.namespaces[%d]" % index
@@ -422,3 +429,4 @@ def _validate_linux(check, linux):
     check.obj(linux.get("resources"), "linux.resources")
     check.string(linux.get("mountLabel"), "linux.mountLabel")
     _validate_linux_extras(check, linux)
+

@@ -25,16 +25,16 @@ import sys
 # The C module: the signal module builds enums at import, 3 ms of every create.
 import _signal as signal
 
-# The hints are type comments, read by mypy and never evaluated: importing typing costs every command.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Tuple, Union  # noqa: F401
-
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 # Imported here, not when first needed: the setup calls this module after the root switch,
 # when the runtime's files are out of reach.
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import _libc_ffi, _syscall_numbers
+
+# The hints are type comments, read by mypy and never evaluated: importing typing costs every command.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Tuple, Union  # noqa: F401
 
 try:
     import _cffi_backend
@@ -107,6 +107,7 @@ def _fail(what, path=None):
 
 
 def _bytes(value):
+    # type: (Union[str, bytes, None]) -> Any
     if value is None:
         return ffi.NULL
     if isinstance(value, bytes):
@@ -250,6 +251,7 @@ def set_mempolicy(mode, nodes):
 
 
 def _syscall(number, *args):
+    # type: (int, Any) -> int
     padded = list(args) + [0] * (5 - len(args))
     return libc().syscall(number, *padded)
 
@@ -292,6 +294,7 @@ SECCOMP_GET_ACTION_AVAIL = 2
 
 
 def _seccomp(operation, flags, pointer):
+    # type: (int, int, Any) -> int
     # prctl(PR_SET_SECCOMP) needs no number, but takes no flags.
     return _syscall(number("seccomp"), operation, flags, pointer)
 
@@ -501,12 +504,23 @@ def set_window_size(fd, size):
     fcntl.ioctl(fd, TIOCSWINSZ, size)
 
 
+class BpfError(OSError):
+    """A failed bpf(2), with the output buffers as the kernel left them (the verifier writes
+    its log even when it refuses a program)."""
+
+    def __init__(self, err, message, outputs):
+        # type: (int, str, Mapping[int, bytes]) -> None
+        super().__init__(err, message)
+        self.outputs = outputs
+
+
 def bpf(command, attr_size, values, what, inputs=None, outputs=None):
+    # type: (int, int, Mapping[int, Union[int, bytes]], str, Optional[Mapping[int, bytes]], Optional[Mapping[int, int]]) -> Tuple[int, bytes, Mapping[int, bytes]]
     """bpf(2): COMMAND on a union bpf_attr of ATTR_SIZE bytes, zeroed, then given
     VALUES {offset: u32, or bytes copied in place}; INPUTS {offset: bytes} and OUTPUTS {offset: size} are
     buffers whose addresses go, as u64, at their offsets. Returns (result, the
     attr as the kernel left it, {offset: bytes of each output buffer}); a
-    failure raises OSError carrying those buffers as .outputs. WHAT names the
+    failure raises BpfError (an OSError) carrying those buffers as .outputs. WHAT names the
     operation in errors. The layouts are the caller's (uapi linux/bpf.h):
     this is only the call.
     """
@@ -533,7 +547,5 @@ def bpf(command, attr_size, values, what, inputs=None, outputs=None):
     err = ffi.errno
     filled = dict((offset, ffi.buffer(buffer)[:]) for offset, buffer in out.items())
     if result < 0:
-        failure = OSError(err, "%s: %s" % (what, os.strerror(err)))
-        failure.outputs = filled  # the verifier writes its log even when it refuses the program
-        raise failure
+        raise BpfError(err, "%s: %s" % (what, os.strerror(err)), filled)
     return result, ffi.buffer(attr)[:], filled
