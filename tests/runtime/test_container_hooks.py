@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from test_hostile import HostSnapshot, edit_config, host_interpreter, in_root, self_exe_bundle, write_file
+from helpers import edit_config, write_file
+from test_hostile import HostSnapshot, host_interpreter, in_root, self_exe_bundle
 
 pytestmark = pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"),
                                 reason="the sealed trampoline and the seccomp tables exist for x86_64 and aarch64")
