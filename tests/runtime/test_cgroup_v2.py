@@ -899,3 +899,54 @@ def test_the_systemd_form_without_systemd_is_refused_naming_the_field(ocirt, mak
     result = ocirt("create", "--bundle", bundle, container_id, check=False)
     assert_clean_error(result, "linux.cgroupsPath", "systemd")
     assert not os.path.lexists(os.path.join(ocirt.root, container_id))
+
+
+@pytest.mark.parametrize("command", ["create", "run"])
+def test_the_systemd_driver_puts_a_container_without_cgroups_path_in_its_own_scope(systemd_host, command):
+    """ocirt --systemd-cgroup, as runc's clients call it: no cgroupsPath means ocirt-<id>.scope in system.slice."""
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+    if command == "create":
+        host.ocirt("--systemd-cgroup", "create", "--bundle", bundle, container_id)
+        host.ocirt("--systemd-cgroup", "start", container_id)
+    else:
+        host.ocirt("--systemd-cgroup", "run", "--detach", "--bundle", bundle, container_id)
+    unit = "ocirt-%s.scope" % container_id
+    shown = host.unit(unit, "Delegate", "ActiveState", "ControlGroup", "Slice")
+    assert shown == {"Delegate": "yes", "ActiveState": "active", "ControlGroup": scope_of(container_id),
+                     "Slice": "system.slice"}, shown
+    state = json.loads(host.ocirt("state", container_id).stdout)
+    assert state["status"] == "running"
+    assert host.sh("cat /sys/fs/cgroup%s/cgroup.procs" % scope_of(container_id)).stdout.split() == [str(state["pid"])]
+    # The runtime's own parent is not used with the driver.
+    assert host.sh("test -e /sys/fs/cgroup/ocirt/%s" % container_id, check=False).returncode != 0
+    # delete needs no flag: the scope is recorded with the container.
+    host.ocirt("delete", "--force", container_id)
+    poll(lambda: host.unit(unit, "LoadState").get("LoadState") == "not-found", "the scope to be gone")
+    assert host.sh("test -e /sys/fs/cgroup%s" % scope_of(container_id), check=False).returncode != 0
+
+
+def test_the_systemd_driver_refuses_a_cgroup_path_and_leaves_nothing(systemd_host):
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {"cgroupsPath": "/machine/" + container_id}})
+    result = host.ocirt("--systemd-cgroup", "create", "--bundle", bundle, container_id, check=False)
+    assert result.returncode == 1, result
+    assert "linux.cgroupsPath" in result.stderr and "slice:prefix:name" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert host.sh("test -e /run/ocirt/%s" % container_id, check=False).returncode != 0
+    assert host.sh("test -e /sys/fs/cgroup/machine/%s" % container_id, check=False).returncode != 0
+
+
+def test_without_the_flag_under_systemd_an_empty_cgroups_path_stays_the_runtimes_own(systemd_host):
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+    host.ocirt("run", "--detach", "--bundle", bundle, container_id)
+    try:
+        pid = json.loads(host.ocirt("state", container_id).stdout)["pid"]
+        assert host.sh("cat /sys/fs/cgroup/ocirt/%s/cgroup.procs" % container_id).stdout.split() == [str(pid)]
+        assert host.unit("ocirt-%s.scope" % container_id, "LoadState")["LoadState"] == "not-found"
+    finally:
+        host.ocirt("delete", "--force", container_id)
