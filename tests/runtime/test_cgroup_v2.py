@@ -950,3 +950,59 @@ def test_without_the_flag_under_systemd_an_empty_cgroups_path_stays_the_runtimes
         assert host.unit("ocirt-%s.scope" % container_id, "LoadState")["LoadState"] == "not-found"
     finally:
         host.ocirt("delete", "--force", container_id)
+
+
+_MODULE_RUN = r"""
+import json, sys
+sys.path[0:0] = [%(repo)r + '/.venv/collections', %(repo)r + '/.venv/lib/python3.11/site-packages']
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
+params = dict(state_root='/run/ocirt', recreate=False, restart=False, wait='none', timeout=0,
+              stop_signal='SIGKILL', stop_timeout=0, log_path=None, log_max_size=None, log_max_files=None,
+              logs_lines=20)
+params.update(json.loads(sys.argv[1]))
+result = container_state.run(params)
+print(json.dumps(dict(default=container_state.host_cgroup_manager(), manager=result['cgroup_manager'],
+                      actions=result['actions'], cgroup_path=(result['container'] or {}).get('cgroup_path'))))
+"""
+
+
+def test_oci_container_state_defaults_to_the_systemd_manager_here_and_a_change_recreates(systemd_host):
+    """The module's work (container_state.run) under systemd on pure v2: the default is systemd's scope;
+    cgroup_manager=cgroupfs recreates the container in the runtime's own cgroup; absent removes it."""
+    host = systemd_host
+    container_id = new_id("sdmod")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+
+    def module(**params):
+        params.update(id=container_id, bundle=bundle)
+        return _in_host(host, _MODULE_RUN % {"repo": REPO}, params)
+    unit = "ocirt-%s.scope" % container_id
+    try:
+        first = module(state="running", cgroup_manager=None)
+        assert (first["default"], first["manager"]) == ("systemd", "systemd")
+        assert first["cgroup_path"] == scope_of(container_id)
+        assert host.unit(unit, "Delegate", "ActiveState") == {"Delegate": "yes", "ActiveState": "active"}
+        assert module(state="running", cgroup_manager="systemd")["actions"] == []
+        moved = module(state="running", cgroup_manager="cgroupfs")
+        assert moved["actions"][-2:] == ["create: recreate: linux.cgroupsPath changed", "start"]
+        assert moved["cgroup_path"] == "/ocirt/" + container_id
+        poll(lambda: host.unit(unit, "LoadState")["LoadState"] == "not-found", "the old scope to be gone")
+        back = module(state="running", cgroup_manager=None)
+        assert back["actions"][-2:] == ["create: recreate: linux.cgroupsPath changed", "start"]
+        assert back["cgroup_path"] == scope_of(container_id)
+        module(state="absent", cgroup_manager=None)
+        poll(lambda: host.unit(unit, "LoadState")["LoadState"] == "not-found", "the scope to be gone")
+    finally:
+        host.ocirt("delete", "--force", container_id, check=False)
+
+
+def _in_host(host, script, params):
+    """SCRIPT run by the venv's python inside the systemd container with PARAMS (json) as its argument."""
+    path = os.path.join(host.bundles, "module-run-%s.py" % uuid.uuid4().hex[:8])
+    with open(path, "w") as handle:
+        handle.write(script)
+    try:
+        out = host.sh("%s/.venv/bin/python -I %s '%s'" % (REPO, path, json.dumps(params))).stdout
+    finally:
+        os.unlink(path)
+    return json.loads(out)
