@@ -98,7 +98,8 @@ options:
     description:
       - Who makes the container's cgroup.
       - V(cgroupfs) is the runtime itself, at the bundle's C(linux.cgroupsPath) (a path), or at
-        C(/ocirt/<id>) when the bundle gives none.
+        C(/ocirt/<id>) when the bundle gives none. A C(slice:prefix:name) there still makes that
+        systemd scope, as C(ocirt) does without C(--systemd-cgroup).
       - V(systemd) is a transient systemd scope, made with C(Delegate=yes) and stopped when the
         container is deleted. It is C(ocirt-<id>.scope) in C(system.slice) when the bundle gives no
         C(linux.cgroupsPath), else the scope the bundle's C(slice:prefix:name) names. A
