@@ -227,7 +227,7 @@ actions:
   sample: ["update: memory", "stop: process.args changed", "delete: process.args changed", "create: recreate: process.args changed", "start"]
 cgroup_manager:
   description: The cgroup manager the task used (O(cgroup_manager), or the host's default).
-  returned: always
+  returned: unless O(state=absent)
   type: str
   sample: cgroupfs
 exit_code:

@@ -93,8 +93,10 @@ def run(params, check_mode=False, diff=False):
     for name in ("timeout", "logs_lines"):
         if params[name] < 0:
             raise OCIError("%s: must be 0 or more, not %d" % (name, params[name]))
-    manager = params.get("cgroup_manager") or host_cgroup_manager()
-    if manager == "systemd" and params["state"] != "absent":
+    # Deleting needs no manager: the container's cgroup (or scope) is recorded with it.
+    absent = params["state"] == "absent"
+    manager = None if absent else params.get("cgroup_manager") or host_cgroup_manager()
+    if manager == "systemd":
         # Refused before the plan: a recreate must not delete the old container and then fail.
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
         reason = systemd.available()
@@ -106,13 +108,15 @@ def run(params, check_mode=False, diff=False):
                                 systemd_cgroup=manager == "systemd")
     current, current_config = observe(root, container_id)
     desired_config = bundle = None
-    if params["state"] != "absent":
+    if not absent:
         bundle = os.path.abspath(params["bundle"])
         desired_config = with_cgroup_manager(spec.load_bundle(bundle)[0], manager, container_id)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job)
-    result = dict(changed=bool(actions), actions=[action.describe() for action in actions], cgroup_manager=manager)
+    result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
+    if not absent:
+        result["cgroup_manager"] = manager
     if diff:
         result["diff"] = dict(
             before=dict(status=current["status"] if current else "absent", config=current_config or {}),
