@@ -94,6 +94,21 @@ options:
     description: How many log files (the current one and rotated ones) are kept.
     type: int
     default: 5
+  cgroup_manager:
+    description:
+      - Who makes the container's cgroup.
+      - V(cgroupfs) is the runtime itself, at the bundle's C(linux.cgroupsPath) (a path), or at
+        C(/ocirt/<id>) when the bundle gives none. A C(slice:prefix:name) there still makes that
+        systemd scope, as C(ocirt) does without C(--systemd-cgroup).
+      - V(systemd) is a transient systemd scope, made with C(Delegate=yes) and stopped when the
+        container is deleted. It is C(ocirt-<id>.scope) in C(system.slice) when the bundle gives no
+        C(linux.cgroupsPath), else the scope the bundle's C(slice:prefix:name) names. A
+        C(linux.cgroupsPath) that is a path is an error with V(systemd), as with C(runc --systemd-cgroup).
+      - Default is V(systemd) where PID 1 is systemd and the host's cgroup layout is pure v2,
+        else V(cgroupfs), as podman chooses.
+      - Changing it for an existing container recreates the container.
+    type: str
+    choices: [cgroupfs, systemd]
   logs_lines:
     description: How many of the last log lines RV(logs_lines) returns with O(wait=exited).
     type: int
@@ -210,6 +225,11 @@ actions:
   type: list
   elements: str
   sample: ["update: memory", "stop: process.args changed", "delete: process.args changed", "create: recreate: process.args changed", "start"]
+cgroup_manager:
+  description: The cgroup manager the task used (O(cgroup_manager), or the host's default).
+  returned: unless O(state=absent)
+  type: str
+  sample: cgroupfs
 exit_code:
   description: The job's exit code.
   returned: when O(wait=exited)
@@ -252,6 +272,7 @@ def main():
         log_max_size=dict(type='int', default=DEFAULT_LOG_MAX_SIZE),
         log_max_files=dict(type='int', default=DEFAULT_LOG_MAX_FILES),
         logs_lines=dict(type='int', default=container_state.DEFAULT_LOGS_LINES),
+        cgroup_manager=dict(type='str', choices=list(container_state.CGROUP_MANAGERS)),
     )
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

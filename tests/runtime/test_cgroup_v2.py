@@ -899,3 +899,110 @@ def test_the_systemd_form_without_systemd_is_refused_naming_the_field(ocirt, mak
     result = ocirt("create", "--bundle", bundle, container_id, check=False)
     assert_clean_error(result, "linux.cgroupsPath", "systemd")
     assert not os.path.lexists(os.path.join(ocirt.root, container_id))
+
+
+@pytest.mark.parametrize("command", ["create", "run"])
+def test_the_systemd_driver_puts_a_container_without_cgroups_path_in_its_own_scope(systemd_host, command):
+    """ocirt --systemd-cgroup, as runc's clients call it: no cgroupsPath means ocirt-<id>.scope in system.slice."""
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+    if command == "create":
+        host.ocirt("--systemd-cgroup", "create", "--bundle", bundle, container_id)
+        host.ocirt("--systemd-cgroup", "start", container_id)
+    else:
+        host.ocirt("--systemd-cgroup", "run", "--detach", "--bundle", bundle, container_id)
+    unit = "ocirt-%s.scope" % container_id
+    shown = host.unit(unit, "Delegate", "ActiveState", "ControlGroup", "Slice")
+    assert shown == {"Delegate": "yes", "ActiveState": "active", "ControlGroup": scope_of(container_id),
+                     "Slice": "system.slice"}, shown
+    state = json.loads(host.ocirt("state", container_id).stdout)
+    assert state["status"] == "running"
+    assert host.sh("cat /sys/fs/cgroup%s/cgroup.procs" % scope_of(container_id)).stdout.split() == [str(state["pid"])]
+    # The runtime's own parent is not used with the driver.
+    assert host.sh("test -e /sys/fs/cgroup/ocirt/%s" % container_id, check=False).returncode != 0
+    # delete needs no flag: the scope is recorded with the container.
+    host.ocirt("delete", "--force", container_id)
+    poll(lambda: host.unit(unit, "LoadState").get("LoadState") == "not-found", "the scope to be gone")
+    assert host.sh("test -e /sys/fs/cgroup%s" % scope_of(container_id), check=False).returncode != 0
+
+
+def test_the_systemd_driver_refuses_a_cgroup_path_and_leaves_nothing(systemd_host):
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {"cgroupsPath": "/machine/" + container_id}})
+    result = host.ocirt("--systemd-cgroup", "create", "--bundle", bundle, container_id, check=False)
+    assert result.returncode == 1, result
+    assert "linux.cgroupsPath" in result.stderr and "slice:prefix:name" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert host.sh("test -e /run/ocirt/%s" % container_id, check=False).returncode != 0
+    assert host.sh("test -e /sys/fs/cgroup/machine/%s" % container_id, check=False).returncode != 0
+
+
+def test_without_the_flag_under_systemd_an_empty_cgroups_path_stays_the_runtimes_own(systemd_host):
+    host = systemd_host
+    container_id = new_id("sdflag")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+    host.ocirt("run", "--detach", "--bundle", bundle, container_id)
+    try:
+        pid = json.loads(host.ocirt("state", container_id).stdout)["pid"]
+        assert host.sh("cat /sys/fs/cgroup/ocirt/%s/cgroup.procs" % container_id).stdout.split() == [str(pid)]
+        assert host.unit("ocirt-%s.scope" % container_id, "LoadState")["LoadState"] == "not-found"
+    finally:
+        host.ocirt("delete", "--force", container_id)
+
+
+_MODULE_RUN = r"""
+import json, sys
+sys.path[0:0] = [%(repo)r + '/.venv/collections', %(repo)r + '/.venv/lib/python3.11/site-packages']
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
+params = dict(state_root='/run/ocirt', recreate=False, restart=False, wait='none', timeout=0,
+              stop_signal='SIGKILL', stop_timeout=0, log_path=None, log_max_size=None, log_max_files=None,
+              logs_lines=20)
+params.update(json.loads(sys.argv[1]))
+result = container_state.run(params)
+print(json.dumps(dict(default=container_state.host_cgroup_manager(), manager=result.get('cgroup_manager'),
+                      actions=result['actions'], cgroup_path=(result['container'] or {}).get('cgroup_path'))))
+"""
+
+
+def test_oci_container_state_defaults_to_the_systemd_manager_here_and_a_change_recreates(systemd_host):
+    """The module's work (container_state.run) under systemd on pure v2: the default is systemd's scope;
+    cgroup_manager=cgroupfs recreates the container in the runtime's own cgroup; absent removes it."""
+    host = systemd_host
+    container_id = new_id("sdmod")
+    bundle = host.bundle(container_id, SLEEP, {"linux": {}})
+
+    def module(**params):
+        params.update(id=container_id, bundle=bundle)
+        return _in_host(host, _MODULE_RUN % {"repo": REPO}, params)
+    unit = "ocirt-%s.scope" % container_id
+    try:
+        first = module(state="running", cgroup_manager=None)
+        assert (first["default"], first["manager"]) == ("systemd", "systemd")
+        assert first["cgroup_path"] == scope_of(container_id)
+        assert host.unit(unit, "Delegate", "ActiveState") == {"Delegate": "yes", "ActiveState": "active"}
+        assert module(state="running", cgroup_manager="systemd")["actions"] == []
+        moved = module(state="running", cgroup_manager="cgroupfs")
+        assert moved["actions"][-2:] == ["create: recreate: linux.cgroupsPath changed", "start"]
+        assert moved["cgroup_path"] == "/ocirt/" + container_id
+        poll(lambda: host.unit(unit, "LoadState")["LoadState"] == "not-found", "the old scope to be gone")
+        back = module(state="running", cgroup_manager=None)
+        assert back["actions"][-2:] == ["create: recreate: linux.cgroupsPath changed", "start"]
+        assert back["cgroup_path"] == scope_of(container_id)
+        assert module(state="absent", cgroup_manager=None)["manager"] is None
+        poll(lambda: host.unit(unit, "LoadState")["LoadState"] == "not-found", "the scope to be gone")
+    finally:
+        host.ocirt("delete", "--force", container_id, check=False)
+
+
+def _in_host(host, script, params):
+    """SCRIPT run by the venv's python inside the systemd container with PARAMS (json) as its argument."""
+    path = os.path.join(host.bundles, "module-run-%s.py" % uuid.uuid4().hex[:8])
+    with open(path, "w") as handle:
+        handle.write(script)
+    try:
+        out = host.sh("%s/.venv/bin/python -I %s '%s'" % (REPO, path, json.dumps(params))).stdout
+    finally:
+        os.unlink(path)
+    return json.loads(out)

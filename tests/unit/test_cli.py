@@ -168,7 +168,6 @@ def test_main_help_and_no_command(capsys):
     (["kill", "c1", "FOO"], 1, "FOO"),
     (["state", "no-such-id"], 1, "container no-such-id: does not exist"),
     (["start", "a/b"], 1, "'a/b'"),
-    (["--systemd-cgroup", "list"], 1, "--systemd-cgroup"),
 ])
 def test_main_errors(tmp_path, capsys, argv, code, needle):
     root = str(tmp_path / "root")

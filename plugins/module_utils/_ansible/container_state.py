@@ -23,6 +23,35 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state impo
 # log rotation) and reconcile's (stop signal and timeout).
 DEFAULT_JOB_TIMEOUT = 300  # seconds a job (wait=exited) may run; 0 waits without limit
 DEFAULT_LOGS_LINES = 20
+CGROUP_MANAGERS = ("cgroupfs", "systemd")
+
+
+def default_cgroup_manager(systemd_is_pid1, layout_mode):
+    """cgroup_manager when the task gives none: systemd where systemd manages the host and the
+    cgroup layout is pure v2, else cgroupfs (podman's choice). On v1 and hybrid hosts systemd
+    delegates poorly, so the runtime's own cgroups stay the default there."""
+    return "systemd" if systemd_is_pid1 and layout_mode == "v2" else "cgroupfs"
+
+
+def host_cgroup_manager():
+    """default_cgroup_manager for this host: PID 1 is systemd when /run/systemd/system exists
+    (sd_booted's test), the layout is the runtime's reading of the mounts."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout
+    return default_cgroup_manager(os.path.isdir("/run/systemd/system"), Layout.detect().mode)
+
+
+def with_cgroup_manager(config, manager, container_id):
+    """CONFIG as create makes it with MANAGER: with systemd, its linux.cgroupsPath as the driver
+    takes it (empty: the scope ocirt-<id>.scope in system.slice), so that the plan compares what
+    the container would really get, and a change of manager recreates it."""
+    if manager not in CGROUP_MANAGERS:
+        raise OCIError("cgroup_manager: must be one of %s, not %r" % (", ".join(CGROUP_MANAGERS), manager))
+    if manager == "cgroupfs":
+        return config
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+    linux = config.get("linux") or {}
+    path = systemd.driver_path(linux.get("cgroupsPath"), container_id, option="cgroup_manager=systemd")
+    return dict(config, linux=dict(linux, cgroupsPath=path))
 
 
 def observe(root, container_id):
@@ -64,18 +93,30 @@ def run(params, check_mode=False, diff=False):
     for name in ("timeout", "logs_lines"):
         if params[name] < 0:
             raise OCIError("%s: must be 0 or more, not %d" % (name, params[name]))
+    # Deleting needs no manager: the container's cgroup (or scope) is recorded with it.
+    absent = params["state"] == "absent"
+    manager = None if absent else params.get("cgroup_manager") or host_cgroup_manager()
+    if manager == "systemd":
+        # Refused before the plan: a recreate must not delete the old container and then fail.
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+        reason = systemd.available()
+        if reason:
+            raise OCIError("cgroup_manager=systemd: %s; use cgroup_manager=cgroupfs" % reason)
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
-                                log_max_files=params["log_max_files"])
+                                log_max_files=params["log_max_files"],
+                                systemd_cgroup=manager == "systemd")
     current, current_config = observe(root, container_id)
     desired_config = bundle = None
-    if params["state"] != "absent":
+    if not absent:
         bundle = os.path.abspath(params["bundle"])
-        desired_config = spec.load_bundle(bundle)[0]
+        desired_config = with_cgroup_manager(spec.load_bundle(bundle)[0], manager, container_id)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job)
     result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
+    if not absent:
+        result["cgroup_manager"] = manager
     if diff:
         result["diff"] = dict(
             before=dict(status=current["status"] if current else "absent", config=current_config or {}),

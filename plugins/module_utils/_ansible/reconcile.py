@@ -160,13 +160,13 @@ def status_after(current, actions):
 
 
 class Options:
-    """How apply does its work: the stop signal and timeout, the new monitor's log.
+    """How apply does its work: the stop signal and timeout, the new monitor's log, the cgroup driver.
 
     Checked when made, so that a bad value fails the task before any action.
     """
 
     def __init__(self, stop_signal=DEFAULT_STOP_SIGNAL, stop_timeout=DEFAULT_STOP_TIMEOUT, log_path=None,
-                 log_max_size=None, log_max_files=None):
+                 log_max_size=None, log_max_files=None, systemd_cgroup=False):
         self.stop_signal = parse_signal(stop_signal, "stop_signal")
         if stop_timeout < 0:
             raise OCIError("stop_timeout: must be 0 or more seconds, not %s" % stop_timeout)
@@ -179,6 +179,7 @@ class Options:
         self.log = dict((key, value) for key, value in (
             ("log_path", log_path or None), ("log_max_size", log_max_size), ("log_max_files", log_max_files))
             if value is not None)
+        self.systemd_cgroup = systemd_cgroup  # create's cgroup driver: systemd's, or the runtime's own
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -213,7 +214,8 @@ def apply(root, container_id, bundle, actions, options):
         elif action.verb == "delete":
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
-            create.create_monitored(root, container_id, bundle, **options.log)
+            create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
+                                    **options.log)
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":

@@ -3,7 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """`ocirt`: the runtime core as a runc-compatible command.
 
-    ocirt [--root DIR] [--log FILE] [--log-format text|json] COMMAND [OPTIONS] [ARGS]
+    ocirt [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] COMMAND [OPTIONS] [ARGS]
+
+--systemd-cgroup (runc's flag) chooses the systemd cgroup driver for create
+and run: linux.cgroupsPath must read slice:prefix:name, and an empty one is
+system.slice:ocirt:<id>, the scope ocirt-<id>.scope. Other commands take the
+flag and need nothing of it: the scope is recorded with the container.
 
 The argument parser is small and hand-written: argparse alone would cost
 about as much start-up time as a whole `state` command (it imports re and
@@ -168,19 +173,20 @@ def _print_json(data, indent=2):
     sys.stdout.write(jsonio.dumps(data, indent=indent) + "\n")
 
 
-def _run_command(root, command, options):
+def _run_command(root, command, options, systemd_cgroup=False):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
     if command == "create":
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
         if options.get("monitor"):
             create.create_monitored(root, options["id"], options.get("bundle", "."),
                                     pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
-                                    **_log_options(options))
+                                    systemd_cgroup=systemd_cgroup, **_log_options(options))
         else:
             if _log_options(options):
                 raise UsageError("create: --log-path, --log-max-size and --log-max-files need --monitor")
             create.create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
-                          console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options))
+                          console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options),
+                          systemd_cgroup=systemd_cgroup)
     elif command == "start":
         lifecycle.start(root, options["id"])
     elif command == "state":
@@ -198,7 +204,7 @@ def _run_command(root, command, options):
         return lifecycle.run(root, options["id"], options.get("bundle", "."),
                              pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
                              detach=options.get("detach", False), keep=options.get("keep", False),
-                             log_options=_log_options(options))
+                             log_options=_log_options(options), systemd_cgroup=systemd_cgroup)
     elif command == "wait":
         timeout = options.get("timeout")
         try:
@@ -401,7 +407,7 @@ def _log_error(global_options, message):
 
 
 def _usage():
-    lines = ["usage: ocirt [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...", "",
+    lines = ["usage: ocirt [--root DIR] [--log FILE] [--log-format text|json] [--systemd-cgroup] COMMAND ...", "",
              "commands:"]
     lines.extend("  ocirt " + spec[2] for spec in _COMMANDS.values())
     return "\n".join(lines) + "\n"
@@ -422,13 +428,10 @@ def main(argv=None):
         if command is None:
             sys.stdout.write(_usage())
             return 0 if global_options.get("help") else 2
-        if global_options.get("systemd_cgroup"):
-            raise OCIError("--systemd-cgroup: no systemd manager is reachable here; "
-                           "use the cgroupfs driver (the default)")
         root = global_options.get("root", DEFAULT_ROOT)
         if not os.path.isabs(root):
             root = os.path.abspath(root)
-        code = _run_command(root, command, options)
+        code = _run_command(root, command, options, systemd_cgroup=global_options.get("systemd_cgroup", False))
     except OCIError as exc:
         _log_error(global_options, str(exc))
         code = 2 if isinstance(exc, UsageError) else 1

@@ -28,7 +28,7 @@ def features():
         "linux": {
             "namespaces": list(spec.NAMESPACE_TYPES),
             "capabilities": list(spec.CAPABILITIES),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": True},
             "apparmor": {"enabled": True},
             "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},

@@ -140,6 +140,7 @@ def resolve_path(cgroups_path, container_id):
 def systemd_scope(cgroups_path, container_id):
     """The systemd scope (systemd.Scope) linux.cgroupsPath names in the form slice:prefix:name,
     or None for a plain path; an error where no systemd manager is reachable."""
+    # The test of systemd.is_systemd_form, inline: that module is not imported for a plain path.
     if not cgroups_path or cgroups_path.startswith("/") or cgroups_path.count(":") != 2:
         return None
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd

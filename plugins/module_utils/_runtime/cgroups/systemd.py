@@ -12,8 +12,13 @@ runtime (its limits, its device program) and leaves it alone. The scope is
 made with the container's first process in it, and stopped (StopUnit) at
 delete; systemd removes its cgroup then.
 
+With the systemd driver chosen (`ocirt --systemd-cgroup`, the module's
+cgroup_manager=systemd), linux.cgroupsPath must be in that form, and an
+empty one means DEFAULT_SLICE:DEFAULT_PREFIX:<id> (runc's default, with this
+runtime's name as the prefix): driver_path.
+
 The calls go through systemd's own `busctl`: no D-Bus library on managed
-hosts. This module is imported only for a config in that form.
+hosts. This module is imported only for a config in that form or that driver.
 """
 import os
 import time
@@ -21,6 +26,9 @@ import time
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 FIELD = "linux.cgroupsPath"
+# The systemd driver's cgroupsPath when the config gives none: the scope ocirt-<id>.scope in system.slice.
+DEFAULT_SLICE = "system.slice"
+DEFAULT_PREFIX = "ocirt"
 SCOPE_WAIT_SECONDS = 10.0
 # Characters systemd takes in a unit name (unit_name_is_valid), besides letters and digits.
 UNIT_NAME_EXTRA = set(":-_.\\@")
@@ -38,10 +46,26 @@ class Scope:
         return "Scope(%s in %s at %s)" % (self.unit, self.slice, self.path)
 
 
+def is_systemd_form(cgroups_path):
+    """Whether CGROUPS_PATH reads slice:prefix:name rather than a cgroup path."""
+    return bool(cgroups_path) and not cgroups_path.startswith("/") and cgroups_path.count(":") == 2
+
+
+def driver_path(cgroups_path, container_id, option="--systemd-cgroup"):
+    """linux.cgroupsPath as the systemd driver takes it: empty becomes the default scope's,
+    slice:prefix:name stays, a cgroup path is an error naming OPTION (as runc refuses it)."""
+    if not cgroups_path:
+        return "%s:%s:%s" % (DEFAULT_SLICE, DEFAULT_PREFIX, container_id)
+    if not is_systemd_form(cgroups_path):
+        raise OCIError("%s %r: with %s it must read slice:prefix:name (such as %s:%s:%s), not a cgroup path"
+                       % (FIELD, cgroups_path, option, DEFAULT_SLICE, DEFAULT_PREFIX, container_id))
+    return cgroups_path
+
+
 def parse(cgroups_path, container_id):
     """The Scope for CGROUPS_PATH (slice:prefix:name); a missing name is the container's id."""
     slice_name, prefix, name = cgroups_path.split(":")
-    slice_name = slice_name or "system.slice"
+    slice_name = slice_name or DEFAULT_SLICE
     name = name or container_id
     if name.endswith(".slice"):
         raise OCIError("%s %r: a slice as the container's own unit is not supported: name a scope "

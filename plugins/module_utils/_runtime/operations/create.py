@@ -64,13 +64,15 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           terminal_handler=None, monitor_record=None):
+           terminal_handler=None, monitor_record=None, systemd_cgroup=False):
     """Create the container and leave its process waiting for start; return its pid.
 
     With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
     TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
     from create_monitored, is stored in the state: this process will become
-    the container's monitor.
+    the container's monitor. SYSTEMD_CGROUP: the systemd cgroup driver
+    (systemd.driver_path); the config kept with the state records the
+    cgroupsPath it gave, so the container's scope is in its config.
     """
     bundle = os.path.abspath(bundle)
     config, rootfs = spec.load_bundle(bundle)
@@ -82,6 +84,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
         seccomp.validate(config["linux"]["seccomp"])
     linux = config.get("linux") or {}
+    if systemd_cgroup:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
+        linux = dict(linux, cgroupsPath=systemd.driver_path(linux.get("cgroupsPath"), container_id))
+        config["linux"] = linux
     resources = linux.get("resources") or {}
     layout = Layout.detect()
     # Planned before anything exists, so a bad limit fails with nothing to undo.
@@ -254,7 +260,7 @@ LOG_FILE = "container.log"
 
 
 def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
-                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES):
+                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False):
     """create, with a monitor as the container's parent: it logs its output and records its exit.
 
     The caller forks once more so the monitor is orphaned at once (no
@@ -279,7 +285,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             if os.fork():
                 os._exit(0)
             _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls)
+                            log_max_files, result_w, monitor, syscalls, systemd_cgroup)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -314,7 +320,7 @@ def _message(exc):
 
 
 def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                    log_max_files, result_w, monitor, syscalls):
+                    log_max_files, result_w, monitor, syscalls, systemd_cgroup):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
@@ -334,7 +340,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
               "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
     masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                      terminal_handler=masters.append, monitor_record=record)
+                      terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup)
     if masters:
         # A terminal merges the streams: the monitor logs the pty as stdout.
         os.close(out_r)

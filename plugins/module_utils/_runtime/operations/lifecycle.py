@@ -320,7 +320,7 @@ def update(root, container_id, resources):
 
 
 def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False, keep=False,
-        log_options=None):
+        log_options=None, systemd_cgroup=False):
     """create + start; in the foreground also wait, delete (unless KEEP) and return the exit code.
 
     Detached, the container gets a monitor (logging with LOG_OPTIONS, the
@@ -330,7 +330,7 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import create, create_monitored
     if detach:
         create_monitored(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                         **(log_options or {}))
+                         systemd_cgroup=systemd_cgroup, **(log_options or {}))
         start(root, container_id)
         return 0
     # As subreaper the runtime inherits the container's process when the
@@ -339,7 +339,7 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     masters = []
     pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                 terminal_handler=masters.append)
+                 terminal_handler=masters.append, systemd_cgroup=systemd_cgroup)
     forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
     previous = {}
