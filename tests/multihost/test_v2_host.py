@@ -9,6 +9,7 @@ from the machine (the host's cgroup directories, pids, state root).
 The tests run in order on one set of hosts (module-scoped fixture).
 """
 import os
+import shutil
 
 import pytest
 
@@ -25,6 +26,7 @@ OPTIONAL = os.environ.get("CI") != "true"
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
     pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK), reason="needs Debian's openssh-server (%s)" % harness.SSHD),
+    pytest.mark.skipif(OPTIONAL and shutil.which("sudo") is None, reason="needs sudo for become"),
 ]
 
 
@@ -47,7 +49,8 @@ def hosts():
 
 @pytest.fixture(scope="module")
 def inventory(hosts):
-    return hosts.inventory("root")
+    """Logged in unprivileged, root through sudo, as the main multihost scenario."""
+    return hosts.inventory(harness.TEST_USER, {"ansible_become_method": "sudo", "ansible_become_user": "root"})
 
 
 def earlier(key):
