@@ -23,6 +23,12 @@ themselves; the next harness (or `harness.py down`) removes the rest.
   hosts running containers with the same id do not collide. The host's own
   processes (keeper, sshd) sit in the leaf ``/multihost-N/host``.
 - uts: hostname ``mhN``.
+- a pure-v2 host (``Harness(v2=[N])``): instead of the machine's layout, only
+  cgroup2 is mounted at /sys/fs/cgroup, so everything run over SSH there
+  (modules, the runtime, ``stat -fc %T /sys/fs/cgroup``) sees a pure v2
+  host. Its ``/ocirt/<id>`` is ``/multihost-N/ocirt/<id>`` of the machine's
+  cgroup2 hierarchy (``unified`` here), and it has only the controllers that
+  hierarchy has. Its processes stay in ``/multihost-N`` of the v1 hierarchies.
 
 sshd: Debian's openssh-server, one per host, own host key and config,
 key-only logins for root and ``ocitest`` (``StrictModes no``: the key file is
@@ -38,7 +44,7 @@ directory, and ``Harness.leftovers()`` says what, if anything, survived.
 
 Command line (for playbooks that stop a host mid-play, and by hand)::
 
-    harness.py up N            # bring N hosts up and print the scratch dir (torn down by the next harness)
+    harness.py up N [--v2 I]   # bring N hosts up (host I pure v2) and print the scratch dir (torn down by the next harness)
     harness.py down            # tear down whatever harnesses left
     harness.py stop-sshd BASE NAME
 """
@@ -217,6 +223,11 @@ def cgroup_mounts(mountinfo="/proc/self/mountinfo"):
     return found
 
 
+def unified_mount(mounts):
+    """Where the machine's cgroup2 hierarchy is mounted, or None."""
+    return next((mountpoint for mountpoint, fstype, dummy, dummy2 in mounts if fstype == "cgroup2"), None)
+
+
 def cgroup_dirs(name, mounts=None):
     """The directories of cgroup /NAME in every hierarchy."""
     return [os.path.join(mountpoint, name) for mountpoint, dummy, dummy2, dummy3 in (mounts or cgroup_mounts())]
@@ -385,9 +396,10 @@ LogLevel VERBOSE
 class Host:
     """One managed host: its namespaces' keeper, its sshd, its cgroup."""
 
-    def __init__(self, harness, index):
+    def __init__(self, harness, index, v2=False):
         self.harness = harness
         self.index = index
+        self.v2 = v2
         self.name = "mh%d" % index
         self.address = NETWORK_PREFIX + str(10 + index)
         self.veth = VETH_PREFIX + str(index)
@@ -400,6 +412,18 @@ class Host:
     def cgroup_file(self, hierarchy, host_path, filename):
         """A cgroup file as the machine sees it, for HOST_PATH as the host sees it (e.g. /ocirt/web)."""
         return os.path.join(CGROUP_MOUNT, hierarchy, self.cgroup, host_path.lstrip("/"), filename)
+
+    def unified_dir(self, host_path):
+        """The machine's directory of HOST_PATH (as the host sees it) in the cgroup2 hierarchy, or None without one."""
+        mountpoint = unified_mount(self.harness.mounts)
+        if mountpoint is None:
+            return None
+        return os.path.join(mountpoint, self.cgroup, host_path.lstrip("/"))
+
+    @property
+    def layout(self):
+        """What /sys/fs/cgroup is on the host: 'v2' for a pure-v2 host, else the machine's."""
+        return "v2" if self.v2 else "machine"
 
     def read_cgroup(self, hierarchy, host_path, filename):
         with open(self.cgroup_file(hierarchy, host_path, filename)) as handle:
@@ -486,7 +510,13 @@ class Host:
             handle.write(SSHD_CONFIG.format(address=self.address, hostdir=self.dir, base=self.harness.base, user=TEST_USER))
         mounts = self.harness.mounts
         lines = []
-        if len(mounts) == 1 and mounts[0][0] == CGROUP_MOUNT:
+        if self.v2:
+            # The cgroup namespace's root (/multihost-N) of the one cgroup2 hierarchy, and nothing else.
+            if unified_mount(mounts) is None:
+                raise HarnessError("%s: the machine has no cgroup2 hierarchy to give a pure-v2 host" % self.name)
+            lines.append("mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 %s" % CGROUP_MOUNT)
+            mounts = [(CGROUP_MOUNT, "cgroup2", "", "")]
+        elif len(mounts) == 1 and mounts[0][0] == CGROUP_MOUNT:
             lines.append("mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 %s" % CGROUP_MOUNT)
         else:
             lines.append("mount -t tmpfs -o mode=0755,nosuid,nodev,noexec cgroup %s" % CGROUP_MOUNT)
@@ -500,6 +530,7 @@ class Host:
                 path = os.path.join(CGROUP_MOUNT, entry)
                 if os.path.islink(path):
                     lines.append("ln -s %s %s" % (os.readlink(path), path))
+        # As the host sees them (a pure-v2 host: its cgroup2 mount only).
         leaf_dirs = " ".join(os.path.join(m[0], HOST_LEAF) for m in mounts)
         script = SETUP_SCRIPT.format(
             name=self.name, index=self.index, hostdir=self.dir, user=TEST_USER, uid=TEST_UID,
@@ -585,15 +616,18 @@ class Host:
 class Harness:
     """N managed hosts reachable over SSH, and what ansible-playbook needs to reach them."""
 
-    def __init__(self, count=3, base=None):
+    def __init__(self, count=3, base=None, v2=()):
+        """COUNT hosts mh1..mhCOUNT; those whose index is in V2 get a pure cgroup v2 layout."""
         if count < 1 or count > 200:
             raise HarnessError("host count %d out of range" % count)
+        if any(i < 1 or i > count for i in v2):
+            raise HarnessError("pure-v2 host index out of range: %s" % list(v2))
         self.count = count
         self.base = base or tempfile.mkdtemp(prefix="multihost-")
         os.chmod(self.base, 0o755)
         self.lock = None
         self.mounts = None
-        self.hosts = [Host(self, i) for i in range(1, count + 1)]
+        self.hosts = [Host(self, i, v2=i in v2) for i in range(1, count + 1)]
         self.client_key = os.path.join(self.base, "client_key")
         self.known_hosts = os.path.join(self.base, "known_hosts")
         self.control_dir = os.path.join(self.base, "cp")
@@ -642,7 +676,7 @@ class Harness:
 
     def write_state(self):
         state = {"count": self.count, "base": self.base,
-                 "hosts": dict((h.name, {"address": h.address, "keeper": h.keeper.pid, "cgroup": h.cgroup})
+                 "hosts": dict((h.name, {"address": h.address, "keeper": h.keeper.pid, "cgroup": h.cgroup, "v2": h.v2})
                                for h in self.hosts if h.keeper is not None)}
         with open(os.path.join(self.base, "state.json"), "w") as handle:
             json.dump(state, handle, indent=1)
@@ -673,7 +707,8 @@ class Harness:
         path = os.path.join(self.base, "inventory-%s.ini" % user)
         lines = ["[oci_hosts]"]
         for host in self.hosts:
-            lines.append("%s ansible_host=%s host_index=%d host_cgroup=%s" % (host.name, host.address, host.index, host.cgroup))
+            lines.append("%s ansible_host=%s host_index=%d host_cgroup=%s host_cgroup_layout=%s"
+                         % (host.name, host.address, host.index, host.cgroup, host.layout))
         lines += [
             "",
             "[oci_hosts:vars]",
@@ -877,13 +912,14 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring N hosts up (stays up until `down`)")
     up.add_argument("count", type=int)
+    up.add_argument("--v2", type=int, action="append", default=[], metavar="N", help="host N gets a pure cgroup v2 layout")
     sub.add_parser("down", help="tear down what any harness left on this machine")
     stop = sub.add_parser("stop-sshd", help="stop a host's sshd and its connections")
     stop.add_argument("base")
     stop.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "up":
-        harness = Harness(args.count).up()
+        harness = Harness(args.count, v2=args.v2).up()
         harness.lock.close()
         print(harness.base)
         for host in harness.hosts:
