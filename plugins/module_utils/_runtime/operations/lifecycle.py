@@ -160,6 +160,20 @@ def _signal_all(container, signum):
             pass
 
 
+def _kill_and_wait(cgroup):
+    """SIGKILL every process of CGROUP and wait, bounded, until each has exited.
+
+    The kernel takes a dying process out of its cgroup before it has finished
+    exiting: an empty cgroup (the rmdir that follows succeeding) does not yet
+    mean the processes are gone, and delete --force must not return before.
+    """
+    doomed = [(pid, process_start_time(pid)) for pid in cgroup.procs()]
+    cgroup.signal_all(signal.SIGKILL)
+    for pid, start_time in doomed:
+        if start_time is not None:
+            wait_for_exit(pid, start_time=start_time)
+
+
 def kill(root, container_id, signum, all_processes=False):
     with Container.open(root, container_id) as container:
         status = container.status()
@@ -214,7 +228,7 @@ def delete(root, container_id, force=False):
             # The state cannot be read: what the container had in the default place goes.
             cgroup = _recovered_cgroup({"path": None, "owned": True}, container_id)
             if cgroup is not None:
-                cgroup.signal_all(signal.SIGKILL)
+                _kill_and_wait(cgroup)
                 cgroup.destroy()
         config = container.config()
         container.remove()
