@@ -259,8 +259,7 @@ def exit_record(status, oom_before, oom_path):
     return record
 
 
-def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path):
-    oom_before = oom_kills(oom_path)
+def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before):
     writer = LogWriter(log_path, max_size, max_files)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(wake_w)
@@ -318,9 +317,10 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
 
 
 def main(argv):
-    pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path = argv
+    pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before = argv
+    # OOM_BEFORE is the counter the runtime read before the container could run (create._become_monitor).
     monitor(int(pid), int(stdout_fd), int(stderr_fd), state_dir, log_path, int(max_size), int(max_files),
-            oom_path)
+            oom_path, int(oom_before) if oom_before else None)
 
 
 if __name__ == "__main__":

@@ -348,6 +348,9 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
         out_r, err_r = masters[0], -1
     with Container.open(root, container_id) as container:
         oom_file = container.read().get("oomFile") or ""
+    # Counted now, while the process waits for start: once MONITOR_OK is sent, start may release
+    # it, and an OOM kill before the new monitor read the counter would go unrecorded.
+    oom_before = monitor.oom_kills(oom_file)
     # The container holds the write ends now; the monitor must not, or it never sees EOF.
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -364,7 +367,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.execv(python, [python, "-I", "-S", "-c",
                       "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
                       str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
-                      str(log_max_files), oom_file])
+                      str(log_max_files), oom_file, "" if oom_before is None else str(oom_before)])
 
 
 def _monitor_module(root, monitor):
