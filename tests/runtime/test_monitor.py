@@ -597,6 +597,9 @@ def test_run_detach_through_pipes_returns_and_keeps_nothing_of_the_caller(mon):
     assert container_fds[1].startswith("pipe:") and container_fds[2].startswith("pipe:")
     assert container_fds[1] != container_fds[2]
 
+    # run --detach returns once the container is created; the monitor then re-executes itself and
+    # opens the log: its descriptors are settled once it holds the log.
+    poll(lambda: state["logPath"] in fd_targets(monitor).values(), "the monitor to open its log")
     monitor_fds = fd_targets(monitor)
     assert [monitor_fds.get(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3, monitor_fds
     assert not caller_pipes & set(monitor_fds.values()), (caller_pipes, monitor_fds)
