@@ -12,8 +12,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.path
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import Entry, Writer, open_dest, reason, walk_at
 
 
-
-
 def _read_xattrs(path, warnings, rel):
     """Xattrs of PATH: an fd, or a path whose last component is not followed."""
     follow = isinstance(path, int)

@@ -22,8 +22,6 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 
 
-
-
 class HashingReader(object):
     """A reader that hashes what passes through (the layer's uncompressed digest, its diff_id)."""
 
