@@ -43,6 +43,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.path
 
 CHUNK = 1 << 20
 
+# Errors a decompressor or tarfile raises on bad input (OSError covers gzip.BadGzipFile).
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
