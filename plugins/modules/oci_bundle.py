@@ -18,16 +18,13 @@ description:
   - C(config.json) starts from a default equal to C(runc spec)'s, takes the image's entrypoint,
     command, environment, working directory and numeric user, then the task's options, then
     O(config) merged over everything. It is rewritten only when its content changes.
-author:
-  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.changes
   - daemonless.oci.state_root
 attributes:
   check_mode:
-    support: full
     description: Reports what would change and writes nothing.
   diff_mode:
-    support: full
     description: Shows the change to C(config.json).
 options:
   path:
@@ -221,32 +218,19 @@ def main():
         force=dict(type='bool', default=False),
         rootfs_from=dict(type='path'),
         rootfs_copy=dict(type='bool', default=False),
-        image_ref=dict(type='str'),
-        platform=dict(type='str'),
-        max_unpacked_size=dict(type='str'),
         args=dict(type='list', elements='str'),
-        env=dict(type='dict'),
-        cwd=dict(type='str'),
-        user=dict(type='str'),
-        hostname=dict(type='str'),
-        terminal=dict(type='bool'),
-        readonly_rootfs=dict(type='bool'),
         mounts=dict(type='list', elements='dict'),
-        capabilities=dict(type='dict'),
         namespaces=dict(type='list', elements='raw'),
         devices=dict(type='list', elements='dict'),
-        sysctl=dict(type='dict'),
-        annotations=dict(type='dict'),
-        memory=dict(type='str'),
-        memory_swap=dict(type='str'),
-        memory_reservation=dict(type='str'),
-        cpus=dict(type='str'),
-        cpu_shares=dict(type='int'),
-        cpuset_cpus=dict(type='str'),
-        pids_limit=dict(type='int'),
-        cgroups_path=dict(type='str'),
-        config=dict(type='dict'),
     )
+    # The options that are a type and nothing more (no default, no choices).
+    for type_name, names in (
+            ('str', ('image_ref', 'platform', 'max_unpacked_size', 'cwd', 'user', 'hostname', 'memory',
+                     'memory_swap', 'memory_reservation', 'cpus', 'cpuset_cpus', 'cgroups_path')),
+            ('bool', ('terminal', 'readonly_rootfs')),
+            ('int', ('cpu_shares', 'pids_limit')),
+            ('dict', ('env', 'capabilities', 'sysctl', 'annotations', 'config'))):
+        argument_spec.update((name, dict(type=type_name)) for name in names)
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     require_cffi(module)

@@ -17,16 +17,13 @@ description:
     container in place; any other change recreates it (stop, delete, create, start).
   - Every container it creates gets a monitor process that logs its output to a file, records
     its exit code, and survives the task.
-author:
-  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.changes
   - daemonless.oci.state_root
 attributes:
   check_mode:
-    support: full
     description: Reports what would change and touches nothing (no mount, cgroup, process or file).
   diff_mode:
-    support: full
     description: Shows the status and configuration before and after.
 options:
   id:

@@ -9,7 +9,7 @@ import stat
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import (
     fd_path)
-from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import DIR_FLAGS, Entry, Writer, lstat_at, open_dest, reason
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import Entry, Writer, open_dest, reason, walk_at
 
 
 def _read_xattrs(path, warnings, rel):
@@ -37,53 +37,37 @@ def _walk_source(srcfd, warnings):
                 mtime_ns=root_st.st_mtime_ns, atime_ns=root_st.st_atime_ns,
                 xattrs=_read_xattrs(srcfd, warnings, ""))
     links = {}
-    stack = []
-    try:
-        top = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=srcfd)
-        stack.append((top, "", iter(sorted(os.listdir(top)))))
-        while stack:
-            dfd, base, names = stack[-1]
-            name = next(names, None)
-            if name is None:
-                os.close(dfd)
-                stack.pop()
+
+    def enter(rel, st):
+        if st.st_dev == root_st.st_dev:
+            return True
+        warnings.add("mount point", OSError(errno.EXDEV, "contents on another filesystem not copied"), rel)
+        return False
+
+    for dfd, rel, name, st in walk_at(srcfd, enter):
+        source_path = fd_path(dfd) + "/" + name
+        common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+                      mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns)
+        if stat.S_ISSOCK(st.st_mode):
+            warnings.add("socket", OSError(errno.EOPNOTSUPP, "sockets are not copied"), rel)
+            continue
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in links:
+                yield Entry("hardlink", rel, linkname=links[key])
                 continue
-            st = lstat_at(dfd, name)
-            if st is None:
-                continue
-            rel = base + "/" + name if base else name
-            source_path = fd_path(dfd) + "/" + name
-            common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-                          mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns)
-            if stat.S_ISSOCK(st.st_mode):
-                warnings.add("socket", OSError(errno.EOPNOTSUPP, "sockets are not copied"), rel)
-                continue
-            if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                if key in links:
-                    yield Entry("hardlink", rel, linkname=links[key])
-                    continue
-                links[key] = rel
-            xattrs = _read_xattrs(source_path, warnings, rel)
-            if stat.S_ISDIR(st.st_mode):
-                yield Entry("dir", rel, xattrs=xattrs, **common)
-                if st.st_dev != root_st.st_dev:
-                    warnings.add("mount point", OSError(errno.EXDEV, "contents on another filesystem not copied"),
-                                 rel)
-                    continue
-                sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
-                stack.append((sub, rel, iter(sorted(os.listdir(sub)))))
-            elif stat.S_ISLNK(st.st_mode):
-                yield Entry("symlink", rel, linkname=os.readlink(name, dir_fd=dfd), xattrs=xattrs, **common)
-            elif stat.S_ISREG(st.st_mode):
-                yield Entry("file", rel, xattrs=xattrs, content=_opener(dfd, name), **common)
-            else:
-                kind = {stat.S_IFCHR: "char", stat.S_IFBLK: "block", stat.S_IFIFO: "fifo"}[stat.S_IFMT(st.st_mode)]
-                yield Entry(kind, rel, devmajor=os.major(st.st_rdev), devminor=os.minor(st.st_rdev),
-                            xattrs=xattrs, **common)
-    finally:
-        for item in stack:
-            os.close(item[0])
+            links[key] = rel
+        xattrs = _read_xattrs(source_path, warnings, rel)
+        if stat.S_ISDIR(st.st_mode):
+            yield Entry("dir", rel, xattrs=xattrs, **common)
+        elif stat.S_ISLNK(st.st_mode):
+            yield Entry("symlink", rel, linkname=os.readlink(name, dir_fd=dfd), xattrs=xattrs, **common)
+        elif stat.S_ISREG(st.st_mode):
+            yield Entry("file", rel, xattrs=xattrs, content=_opener(dfd, name), **common)
+        else:
+            kind = {stat.S_IFCHR: "char", stat.S_IFBLK: "block", stat.S_IFIFO: "fifo"}[stat.S_IFMT(st.st_mode)]
+            yield Entry(kind, rel, devmajor=os.major(st.st_rdev), devminor=os.minor(st.st_rdev),
+                        xattrs=xattrs, **common)
 
 
 def _opener(dfd, name):

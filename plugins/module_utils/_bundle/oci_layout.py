@@ -61,8 +61,6 @@ _ARCH = {
 # The variant an index entry without one means (as containerd normalizes them).
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
-# Errors a decompressor or tarfile raises on bad input (OSError covers gzip.BadGzipFile).
-
 
 def host_platform():
     """The platform images are chosen for by default: linux and this machine's architecture."""

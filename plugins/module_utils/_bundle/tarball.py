@@ -97,21 +97,14 @@ def _time_ns(member, key):
     return None
 
 
+# The writer's entry kinds, by tar member type; TarInfo.isdir() and the like test exactly these.
+_KIND_BY_TYPE = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+                 tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
+
+
 def _entry_from_member(tar, member):
-    if member.isdir():
-        kind = "dir"
-    elif member.issym():
-        kind = "symlink"
-    elif member.islnk():
-        kind = "hardlink"
-    elif member.ischr():
-        kind = "char"
-    elif member.isblk():
-        kind = "block"
-    elif member.isfifo():
-        kind = "fifo"
-    else:
-        kind = "file"  # regular, contiguous, sparse, and unknown types (POSIX: read as regular)
+    # Any other type is a file: regular, contiguous, sparse, and unknown types (POSIX: read as regular).
+    kind = _KIND_BY_TYPE.get(member.type, "file")
     xattrs = {}
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr.") and len(key) > 13:

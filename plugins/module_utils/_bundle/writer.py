@@ -28,12 +28,14 @@ security.capability xattrs are kept, as the container may need them: the
 bundle directory around the root filesystem keeps other users out
 (bundle.py).
 """
+import dataclasses
 import errno
 import lzma
 import os
 import stat
 import tarfile
 import zlib
+from typing import BinaryIO, Callable, Dict, Optional
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import (
@@ -41,6 +43,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.path
 
 CHUNK = 1 << 20
 
+# Errors a decompressor or tarfile raises on bad input (OSError covers gzip.BadGzipFile).
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -81,31 +84,34 @@ class _LimitReached(Exception):
 # ---------------------------------------------------------------------------
 # Entries and the one writer
 
-class Entry(object):
+@dataclasses.dataclass
+class Entry:
     """One thing to create in the destination, whatever it was read from.
 
     kind: dir, file, symlink, hardlink, char, block or fifo. path: the
     cleaned container path without leading "/" ("" is the root itself).
-    content: for files, a callable returning a binary reader.
+    atime_ns: mtime_ns when not given. content: for files, a callable
+    returning a binary reader.
     """
 
-    __slots__ = ("kind", "path", "mode", "uid", "gid", "mtime_ns", "atime_ns", "linkname",
-                 "devmajor", "devminor", "xattrs", "content")
+    kind: str
+    path: str
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: Optional[int] = None
+    atime_ns: Optional[int] = None
+    linkname: Optional[str] = None
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: Optional[Dict[str, bytes]] = None
+    content: Optional[Callable[[], BinaryIO]] = None
 
-    def __init__(self, kind, path, mode=0o644, uid=0, gid=0, mtime_ns=None, atime_ns=None,
-                 linkname=None, devmajor=0, devminor=0, xattrs=None, content=None):
-        self.kind = kind
-        self.path = path
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        self.mtime_ns = mtime_ns
-        self.atime_ns = mtime_ns if atime_ns is None else atime_ns
-        self.linkname = linkname
-        self.devmajor = devmajor
-        self.devminor = devminor
-        self.xattrs = xattrs or {}
-        self.content = content
+    def __post_init__(self):
+        if self.atime_ns is None:
+            self.atime_ns = self.mtime_ns
+        if self.xattrs is None:
+            self.xattrs = {}
 
 
 def clean_path(name):
@@ -498,29 +504,12 @@ class Writer(object):
 
     def _hide_lower(self, fd, canon):
         """Remove below directory FD (container path CANON) what this layer did not add."""
-        stack = []
-        try:
-            first = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            stack.append((first, canon, iter(sorted(os.listdir(first)))))
-            while stack:
-                dfd, base, names = stack[-1]
-                name = next(names, None)
-                if name is None:
-                    os.close(dfd)
-                    stack.pop()
-                    continue
-                path = _join(base, name)
-                st = lstat_at(dfd, name)
-                if st is None:
-                    continue
-                if path not in self.added:
-                    self._remove(dfd, name, st)
-                elif stat.S_ISDIR(st.st_mode) and st.st_dev == self.dev:
-                    sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
-                    stack.append((sub, path, iter(sorted(os.listdir(sub)))))
-        finally:
-            for item in stack:
-                os.close(item[0])
+        def enter(rel, st):
+            return _join(canon, rel) in self.added and st.st_dev == self.dev
+
+        for dfd, rel, name, st in walk_at(fd, enter):
+            if _join(canon, rel) not in self.added:
+                self._remove(dfd, name, st)
 
     def _remove(self, pfd, name, st):
         """Remove NAME in PFD (already lstat'ed as ST): never following a symlink, never crossing a mount."""
@@ -529,37 +518,61 @@ class Writer(object):
             return
         if st.st_dev != self.dev:
             raise OSError(errno.EXDEV, "/%s is a mount point" % name)
-        stack = []
+
+        def enter(rel, cst):
+            if cst.st_dev != self.dev:
+                raise OSError(errno.EXDEV, "/%s/%s is a mount point" % (name, rel))
+            return True
+
+        def leave(dfd, child):
+            os.rmdir(child, dir_fd=dfd)
+
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
         try:
-            top = os.open(name, DIR_FLAGS, dir_fd=pfd)
-            stack.append((top, None, iter(os.listdir(top))))
-            while stack:
-                dfd, dname, names = stack[-1]
-                child = next(names, None)
-                if child is None:
-                    os.close(dfd)
-                    stack.pop()
-                    if dname is not None:
-                        os.rmdir(dname, dir_fd=stack[-1][0])
-                    continue
-                cst = lstat_at(dfd, child)
-                if cst is None:
-                    continue
-                if stat.S_ISDIR(cst.st_mode):
-                    if cst.st_dev != self.dev:
-                        raise OSError(errno.EXDEV, "%s is a mount point" % child)
-                    sub = os.open(child, DIR_FLAGS, dir_fd=dfd)
-                    stack.append((sub, child, iter(os.listdir(sub))))
-                else:
+            for dfd, _rel, child, cst in walk_at(fd, enter, leave):
+                if not stat.S_ISDIR(cst.st_mode):
                     os.unlink(child, dir_fd=dfd)
         finally:
-            for item in stack:
-                os.close(item[0])
+            os.close(fd)
         os.rmdir(name, dir_fd=pfd)
 
 
 def _join(base, name):
     return base.rstrip("/") + "/" + name
+
+
+def walk_at(fd, enter, leave=None):
+    """(dfd, rel, name, st) for each entry below directory FD, parents first, names sorted.
+
+    rel is the path below FD without leading "/", st the entry's lstat. The
+    walk goes into a directory only when ENTER(rel, st) is true, after the
+    directory itself was yielded; once it has been walked (and its fd
+    closed), LEAVE(parent dfd, name) is called. Symlinks are never followed.
+    """
+    stack = []
+    try:
+        top = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+        stack.append((top, "", None, iter(sorted(os.listdir(top)))))
+        while stack:
+            dfd, base, dname, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(dfd)
+                stack.pop()
+                if leave is not None and stack:
+                    leave(stack[-1][0], dname)
+                continue
+            st = lstat_at(dfd, name)
+            if st is None:
+                continue
+            rel = base + "/" + name if base else name
+            yield dfd, rel, name, st
+            if stat.S_ISDIR(st.st_mode) and enter(rel, st):
+                sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
+                stack.append((sub, rel, name, iter(sorted(os.listdir(sub)))))
+    finally:
+        for item in stack:
+            os.close(item[0])
 
 
 def lstat_at(dirfd, name):

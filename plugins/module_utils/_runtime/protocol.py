@@ -92,6 +92,15 @@ class Channel:
             self.raise_peer_error()
             raise OCIError("the container process exited before it was set up")
 
+    def send_ready(self, master):
+        """READY, carrying the pty's MASTER when there is one. Ours is closed once
+        sent: the runtime's copy is the one that goes to the console socket."""
+        if master is None:
+            self.send(READY)
+            return
+        self.send(READY, fds=[master])
+        os.close(master)
+
     def raise_peer_error(self, timeout=0.5):
         """Raise the ERROR message the peer sent (or sends within TIMEOUT seconds), if any."""
         import select

@@ -195,19 +195,15 @@ def _plan_memory(planner, memory, base, current):
         raise OCIError("%s.swap: %d is below memory.limit %d (swap is memory plus swap)" % (base, swap, limit))
     version = planner.version("memory", base)
     if version == 1:
-        if limit is not None:
-            planner.add("memory", "memory.limit_in_bytes", limit, base + ".limit")
-        if swap is not None:
-            planner.add("memory", "memory.memsw.limit_in_bytes", swap, base + ".swap")
-        if reservation is not None:
-            planner.add("memory", "memory.soft_limit_in_bytes", reservation, base + ".reservation")
-        # Kernel memory limits are gone from recent kernels: written only where the file exists.
-        if kernel is not None:
-            planner.add("memory", "?memory.kmem.limit_in_bytes", kernel, base + ".kernel")
-        if kernel_tcp is not None:
-            planner.add("memory", "?memory.kmem.tcp.limit_in_bytes", kernel_tcp, base + ".kernelTCP")
-        if swappiness is not None:
-            planner.add("memory", "memory.swappiness", swappiness, base + ".swappiness")
+        # Kernel memory limits are gone from recent kernels: written only where the file exists ("?").
+        for value, name, field in ((limit, "memory.limit_in_bytes", ".limit"),
+                                   (swap, "memory.memsw.limit_in_bytes", ".swap"),
+                                   (reservation, "memory.soft_limit_in_bytes", ".reservation"),
+                                   (kernel, "?memory.kmem.limit_in_bytes", ".kernel"),
+                                   (kernel_tcp, "?memory.kmem.tcp.limit_in_bytes", ".kernelTCP"),
+                                   (swappiness, "memory.swappiness", ".swappiness")):
+            if value is not None:
+                planner.add("memory", name, value, base + field)
         if disable_oom:
             planner.add("memory", "memory.oom_control", 1, base + ".disableOOMKiller")
         return

@@ -234,12 +234,8 @@ class _ExecSync:
     def ready(self):
         # A preserved descriptor number may be the status pipe's: it must still close at exec.
         os.set_inheritable(self.status_w, False)
-        if self.master is not None:
-            self.channel.send(protocol.READY, fds=[self.master])
-            os.close(self.master)
-            self.master = None
-        else:
-            self.channel.send(protocol.READY)
+        self.channel.send_ready(self.master)
+        self.master = None
 
     def released(self):
         pass

@@ -93,12 +93,8 @@ class _InitSync:
 
     def ready(self):
         _check_fifo_writable(self.proc_fds, self.fifo_fd)
-        if self.master is not None:
-            self.channel.send(protocol.READY, fds=[self.master])
-            os.close(self.master)
-            self.master = None
-        else:
-            self.channel.send(protocol.READY)
+        self.channel.send_ready(self.master)
+        self.master = None
         # Blocks until `start` opens the fifo for reading; from here `start` is the one listening.
         self.fifo = os.open(str(self.fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.proc_fds)
 
