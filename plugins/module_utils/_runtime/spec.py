@@ -429,4 +429,3 @@ def _validate_linux(check: Checker, linux: "dict[str, Any]") -> None:
     check.obj(linux.get("resources"), "linux.resources")
     check.string(linux.get("mountLabel"), "linux.mountLabel")
     _validate_linux_extras(check, linux)
-

@@ -514,8 +514,14 @@ class BpfError(OSError):
         self.outputs = outputs
 
 
-def bpf(command, attr_size, values, what, inputs=None, outputs=None):
-    # type: (int, int, Mapping[int, Union[int, bytes]], str, Optional[Mapping[int, bytes]], Optional[Mapping[int, int]]) -> Tuple[int, bytes, Mapping[int, bytes]]
+def bpf(command,  # type: int
+        attr_size,  # type: int
+        values,  # type: Mapping[int, Union[int, bytes]]
+        what,  # type: str
+        inputs=None,  # type: Optional[Mapping[int, bytes]]
+        outputs=None,  # type: Optional[Mapping[int, int]]
+        ):
+    # type: (...) -> Tuple[int, bytes, Mapping[int, bytes]]
     """bpf(2): COMMAND on a union bpf_attr of ATTR_SIZE bytes, zeroed, then given
     VALUES {offset: u32, or bytes copied in place}; INPUTS {offset: bytes} and OUTPUTS {offset: size} are
     buffers whose addresses go, as u64, at their offsets. Returns (result, the
