@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from helpers import OCIRT, WORDS_BY_ROOT
+from helpers import OCIRT, POLL_DELAY, POLL_TRIES, WORDS_BY_ROOT, new_id, poll
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout
@@ -37,8 +37,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.pl
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
-POLL_TRIES = 200
-POLL_DELAY = 0.05
 MB = 1024 * 1024
 SLEEP = ["sleep", "1000"]
 FAMILY = ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
@@ -87,20 +85,6 @@ HOST_UNIFIED = _host_unified()
 def read(path):
     with open(path) as handle:
         return handle.read()
-
-
-def poll(predicate, what):
-    value = None
-    for dummy in range(POLL_TRIES):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_DELAY)
-    pytest.fail("gave up waiting (%d polls) for %s; last value: %r" % (POLL_TRIES, what, value))
-
-
-def new_id(prefix="v2"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 def host_dir(container_id, name=None):
@@ -175,7 +159,7 @@ class V2View:
 
     def run_detached(self, make_bundle, args=None, config=None, container_id=None):
         """create + start; return (id, pid) of a running container."""
-        container_id = container_id or new_id()
+        container_id = container_id or new_id("v2")
         bundle = make_bundle(args or SLEEP, config=config)
         self("create", "--bundle", bundle, container_id)
         self("start", container_id)
