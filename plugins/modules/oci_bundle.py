@@ -201,37 +201,14 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
-    STATE_ROOT_ARGSPEC, require_cffi)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
+    BUNDLE_CONFIG_OPTIONS, bundle_argument_spec)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-
-CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
-                  'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
-                  'memory_reservation', 'cpus', 'cpu_shares', 'cpuset_cpus', 'pids_limit', 'cgroups_path',
-                  'config')
 
 
 def main():
-    argument_spec = dict(
-        path=dict(type='path', required=True),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        force=dict(type='bool', default=False),
-        rootfs_from=dict(type='path'),
-        rootfs_copy=dict(type='bool', default=False),
-        args=dict(type='list', elements='str'),
-        mounts=dict(type='list', elements='dict'),
-        namespaces=dict(type='list', elements='raw'),
-        devices=dict(type='list', elements='dict'),
-    )
-    # The options that are a type and nothing more (no default, no choices).
-    for type_name, names in (
-            ('str', ('image_ref', 'platform', 'max_unpacked_size', 'cwd', 'user', 'hostname', 'memory',
-                     'memory_swap', 'memory_reservation', 'cpus', 'cpuset_cpus', 'cgroups_path')),
-            ('bool', ('terminal', 'readonly_rootfs')),
-            ('int', ('cpu_shares', 'pids_limit')),
-            ('dict', ('env', 'capabilities', 'sysctl', 'annotations', 'config'))):
-        argument_spec.update((name, dict(type=type_name)) for name in names)
-    argument_spec.update(STATE_ROOT_ARGSPEC)
+    argument_spec = bundle_argument_spec()
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     require_cffi(module)
     from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
@@ -241,7 +218,7 @@ def main():
             result = bundle.remove(params['path'], params['state_root'], force=params['force'],
                                    check_mode=module.check_mode)
             module.exit_json(**result)
-        outcome = bundle.ensure(params['path'], dict((name, params[name]) for name in CONFIG_OPTIONS),
+        outcome = bundle.ensure(params['path'], dict((name, params[name]) for name in BUNDLE_CONFIG_OPTIONS),
                                 source=params['rootfs_from'], reference=params['image_ref'],
                                 platform=params['platform'], copy=params['rootfs_copy'],
                                 state_root=params['state_root'], check_mode=module.check_mode,

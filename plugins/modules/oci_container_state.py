@@ -245,36 +245,15 @@ logs_lines:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
-    STATE_ROOT_ARGSPEC, require_cffi)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.reconcile import (
-    DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
+    CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import (
-    DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE)
 
 
 def main():
-    argument_spec = dict(
-        id=dict(type='str', required=True, aliases=['name']),
-        bundle=dict(type='path'),
-        state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
-        recreate=dict(type='bool', default=False),
-        restart=dict(type='bool', default=False),
-        wait=dict(type='str', default='none', choices=['none', 'exited']),
-        timeout=dict(type='int', default=container_state.DEFAULT_JOB_TIMEOUT),
-        stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
-        stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
-        log_path=dict(type='path'),
-        log_max_size=dict(type='int', default=DEFAULT_LOG_MAX_SIZE),
-        log_max_files=dict(type='int', default=DEFAULT_LOG_MAX_FILES),
-        logs_lines=dict(type='int', default=container_state.DEFAULT_LOGS_LINES),
-        cgroup_manager=dict(type='str', choices=list(container_state.CGROUP_MANAGERS)),
-    )
-    argument_spec.update(STATE_ROOT_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'created', ['bundle']), ('state', 'running', ['bundle']),
-                                        ('state', 'stopped', ['bundle'])])
+    module = AnsibleModule(argument_spec=container_state_argument_spec(), supports_check_mode=True,
+                           required_if=CONTAINER_STATE_REQUIRED_IF)
     require_cffi(module)
     try:
         result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)

@@ -12,18 +12,14 @@ reconcile's. Nothing here knows AnsibleModule.
 import os
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)
+    CGROUP_MANAGERS, DEFAULT_JOB_TIMEOUT, DEFAULT_LOGS_LINES)
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
-
-# The module's defaults that are its own; the others are the runtime's (state root,
-# log rotation) and reconcile's (stop signal and timeout).
-DEFAULT_JOB_TIMEOUT = 300  # seconds a job (wait=exited) may run; 0 waits without limit
-DEFAULT_LOGS_LINES = 20
-CGROUP_MANAGERS = ("cgroupfs", "systemd")
 
 
 def default_cgroup_manager(systemd_is_pid1, layout_mode):

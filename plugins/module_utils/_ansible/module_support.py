@@ -11,11 +11,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
-
-STATE_ROOT_ARGSPEC = dict(state_root=dict(type='path', default=DEFAULT_ROOT))
 # The info and facts modules' options.
 SELECTION_ARGSPEC = dict(name=dict(type='list', elements='str', default=[], aliases=['id']))
 SELECTION_ARGSPEC.update(STATE_ROOT_ARGSPEC)

@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options of oci_bundle and oci_container_state, as data.
+
+They live here, not in the modules, because a module cannot import another
+module: whatever converges several containers at once takes the same options
+per item, and must not keep a second copy that drifts.  Each module's
+DOCUMENTATION describes these options; `ansible-test sanity` checks that the
+two agree.
+"""
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
+
+# oci_container_state's defaults that are its own; the others are the runtime's (state root,
+# log rotation) and reconcile's (stop signal and timeout).
+DEFAULT_JOB_TIMEOUT = 300  # seconds a job (wait=exited) may run; 0 waits without limit
+DEFAULT_LOGS_LINES = 20
+CGROUP_MANAGERS = ("cgroupfs", "systemd")
+
+STATE_ROOT_ARGSPEC = dict(state_root=dict(type='path', default=DEFAULT_ROOT))
+
+# oci_bundle's options that become config.json settings (the rest say where the bundle and its rootfs come from).
+BUNDLE_CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
+                         'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
+                         'memory_reservation', 'cpus', 'cpu_shares', 'cpuset_cpus', 'pids_limit', 'cgroups_path',
+                         'config')
+
+
+def bundle_argument_spec():
+    """oci_bundle's argument_spec (a new dict each call: AnsibleModule fills it in)."""
+    spec = dict(
+        path=dict(type='path', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        force=dict(type='bool', default=False),
+        rootfs_from=dict(type='path'),
+        rootfs_copy=dict(type='bool', default=False),
+        args=dict(type='list', elements='str'),
+        mounts=dict(type='list', elements='dict'),
+        namespaces=dict(type='list', elements='raw'),
+        devices=dict(type='list', elements='dict'),
+    )
+    # The options that are a type and nothing more (no default, no choices).
+    for type_name, names in (
+            ('str', ('image_ref', 'platform', 'max_unpacked_size', 'cwd', 'user', 'hostname', 'memory',
+                     'memory_swap', 'memory_reservation', 'cpus', 'cpuset_cpus', 'cgroups_path')),
+            ('bool', ('terminal', 'readonly_rootfs')),
+            ('int', ('cpu_shares', 'pids_limit')),
+            ('dict', ('env', 'capabilities', 'sysctl', 'annotations', 'config'))):
+        spec.update((name, dict(type=type_name)) for name in names)
+    spec.update(STATE_ROOT_ARGSPEC)
+    return spec
+
+
+def container_state_argument_spec():
+    """oci_container_state's argument_spec (a new dict each call)."""
+    # Imported here: the defaults come from the layers that apply them, and the bundle module needs none of them.
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.reconcile import (
+        DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT)
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import (
+        DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE)
+    spec = dict(
+        id=dict(type='str', required=True, aliases=['name']),
+        bundle=dict(type='path'),
+        state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
+        recreate=dict(type='bool', default=False),
+        restart=dict(type='bool', default=False),
+        wait=dict(type='str', default='none', choices=['none', 'exited']),
+        timeout=dict(type='int', default=DEFAULT_JOB_TIMEOUT),
+        stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
+        stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
+        log_path=dict(type='path'),
+        log_max_size=dict(type='int', default=DEFAULT_LOG_MAX_SIZE),
+        log_max_files=dict(type='int', default=DEFAULT_LOG_MAX_FILES),
+        logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
+        cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
+    )
+    spec.update(STATE_ROOT_ARGSPEC)
+    return spec
+
+
+# oci_container_state's cross-option rules, as AnsibleModule's required_if takes them.
+CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle']),
+                               ('state', 'stopped', ['bundle'])]
