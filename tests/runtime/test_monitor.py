@@ -739,3 +739,37 @@ def test_a_caller_that_exits_right_after_run_detach_does_not_take_the_container(
     # The monitor still does its job.
     mon.ocirt("kill", container_id, "KILL")
     assert mon.wait_exit(container_id) == 137
+
+
+def test_create_monitored_with_a_config_from_the_caller_ignores_config_json(mon, state_root):
+    """The Ansible glue adds what it owns (networks, secrets, hostname) to the bundle's config and
+    hands that to create: the container runs it, records it, and config.json stays untouched."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
+    bundle = mon.bundle(["sh", "-c", "exit 1"])
+    with open(os.path.join(bundle, "config.json")) as handle:
+        on_disk = handle.read()
+    given = json.loads(on_disk)
+    given["process"]["args"] = ["sh", "-c", "echo from-the-caller; exit 5"]
+    container_id = new_id()
+    create.create_monitored(state_root, container_id, bundle, config=given)
+    mon.track(container_id)
+    assert mon.state(container_id)["status"] == "created"
+    mon.ocirt("start", container_id)
+    assert mon.wait_exit(container_id) == 5
+    assert "from-the-caller" in mon.logs(container_id).stdout
+    with open(os.path.join(bundle, "config.json")) as handle:
+        assert handle.read() == on_disk
+    assert given["process"]["args"][0] == "sh"
+
+
+def test_create_monitored_validates_the_callers_config_and_leaves_nothing(mon, state_root):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
+    bundle = mon.bundle(["true"])
+    with open(os.path.join(bundle, "config.json")) as handle:
+        given = json.load(handle)
+    given["process"]["args"] = "not a list"
+    container_id = new_id()
+    with pytest.raises(OCIError, match="process.args"):
+        create.create_monitored(state_root, container_id, bundle, config=given)
+    assert mon.ocirt("state", container_id, check=False).returncode != 0

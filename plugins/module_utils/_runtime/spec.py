@@ -108,6 +108,17 @@ def load_bundle(bundle: str) -> "tuple[dict[str, Any], str]":
         config = jsonio.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise OCIError("%s: malformed JSON: %s" % (path, exc))
+    return checked_bundle_config(bundle, config)
+
+
+def checked_bundle_config(bundle: str, config: "Any") -> "tuple[dict[str, Any], str]":
+    """CONFIG validated as load_bundle validates config.json, with root.path resolved against BUNDLE.
+
+    For a caller that makes the config itself (the Ansible glue adds what it
+    owns to the bundle's config, as podman writes its own bundle): the same
+    checks, and a new object, so the caller's stays as it was.
+    """
+    bundle = os.path.abspath(bundle)
     config = without_nulls(config)
     validate(config)
     root = config["root"]["path"]

@@ -64,7 +64,7 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           terminal_handler=None, monitor_record=None, systemd_cgroup=False):
+           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None):
     """Create the container and leave its process waiting for start; return its pid.
 
     With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
@@ -73,9 +73,12 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     the container's monitor. SYSTEMD_CGROUP: the systemd cgroup driver
     (systemd.driver_path); the config kept with the state records the
     cgroupsPath it gave, so the container's scope is in its config.
+    CONFIG, when given, replaces BUNDLE/config.json (never from the command
+    line: `ocirt create` reads the bundle, as runc does); a layer above the
+    runtime passes the bundle's config with what it adds (spec.checked_bundle_config).
     """
     bundle = os.path.abspath(bundle)
-    config, rootfs = spec.load_bundle(bundle)
+    config, rootfs = spec.load_bundle(bundle) if config is None else spec.checked_bundle_config(bundle, config)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
     hooks.validate(config.get("hooks"), check_executable=True)
@@ -260,7 +263,8 @@ LOG_FILE = "container.log"
 
 
 def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
-                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False):
+                     log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False,
+                     config=None):
     """create, with a monitor as the container's parent: it logs its output and records its exit.
 
     The caller forks once more so the monitor is orphaned at once (no
@@ -269,7 +273,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
     (so the container's process is its descendant), reports the outcome over a
     pipe, and finally execs a fresh interpreter running monitor.py's source.
     Nothing of the caller's (its stdout, an Ansible module's pipes) stays open
-    in the monitor or the container.
+    in the monitor or the container. CONFIG: as create's.
     """
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
@@ -285,7 +289,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             if os.fork():
                 os._exit(0)
             _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls, systemd_cgroup)
+                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -320,7 +324,7 @@ def _message(exc):
 
 
 def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                    log_max_files, result_w, monitor, syscalls, systemd_cgroup):
+                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
@@ -340,7 +344,8 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
               "logMaxSize": log_max_size, "logMaxFiles": log_max_files}
     masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
-                      terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup)
+                      terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup,
+                      config=config)
     if masters:
         # A terminal merges the streams: the monitor logs the pty as stdout.
         os.close(out_r)
