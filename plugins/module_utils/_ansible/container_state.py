@@ -50,6 +50,18 @@ def with_cgroup_manager(config, manager, container_id):
     return dict(config, linux=dict(linux, cgroupsPath=path))
 
 
+def desired(bundle_config, params, manager):
+    """The config the container must run with: the bundle's, with what the task's own options add.
+
+    The container is created from this (never from config.json alone), and the
+    plan compares it with the running container's, so a change of any option
+    that adds to it recreates the container. Each addition is one function
+    taking and returning a config, applied in this order.
+    """
+    config = with_cgroup_manager(bundle_config, manager, params["id"])
+    return config
+
+
 def observe(root, container_id):
     """(its state as `ocirt state` prints it, the config it runs with), or (None, None) when it does not exist.
 
@@ -98,15 +110,15 @@ def run(params, check_mode=False, diff=False):
         reason = systemd.available()
         if reason:
             raise OCIError("cgroup_manager=systemd: %s; use cgroup_manager=cgroupfs" % reason)
-    options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
-                                log_path=params["log_path"], log_max_size=params["log_max_size"],
-                                log_max_files=params["log_max_files"],
-                                systemd_cgroup=manager == "systemd")
     current, current_config = observe(root, container_id)
     desired_config = bundle = None
     if not absent:
         bundle = os.path.abspath(params["bundle"])
-        desired_config = with_cgroup_manager(spec.load_bundle(bundle)[0], manager, container_id)
+        desired_config = desired(spec.load_bundle(bundle)[0], params, manager)
+    options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
+                                log_path=params["log_path"], log_max_size=params["log_max_size"],
+                                log_max_files=params["log_max_files"],
+                                systemd_cgroup=manager == "systemd", config=desired_config)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job)

@@ -166,7 +166,7 @@ class Options:
     """
 
     def __init__(self, stop_signal=DEFAULT_STOP_SIGNAL, stop_timeout=DEFAULT_STOP_TIMEOUT, log_path=None,
-                 log_max_size=None, log_max_files=None, systemd_cgroup=False):
+                 log_max_size=None, log_max_files=None, systemd_cgroup=False, config=None):
         self.stop_signal = parse_signal(stop_signal, "stop_signal")
         if stop_timeout < 0:
             raise OCIError("stop_timeout: must be 0 or more seconds, not %s" % stop_timeout)
@@ -180,6 +180,9 @@ class Options:
             ("log_path", log_path or None), ("log_max_size", log_max_size), ("log_max_files", log_max_files))
             if value is not None)
         self.systemd_cgroup = systemd_cgroup  # create's cgroup driver: systemd's, or the runtime's own
+        # The config a new container is created from: the bundle's, with what the task adds to it
+        # (container_state.desired_config); None reads the bundle's config.json.
+        self.config = config
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -215,7 +218,7 @@ def apply(root, container_id, bundle, actions, options):
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
             create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
-                                    **options.log)
+                                    config=options.config, **options.log)
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":
