@@ -28,7 +28,11 @@ attributes:
     description: Shows the change to C(config.json).
 options:
   path:
-    description: The bundle directory.
+    description:
+      - The bundle directory. Missing parent directories are made.
+      - It must be a directory or not exist yet; a symbolic link or a file there is an error.
+      - Made all or nothing - when the bundle cannot be made (a corrupt or truncated image, a bad option), the
+        directories the task made are removed, and an existing bundle is left as it was.
     type: path
     required: true
   state:
@@ -197,6 +201,11 @@ actions:
   returned: always
   type: list
   elements: str
+msg:
+  description: What was done to the bundle (or would be, in check mode), or that it was up to date.
+  returned: always
+  type: str
+  sample: "bundle /srv/bundles/web: write /srv/bundles/web/config.json"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -223,9 +232,10 @@ def main():
                                 platform=params['platform'], copy=params['rootfs_copy'],
                                 state_root=params['state_root'], check_mode=module.check_mode,
                                 max_unpacked_size=params['max_unpacked_size'])
-    except OCIError as exc:
+    except (OCIError, OSError, ValueError) as exc:
+        # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
         module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
-    keys = ('changed', 'actions', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
+    keys = ('changed', 'actions', 'msg', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
     result = dict((key, outcome[key]) for key in keys)
     if module._diff:
         result['diff'] = dict(before=outcome['before'], after=outcome['after'],

@@ -257,7 +257,10 @@ def main():
     require_cffi(module)
     try:
         result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)
-    except OCIError as exc:
+    except container_state.TaskFailed as exc:
+        module.fail_json(msg=container_state.failure_message(module.params['id'], exc), **exc.result)
+    except (OCIError, OSError, ValueError) as exc:
+        # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
         module.fail_json(msg=container_state.failure_message(module.params['id'], exc))
     module.exit_json(**result)
 

@@ -79,5 +79,5 @@ def container_state_argument_spec():
 
 
 # oci_container_state's cross-option rules, as AnsibleModule's required_if takes them.
-CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle']),
-                               ('state', 'stopped', ['bundle'])]
+# Stopping or removing a container needs only its id; `stopped` with a bundle also creates a missing one.
+CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle'])]

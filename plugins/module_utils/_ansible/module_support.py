@@ -62,10 +62,24 @@ def gather():
     try:
         states = list_containers(module.params['state_root'])
         host = host_capabilities()
-    except OCIError as exc:
-        module.fail_json(msg=str(exc))
+    except (OCIError, OSError, ValueError) as exc:
+        module.fail_json(msg="state_root %s: %s" % (module.params['state_root'], exc))
     wanted = module.params['name']
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
     missing = [name for name in wanted if name not in found]
     return module, containers, missing, host
+
+
+def absent_result(container_id):
+    """A container asked for by name that does not exist, as the facts publish it: status absent, so that
+    `ansible_facts.oci_containers[id].status` works in a condition without default()."""
+    return {'id': container_id, 'status': 'absent'}
+
+
+def selection_message(containers, missing, state_root):
+    """The info and facts modules' msg: how many containers were found, and which ids asked for were not."""
+    text = "%d container(s) in %s" % (len(containers), state_root)
+    if missing:
+        text += "; absent: %s" % ", ".join(missing)
+    return text

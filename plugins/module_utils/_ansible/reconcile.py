@@ -100,11 +100,14 @@ class Action:
 
 
 def plan(current, current_config, desired_config, desired_bundle, want, recreate=False, restart=False,
-         job=False):
+         job=False, unknown=None):
     """The actions that take a container from CURRENT (its state dict, or None) to WANT.
 
     WANT is created, running, stopped or absent. JOB: a stopped container of
-    the same config is a finished job, not one to start again.
+    the same config is a finished job, not one to start again. Stopped with
+    no DESIRED_BUNDLE only stops what runs. UNKNOWN: why DESIRED_CONFIG is not
+    known (check mode before an earlier task made the bundle); an existing
+    container is then planned as recreated for that reason.
     """
     actions = []
     status = current["status"] if current else None
@@ -114,10 +117,14 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
         if current:
             actions.append(Action("delete"))
         return actions
+    if want == "stopped" and desired_bundle is None:
+        return [Action("stop")] if status in ("running", "paused") else []
     if current:
         reasons = []
         updates = {}
-        if current.get("bundle") != desired_bundle:
+        if unknown:
+            reasons.append(unknown)
+        elif current.get("bundle") != desired_bundle:
             reasons.append("bundle changed from %s to %s" % (current.get("bundle"), desired_bundle))
         if not reasons:
             updates, reasons = compare(current_config, desired_config)

@@ -159,14 +159,53 @@ def users_of(path, state_root):
     return [s["id"] for s in list_containers(state_root) if s.get("bundle") == path]
 
 
+def _check_path(path):
+    """The directories a bundle at PATH needs made (PATH first, outermost last), or an error naming path:
+    it must be a directory, or not exist yet under directories. A symlink is refused: the bundle would
+    be written, and later removed, wherever it points."""
+    if os.path.islink(path):
+        raise OCIError("path: %s is a symbolic link (to %s); give the directory itself" % (path, os.readlink(path)))
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OCIError("path: %s exists and is not a directory" % path)
+    missing = []
+    parent = path
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if missing and not os.path.isdir(parent):
+        raise OCIError("path: %s cannot be made, %s is not a directory" % (path, parent))
+    return missing
+
+
+def message(path, actions, check_mode):
+    """oci_bundle's msg: what was done (or would be) to the bundle."""
+    if not actions:
+        return "bundle %s: up to date" % path
+    return "bundle %s: %s%s" % (path, "would " if check_mode else "", "; ".join(actions))
+
+
 def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
            check_mode=False, max_unpacked_size=None):
-    """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests).
+    """Make the bundle at PATH match; return dict(changed, actions, msg, config, before/after texts, digests).
 
     MAX_UNPACKED_SIZE: what an unpacked root filesystem may take (bytes or a
     size such as 2G); default the free space of the bundle's filesystem less 5 %.
+    All or nothing: a failure (a corrupt image, a bad option) removes the
+    directories this call made, and leaves an existing bundle as it was.
     """
     path = os.path.abspath(path)
+    made = _check_path(path)
+    try:
+        outcome = _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size)
+    except BaseException:
+        if made and not check_mode:
+            shutil.rmtree(made[-1], ignore_errors=True)
+        raise
+    outcome["msg"] = message(path, outcome["actions"], check_mode)
+    return outcome
+
+
+def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size):
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
     max_size = _max_size(max_unpacked_size)
     access = _access(bundle_config.build_config(options))
@@ -270,6 +309,9 @@ def remove(path, state_root, force=False, check_mode=False):
     """state=absent: delete the bundle directory; refuse while containers use it, unless FORCE."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import delete
     path = os.path.abspath(path)
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        raise OCIError("path: %s is not a bundle directory (a %s); left as it is"
+                       % (path, "symbolic link" if os.path.islink(path) else "file"))
     users = users_of(path, state_root) if state_root else []
     if users and not force:
         raise OCIError("bundle %s is used by container(s) %s; delete them first or use force"
@@ -282,4 +324,5 @@ def remove(path, state_root, force=False, check_mode=False):
             delete(state_root, cid, force=True)
         if os.path.lexists(path):
             shutil.rmtree(path)
-    return {"changed": bool(actions), "actions": actions, "path": path}
+    return {"changed": bool(actions), "actions": actions, "path": path,
+            "msg": message(path, actions, check_mode) if actions else "bundle %s: absent already" % path}

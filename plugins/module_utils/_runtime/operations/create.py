@@ -20,7 +20,8 @@ import _signal as signal
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, kernel_settings, terminal
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path, systemd_scope
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import (
+    Layout, refuse_taken_default, resolve_path, systemd_scope)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
@@ -98,6 +99,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                      + plan_devices(resources.get("devices"), layout))
     cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
     scope = systemd_scope(linux.get("cgroupsPath"), container_id)
+    if not linux.get("cgroupsPath") and not os.path.lexists(os.path.join(root, directory_name(container_id))):
+        refuse_taken_default(layout, cgroup_path, container_id)  # before the state directory is made
     container = Container.new(root, container_id)
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
