@@ -66,7 +66,7 @@ ansible_facts:
     oci_containers:
       description:
         - Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
-        - An id named in O(name) that does not exist is here as C({"id": ID, "status": "absent"}).
+        - "An id named in O(name) that does not exist is here as C({\"id\": ID, \"status\": \"absent\"})."
       returned: always
       type: dict
       sample:

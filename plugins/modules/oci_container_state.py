@@ -35,14 +35,21 @@ options:
   bundle:
     description:
       - The bundle directory (C(config.json) and the root filesystem).
-      - Required unless O(state=absent).
+      - Required with O(state=created) and O(state=running). O(state=stopped) and O(state=absent) need only
+        O(id); with O(state=stopped) a bundle also creates a container that does not exist (left waiting)
+        and recreates one whose configuration changed.
+      - In check mode a bundle with no C(config.json) yet (made by an earlier M(daemonless.oci.oci_bundle)
+        task, itself in check mode) is not an error; the task reports that the container would be created
+        (or recreated).
     type: path
   state:
     description:
       - V(created) leaves the container's process waiting to be started.
       - V(running) starts it (creating it first if needed).
       - V(stopped) stops a running container gracefully (O(stop_signal), then SIGKILL after
-        O(stop_timeout)); a container that does not exist yet is created and left waiting.
+        O(stop_timeout)). Given O(bundle), a container that does not exist yet is created and left
+        waiting; without it, a container that does not exist is nothing to do (RV(changed=false), and
+        RV(msg) says it does not exist).
       - V(absent) stops and deletes the container.
     type: str
     choices: [created, running, stopped, absent]
@@ -67,11 +74,17 @@ options:
     choices: [none, exited]
     default: none
   timeout:
-    description: Seconds to wait for a job with O(wait=exited); 0 waits without limit.
+    description:
+      - Seconds to wait for a job with O(wait=exited); 0 waits without limit.
+      - A job still running then fails the task, with RV(changed=true) when the task created or started it
+        and RV(container) as it is (the job is left running).
     type: int
     default: 300
   stop_signal:
-    description: The signal that asks the container to stop (a name such as V(SIGTERM) or a number).
+    description:
+      - The signal that asks the container to stop (a name such as V(SIGTERM) or a number from 1 to 64).
+      - Checked before anything is done, whatever O(state); an unknown name or a number out of range fails
+        the task.
     type: str
     default: SIGTERM
   stop_timeout:
@@ -216,6 +229,13 @@ container:
       description: 'The config''s annotations.'
       type: dict
       returned: success
+msg:
+  description:
+    - What the task did (or would do in check mode) and where that leaves the container; for a job, its
+      exit code. On failure, the error, naming the container once.
+  returned: always
+  type: str
+  sample: "container web: create, start; running"
 actions:
   description: What the task did (or would do in check mode), with the reason, in order.
   returned: always

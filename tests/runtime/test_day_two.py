@@ -418,3 +418,41 @@ def test_one_id_in_two_state_roots_is_refused_up_front_and_leaves_nothing(params
         if os.path.isdir(other_root):
             ocirt_cmd(other_root, "delete", "--force", container_id, check=False)
             subprocess.run(["rm", "-rf", "--one-file-system", other_root], check=False)
+
+
+# --------------------------------------------------------------------------
+# 8. the role: bad values fail before any task, unknown container_* variables are warned about
+
+ROLE_PLAYBOOK = textwrap.dedent("""\
+    - hosts: localhost
+      gather_facts: false
+      roles:
+        - role: daemonless.oci.container
+    """)
+
+
+def _run_role(scratch, state_root, **variables):
+    playbook = os.path.join(scratch, "role.yml")
+    with open(playbook, "w") as handle:
+        handle.write(ROLE_PLAYBOOK)
+    base = dict(container_name=new_id("role"), container_state_root=state_root,
+                container_bundle_dir=os.path.join(scratch, "bundle"))
+    base.update(variables)
+    return run_playbook(playbook, "-e", json.dumps(base))
+
+
+def test_the_role_refuses_a_bad_size_before_any_task_and_warns_of_unknown_variables(scratch, state_root):
+    done = _run_role(scratch, state_root, container_image_src=os.path.join(scratch, "image.tar"),
+                     container_memory="lots", container_ports=["80:80"], container_restart_policy="always")
+    assert done.returncode != 0
+    assert "container_memory must be bytes or a size" in done.stdout and '"lots"' in done.stdout, done.stdout
+    assert "ignores container_ports, container_restart_policy" in done.stdout, done.stdout
+    # Nothing past the checks ran: no bundle, no container task.
+    assert "Deploy the container" not in done.stdout and "Make the bundle" not in done.stdout
+    assert not os.path.lexists(os.path.join(scratch, "bundle"))
+
+
+def test_the_role_takes_good_values_without_a_warning(scratch, state_root):
+    done = _run_role(scratch, state_root, container_state="absent", container_memory="256M", container_cpus=0.5)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[WARNING] container" not in done.stdout and "ignores" not in done.stdout, done.stdout
