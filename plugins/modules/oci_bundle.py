@@ -212,7 +212,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
     BUNDLE_CONFIG_OPTIONS, bundle_argument_spec)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
@@ -234,7 +234,7 @@ def main():
                                 max_unpacked_size=params['max_unpacked_size'])
     except (OCIError, OSError, ValueError) as exc:
         # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
-        module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
+        module.fail_json(msg="bundle %s: %s" % (params['path'], error_text(exc)))
     keys = ('changed', 'actions', 'msg', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
     result = dict((key, outcome[key]) for key in keys)
     if module._diff:

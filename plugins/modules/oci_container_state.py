@@ -48,7 +48,7 @@ options:
       - V(running) starts it (creating it first if needed).
       - V(stopped) stops a running container gracefully (O(stop_signal), then SIGKILL after
         O(stop_timeout)). Given O(bundle), a container that does not exist yet is created and left
-        waiting; without it, a container that does not exist is nothing to do (RV(changed=false), and
+        waiting; without it, a container that does not exist is nothing to do (C(changed=false), and
         RV(msg) says it does not exist).
       - V(absent) stops and deletes the container.
     type: str
@@ -76,7 +76,7 @@ options:
   timeout:
     description:
       - Seconds to wait for a job with O(wait=exited); 0 waits without limit.
-      - A job still running then fails the task, with RV(changed=true) when the task created or started it
+      - A job still running then fails the task, with C(changed=true) when the task created or started it
         and RV(container) as it is (the job is left running).
     type: int
     default: 300
@@ -267,7 +267,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
     CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
@@ -281,7 +281,7 @@ def main():
         module.fail_json(msg=container_state.failure_message(module.params['id'], exc), **exc.result)
     except (OCIError, OSError, ValueError) as exc:
         # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
-        module.fail_json(msg=container_state.failure_message(module.params['id'], exc))
+        module.fail_json(msg=container_state.failure_message(module.params['id'], error_text(exc)))
     module.exit_json(**result)
 
 

@@ -58,6 +58,28 @@ def run_playbook(path, *extra):
                           text=True, check=False, timeout=HANG_SECONDS)
 
 
+def run_tasks(scratch, tasks, **module_defaults):
+    """TASKS, (module, args) pairs, as one play on localhost (one ansible run: much cheaper than one
+    each); failures do not stop it. MODULE_DEFAULTS go to every daemonless.oci module. Returns
+    [((module, args), its registered result)]."""
+    out = os.path.join(scratch, "tasks-%s.json" % uuid.uuid4().hex[:8])
+    play = {"hosts": "localhost", "gather_facts": False,
+            "module_defaults": {"group/daemonless.oci.oci": module_defaults}, "tasks": []}
+    for index, (module, args) in enumerate(tasks):
+        play["tasks"].append({"name": "task %d" % index, "daemonless.oci." + module: args,
+                              "register": "r%d" % index, "ignore_errors": True})
+    play["tasks"].append({"name": "results", "ansible.builtin.copy": {
+        "dest": out, "content": "{{ [%s] | to_json }}" % ", ".join("r%d" % i for i in range(len(tasks)))}})
+    playbook = os.path.join(scratch, "tasks.yml")
+    with open(playbook, "w") as handle:
+        json.dump([play], handle)
+    done = run_playbook(playbook)
+    assert os.path.exists(out), done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    with open(out) as handle:
+        return list(zip(tasks, json.load(handle)))
+
+
 @pytest.fixture
 def params(state_root):
     """params(**overrides): oci_container_state's parameters with its defaults, for a fresh id."""
@@ -165,8 +187,8 @@ def test_a_whole_playbook_in_check_mode_on_a_fresh_host_reports_the_plan_and_mak
     out = os.path.join(scratch, "results.json")
     with open(playbook, "w") as handle:
         handle.write(CHECK_PLAYBOOK)
-    done = run_playbook(playbook, "--check", "-e", json.dumps(dict(root=state_root, work=work, rootfs=source,
-                                                                    cid=params()["id"], out=out)))
+    variables = dict(root=state_root, work=work, rootfs=source, cid=params()["id"], out=out)
+    done = run_playbook(playbook, "--check", "-e", json.dumps(variables))
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out) as handle:
         results = json.load(handle)
@@ -234,15 +256,14 @@ def test_a_failing_job_under_failed_when_has_a_message(params, make_bundle, scra
     assert "exited with code 3" in done.stdout, done.stdout
 
 
-def test_every_module_result_has_a_message(params, make_bundle, state_root):
+def test_every_module_result_has_a_message(params, make_bundle, scratch, state_root):
     container_id = params()["id"]
-    bundle = make_bundle(["true"])
-    for module, args in (("oci_container_info", {}), ("oci_container_facts", {}),
-                         ("oci_container_state", {"id": container_id, "state": "absent"}),
-                         ("oci_bundle", {"path": bundle})):
-        args["state_root"] = state_root
-        result = run_module(module, args)
-        assert not result["failed"] and isinstance(result.get("msg"), str) and result["msg"], (module, result)
+    results = run_tasks(scratch, [
+        ("oci_container_info", {}), ("oci_container_facts", {}),
+        ("oci_container_state", {"id": container_id, "state": "absent"}),
+        ("oci_bundle", {"path": make_bundle(["true"])})], state_root=state_root)
+    for (module, _args), result in results:
+        assert not result.get("failed") and isinstance(result.get("msg"), str) and result["msg"], (module, result)
 
 
 def test_a_job_that_times_out_reports_the_container_and_the_change(params, make_bundle, state_root):
@@ -267,7 +288,8 @@ def test_a_job_that_times_out_through_the_module(params, make_bundle, state_root
 # --------------------------------------------------------------------------
 # 5. bad paths and bad input: an error naming the option, never a traceback
 
-def _bad_bundle_paths(scratch):
+def test_bad_input_to_every_module_fails_naming_the_option_and_leaves_nothing(
+        params, make_bundle, scratch, state_root):
     regular = os.path.join(scratch, "a-file")
     with open(regular, "w") as handle:
         handle.write("not a directory\n")
@@ -275,36 +297,37 @@ def _bad_bundle_paths(scratch):
     os.mkdir(elsewhere)
     link = os.path.join(scratch, "a-link")
     os.symlink(elsewhere, link)
-    return {"regular-file": regular, "symlink": link, "under-a-file": os.path.join(regular, "sub")}, elsewhere
-
-
-@pytest.mark.parametrize("kind", ["regular-file", "symlink", "under-a-file"])
-def test_oci_bundle_with_a_bad_path_names_path(make_bundle, scratch, kind):
-    paths, elsewhere = _bad_bundle_paths(scratch)
-    result = run_module("oci_bundle", {"path": paths[kind], "rootfs_from": rootfs_of(make_bundle(["true"])),
-                                       "rootfs_copy": True})
-    assert result["failed"] and "path: " in result["msg"] and "Errno" not in result["msg"], result
-    assert os.listdir(elsewhere) == []
-    with open(os.path.join(scratch, "a-file")) as handle:
+    source = rootfs_of(make_bundle(["true"]))
+    fresh = os.path.join(scratch, "fresh")
+    container_id = params()["id"]
+    cases = [
+        ("oci_bundle", {"path": regular, "rootfs_from": source}, "path: "),
+        ("oci_bundle", {"path": link, "rootfs_from": source}, "path: "),
+        ("oci_bundle", {"path": os.path.join(regular, "sub"), "rootfs_from": source}, "path: "),
+        ("oci_bundle", {"path": regular, "state": "absent"}, "path: "),
+        ("oci_bundle", {"path": fresh, "rootfs_from": os.path.join(scratch, "nope")}, "rootfs_from"),
+        ("oci_bundle", {"path": fresh, "rootfs_from": source, "memory": "lots"}, "memory"),
+        ("oci_bundle", {"path": fresh, "rootfs_from": source, "namespaces": [5]}, "namespaces[0]"),
+        ("oci_bundle", {"path": fresh, "rootfs_from": source, "mounts": [{"destination": 5}]}, "mounts"),
+        ("oci_bundle", {"path": fresh, "rootfs_from": source, "config": {"process": "x"}}, "process"),
+        ("oci_bundle", {"path": "/nonexistent-day-two", "state": "absent", "state_root": regular}, "state_root"),
+        ("oci_container_state", {"id": "a/b", "state": "absent"}, "container id"),
+        ("oci_container_state", {"id": container_id, "bundle": regular}, "bundle: "),
+        ("oci_container_state", {"id": container_id, "bundle": scratch}, "bundle: "),
+        ("oci_container_state", {"id": container_id, "state": "stopped", "stop_signal": "99"}, "stop_signal"),
+        ("oci_container_state", {"id": container_id, "state": "absent", "state_root": regular}, "state_root"),
+        ("oci_container_info", {"state_root": regular}, "state_root"),
+        ("oci_container_facts", {"state_root": regular}, "state_root"),
+    ]
+    results = run_tasks(scratch, [(module, args) for module, args, _needle in cases], state_root=state_root)
+    for (module, args, needle), (_task, result) in zip(cases, results):
+        assert result.get("failed"), (module, args, result)
+        assert needle in result["msg"], (module, args, needle, result["msg"])
+        for bad in ("Traceback", "MODULE FAILURE", "Errno", "module_stderr"):
+            assert bad not in json.dumps(result), (module, args, bad, result)
+    assert os.listdir(elsewhere) == [] and not os.path.lexists(fresh)
+    with open(regular) as handle:
         assert handle.read() == "not a directory\n"
-
-
-@pytest.mark.parametrize("module,args", [
-    ("oci_container_info", {}), ("oci_container_facts", {}),
-    ("oci_container_state", {"id": "x", "state": "absent"}),
-    ("oci_bundle", {"path": "/nonexistent-day-two", "state": "absent", "force": True}),
-])
-def test_a_state_root_that_is_a_file_names_state_root(scratch, module, args):
-    regular = os.path.join(scratch, "root-file")
-    with open(regular, "w") as handle:
-        handle.write("x")
-    result = run_module(module, dict(args, state_root=regular))
-    assert result["failed"] and "state_root" in result["msg"], result
-
-
-def test_a_bundle_without_config_is_an_error_naming_bundle(params, scratch, state_root):
-    result = run_module("oci_container_state", {"id": params()["id"], "bundle": scratch, "state_root": state_root})
-    assert result["failed"] and "bundle: " in result["msg"] and "config.json" in result["msg"], result
     assert state_dirs(state_root) == []
 
 

@@ -12,7 +12,7 @@ reconcile's. Nothing here knows AnsibleModule.
 import os
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)  # pylint: disable=unused-import
     CGROUP_MANAGERS, DEFAULT_JOB_TIMEOUT, DEFAULT_LOGS_LINES)
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -134,6 +134,8 @@ def run(params, check_mode=False, diff=False):
         if params[name] < 0:
             raise OCIError("%s: must be 0 or more, not %d" % (name, params[name]))
     parse_signal(params["stop_signal"], "stop_signal")  # before anything is read or done, whatever the state
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise OCIError("state_root: %s is not a directory" % root)
     # Deleting needs no manager: the container's cgroup (or scope) is recorded with it.
     absent = params["state"] == "absent"
     manager = None if absent else params.get("cgroup_manager") or host_cgroup_manager()

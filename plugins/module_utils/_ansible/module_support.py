@@ -63,12 +63,23 @@ def gather():
         states = list_containers(module.params['state_root'])
         host = host_capabilities()
     except (OCIError, OSError, ValueError) as exc:
-        module.fail_json(msg="state_root %s: %s" % (module.params['state_root'], exc))
+        module.fail_json(msg="state_root %s: %s" % (module.params['state_root'], error_text(exc)))
     wanted = module.params['name']
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
     missing = [name for name in wanted if name not in found]
     return module, containers, missing, host
+
+
+def error_text(exc):
+    """An error a module reports: an OSError as its path and reason (no errno), anything else as itself.
+
+    Modules catch OSError and ValueError at their boundary, after their own
+    checks, so that whatever those missed still ends in a message, never a traceback.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else exc.strerror
+    return str(exc)
 
 
 def absent_result(container_id):

@@ -156,7 +156,11 @@ def _protect(path, access):
 def users_of(path, state_root):
     """Ids of the containers in STATE_ROOT created from the bundle at PATH."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
-    return [s["id"] for s in list_containers(state_root) if s.get("bundle") == path]
+    try:
+        states = list_containers(state_root)
+    except OSError as exc:
+        raise OCIError("state_root %s: %s" % (state_root, exc.strerror))
+    return [s["id"] for s in states if s.get("bundle") == path]
 
 
 def _check_path(path):
