@@ -52,6 +52,8 @@ options:
       - A root filesystem directory, a rootfs tarball, or an OCI image layout directory
         (recognized by its C(oci-layout) file).
       - Optional once the bundle has a root filesystem.
+      - In check mode a source that does not exist yet (an earlier task, itself in check mode, would make it)
+        is reported as to be unpacked, not an error.
     type: path
   rootfs_copy:
     description: Copy a directory O(rootfs_from) into the bundle instead of using it in place.

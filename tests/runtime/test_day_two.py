@@ -58,17 +58,17 @@ def run_playbook(path, *extra):
                           text=True, check=False, timeout=HANG_SECONDS)
 
 
-def run_tasks(scratch, tasks, **module_defaults):
+def run_tasks(scratch, tasks, check=False, **module_defaults):
     """TASKS, (module, args) pairs, as one play on localhost (one ansible run: much cheaper than one
-    each); failures do not stop it. MODULE_DEFAULTS go to every daemonless.oci module. Returns
-    [((module, args), its registered result)]."""
+    each), in check mode with CHECK; failures do not stop it. MODULE_DEFAULTS go to every
+    daemonless.oci module. Returns [((module, args), its registered result)]."""
     out = os.path.join(scratch, "tasks-%s.json" % uuid.uuid4().hex[:8])
-    play = {"hosts": "localhost", "gather_facts": False,
+    play = {"hosts": "localhost", "gather_facts": False, "check_mode": check,
             "module_defaults": {"group/daemonless.oci.oci": module_defaults}, "tasks": []}
     for index, (module, args) in enumerate(tasks):
         play["tasks"].append({"name": "task %d" % index, "daemonless.oci." + module: args,
                               "register": "r%d" % index, "ignore_errors": True})
-    play["tasks"].append({"name": "results", "ansible.builtin.copy": {
+    play["tasks"].append({"name": "results", "check_mode": False, "ansible.builtin.copy": {
         "dest": out, "content": "{{ [%s] | to_json }}" % ", ".join("r%d" % i for i in range(len(tasks)))}})
     playbook = os.path.join(scratch, "tasks.yml")
     with open(playbook, "w") as handle:
@@ -222,12 +222,16 @@ def test_without_check_mode_a_missing_bundle_is_an_error_naming_it(params, scrat
     assert "bundle: " in str(caught.value) and "nope has no config.json" in str(caught.value)
 
 
-def test_oci_bundle_in_check_mode_with_a_source_and_no_path_yet(make_bundle, scratch):
+def test_oci_bundle_in_check_mode_with_no_path_and_no_source_yet(make_bundle, scratch):
     path = os.path.join(scratch, "made", "later")
-    result = run_module("oci_bundle", {"path": path, "rootfs_from": rootfs_of(make_bundle(["true"])),
-                                       "rootfs_copy": True}, check=True)
-    assert not result["failed"] and result["changed"], result
-    assert any(a.startswith("write") for a in result["actions"]) and result["msg"]
+    source = rootfs_of(make_bundle(["true"]))
+    results = run_tasks(scratch, [("oci_bundle", {"path": path, "rootfs_from": source, "rootfs_copy": True}),
+                                  ("oci_bundle", {"path": path, "rootfs_from": os.path.join(scratch, "made", "img")})],
+                        check=True)
+    for _task, result in results:
+        assert not result.get("failed") and result["changed"], result
+        assert any(a.startswith("write") for a in result["actions"]) and "would" in result["msg"], result
+    assert "does not exist yet: check mode" in results[1][1]["actions"][0]
     assert not os.path.lexists(os.path.join(scratch, "made"))
 
 

@@ -221,7 +221,12 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
     rootfs_path = ROOTFS
     image_digest = stamp.get("image_digest")
     image_config = stamp.get("image_config")
-    if source is not None:
+    if source is not None and check_mode and not os.path.lexists(os.path.abspath(source)):
+        # An earlier task (a copy, a download) makes it, and in check mode did not: report, do not fail.
+        actions.append("unpack %s into %s (it does not exist yet: check mode)"
+                       % (os.path.abspath(source), os.path.join(path, ROOTFS)))
+        new_stamp = stamp
+    elif source is not None:
         source = os.path.abspath(source)
         kind = source_kind(source)
         if kind != "oci-layout" and (reference or platform):
