@@ -31,6 +31,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.name
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 
 
 def _check_config(config, plan, console_socket, terminal_handler):
@@ -99,8 +100,9 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                      + plan_devices(resources.get("devices"), layout))
     cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
     scope = systemd_scope(linux.get("cgroupsPath"), container_id)
-    if not linux.get("cgroupsPath") and not os.path.lexists(os.path.join(root, directory_name(container_id))):
-        refuse_taken_default(layout, cgroup_path, container_id)  # before the state directory is made
+    # Before the state directory is made; the id first, so that a bad one ('..') is named as such.
+    if not linux.get("cgroupsPath") and not os.path.lexists(os.path.join(root, directory_name(validate_id(container_id)))):
+        refuse_taken_default(layout, cgroup_path, container_id)
     container = Container.new(root, container_id)
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
