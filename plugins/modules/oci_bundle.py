@@ -16,7 +16,7 @@ description:
     verified, whiteouts applied, and nothing in an image can write outside the root filesystem.
     An unchanged source is not unpacked again.
   - C(config.json) starts from a default equal to C(runc spec)'s, takes the image's entrypoint,
-    command, environment, working directory and numeric user, then the task's options, then
+    command, environment, working directory and user, then the task's options, then
     O(config) merged over everything. It is rewritten only when its content changes.
 extends_documentation_fragment:
   - daemonless.oci.changes
@@ -79,7 +79,17 @@ options:
     description: Working directory inside the container.
     type: str
   user:
-    description: C(uid) or C(uid:gid), numeric.
+    description:
+      - The user the process runs as, C(user), C(user:group), C(uid) or C(uid:gid) (V(nobody), V(www-data:www-data),
+        V(1000), V(1000:1000)), also as the image's own C(User) setting.
+      - Names are looked up in the image's C(/etc/passwd) and C(/etc/group), never the host's, and fail the task
+        when the image lacks them. A user's primary group is its C(/etc/passwd) group (group 0 for a uid the image
+        does not name), and its supplementary groups (C(process.user.additionalGids)) are the C(/etc/group) groups
+        that list it, unless a group is given, as podman does.
+      - The image's files are read inside its root filesystem (a symbolic link cannot lead out of it) and may be
+        at most 1 MiB; malformed lines are ignored.
+      - In check mode before the root filesystem is first unpacked, a name cannot be looked up yet and shows as
+        uid 0 in the diff.
     type: str
   hostname:
     description: The container's hostname.
