@@ -1,4 +1,4 @@
-"""User names resolved through the image (`_bundle/users.py`): oci_bundle's `user` on real bundles and containers.
+"""User names resolved through the image (`_bundle/users.py`), and env_file: oci_bundle on real bundles and containers.
 
 The image's /etc/passwd and /etc/group decide what a name means, never the
 host's; the rootfs is hostile (symlinks out of it, huge or binary files),
@@ -164,3 +164,18 @@ def test_check_mode_before_the_first_unpack_reports_an_unresolved_name_without_f
     path = os.path.join(scratch, "bundle")
     result = bundle_mod.ensure(path, {"user": "www-data"}, source=rootfs, copy=True, check_mode=True)
     assert result["changed"] and not os.path.exists(path)
+
+
+def test_env_file_reaches_the_container_under_env(scratch, rootfs, ocirt):
+    """oci_bundle's env_file on a real container: the file's variables, env's winning (same test file: same bundle)."""
+    env_path = os.path.join(scratch, "app.env")
+    write_file(env_path, "# settings\nFROM_FILE=a b\nBOTH=file\n")
+    path = os.path.join(scratch, "bundle")
+    bundle_mod.ensure(path, {"args": ["env"], "env_file": [env_path], "env": {"BOTH": "option"}}, source=rootfs,
+                      copy=True)
+    lines = run_ok(ocirt, path).splitlines()
+    assert "FROM_FILE=a b" in lines and "BOTH=option" in lines and "BOTH=file" not in lines
+    # A changed file is a changed config.json: oci_container_state then recreates the container.
+    write_file(env_path, "FROM_FILE=changed\n")
+    again = bundle_mod.ensure(path, {"args": ["env"], "env_file": [env_path], "env": {"BOTH": "option"}})
+    assert again["changed"] and "FROM_FILE=changed" in run_ok(ocirt, path).splitlines()

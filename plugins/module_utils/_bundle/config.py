@@ -5,10 +5,10 @@
 
 Precedence, lowest first: spec.default_config() (what `runc spec` writes),
 the image config (Entrypoint+Cmd, Env, WorkingDir, User), the task's named
-options, and last the task's `config` dict merged over everything for
+options (env_file's variables before env's), and last the task's `config` dict merged over everything for
 fields the options do not name. The result is validated by spec.validate.
 """
-from ansible_collections.daemonless.oci.plugins.module_utils._bundle import users
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import env_file, users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio, spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits, parse_size
@@ -61,6 +61,10 @@ def build_config(options, image_config=None, rootfs_path="rootfs", resolve_user=
 
     if options.get("args") is not None:
         process["args"] = list(options["args"])
+    if options.get("env_file"):
+        env = _env_dict(process["env"])
+        env.update(env_file.read_all(options["env_file"]))
+        process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("env"):
         env = _env_dict(process["env"])
         env.update((str(k), str(v)) for k, v in options["env"].items())
