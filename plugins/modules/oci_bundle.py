@@ -73,8 +73,21 @@ options:
     type: list
     elements: str
   env:
-    description: Environment variables, merged over the image's.
+    description: Environment variables, merged over the image's and O(env_file)'s.
     type: dict
+  env_file:
+    description:
+      - Files on the managed host of environment variables, merged over the image's and under O(env); later files
+        win. For a file on the controller, give its variables in O(env) through C(lookup('ansible.builtin.file', ...)),
+        as the examples show.
+      - One C(KEY=VALUE) per line, the value verbatim after the first C(=) (no quotes removed, no C($VAR)
+        expanded); blank lines and lines starting with C(#) are skipped; a trailing carriage return is dropped.
+      - A line with a C(KEY) alone fails the task (podman would take the managed host's value; this module does not),
+        as do a bad name, a file that is not UTF-8 text or larger than 1 MiB.
+      - A change of a file's content changes C(config.json), so M(daemonless.oci.oci_container_state) recreates the
+        container.
+    type: list
+    elements: path
   cwd:
     description: Working directory inside the container.
     type: str
@@ -172,6 +185,20 @@ EXAMPLES = r'''
     mounts:
       - source: /srv/data
         destination: /data
+
+- name: A web server as the image's www-data user, its settings from a file on the managed host
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    user: www-data
+    env_file: [/etc/web/web.env]
+    env:
+      LOG_LEVEL: info
+
+- name: Variables from a KEY=VALUE file on the controller (comments and blank lines skipped)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    env: "{{ dict(lookup('ansible.builtin.file', 'files/web.env').splitlines()
+             | reject('match', '^\\s*(#|$)') | map('split', '=', 1)) }}"
 
 - name: Remove a bundle and the containers using it
   daemonless.oci.oci_bundle:

@@ -14,7 +14,7 @@ description:
   - The command joins the container's namespaces and cgroup and gets the container's own process settings
     (environment, capabilities, seccomp filter, rlimits, ...) with what the options here change.
   - A nonzero exit code does not fail the task, as with podman_container_exec and docker_container_exec; decide
-    with C(failed_when) (for example C(failed_when: result.rc != 0)). The task fails when the command cannot run
+    with C(failed_when), for example C(result.rc != 0). The task fails when the command cannot run
     at all - an unknown container, one that is not running, a bad option, a program that is missing or not
     executable - with a message that says why.
   - The task always reports C(changed=true), as there is no way to know what a command changed; use

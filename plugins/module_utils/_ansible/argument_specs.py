@@ -58,7 +58,7 @@ SECRETS_ARGSPEC = dict(secrets=dict(type='list', elements='dict', options=dict(
     content=dict(type='str', no_log=True),
     src=dict(type='path'),
     target=dict(type='str'),
-    mode=dict(type='raw'),
+    mode=dict(type='raw', default='0400'),
     uid=dict(type='int'),
     gid=dict(type='int'),
 ), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
