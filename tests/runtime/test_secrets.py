@@ -7,6 +7,7 @@ diff. A changed secret recreates the container, an unchanged one does not;
 bad entries fail naming the entry before anything exists; a hostile image
 cannot redirect a secret out of its rootfs.
 """
+import hashlib
 import json
 import os
 import uuid
@@ -18,6 +19,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._ansible import con
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
     container_state_argument_spec)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
 
 def unique_secret():
@@ -110,20 +112,18 @@ def test_a_changed_secret_recreates_the_container_and_an_unchanged_one_does_not(
     created = container_state.run(params(bundle=app_bundle, secrets=[{"name": "token", "content": first}]))
     cid, pid = created["container"]["id"], created["container"]["pid"]
     changed = container_state.run(params(bundle=app_bundle, secrets=[{"name": "token", "content": second}]))
-    assert changed["changed"] and [a.split(":")[0] for a in changed["actions"]] == ["stop", "delete", "create",
-                                                                                      "start"]
+    verbs = [action.split(":")[0] for action in changed["actions"]]
+    assert changed["changed"] and verbs == ["stop", "delete", "create", "start"]
     assert changed["container"]["pid"] != pid
     assert exec_out(state_root, cid, "cat", "/run/secrets/token") == second
     assert first not in json.dumps(changed) and second not in json.dumps(changed)
-    moded = container_state.run(params(bundle=app_bundle, secrets=[{"name": "token", "content": second,
-                                                                     "mode": "0444"}]))
+    token = [{"name": "token", "content": second, "mode": "0444"}]
+    moded = container_state.run(params(bundle=app_bundle, secrets=token))
     assert moded["changed"]
     assert exec_out(state_root, cid, "stat", "-c", "%a", "/run/secrets/token") == "444"
-    same = container_state.run(params(bundle=app_bundle, secrets=[{"name": "token", "content": second,
-                                                                    "mode": "0444"}]))
+    same = container_state.run(params(bundle=app_bundle, secrets=token))
     assert same["changed"] is False
     # The annotation the plan compares holds a salted MAC, not the content nor its plain digest.
-    import hashlib
     annotation = json.dumps(container_state.observe(state_root, cid)[1]["annotations"])
     assert "org.daemonless.oci.secrets.token" in annotation
     assert hashlib.sha256(second.encode()).hexdigest() not in annotation
@@ -196,3 +196,22 @@ def test_owners_are_mapped_through_the_user_namespace():
     assert secrets.host_ids({"linux": {"namespaces": [{"type": "pid"}]}}, 1000, 33) == (1000, 33)
     with pytest.raises(OCIError, match="uid 70000 is not mapped"):
         secrets.host_ids(config, 70000, 0)
+
+
+def test_a_userns_container_reads_its_secret_owned_by_its_mapped_user(params, make_bundle, state_root, userns_scratch):
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle = make_bundle(["sleep", "1000"], config={
+        "process": {"user": {"uid": 1000, "gid": 1000}},
+        "linux": {"namespaces": default_config()["linux"]["namespaces"] + [{"type": "user"}],
+                  "uidMappings": maps, "gidMappings": maps}})
+    # The mount point exists in the image: the container's root (host uid 100000) may not create
+    # entries in a rootfs directory that host root owns.
+    os.mkdir(os.path.join(bundle, "rootfs", "run", "secrets"))
+    value = unique_secret()
+    result = container_state.run(params(bundle=bundle, secrets=[{"name": "k", "content": value}]))
+    cid = result["container"]["id"]
+    assert exec_out(state_root, cid, "cat", "/run/secrets/k") == value
+    assert exec_out(state_root, cid, "stat", "-c", "%a %u %g", "/run/secrets/k") == "400 1000 1000"
+    host_file = os.path.join(secrets.container_directory(state_root, cid), "0", "k")
+    info = os.stat(host_file)
+    assert (info.st_uid, info.st_gid) == (101000, 101000)

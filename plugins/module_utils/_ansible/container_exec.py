@@ -155,8 +155,8 @@ def run(params, check_mode=False):
     proc = container_exec.build_process(config, overrides)
     if params.get("detach"):
         pid = _exec_detached(root, container_id, proc)
-        result.update(pid=pid, msg="started %s in container %s as process %d" % (shlex.join(argv), container_id,
-                                                                                   pid))
+        message = "started %s in container %s as process %d" % (shlex.join(argv), container_id, pid)
+        result.update(pid=pid, msg=message)
         return result
     stdin = params.get("stdin")
     if stdin is not None and params.get("stdin_add_newline", True):

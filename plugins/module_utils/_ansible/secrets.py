@@ -8,8 +8,9 @@ its own directory on a host tmpfs, outside the state root and the bundle,
 
     /run/ocirt-secrets/<digest of the state root>/<container id>/<n>/<file>
 
-(0700 root up to the container's directory; a tmpfs is mounted at
-/run/ocirt-secrets when /run is none), one sub-directory <n> per target
+(the container's directory 0700, owned by the container's root as its user
+namespace maps it, the ones above it 0711: no listing; a tmpfs is mounted
+at /run/ocirt-secrets when /run is none), one sub-directory <n> per target
 directory in the container, bind-mounted there read-only, nosuid, nodev,
 noexec. The config the container is created from names those host
 directories only, so any re-create of it (a recreate by the plan, a restart
@@ -42,7 +43,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state impo
 
 BASE = "/run/ocirt-secrets"
 TMPFS_MAGIC = 0x01021994
-TMPFS_OPTIONS = "mode=0700,size=64m"
+TMPFS_OPTIONS = "mode=0711,size=64m"
 DEFAULT_DIRECTORY = "/run/secrets"
 DEFAULT_MODE = 0o400
 MAX_SECRET_SIZE = 512 * 1024  # podman's limit: a secret is a key or a password file, not a data set
@@ -234,7 +235,7 @@ def host_ids(config, uid, gid):
 
 
 def _ensure_base():
-    """BASE exists, 0700 root, on a tmpfs: secrets never touch a disk. Mounted here when /run is no tmpfs."""
+    """BASE exists, 0711 root, on a tmpfs: secrets never touch a disk. Mounted here when /run is no tmpfs."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     os.makedirs(BASE, mode=0o700, exist_ok=True)
     lock = os.open(BASE + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -252,7 +253,7 @@ def _ensure_base():
                 raise OCIError("secrets: cannot mount a tmpfs at %s: %s" % (BASE, exc.strerror))
     finally:
         os.close(lock)
-    os.chmod(BASE, 0o700)
+    os.chmod(BASE, 0o711)
 
 
 def deliver(config, params):
@@ -270,11 +271,14 @@ def deliver(config, params):
     wanted = parse(entries, (config.get("process") or {}).get("user") or {})
     _ensure_base()
     parent = os.path.dirname(directory)
-    os.makedirs(parent, mode=0o700, exist_ok=True)
+    os.makedirs(parent, mode=0o711, exist_ok=True)
+    os.chmod(parent, 0o711)
     staging = directory + ".new"
     shutil.rmtree(staging, ignore_errors=True)
     os.mkdir(staging, 0o700)
     try:
+        # The container's root mounts the directory from inside its user namespace: it must own it.
+        os.chown(staging, *host_ids(config, 0, 0))
         index_of = dict((d, str(i)) for i, d in enumerate(sorted(set(posixpath.dirname(s.target) for s in wanted))))
         for sub in index_of.values():
             os.mkdir(os.path.join(staging, sub), 0o755)
