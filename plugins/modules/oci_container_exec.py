@@ -29,6 +29,7 @@ attributes:
     description: Runs nothing, and reports C(changed=true) with a RV(msg) saying what would have run.
   diff_mode:
     support: none
+    description: There is no before and after to show; what a command changes is unknown.
 options:
   id:
     description: The id of the container, which must be running.

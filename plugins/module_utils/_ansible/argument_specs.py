@@ -52,16 +52,19 @@ def bundle_argument_spec():
     return spec
 
 
-# oci_container_state's secrets (_ansible/secrets.py): content is no_log, so Ansible masks it in every output.
-SECRETS_ARGSPEC = dict(secrets=dict(type='list', elements='dict', options=dict(
-    name=dict(type='str', required=True),
-    content=dict(type='str', no_log=True),
-    src=dict(type='path'),
-    target=dict(type='str'),
-    mode=dict(type='raw', default='0400'),
-    uid=dict(type='int'),
-    gid=dict(type='int'),
-), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
+def secrets_argument_spec():
+    """oci_container_state's secrets option (_ansible/secrets.py), a new dict each call. Each content is
+    no_log, so Ansible masks it in every output; the list itself is not secret (no_log=False tells
+    validate-modules so)."""
+    return dict(secrets=dict(type='list', elements='dict', no_log=False, options=dict(
+        name=dict(type='str', required=True),
+        content=dict(type='str', no_log=True),
+        src=dict(type='path'),
+        target=dict(type='str'),
+        mode=dict(type='raw', default='0400'),
+        uid=dict(type='int'),
+        gid=dict(type='int'),
+    ), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
 
 
 def container_state_argument_spec():
@@ -87,7 +90,7 @@ def container_state_argument_spec():
         logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
-    spec.update(SECRETS_ARGSPEC)
+    spec.update(secrets_argument_spec())
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
 
