@@ -20,7 +20,7 @@ import os
 import _signal as signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import (
-    devices, finalize, hooks, kernel_settings, mounts, namespaces, process, terminal)
+    devices, finalize, kernel_settings, mounts, namespaces, process)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import report_and_exit
@@ -136,6 +136,7 @@ def container_init(args):
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
                 if proc.get("terminal"):
+                    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
                     master, slave = terminal.open_pty(ctx.rootfd, proc.get("consoleSize"))
                     terminal.become_controlling(slave)
                 mounts.mask_paths(ctx, linux.get("maskedPaths"))
@@ -151,6 +152,7 @@ def container_init(args):
             args.channel.send(protocol.MOUNTED)
             args.channel.expect(protocol.CONTINUE, "container init")
         if (config.get("hooks") or {}).get("createContainer"):
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
             hooks.run(config["hooks"], "createContainer", go["state"])
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
@@ -167,6 +169,8 @@ def container_init(args):
             seccomp_filter = seccomp.prepare(linux["seccomp"], go["state"])
         start_hooks = None
         if (config.get("hooks") or {}).get("startContainer"):
+            # Imported before the root switch: finalize runs them after it, when the host's files are out of reach.
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks  # noqa: F401
             start_hooks = (config["hooks"], dict(go["state"], status="created"))
         prepared = finalize.Prepared(proc, linux, process.last_capability(), args.preserve_fds,
                                      seccomp_filter, labels, start_hooks)
