@@ -2,7 +2,8 @@
 # Copyright: daemonless.oci contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark 7 (issue 13's start-up check): `ocirt run` of /bin/true, this tree against the tree
-before the layer split (commit c2f13ec, flat module_utils), paired in one loop.
+before the layer split (commit c2f13ec, flat module_utils), paired in one loop. `--against REV`
+pairs it with another commit instead (to measure one change: its parent against it).
 
 The old tree is taken from git (`git archive`) into the benchmark's folder,
 compiled with the venv's interpreter, and started by a launcher of the same
@@ -17,8 +18,8 @@ import subprocess
 import benchlib as bl
 
 BEFORE_SPLIT = "c2f13ec"
-_ENTRY = {"old": "ansible_collections.daemonless.oci.plugins.module_utils.cli",
-          "new": "ansible_collections.daemonless.oci.plugins.module_utils._runtime.cli"}
+_CLI = {"flat": "ansible_collections.daemonless.oci.plugins.module_utils.cli",
+        "split": "ansible_collections.daemonless.oci.plugins.module_utils._runtime.cli"}
 
 
 def _site_packages():
@@ -26,22 +27,28 @@ def _site_packages():
                           check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
 
 
-def _old_tree(path):
-    """The collection at BEFORE_SPLIT under PATH/ansible_collections/daemonless/oci, compiled."""
+def _old_tree(path, revision):
+    """The collection at REVISION under PATH/ansible_collections/daemonless/oci, compiled."""
     tree = os.path.join(path, "ansible_collections", "daemonless", "oci")
     os.makedirs(tree)
-    archive = subprocess.run(["git", "-C", bl.REPO, "archive", BEFORE_SPLIT, "plugins"],
+    archive = subprocess.run(["git", "-C", bl.REPO, "archive", revision, "plugins"],
                              check=True, stdout=subprocess.PIPE).stdout
     subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
     subprocess.run([bl.VENV_PYTHON, "-m", "compileall", "-q", os.path.join(tree, "plugins")], check=True)
     return path
 
 
-def _launcher(path, collections, entry):
-    """An `ocirt` of the same shape as tools/install_launcher.py's, for COLLECTIONS' ENTRY."""
+def _launcher(path, collections):
+    """An `ocirt` of the same shape as tools/install_launcher.py's (as it was at that revision)."""
+    layout = "split" if os.path.isdir(os.path.join(collections, "ansible_collections", "daemonless", "oci",
+                                                   "plugins", "module_utils", "_runtime")) else "flat"
+    module = _CLI[layout]
+    with open(os.path.join(collections, *module.split(".")) + ".py") as handle:
+        call = "launch(); " if "\ndef launch(" in handle.read() else ""
     with open(path, "w") as handle:
-        handle.write("#!%s -IS\nimport sys; sys.path[0:0] = [%r, %r]\nfrom %s import main; sys.exit(main())\n"
-                     % (bl.VENV_PYTHON, collections, _site_packages(), entry))
+        handle.write("#!%s -IS\nimport sys; sys.path[0:0] = [%r, %r]\nfrom %s import %s\n%s"
+                     % (bl.VENV_PYTHON, collections, _site_packages(), module,
+                        "launch" if call else "main", "launch()\n" if call else "sys.exit(main())\n"))
     os.chmod(path, 0o755)
     return path
 
@@ -57,11 +64,12 @@ def _imports(runner, launcher, root, bundle, container_id):
     return [name for name in names if name.startswith("ansible_collections.daemonless.oci.plugins.module_utils")]
 
 
-def bench_startup(rounds, prefix):
+def bench_startup(rounds, prefix, against=None):
+    against = against or BEFORE_SPLIT
     with bl.Workspace("startup") as ws:
         bundle = bl.busybox_bundle(os.path.join(ws.path, "bundle"), ["/bin/true"])
-        old_collections = _old_tree(os.path.join(ws.path, "old"))
-        launchers = {"old": _launcher(os.path.join(ws.path, "ocirt-old"), old_collections, _ENTRY["old"]),
+        old_collections = _old_tree(os.path.join(ws.path, "old"), against)
+        launchers = {"old": _launcher(os.path.join(ws.path, "ocirt-old"), old_collections),
                      "new": bl.OCIRT}
         runtimes = {name: bl.Runtime(name, [launcher], os.path.join(ws.path, "state-" + name))
                     for name, launcher in launchers.items()}
@@ -85,18 +93,19 @@ def bench_startup(rounds, prefix):
             runtime.ids.append(container_id)
             imported[name] = _imports(runner, launchers[name], runtime.root, bundle, container_id)
     ratios = {"wall": bl.paired_ratios(wall["new"], wall["old"]), "CPU": bl.paired_ratios(cpu["new"], cpu["old"])}
-    targets = [{"name": "startup: run, this tree / %s, %s" % (BEFORE_SPLIT, measure), "value": stats["median"],
+    targets = [{"name": "startup: run, this tree / %s, %s" % (against, measure), "value": stats["median"],
                 "limit": 1.0, "met": stats["median"] is not None and stats["median"] <= 1.0, "measure": measure}
                for measure, stats in ratios.items()]
     rows = []
     for name in ("old", "new"):
         w, c = bl.summary(wall[name]), bl.summary(cpu[name])
-        rows.append(["%s (%s)" % (name, BEFORE_SPLIT if name == "old" else "this tree"), bl.fmt_ms(w["median"]),
+        rows.append(["%s (%s)" % (name, against if name == "old" else "this tree"), bl.fmt_ms(w["median"]),
                      bl.fmt_ms(c["median"]), len(imported[name])])
-    text = "`ocirt run` of /bin/true, this tree against %s (before the layer split), %d paired rounds\n%s\n%s\n%s" % (
-        BEFORE_SPLIT, rounds, bl.table(rows, ["tree", "wall median", "CPU median", "collection modules imported"]),
+    text = "`ocirt run` of /bin/true, this tree against %s%s, %d paired rounds\n%s\n%s\n%s" % (
+        against, " (before the layer split)" if against == BEFORE_SPLIT else "", rounds,
+        bl.table(rows, ["tree", "wall median", "CPU median", "collection modules imported"]),
         bl.table([["new / old, " + m, bl.fmt_ratio(s)] for m, s in ratios.items()], ["paired ratio", "median [p25-p75]"]),
         bl.targets_text(targets))
-    return {"rounds": rounds, "wall_ms": {k: bl.summary(v) for k, v in wall.items()}, "samples_ms": wall,
+    return {"against": against, "rounds": rounds, "wall_ms": {k: bl.summary(v) for k, v in wall.items()}, "samples_ms": wall,
             "cpu_ms": {k: bl.summary(v) for k, v in cpu.items()}, "cpu_samples_ms": cpu, "ratios": ratios,
             "imports": imported, "targets": targets}, text
