@@ -147,11 +147,17 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if uid or gid:
             os.chown(fifo, uid, gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        if scope is None:
+            # Made (empty, with its limits) before the fork, as cgroupPending on disk already says:
+            # the container's process then knows its cgroup directories from the start and makes its
+            # mounts (a cgroup mount binds them) while the runtime records its pid and joins it to
+            # them. The systemd driver needs the pid to make the scope: that cgroup comes after.
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, None, None)
         channel, child_channel = Channel.pair()
         joined = plan.open_joins()
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
         args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
-                                       joined, preserve_fds)
+                                       joined, preserve_fds, cgroup.dirs if cgroup is not None else None)
         _flush_stdio()
         child_pid = os.fork()
         if child_pid == 0:
@@ -172,15 +178,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         # Written now, not with `created`: a create killed from here on leaves a live process that
         # state must report (creating) and delete --force must find.
         container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
-        _failpoint("before-cgroups")
-        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"), pid=init_pid, scope=scope)
-        _failpoint("after-cgroups")
-        # Kept for the `created` write: until then cgroupPending on disk says where the cgroup is.
-        container.stage(cgroup=cgroup.to_record(), cgroupPath=cgroup_path, oomFile=cgroup.oom_file(layout))
-        # Limits first, then the process joins them while it sets up its mounts: a first write to
-        # a v1 cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps
-        # it. Nothing of the image runs before create returns, by when the process has joined.
-        cgroup.apply(cgroup_writes, layout)
+        if cgroup is None:
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, init_pid, scope)
+        # The process joins its cgroups while it sets up its mounts: a first write to a v1
+        # cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps it.
+        # Nothing of the image runs before create returns, by when the process has joined.
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send(protocol.GO, cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
@@ -241,6 +243,24 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if fifo_fd is not None:
             os.close(fifo_fd)
         container.close()
+
+
+def _make_cgroup(container, layout, path, linux, writes, pid, scope):
+    """Make the container's cgroup and write its limits; the record waits for the next state write."""
+    _failpoint("before-cgroups")
+    cgroup = Cgroup.create(layout, path, owned=not linux.get("cgroupsPath"), pid=pid, scope=scope)
+    _failpoint("after-cgroups")
+    # Kept for the `created` write: until then cgroupPending on disk says where the cgroup is.
+    container.stage(cgroup=cgroup.to_record(), cgroupPath=path, oomFile=cgroup.oom_file(layout))
+    try:
+        cgroup.apply(writes, layout)
+    except BaseException:
+        try:
+            cgroup.destroy()  # the caller never sees this cgroup: it is undone here
+        except OCIError:
+            pass  # the error that brought us here matters more
+        raise
+    return cgroup
 
 
 def _failpoint(name):
