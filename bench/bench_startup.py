@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark 7 (issue 13's start-up check): `ocirt run` of /bin/true, this tree against the tree
 before the layer split (commit c2f13ec, flat module_utils), paired in one loop. `--against REV`
-pairs it with another commit instead (to measure one change: its parent against it).
+pairs it with another commit instead, and `--this REV` replaces this tree by a commit too (to
+measure one change: `--this C --against C^`).
 
 The old tree is taken from git (`git archive`) into the benchmark's folder,
 compiled with the venv's interpreter, and started by a launcher of the same
@@ -64,13 +65,16 @@ def _imports(runner, launcher, root, bundle, container_id):
     return [name for name in names if name.startswith("ansible_collections.daemonless.oci.plugins.module_utils")]
 
 
-def bench_startup(rounds, prefix, against=None):
+def bench_startup(rounds, prefix, against=None, this=None):
     against = against or BEFORE_SPLIT
     with bl.Workspace("startup") as ws:
         bundle = bl.busybox_bundle(os.path.join(ws.path, "bundle"), ["/bin/true"])
         old_collections = _old_tree(os.path.join(ws.path, "old"), against)
         launchers = {"old": _launcher(os.path.join(ws.path, "ocirt-old"), old_collections),
                      "new": bl.OCIRT}
+        if this:
+            launchers["new"] = _launcher(os.path.join(ws.path, "ocirt-new"),
+                                         _old_tree(os.path.join(ws.path, "new"), this))
         runtimes = {name: bl.Runtime(name, [launcher], os.path.join(ws.path, "state-" + name))
                     for name, launcher in launchers.items()}
         runner = bl.Runner(ws.path)
@@ -93,19 +97,19 @@ def bench_startup(rounds, prefix, against=None):
             runtime.ids.append(container_id)
             imported[name] = _imports(runner, launchers[name], runtime.root, bundle, container_id)
     ratios = {"wall": bl.paired_ratios(wall["new"], wall["old"]), "CPU": bl.paired_ratios(cpu["new"], cpu["old"])}
-    targets = [{"name": "startup: run, this tree / %s, %s" % (against, measure), "value": stats["median"],
+    targets = [{"name": "startup: run, %s / %s, %s" % (this or "this tree", against, measure), "value": stats["median"],
                 "limit": 1.0, "met": stats["median"] is not None and stats["median"] <= 1.0, "measure": measure}
                for measure, stats in ratios.items()]
     rows = []
     for name in ("old", "new"):
         w, c = bl.summary(wall[name]), bl.summary(cpu[name])
-        rows.append(["%s (%s)" % (name, against if name == "old" else "this tree"), bl.fmt_ms(w["median"]),
+        rows.append(["%s (%s)" % (name, against if name == "old" else this or "this tree"), bl.fmt_ms(w["median"]),
                      bl.fmt_ms(c["median"]), len(imported[name])])
-    text = "`ocirt run` of /bin/true, this tree against %s%s, %d paired rounds\n%s\n%s\n%s" % (
-        against, " (before the layer split)" if against == BEFORE_SPLIT else "", rounds,
+    text = "`ocirt run` of /bin/true, %s against %s%s, %d paired rounds\n%s\n%s\n%s" % (
+        this or "this tree", against, " (before the layer split)" if against == BEFORE_SPLIT else "", rounds,
         bl.table(rows, ["tree", "wall median", "CPU median", "collection modules imported"]),
         bl.table([["new / old, " + m, bl.fmt_ratio(s)] for m, s in ratios.items()], ["paired ratio", "median [p25-p75]"]),
         bl.targets_text(targets))
-    return {"against": against, "rounds": rounds, "wall_ms": {k: bl.summary(v) for k, v in wall.items()}, "samples_ms": wall,
+    return {"against": against, "this": this, "rounds": rounds, "wall_ms": {k: bl.summary(v) for k, v in wall.items()}, "samples_ms": wall,
             "cpu_ms": {k: bl.summary(v) for k, v in cpu.items()}, "cpu_samples_ms": cpu, "ratios": ratios,
             "imports": imported, "targets": targets}, text
