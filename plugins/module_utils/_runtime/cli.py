@@ -29,16 +29,17 @@ _COMMANDS = {
     "create": (dict({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
                      "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
                      "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring"),
-                     "monitor": (False, "monitor")}, **_LOG_FLAGS),
+                     "monitor": (False, "monitor"), "restart": (True, "restart")}, **_LOG_FLAGS),
                ["id"], "create [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] "
                        "[--preserve-fds N] [--monitor [--log-path FILE] [--log-max-size N] "
-                       "[--log-max-files N]] ID"),
+                       "[--log-max-files N] [--restart POLICY]] ID"),
     "run": (dict({"bundle": (True, "bundle"), "b": (True, "bundle"), "pid-file": (True, "pid_file"),
                   "console-socket": (True, "console_socket"), "preserve-fds": (True, "preserve_fds"),
                   "detach": (False, "detach"), "d": (False, "detach"), "keep": (False, "keep"),
-                  "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring")},
+                  "no-pivot": (False, "no_pivot"), "no-new-keyring": (False, "no_new_keyring"),
+                  "restart": (True, "restart")},
                  **_LOG_FLAGS),
-            ["id"], "run [--bundle DIR] [--detach [--log-path FILE] ...] [--keep] [--pid-file FILE] "
+            ["id"], "run [--bundle DIR] [--detach [--log-path FILE] [--restart POLICY] ...] [--keep] [--pid-file FILE] "
                     "[--preserve-fds N] ID"),
     "wait": ({"timeout": (True, "timeout")}, ["id"], "wait [--timeout SECONDS] ID"),
     "logs": ({"tail": (True, "tail"), "n": (True, "tail"), "follow": (False, "follow"), "f": (False, "follow"),
@@ -180,10 +181,11 @@ def _run_command(root, command, options, systemd_cgroup=False):
         if options.get("monitor"):
             create.create_monitored(root, options["id"], options.get("bundle", "."),
                                     pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
-                                    systemd_cgroup=systemd_cgroup, **_log_options(options))
+                                    systemd_cgroup=systemd_cgroup, supervision=_supervision(options),
+                                    **_log_options(options))
         else:
-            if _log_options(options):
-                raise UsageError("create: --log-path, --log-max-size and --log-max-files need --monitor")
+            if _log_options(options) or options.get("restart"):
+                raise UsageError("create: --log-path, --log-max-size, --log-max-files and --restart need --monitor")
             create.create(root, options["id"], options.get("bundle", "."), pid_file=options.get("pid_file"),
                           console_socket=options.get("console_socket"), preserve_fds=_preserve_fds(options),
                           systemd_cgroup=systemd_cgroup)
@@ -199,12 +201,15 @@ def _run_command(root, command, options, systemd_cgroup=False):
     elif command == "delete":
         lifecycle.delete(root, options["id"], force=options.get("force", False))
     elif command == "run":
-        if _log_options(options) and not options.get("detach"):
-            raise UsageError("run: --log-path, --log-max-size and --log-max-files need --detach")
+        if (_log_options(options) or options.get("restart")) and not options.get("detach"):
+            raise UsageError("run: --log-path, --log-max-size, --log-max-files and --restart need --detach")
+        log_options = _log_options(options)
+        if options.get("restart"):
+            log_options["supervision"] = _supervision(options)
         return lifecycle.run(root, options["id"], options.get("bundle", "."),
                              pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
                              detach=options.get("detach", False), keep=options.get("keep", False),
-                             log_options=_log_options(options), systemd_cgroup=systemd_cgroup)
+                             log_options=log_options, systemd_cgroup=systemd_cgroup)
     elif command == "wait":
         timeout = options.get("timeout")
         try:
@@ -265,6 +270,17 @@ def _exec(root, options):
     return container_exec.exec_process(root, options["id"], proc, detach=options.get("detach", False),
                                        pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
                                        console_socket=options.get("console_socket"))
+
+
+def _supervision(options):
+    """create_monitored's supervision from --restart (a usage error when malformed)."""
+    if not options.get("restart"):
+        return None
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor.supervise import checked_supervision
+    try:
+        return checked_supervision(restart=options["restart"], restart_field="--restart")
+    except OCIError as exc:
+        raise UsageError(str(exc))
 
 
 def _log_options(options):

@@ -28,7 +28,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
     NamespacePlan, host_id, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
-    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
+    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, STOPPED, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
 
 
@@ -64,8 +64,14 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None):
+           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None, supervision=None,
+           reuse=None):
     """Create the container and leave its process waiting for start; return its pid.
+
+    SUPERVISION (supervise.checked_supervision's record) is stored in the
+    state for the monitor's restarts and checks. REUSE: the locked Container
+    of a stopped container that its monitor creates again (a restart): its
+    directory, log and supervision record stay, and a failure leaves it stopped.
 
     With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
     TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
@@ -81,6 +87,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle) if config is None else spec.checked_bundle_config(bundle, config)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
+    if (supervision or {}).get("restart") and config["process"].get("terminal"):
+        raise OCIError("restart_policy: a container with process.terminal cannot be restarted by its monitor")
     hooks.validate(config.get("hooks"), check_executable=True)
     if (config.get("linux") or {}).get("seccomp") is not None:
         # A bad profile fails here, before any hook runs or anything exists.
@@ -98,7 +106,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                      + plan_devices(resources.get("devices"), layout))
     cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
     scope = systemd_scope(linux.get("cgroupsPath"), container_id)
-    container = Container.new(root, container_id)
+    container = Container.new(root, container_id) if reuse is None else reuse
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
     child_pid = None
@@ -119,6 +127,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         }
         if monitor_record is not None:
             record["monitor"] = monitor_record
+        if supervision:
+            record["supervision"] = supervision
         container.write(record)
         _failpoint("after-state")
         write_json_atomic(container.path(CONFIG_COPY), config)
@@ -215,7 +225,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                 cgroup.destroy()
             except OCIError:
                 pass  # the error that brought us here matters more
-        container.remove()
+        if reuse is None:
+            container.remove()
+        else:
+            container.update(status=STOPPED)  # a failed restart: the container stays, stopped
         if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
             hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
@@ -264,8 +277,11 @@ LOG_FILE = "container.log"
 
 def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
                      log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False,
-                     config=None):
+                     config=None, supervision=None):
     """create, with a monitor as the container's parent: it logs its output and records its exit.
+
+    SUPERVISION (supervise.checked_supervision's record, or None): the
+    monitor restarts the container by its policy and runs its health check.
 
     The caller forks once more so the monitor is orphaned at once (no
     zombie for a long-lived caller); the monitor starts a new session, becomes
@@ -279,6 +295,8 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     if log_max_size < 0 or log_max_files < 1:
         raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
+    if supervision and systemd_cgroup:
+        supervision = dict(supervision, systemdCgroup=True)  # a restart creates it with the same driver
     result_r, result_w = os.pipe()
     _flush_stdio()
     first = os.fork()
@@ -289,7 +307,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             if os.fork():
                 os._exit(0)
             _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config)
+                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -324,7 +342,7 @@ def _message(exc):
 
 
 def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config):
+                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
@@ -345,7 +363,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
                       terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup,
-                      config=config)
+                      config=config, supervision=supervision)
     if masters:
         # A terminal merges the streams: the monitor logs the pty as stdout.
         os.close(out_r)
@@ -364,15 +382,24 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
         os.close(fd)
     os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
     os.close(result_w)
-    for fd in (out_r, err_r):
+    options = []
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise
+        options = supervise.monitor_options(root, container_id, supervision)
+    _exec_monitor(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size, log_max_files,
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _exec_monitor(root, monitor, argv):
+    """Become the monitor: a fresh interpreter running monitor.py's source alone, with ARGV (its main's)."""
+    for fd in argv[1:3]:
         if fd >= 0:
             os.set_inheritable(fd, True)
     directory, name = _monitor_module(root, monitor)
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",
-                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
-                      str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
-                      str(log_max_files), oom_file, "" if oom_before is None else str(oom_before)])
+                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name)]
+             + [str(arg) for arg in argv])
 
 
 def _monitor_module(root, monitor):
@@ -393,3 +420,99 @@ def _monitor_module(root, monitor):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomicfile.write(path, source)
     return directory, name
+
+
+def adopt_monitored(root, container_id):
+    """Put a new monitor in charge of a running container whose monitor is gone (killed); return its pid.
+
+    It cannot be the container's parent any more: it learns of the exit
+    through a pidfd (the exit code stays unknown, and the state says why),
+    reopens the container's stdout and stderr pipes through /proc to go on
+    logging, and, being subreaper, is the parent of what its restarts create.
+    A container whose monitor lives, or that is not running, is an error.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)
+    result_r, result_w = os.pipe()
+    _flush_stdio()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(result_r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_adopter(root, container_id, result_w, monitor, syscalls)
+        except BaseException as exc:
+            try:
+                os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
+            except OSError:
+                pass
+        os._exit(1)
+    os.close(result_w)
+    try:
+        os.waitpid(first, 0)
+        answer = os.read(result_r, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(result_r)
+    if answer.startswith(protocol.MONITOR_OK):
+        return int(answer[len(protocol.MONITOR_OK):])
+    if answer.startswith(protocol.MONITOR_ERROR):
+        raise OCIError(answer[len(protocol.MONITOR_ERROR):])
+    raise OCIError("container %s: the new monitor exited before reporting (%r)" % (container_id, answer))
+
+
+def _check_adoptable(container):
+    record = container.read()
+    if not record.get("monitor"):
+        raise OCIError("container %s: was created without a monitor; there is none to replace" % container.id)
+    if container.monitor_alive():
+        raise OCIError("container %s: its monitor (pid %d) is alive" % (container.id, record["monitor"]["pid"]))
+    if not container.is_alive():
+        raise OCIError("container %s: is not running; there is nothing to supervise" % container.id)
+
+
+def _become_adopter(root, container_id, result_w, monitor, syscalls):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
+    close_fds_except(set([0, 1, 2, result_w]))
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)  # again, under the lock: two converges must not both adopt
+        record = container.read()
+        pid = record["pid"]
+        streams = [_reopen_pipe(pid, fd) for fd in (1, 2)]
+        old = record["monitor"]
+        container.update(monitor=dict(old, pid=os.getpid(), startTime=process_start_time(os.getpid()),
+                                      adopted=utc_now()))
+        oom_file = record.get("oomFile") or ""
+        supervision = record.get("supervision")
+        state_dir = container.dir
+    options = ["adopt=1"]
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise
+        options += supervise.monitor_options(root, container_id, supervision)
+    # The container ran unobserved: OOM kills from then are not this monitor's to report.
+    oom_before = monitor.oom_kills(oom_file)
+    os.write(result_w, (protocol.MONITOR_OK + str(os.getpid())).encode())
+    os.close(result_w)
+    _exec_monitor(root, monitor, [pid, streams[0], streams[1], state_dir, old["logPath"],
+                                  old.get("logMaxSize", DEFAULT_LOG_MAX_SIZE), old.get("logMaxFiles", DEFAULT_LOG_MAX_FILES),
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _reopen_pipe(pid, fd):
+    """A new read end of the pipe that is PID's descriptor FD, or -1 (not a pipe, or gone)."""
+    import stat
+    path = "/proc/%d/fd/%d" % (pid, fd)
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return -1
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
