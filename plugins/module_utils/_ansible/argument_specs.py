@@ -51,6 +51,20 @@ def bundle_argument_spec():
     return spec
 
 
+# Supervision by the container's monitor (_ansible/supervision.py); durations as podman writes them.
+SUPERVISION_ARGSPEC = dict(
+    restart_policy=dict(type='str', default='no'),
+    healthcheck=dict(type='dict', options=dict(
+        test=dict(type='raw', required=True),
+        interval=dict(type='raw'),
+        timeout=dict(type='raw'),
+        retries=dict(type='int'),
+        start_period=dict(type='raw'),
+        on_failure=dict(type='str', default='none', choices=['none', 'restart', 'kill']),
+    )),
+)
+
+
 def container_state_argument_spec():
     """oci_container_state's argument_spec (a new dict each call)."""
     # Imported here: the defaults come from the layers that apply them, and the bundle module needs none of them.
@@ -64,7 +78,7 @@ def container_state_argument_spec():
         state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
         recreate=dict(type='bool', default=False),
         restart=dict(type='bool', default=False),
-        wait=dict(type='str', default='none', choices=['none', 'exited']),
+        wait=dict(type='str', default='none', choices=['none', 'exited', 'healthy']),
         timeout=dict(type='int', default=DEFAULT_JOB_TIMEOUT),
         stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
         stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
@@ -74,6 +88,7 @@ def container_state_argument_spec():
         logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
+    spec.update(SUPERVISION_ARGSPEC)
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
 

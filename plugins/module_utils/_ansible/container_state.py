@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)
     CGROUP_MANAGERS, DEFAULT_JOB_TIMEOUT, DEFAULT_LOGS_LINES)
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
@@ -59,6 +59,7 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = supervision.with_supervision(config, params)
     return config
 
 
@@ -118,10 +119,16 @@ def run(params, check_mode=False, diff=False):
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
-                                systemd_cgroup=manager == "systemd", config=desired_config)
+                                systemd_cgroup=manager == "systemd", config=desired_config,
+                                supervision=None if absent else supervision.supervision_of(params))
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job)
+    adopt = supervision.adoption(current, actions)
+    if adopt is not None:
+        actions.append(adopt)
+    if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
+        raise OCIError("wait=healthy: needs a healthcheck and state=running")
     result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
     if not absent:
         result["cgroup_manager"] = manager
@@ -139,5 +146,7 @@ def run(params, check_mode=False, diff=False):
         result["exit_code"] = final.get("exitCode")
         result["oom_killed"] = bool(final.get("oomKilled"))
         result["logs_lines"] = log_tail(root, container_id, params["logs_lines"])
+    if params["wait"] == "healthy" and final is not None:
+        final = supervision.wait_healthy(lambda: observe(root, container_id)[0], container_id, params["timeout"])
     result["container"] = container_result(final)
     return result

@@ -248,10 +248,12 @@ class Container:
         if not isinstance(info, dict):
             info = {}
         supervision = self.read().get("supervision") or {}
-        result = {"restartPolicy": supervision.get("restart", "no"), "restartCount": info.get("restartCount", 0),
+        count = info.get("restartCount")
+        result = {"restartPolicy": supervision.get("restart", "no"),
+                  "restartCount": count if isinstance(count, int) and not isinstance(count, bool) else 0,
                   "supervised": self.monitor_alive()}
         for key in ("restartTimes", "lastExitCode", "lastExitTime", "gaveUp"):
-            if info.get(key) is not None:
+            if key in info:  # a null lastExitCode says the exit was not ours to learn (an adopted container)
                 result[key] = info[key]
         if supervision.get("healthcheck"):
             health = info.get("health") if isinstance(info.get("health"), dict) else {"status": "starting"}

@@ -491,7 +491,7 @@ class Monitor:
 
     def restart_done(self):
         helper, self.restarter = self.restarter, None
-        answer = read_answer(helper)
+        answer = read_answer(self.poller, helper)
         out_r, err_r = self.pending_streams
         words = answer.split()
         if words[:1] == ["OK"] and len(words) == 3:
@@ -531,7 +531,7 @@ class Monitor:
 
     def check_done(self):
         helper, self.check = self.check, None
-        output = read_answer(helper, text=False)
+        output = read_answer(self.poller, helper, text=False)
         status = helper.status
         code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 255
         if self.pid is None:
@@ -656,8 +656,9 @@ def drain(helper):
         helper.answer = (helper.answer + chunk)[-65536:]
 
 
-def read_answer(helper, text=True):
+def read_answer(poller, helper, text=True):
     drain(helper)
+    poller.unregister(helper.answer_fd)  # a closed descriptor left in the poll set would wake it forever
     os.close(helper.answer_fd)
     return helper.answer.decode("utf-8", "replace").strip() if text else helper.answer
 

@@ -347,6 +347,9 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
     close_fds_except(set([0, 1, 2, result_w]) | preserved)
+    # kill and delete wake a supervising monitor with SIGUSR2 (lifecycle.request_stop): until monitor.py
+    # handles it, it must not end this process (the stop marker is read on the container's exit anyway).
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -477,6 +480,7 @@ def _check_adoptable(container):
 def _become_adopter(root, container_id, result_w, monitor, syscalls):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     close_fds_except(set([0, 1, 2, result_w]))
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # as in _become_monitor
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
