@@ -683,7 +683,11 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
     exit_status = state.run(wake_r)
     writer.close()
     # The last (or only) exit is recorded once all its output is in the log.
-    write_json(state_dir, EXIT_FILE, exit_record(exit_status, state.oom_before, oom_path))
+    record = exit_record(exit_status, state.oom_before, oom_path)
+    write_json(state_dir, EXIT_FILE, record)
+    # The monitor ends as the container ended: under systemd (the role's unit, PIDFile=) the monitor
+    # is the service's main process, and Restart=on-failure reads this.
+    return 255 if record["exitCode"] is None else record["exitCode"]
 
 
 def main(argv):
@@ -691,9 +695,9 @@ def main(argv):
     # What follows is KEY=VALUE: the supervision (create_monitored's monitor_options).
     options = dict(item.partition("=")[::2] for item in argv[9:])
     # OOM_BEFORE is the counter the runtime read before the container could run (create._become_monitor).
-    monitor(int(pid), int(stdout_fd), int(stderr_fd), state_dir, log_path, int(max_size), int(max_files),
-            oom_path, int(oom_before) if oom_before else None, options)
+    return monitor(int(pid), int(stdout_fd), int(stderr_fd), state_dir, log_path, int(max_size), int(max_files),
+                   oom_path, int(oom_before) if oom_before else None, options)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

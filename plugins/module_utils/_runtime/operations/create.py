@@ -401,7 +401,8 @@ def _exec_monitor(root, monitor, argv):
     directory, name = _monitor_module(root, monitor)
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",
-                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name)]
+                      "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))"
+                      % (directory, name)]
              + [str(arg) for arg in argv])
 
 
