@@ -161,7 +161,7 @@ def booted_systemd(files=None):
             os.mkdir(directory)
         # nspawn without a host systemd makes its payload and supervisor cgroups below its own.
         join = "".join("echo $$ > %s/cgroup.procs; " % d for d in cgroups)
-        command = ("%s exec systemd-nspawn -q -D %s/root --register=no --keep-unit --boot --capability=all "
+        command = ("%s exec systemd-nspawn -q -D %s/root --register=no --keep-unit --boot --capability=all --system-call-filter=bpf "
                    "--bind-ro=%s --bind=%s/bundles --machine=%s"
                    % (join, session, REPO, session, cgroup_name))
         with open(os.path.join(session, "nspawn.log"), "w") as log:

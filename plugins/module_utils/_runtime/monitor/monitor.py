@@ -687,6 +687,9 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
     write_json(state_dir, EXIT_FILE, record)
     # The monitor ends as the container ended: under systemd (the role's unit, PIDFile=) the monitor
     # is the service's main process, and Restart=on-failure reads this.
+    # A stop that was asked for (kill, delete: the marker) is a clean end.
+    if os.path.exists(os.path.join(state_dir, STOP_MARKER)):
+        return 0
     return 255 if record["exitCode"] is None else record["exitCode"]
 
 

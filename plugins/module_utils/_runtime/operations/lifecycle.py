@@ -248,21 +248,23 @@ NOT_STOPPING = frozenset([0, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, sign
 
 
 def request_stop(container):
-    """Tell a supervising monitor that the container is being stopped on purpose: it must not restart it.
+    """Tell the monitor that the container is being stopped on purpose: a supervising one must not
+    restart it, and the monitor then ends with 0, not the container's code (a supervisor above it,
+    systemd's Restart=, must not restart it either).
 
     The marker is written under the lock, before the signal; SIGUSR2 wakes a
     monitor that waits out a restart's backoff (only a supervising monitor
     handles it: the record says so).
     """
     record = container.read()
-    if not record.get("supervision"):
+    if not record.get("monitor"):
         return
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import STOP_MARKER
     try:
         os.close(os.open(container.path(STOP_MARKER), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except OSError as exc:
         raise OCIError("container %s: cannot record the stop for its monitor: %s" % (container.id, exc.strerror))
-    if container.monitor_alive():
+    if record.get("supervision") and container.monitor_alive():
         try:
             os.kill(record["monitor"]["pid"], signal.SIGUSR2)
         except ProcessLookupError:
