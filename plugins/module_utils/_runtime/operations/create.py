@@ -423,6 +423,12 @@ def _monitor_module(root, monitor):
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomicfile.write(path, source)
+    # Compiled here, by the process about to become the monitor, whose memory the exec gives back:
+    # else the first monitor of a state root compiles it and keeps the cost (5.1 MiB of PSS, not 3).
+    import importlib.util
+    if not os.path.exists(importlib.util.cache_from_source(path)):
+        import py_compile
+        py_compile.compile(path, doraise=False)
     return directory, name
 
 
