@@ -256,9 +256,10 @@ class Container:
             if key in info:  # a null lastExitCode says the exit was not ours to learn (an adopted container)
                 result[key] = info[key]
         if supervision.get("healthcheck"):
-            health = info.get("health") if isinstance(info.get("health"), dict) else {"status": "starting"}
+            recorded = info.get("health")
+            health: "dict[str, Any]" = dict(recorded) if isinstance(recorded, dict) else {"status": "starting"}
             if status == STOPPED and not result["supervised"]:
-                health = dict(health, status="stopped")
+                health["status"] = "stopped"
             result["health"] = health
         return result
 
