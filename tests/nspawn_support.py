@@ -211,5 +211,3 @@ def booted_systemd(files=None):
         for directory in cgroups:
             _remove_cgroup_tree(directory)
         shutil.rmtree(session, ignore_errors=True)
-
-

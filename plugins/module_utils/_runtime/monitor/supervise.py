@@ -53,8 +53,8 @@ def checked_supervision(restart=None, healthcheck=None, restart_field="restart_p
                            "on_failure" % field)
         unknown = sorted(set(healthcheck) - set(HEALTH_DEFAULTS) - set(["test"]))
         if unknown:
-            raise OCIError("%s: unknown key %s (known: test, %s)" % (field, ", ".join(unknown),
-                                                                    ", ".join(sorted(HEALTH_DEFAULTS))))
+            known = ", ".join(sorted(HEALTH_DEFAULTS))
+            raise OCIError("%s: unknown key %s (known: test, %s)" % (field, ", ".join(unknown), known))
         test = healthcheck.get("test")
         if isinstance(test, str) and test.strip():
             test = ["/bin/sh", "-c", test]
