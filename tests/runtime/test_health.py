@@ -11,7 +11,7 @@ import os
 import pytest
 
 from helpers import cmdline, new_id, poll, proc_start_time, proc_stat, rootfs_of
-from test_restart import assert_all_gone, params, processes_under
+from test_restart import assert_all_gone, params, processes_under, when
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor.supervise import checked_supervision
@@ -28,8 +28,8 @@ def health_of(state_root, cid):
 
 
 def wait_health(state_root, cid, wanted):
-    return poll(lambda: (lambda s, h: s if h.get("status") == wanted else None)(*health_of(state_root, cid)),
-                "container %s to be %s" % (cid, wanted))
+    return poll(lambda: when(health_of(state_root, cid), lambda found: found[1].get("status") == wanted),
+                "container %s to be %s" % (cid, wanted))[0]
 
 
 def test_a_passing_check_makes_it_healthy_and_a_failing_one_unhealthy_then_restarted(state_root, make_bundle):
@@ -46,8 +46,9 @@ def test_a_passing_check_makes_it_healthy_and_a_failing_one_unhealthy_then_resta
     os.unlink(flag)
     # Two failures in a row (retries=2): unhealthy, and on_failure=restart makes a new container
     # although the restart policy is "no".
-    state = poll(lambda: (lambda s: s if s.get("restartCount") == 1 and s["status"] == "running" else None)(
-        container_state.observe(state_root, cid)[0]), "the restart of the unhealthy container")
+    state = poll(lambda: when(container_state.observe(state_root, cid)[0],
+                              lambda s: s.get("restartCount") == 1 and s["status"] == "running"),
+                 "the restart of the unhealthy container")
     assert state["pid"] != first_pid
     assert state["lastExitCode"] == 137, state
     assert state["health"]["status"] == "starting", state
@@ -69,8 +70,9 @@ def test_unhealthy_after_retries_with_the_output_and_kill_stops_it(state_root, m
     assert health["lastExitCode"] == 7 and "the disk is full" in health["lastOutput"], health
     assert health["failingStreak"] == 3, health
     # kill: the container is stopped on purpose: the restart policy does not bring it back.
-    state = poll(lambda: (lambda s: s if s["status"] == "stopped" and not s["supervised"] else None)(
-        container_state.observe(state_root, cid)[0]), "the unhealthy container to be killed")
+    state = poll(lambda: when(container_state.observe(state_root, cid)[0],
+                              lambda s: s["status"] == "stopped" and not s["supervised"]),
+                 "the unhealthy container to be killed")
     assert state["restartCount"] == 0 and state["gaveUp"] == "stop requested", state
 
 

@@ -37,6 +37,11 @@ def started(stamp):
     return datetime.datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f")
 
 
+def when(value, condition):
+    """VALUE when CONDITION(VALUE) holds, else None: what poll() waits for."""
+    return value if condition(value) else None
+
+
 def processes_under(root):
     """Pids whose command line names the state root: monitors' helpers (their runtime snapshot is there)."""
     found = []
@@ -62,8 +67,8 @@ def test_a_killed_container_is_restarted_with_a_new_pid(ocirt, make_bundle):
     assert (first["restartPolicy"], first["restartCount"], first["supervised"]) == ("on-failure", 0, True)
     os.kill(first["pid"], signal.SIGKILL)
     # The monitor counts the restart once its helper has reported the new pid: wait for both.
-    again = poll(lambda: (lambda s: s if s["status"] == "running" and s["restartCount"] == 1 else None)(
-        ocirt.state(cid)), "the container to run again")
+    again = poll(lambda: when(ocirt.state(cid), lambda s: s["status"] == "running" and s["restartCount"] == 1),
+                 "the container to run again")
     assert again["pid"] != first["pid"], again
     assert again["lastExitCode"] == 137, again
     assert again["monitorPid"] == first["monitorPid"], "one monitor supervises every incarnation"
@@ -98,8 +103,7 @@ def test_on_failure_n_gives_up_after_n_restarts_and_says_so(ocirt, make_bundle):
 def test_a_crash_loop_backs_off_and_costs_no_cpu_between_restarts(ocirt, make_bundle):
     cid = new_id("rs")
     ocirt("run", "--detach", "--restart", "always", "--bundle", make_bundle(["sh", "-c", "exit 1"]), cid)
-    state = poll(lambda: (lambda s: s if s.get("restartCount", 0) >= 6 else None)(ocirt.state(cid)),
-                 "six restarts", tries=2400)
+    state = poll(lambda: when(ocirt.state(cid), lambda s: s.get("restartCount", 0) >= 6), "six restarts", tries=2400)
     times = [started(stamp) for stamp in state["restartTimes"]]
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
     for index, gap in enumerate(gaps):
@@ -201,8 +205,9 @@ def test_a_killed_monitor_is_replaced_by_the_next_converge(state_root, make_bund
     poll(lambda: os.path.getsize(log) > size, "the adopted container's output in the log")
     assert container_state.run(params(state_root, cid, bundle, restart_policy="always"))["changed"] is False
     os.kill(pid, signal.SIGKILL)
-    again = poll(lambda: (lambda s: s if s["status"] == "running" and s["restartCount"] == 1 else None)(
-        container_state.observe(state_root, cid)[0]), "the restart by the adopting monitor")
+    again = poll(lambda: when(container_state.observe(state_root, cid)[0],
+                              lambda s: s["status"] == "running" and s["restartCount"] == 1),
+                 "the restart by the adopting monitor")
     assert again["pid"] != pid and again["lastExitCode"] is None, again
     new_monitor = (container["monitor_pid"], proc_start_time(container["monitor_pid"]))
     container_state.run(params(state_root, cid, bundle, state="absent"))
