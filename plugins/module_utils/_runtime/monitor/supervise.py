@@ -6,10 +6,9 @@
 The monitor (monitor.py) decides when: it reaps the container, keeps the
 backoff, counts restarts and check failures. It never imports the runtime
 (its memory is per container), so the work is done by a short-lived helper
-it forks: a fresh interpreter that imports the runtime from a snapshot
-under the state root (runtime_snapshot: the Ansible module that created the
-container, and its temporary copy of this package, may be long gone) and
-runs main() here:
+it forks: a fresh interpreter that runs main() here:
+
+The helper runs from a copy of the runtime (snapshot.py). Its commands:
 
   restart ID          re-create and start the container from the config it
                       was created with (state dir config.json, with the
@@ -28,11 +27,9 @@ import os
 import sys
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import (
     parse_duration, parse_restart_policy)
 
-PACKAGE = "ansible_collections.daemonless.oci.plugins.module_utils._runtime"
 HEALTH_PID_FILE = "health.pid"
 ON_FAILURE = ("none", "restart", "kill")
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0, "on_failure": "none"}
@@ -78,76 +75,6 @@ def checked_supervision(restart=None, healthcheck=None, restart_field="restart_p
         check["on_failure"] = on_failure
         record["healthcheck"] = check
     return record or None
-
-
-def monitor_options(root, container_id, supervision):
-    """The monitor's KEY=VALUE arguments for SUPERVISION (checked_supervision's record)."""
-    options = {"restart": supervision.get("restart", "no"), "id": container_id, "root": root,
-               "runtime": runtime_snapshot(root), "python": sys.executable or "/usr/bin/python3"}
-    check = supervision.get("healthcheck")
-    if check:
-        options.update(health="1", interval=repr(check["interval"]), timeout=repr(check["timeout"]),
-                       retries=str(check["retries"]), start_period=repr(check["start_period"]),
-                       on_failure=check["on_failure"])
-    return ["%s=%s" % item for item in sorted(options.items())]
-
-
-def runtime_snapshot(root):
-    """A copy of the runtime package under ROOT/=monitor/runtime-HASH/, for the monitor's helpers.
-
-    The package may be a directory or a member of a zip (an Ansible module's
-    payload, deleted when the task ends); the copy is made once per version.
-    """
-    import hashlib
-    sources = sorted(_package_sources(sys.modules[PACKAGE]))
-    digest = hashlib.sha256()
-    for name, data in sources:
-        digest.update(name.encode() + b"\0" + data + b"\0")
-    directory = os.path.join(root, INTERNAL_PREFIX + "monitor", "runtime-" + digest.hexdigest()[:16])
-    if os.path.isdir(directory):
-        return directory
-    import shutil
-    temporary = "%s.%d.tmp" % (directory, os.getpid())
-    package_dir = os.path.join(temporary, *PACKAGE.split("."))
-    parts = PACKAGE.split(".")
-    try:
-        for depth in range(1, len(parts)):
-            parent = os.path.join(temporary, *parts[:depth])
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-            with open(os.path.join(parent, "__init__.py"), "wb"):
-                pass
-        for name, data in sources:
-            path = os.path.join(package_dir, name)
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(data)
-        os.rename(temporary, directory)
-    except OSError as exc:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if not os.path.isdir(directory):  # another create made it meanwhile: that one serves
-            raise OCIError("cannot copy the runtime for the monitor to %s: %s" % (directory, exc.strerror or exc))
-    return directory
-
-
-def _package_sources(package):
-    """(path relative to the package, source bytes) of each module of PACKAGE, from a directory or a zip."""
-    location = list(package.__path__)[0]
-    if os.path.isdir(location):
-        for dirpath, dirnames, filenames in os.walk(location):
-            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-            for filename in filenames:
-                if filename.endswith(".py"):
-                    path = os.path.join(dirpath, filename)
-                    with open(path, "rb") as handle:
-                        yield os.path.relpath(path, location), handle.read()
-        return
-    import zipfile
-    archive = package.__loader__.archive
-    prefix = os.path.relpath(location, archive).replace(os.sep, "/") + "/"
-    with zipfile.ZipFile(archive) as payload:
-        for name in payload.namelist():
-            if name.startswith(prefix) and name.endswith(".py"):
-                yield name[len(prefix):], payload.read(name)
 
 
 # -- the helper's side ---------------------------------------------------------------

@@ -387,8 +387,8 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.close(result_w)
     options = []
     if supervision:
-        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise
-        options = supervise.monitor_options(root, container_id, supervision)
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options = snapshot.monitor_options(root, container_id, supervision)
     _exec_monitor(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size, log_max_files,
                                   oom_file, "" if oom_before is None else oom_before] + options)
 
@@ -506,8 +506,8 @@ def _become_adopter(root, container_id, result_w, monitor, syscalls):
         state_dir = container.dir
     options = ["adopt=1"]
     if supervision:
-        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise
-        options += supervise.monitor_options(root, container_id, supervision)
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options += snapshot.monitor_options(root, container_id, supervision)
     # The container ran unobserved: OOM kills from then are not this monitor's to report.
     oom_before = monitor.oom_kills(oom_file)
     os.write(result_w, (protocol.MONITOR_OK + str(os.getpid())).encode())
