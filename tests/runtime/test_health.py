@@ -65,15 +65,15 @@ def test_unhealthy_after_retries_with_the_output_and_kill_stops_it(state_root, m
     bundle = make_bundle(SLEEP)
     check = {"test": "echo the disk is full >&2; exit 7", "interval": "0.2", "retries": 3, "on_failure": "kill"}
     container_state.run(params(state_root, cid, bundle, healthcheck=check, restart_policy="always"))
-    state = wait_health(state_root, cid, "unhealthy")
-    health = state["health"]
-    assert health["lastExitCode"] == 7 and "the disk is full" in health["lastOutput"], health
-    assert health["failingStreak"] == 3, health
     # kill: the container is stopped on purpose: the restart policy does not bring it back.
     state = poll(lambda: when(container_state.observe(state_root, cid)[0],
                               lambda s: s["status"] == "stopped" and not s["supervised"]),
                  "the unhealthy container to be killed")
     assert state["restartCount"] == 0 and state["gaveUp"] == "stop requested", state
+    health = state["health"]
+    assert health["status"] == "unhealthy", health
+    assert health["lastExitCode"] == 7 and "the disk is full" in health["lastOutput"], health
+    assert health["failingStreak"] == 3, health
 
 
 def test_wait_healthy_fails_with_the_checks_output(state_root, make_bundle):

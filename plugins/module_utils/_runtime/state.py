@@ -265,8 +265,8 @@ class Container:
         if supervision.get("healthcheck"):
             recorded = info.get("health")
             health: "dict[str, Any]" = dict(recorded) if isinstance(recorded, dict) else {"status": "starting"}
-            if status == STOPPED and not result["supervised"]:
-                health["status"] = "stopped"
+            if status == STOPPED and not result["supervised"] and health.get("status") != "unhealthy":
+                health["status"] = "stopped"  # no check runs any more; "unhealthy" stays: it says why it ended
             result["health"] = health
         return result
 
