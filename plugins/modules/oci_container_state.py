@@ -320,7 +320,9 @@ container:
       returned: success
       contains:
         status:
-          description: 'V(starting), V(healthy), V(unhealthy), or V(stopped) once the container and its monitor are gone (V(unhealthy) stays when that is how it ended).'
+          description:
+            - 'V(starting), V(healthy), V(unhealthy), or V(stopped) once the container and its monitor are gone.'
+            - 'V(unhealthy) stays when that is how it ended.'
           type: str
         failing_streak:
           description: 'Failed checks in a row.'
