@@ -69,17 +69,70 @@ options:
       - V(exited) runs the container as a job, waits for it to finish (at most O(timeout)
         seconds), and returns RV(exit_code), RV(oom_killed) and RV(logs_lines). A finished job
         whose configuration is unchanged is not run again unless O(restart=true).
+      - V(healthy) (with O(healthcheck) and O(state=running)) waits until the health check passes,
+        at most O(timeout) seconds, and fails with the check's last output when the container turns
+        unhealthy, stops, or the time runs out; with C(serial), a play stops at the first host whose
+        new container is not healthy.
       - V(none) returns as soon as the container is in the wanted state.
     type: str
-    choices: [none, exited]
+    choices: [none, exited, healthy]
     default: none
   timeout:
     description:
-      - Seconds to wait for a job with O(wait=exited); 0 waits without limit.
+      - Seconds to wait with O(wait=exited) or O(wait=healthy); 0 waits without limit.
       - A job still running then fails the task, with C(changed=true) when the task created or started it
         and RV(container) as it is (the job is left running).
     type: int
     default: 300
+  restart_policy:
+    description:
+      - What the container's monitor does when the container's process exits by itself.
+      - V(no) leaves it stopped. V(on-failure) creates and starts it again after an exit code other
+        than 0 (or a kill), V(on-failure:N) at most N times, then gives up and says so
+        (RV(container.restart_gave_up)). V(always) and V(unless-stopped) restart it after any exit
+        (the two are the same here, as there is no daemon whose own restart would tell them apart).
+      - Restarts back off from 100 ms, doubling up to 5 minutes; after 10 seconds of running the
+        backoff starts again from 100 ms.
+      - A stop or removal asked for (O(state=stopped), O(state=absent), C(ocirt kill), C(ocirt delete))
+        is never undone by a restart.
+      - A container with C(process.terminal) cannot have a restart policy.
+      - Changing it recreates the container.
+    type: str
+    default: 'no'
+  healthcheck:
+    description:
+      - A health check the container's monitor runs in the container (as C(ocirt exec) does), every
+        O(healthcheck.interval). RV(container.health) reports V(starting), V(healthy) or V(unhealthy)
+        with the last check's exit code and output.
+      - Changing it recreates the container.
+    type: dict
+    suboptions:
+      test:
+        description:
+          - The command, as a list (argv, run as is) or a string (run with C(/bin/sh -c)).
+          - It passes when it exits 0.
+        type: raw
+        required: true
+      interval:
+        description: Time between checks, as podman writes it (V(30s), V(1m30s)) or a number of seconds. Default 30s.
+        type: raw
+      timeout:
+        description: Time a check may take; then its processes are killed and it has failed. Default 30s.
+        type: raw
+      retries:
+        description: Failures in a row that make the container unhealthy. Default 3.
+        type: int
+      start_period:
+        description: Time after the start during which failures do not count (a pass still makes it healthy). Default 0.
+        type: raw
+      on_failure:
+        description:
+          - What the monitor does when the container turns unhealthy.
+          - V(restart) kills and re-creates it (whatever O(restart_policy) says; it counts as a restart).
+          - V(kill) kills it, and it stays stopped.
+        type: str
+        choices: [none, restart, kill]
+        default: none
   stop_signal:
     description:
       - The signal that asks the container to stop (a name such as V(SIGTERM) or a number from 1 to 64).
@@ -203,6 +256,20 @@ EXAMPLES = r'''
         target: /etc/web/tls/web.key
         mode: '0440'
         gid: 33
+- name: Run a supervised service and wait until it answers
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    restart_policy: on-failure:5
+    healthcheck:
+      test: [wget, -q, -O, /dev/null, "http://127.0.0.1:8080/health"]
+      interval: 10s
+      timeout: 3s
+      retries: 3
+      start_period: 30s
+      on_failure: restart
+    wait: healthy
+    timeout: 120
 
 - name: Stop gracefully, waiting up to 30 seconds
   daemonless.oci.oci_container_state:
@@ -286,6 +353,58 @@ container:
       description: 'The config''s annotations.'
       type: dict
       returned: success
+    restart_policy:
+      description: 'The restart policy its monitor applies.'
+      type: str
+      returned: success
+      sample: on-failure:5
+    restart_count:
+      description: 'How many times its monitor re-created it.'
+      type: int
+      returned: success
+    restart_times:
+      description: 'When (RFC 3339) the last restarts happened, oldest first (at most 20).'
+      type: list
+      elements: str
+      returned: success
+    last_exit_code:
+      description: 'The exit code of the last exit its monitor saw (null if none, or unknown).'
+      type: int
+      returned: success
+    last_exit_time:
+      description: 'When that exit happened (RFC 3339).'
+      type: str
+      returned: success
+    restart_gave_up:
+      description: 'Why the monitor stopped restarting it (for example V(gave up after 2 restarts (on-failure:2))), or null.'
+      type: str
+      returned: success
+    supervised:
+      description: 'Whether a live monitor is in charge of it.'
+      type: bool
+      returned: success
+    health:
+      description: 'Its health check''s status (null without O(healthcheck)).'
+      type: dict
+      returned: success
+      contains:
+        status:
+          description:
+            - 'V(starting), V(healthy), V(unhealthy), or V(stopped) once the container and its monitor are gone.'
+            - 'V(unhealthy) stays when that is how it ended.'
+          type: str
+        failing_streak:
+          description: 'Failed checks in a row.'
+          type: int
+        last_exit_code:
+          description: 'The last check''s exit code.'
+          type: int
+        last_output:
+          description: 'The end of the last check''s output (up to 2 KiB).'
+          type: str
+        last_check:
+          description: 'When the last check ended (RFC 3339).'
+          type: str
 msg:
   description:
     - What the task did (or would do in check mode) and where that leaves the container; for a job, its
@@ -294,7 +413,10 @@ msg:
   type: str
   sample: "container web: create, start; running"
 actions:
-  description: What the task did (or would do in check mode), with the reason, in order.
+  description:
+    - What the task did (or would do in check mode), with the reason, in order.
+    - V(supervise) says that the container ran without a monitor (its monitor was killed) and that a
+      new monitor adopted it; that monitor cannot learn the exit code of a process it did not start.
   returned: always
   type: list
   elements: str

@@ -470,10 +470,10 @@ def _run_role(scratch, state_root, **variables):
 
 def test_the_role_refuses_a_bad_size_before_any_task_and_warns_of_unknown_variables(scratch, state_root):
     done = _run_role(scratch, state_root, container_image_src=os.path.join(scratch, "image.tar"),
-                     container_memory="lots", container_ports=["80:80"], container_restart_policy="always")
+                     container_memory="lots", container_ports=["80:80"], container_restart_polcy="always")
     assert done.returncode != 0
     assert "container_memory must be bytes or a size" in done.stdout and '"lots"' in done.stdout, done.stdout
-    assert "ignores container_ports, container_restart_policy" in done.stdout, done.stdout
+    assert "ignores container_ports, container_restart_polcy " in done.stdout, done.stdout
     # Nothing past the checks ran: no bundle, no container task.
     assert "Deploy the container" not in done.stdout and "Make the bundle" not in done.stdout
     assert not os.path.lexists(os.path.join(scratch, "bundle"))

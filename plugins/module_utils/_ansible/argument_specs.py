@@ -67,6 +67,20 @@ def secrets_argument_spec():
     ), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
 
 
+# Supervision by the container's monitor (_ansible/supervision.py); durations as podman writes them.
+SUPERVISION_ARGSPEC = dict(
+    restart_policy=dict(type='str', default='no'),
+    healthcheck=dict(type='dict', options=dict(
+        test=dict(type='raw', required=True),
+        interval=dict(type='raw'),
+        timeout=dict(type='raw'),
+        retries=dict(type='int'),
+        start_period=dict(type='raw'),
+        on_failure=dict(type='str', default='none', choices=['none', 'restart', 'kill']),
+    )),
+)
+
+
 def container_state_argument_spec():
     """oci_container_state's argument_spec (a new dict each call)."""
     # Imported here: the defaults come from the layers that apply them, and the bundle module needs none of them.
@@ -80,7 +94,7 @@ def container_state_argument_spec():
         state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
         recreate=dict(type='bool', default=False),
         restart=dict(type='bool', default=False),
-        wait=dict(type='str', default='none', choices=['none', 'exited']),
+        wait=dict(type='str', default='none', choices=['none', 'exited', 'healthy']),
         timeout=dict(type='int', default=DEFAULT_JOB_TIMEOUT),
         stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
         stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
@@ -91,6 +105,7 @@ def container_state_argument_spec():
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
     spec.update(secrets_argument_spec())
+    spec.update(SUPERVISION_ARGSPEC)
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
 

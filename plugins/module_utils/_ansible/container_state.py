@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile, secrets
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile, secrets, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -23,8 +23,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values imp
 
 
 class TaskFailed(OCIError):
-    """The task failed after it changed the host (a job that outlived its timeout): RESULT says what
-    it did (changed, actions, container), for the module's failure result."""
+    """The task failed after it changed the host (a job that outlived its timeout, a container that did
+    not become healthy): RESULT says what it did (changed, actions, container), for the module's
+    failure result."""
 
     def __init__(self, message, result):
         super().__init__(message)
@@ -69,6 +70,7 @@ def desired(bundle_config, params, manager):
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
     config = secrets.with_secrets(config, params)
+    config = supervision.with_supervision(config, params)
     return config
 
 
@@ -171,10 +173,16 @@ def run(params, check_mode=False, diff=False):
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
-                                systemd_cgroup=manager == "systemd", config=desired_config)
+                                systemd_cgroup=manager == "systemd", config=desired_config,
+                                supervision=None if absent else supervision.supervision_of(params))
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job, unknown=unknown)
+    adopt = supervision.adoption(current, actions)
+    if adopt is not None:
+        actions.append(adopt)
+    if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
+        raise OCIError("wait=healthy: needs a healthcheck and state=running")
     result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
     if not absent:
         result["cgroup_manager"] = manager
@@ -197,6 +205,13 @@ def run(params, check_mode=False, diff=False):
         result["exit_code"] = final.get("exitCode")
         result["oom_killed"] = bool(final.get("oomKilled"))
         result["logs_lines"] = log_tail(root, container_id, params["logs_lines"])
+    if params["wait"] == "healthy" and final is not None:
+        try:
+            final = supervision.wait_healthy(lambda: observe(root, container_id)[0], container_id, params["timeout"])
+        except OCIError as exc:
+            # As for a job: the task made or started the container, and says so with the failure.
+            result["container"] = container_result(observe(root, container_id)[0])
+            raise TaskFailed(str(exc), result)
     result["container"] = container_result(final)
     result["msg"] = summary(container_id, result["actions"], final["status"] if final else "absent",
                             exit_code=result.get("exit_code"))

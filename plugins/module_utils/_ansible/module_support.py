@@ -49,7 +49,24 @@ def container_result(state):
         'monitor_pid': state.get('monitorPid'),
         'cgroup_path': state.get('cgroupPath'),
         'annotations': state.get('annotations') or {},
+        # Supervision (only for a container with a restart policy or a health check).
+        'restart_policy': state.get('restartPolicy', 'no'),
+        'restart_count': state.get('restartCount', 0),
+        'restart_times': state.get('restartTimes') or [],
+        'last_exit_code': state.get('lastExitCode'),
+        'last_exit_time': state.get('lastExitTime'),
+        'restart_gave_up': state.get('gaveUp'),
+        'supervised': bool(state.get('monitorPid')),
+        'health': _health_result(state.get('health')),
     }
+
+
+def _health_result(health):
+    if not health:
+        return None
+    return {'status': health.get('status'), 'failing_streak': health.get('failingStreak', 0),
+            'last_exit_code': health.get('lastExitCode'), 'last_output': health.get('lastOutput') or '',
+            'last_check': health.get('lastCheck')}
 
 
 def gather():

@@ -173,7 +173,7 @@ class Options:
     """
 
     def __init__(self, stop_signal=DEFAULT_STOP_SIGNAL, stop_timeout=DEFAULT_STOP_TIMEOUT, log_path=None,
-                 log_max_size=None, log_max_files=None, systemd_cgroup=False, config=None):
+                 log_max_size=None, log_max_files=None, systemd_cgroup=False, config=None, supervision=None):
         self.stop_signal = parse_signal(stop_signal, "stop_signal")
         if stop_timeout < 0:
             raise OCIError("stop_timeout: must be 0 or more seconds, not %s" % stop_timeout)
@@ -190,6 +190,8 @@ class Options:
         # The config a new container is created from: the bundle's, with what the task adds to it
         # (container_state.desired_config); None reads the bundle's config.json.
         self.config = config
+        # What the new container's monitor supervises (supervise.checked_supervision's record), or None.
+        self.supervision = supervision
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -225,12 +227,14 @@ def apply(root, container_id, bundle, actions, options):
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
             create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
-                                    config=options.config, **options.log)
+                                    config=options.config, supervision=options.supervision, **options.log)
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":
             lifecycle.pause(root, container_id, frozen=False)
         elif action.verb == "update":
             lifecycle.update(root, container_id, action.resources)
+        elif action.verb == "supervise":
+            create.adopt_monitored(root, container_id)
         else:
             raise OCIError("unknown action %s" % action.verb)

@@ -29,7 +29,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
     NamespacePlan, host_id, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
-    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
+    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, STOPPED, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 
@@ -75,8 +75,14 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None):
+           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None, supervision=None,
+           reuse=None):
     """Create the container and leave its process waiting for start; return its pid.
+
+    SUPERVISION (supervise.checked_supervision's record) is stored in the
+    state for the monitor's restarts and checks. REUSE: the locked Container
+    of a stopped container that its monitor creates again (a restart): its
+    directory, log and supervision record stay, and a failure leaves it stopped.
 
     With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
     TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
@@ -92,6 +98,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle) if config is None else spec.checked_bundle_config(bundle, config)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
+    if (supervision or {}).get("restart") and config["process"].get("terminal"):
+        raise OCIError("restart_policy: a container with process.terminal cannot be restarted by its monitor")
     if config.get("hooks") is not None:
         _hooks().validate(config["hooks"], check_executable=True)
     if (config.get("linux") or {}).get("seccomp") is not None:
@@ -113,7 +121,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     # Before the state directory is made; the id first, so that a bad one ('..') is named as such.
     if not linux.get("cgroupsPath") and not os.path.lexists(os.path.join(root, directory_name(validate_id(container_id)))):
         refuse_taken_default(layout, cgroup_path, container_id)
-    container = Container.new(root, container_id)
+    container = Container.new(root, container_id) if reuse is None else reuse
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
     child_pid = None
@@ -139,6 +147,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         }
         if monitor_record is not None:
             record["monitor"] = monitor_record
+        if supervision:
+            record["supervision"] = supervision
         container.write(record)
         _failpoint("after-state")
         write_json_atomic(container.path(CONFIG_COPY), config)
@@ -235,7 +245,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                 cgroup.destroy()
             except OCIError:
                 pass  # the error that brought us here matters more
-        container.remove()
+        if reuse is None:
+            container.remove()
+        else:
+            container.update(status=STOPPED)  # a failed restart: the container stays, stopped
         if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
             _hooks().run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
@@ -302,8 +315,11 @@ LOG_FILE = "container.log"
 
 def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
                      log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False,
-                     config=None):
+                     config=None, supervision=None):
     """create, with a monitor as the container's parent: it logs its output and records its exit.
+
+    SUPERVISION (supervise.checked_supervision's record, or None): the
+    monitor restarts the container by its policy and runs its health check.
 
     The caller forks once more so the monitor is orphaned at once (no
     zombie for a long-lived caller); the monitor starts a new session, becomes
@@ -317,6 +333,8 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     if log_max_size < 0 or log_max_files < 1:
         raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
+    if supervision and systemd_cgroup:
+        supervision = dict(supervision, systemdCgroup=True)  # a restart creates it with the same driver
     result_r, result_w = os.pipe()
     _flush_stdio()
     first = os.fork()
@@ -327,7 +345,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             if os.fork():
                 os._exit(0)
             _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config)
+                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -362,11 +380,14 @@ def _message(exc):
 
 
 def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config):
+                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
     close_fds_except(set([0, 1, 2, result_w]) | preserved)
+    # kill and delete wake a supervising monitor with SIGUSR2 (lifecycle.request_stop): until monitor.py
+    # handles it, it must not end this process (the stop marker is read on the container's exit anyway).
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -383,7 +404,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
                       terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup,
-                      config=config)
+                      config=config, supervision=supervision)
     if masters:
         # A terminal merges the streams: the monitor logs the pty as stdout.
         os.close(out_r)
@@ -402,15 +423,25 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
         os.close(fd)
     os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
     os.close(result_w)
-    for fd in (out_r, err_r):
+    options = []
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options = snapshot.monitor_options(root, container_id, supervision)
+    _exec_monitor(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size, log_max_files,
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _exec_monitor(root, monitor, argv):
+    """Become the monitor: a fresh interpreter running monitor.py's source alone, with ARGV (its main's)."""
+    for fd in argv[1:3]:
         if fd >= 0:
             os.set_inheritable(fd, True)
     directory, name = _monitor_module(root, monitor)
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",
-                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
-                      str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
-                      str(log_max_files), oom_file, "" if oom_before is None else str(oom_before)])
+                      "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))"
+                      % (directory, name)]
+             + [str(arg) for arg in argv])
 
 
 def _monitor_module(root, monitor):
@@ -430,4 +461,107 @@ def _monitor_module(root, monitor):
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomicfile.write(path, source)
+    # Compiled here, by the process about to become the monitor, whose memory the exec gives back:
+    # else the first monitor of a state root compiles it and keeps the cost (5.1 MiB of PSS, not 3).
+    import importlib.util
+    if not os.path.exists(importlib.util.cache_from_source(path)):
+        import py_compile
+        py_compile.compile(path, doraise=False)
     return directory, name
+
+
+def adopt_monitored(root, container_id):
+    """Put a new monitor in charge of a running container whose monitor is gone (killed); return its pid.
+
+    It cannot be the container's parent any more: it learns of the exit
+    through a pidfd (the exit code stays unknown, and the state says why),
+    reopens the container's stdout and stderr pipes through /proc to go on
+    logging, and, being subreaper, is the parent of what its restarts create.
+    A container whose monitor lives, or that is not running, is an error.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)
+    result_r, result_w = os.pipe()
+    _flush_stdio()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(result_r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_adopter(root, container_id, result_w, monitor, syscalls)
+        except BaseException as exc:
+            try:
+                os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
+            except OSError:
+                pass
+        os._exit(1)
+    os.close(result_w)
+    try:
+        os.waitpid(first, 0)
+        answer = os.read(result_r, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(result_r)
+    if answer.startswith(protocol.MONITOR_OK):
+        return int(answer[len(protocol.MONITOR_OK):])
+    if answer.startswith(protocol.MONITOR_ERROR):
+        raise OCIError(answer[len(protocol.MONITOR_ERROR):])
+    raise OCIError("container %s: the new monitor exited before reporting (%r)" % (container_id, answer))
+
+
+def _check_adoptable(container):
+    record = container.read()
+    if not record.get("monitor"):
+        raise OCIError("container %s: was created without a monitor; there is none to replace" % container.id)
+    if container.monitor_alive():
+        raise OCIError("container %s: its monitor (pid %d) is alive" % (container.id, record["monitor"]["pid"]))
+    if not container.is_alive():
+        raise OCIError("container %s: is not running; there is nothing to supervise" % container.id)
+
+
+def _become_adopter(root, container_id, result_w, monitor, syscalls):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
+    close_fds_except(set([0, 1, 2, result_w]))
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # as in _become_monitor
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)  # again, under the lock: two converges must not both adopt
+        record = container.read()
+        pid = record["pid"]
+        streams = [_reopen_pipe(pid, fd) for fd in (1, 2)]
+        old = record["monitor"]
+        container.update(monitor=dict(old, pid=os.getpid(), startTime=process_start_time(os.getpid()),
+                                      adopted=utc_now()))
+        oom_file = record.get("oomFile") or ""
+        supervision = record.get("supervision")
+        state_dir = container.dir
+    options = ["adopt=1"]
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options += snapshot.monitor_options(root, container_id, supervision)
+    # The container ran unobserved: OOM kills from then are not this monitor's to report.
+    oom_before = monitor.oom_kills(oom_file)
+    os.write(result_w, (protocol.MONITOR_OK + str(os.getpid())).encode())
+    os.close(result_w)
+    _exec_monitor(root, monitor, [pid, streams[0], streams[1], state_dir, old["logPath"],
+                                  old.get("logMaxSize", DEFAULT_LOG_MAX_SIZE), old.get("logMaxFiles", DEFAULT_LOG_MAX_FILES),
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _reopen_pipe(pid, fd):
+    """A new read end of the pipe that is PID's descriptor FD, or -1 (not a pipe, or gone)."""
+    import stat
+    path = "/proc/%d/fd/%d" % (pid, fd)
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return -1
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1

@@ -186,6 +186,8 @@ def kill(root, container_id, signum, all_processes=False):
         status = container.status()
         if status not in (CREATED, RUNNING, PAUSED):
             raise OCIError("container %s: cannot kill a container that is %s" % (container_id, status))
+        if signum not in NOT_STOPPING:
+            request_stop(container)
         if all_processes:
             _signal_all(container, signum)
         else:
@@ -216,6 +218,8 @@ def delete(root, container_id, force=False, exit_fields=None):
             if not force:
                 raise
             status = None  # unreadable state: --force removes what is there
+        if status is not None and (status == STOPPED or force):
+            request_stop(container)
         if status not in (STOPPED, None):
             if not force:
                 raise OCIError("container %s: cannot delete a container that is %s "
@@ -249,6 +253,53 @@ def delete(root, container_id, force=False, exit_fields=None):
 
 
 MONITOR_EXIT_WAIT_SECONDS = 2.0
+# Signals that ask a process for something other than its end: they do not stop supervision.
+NOT_STOPPING = frozenset([0, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT,
+                          signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU])
+
+
+def request_stop(container):
+    """Tell the monitor that the container is being stopped on purpose: a supervising one must not
+    restart it, and the monitor then ends with 0, not the container's code (a supervisor above it,
+    systemd's Restart=, must not restart it either).
+
+    The marker is written under the lock, before the signal; SIGUSR2 wakes a
+    monitor that waits out a restart's backoff (only a supervising monitor
+    handles it: the record says so).
+    """
+    record = container.read()
+    if not record.get("monitor"):
+        return
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import STOP_MARKER
+    try:
+        os.close(os.open(container.path(STOP_MARKER), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise OCIError("container %s: cannot record the stop for its monitor: %s" % (container.id, exc.strerror))
+    if record.get("supervision") and container.monitor_alive():
+        try:
+            os.kill(record["monitor"]["pid"], signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+
+
+def clear_for_restart(container):
+    """What a stopped container leaves before its monitor creates it again: processes, cgroup, fifo, exit
+    record; its poststop hooks run, as at delete."""
+    _signal_all(container, signal.SIGKILL)
+    cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
+    if cgroup is not None:
+        cgroup.destroy()
+    final_state = container.oci_state()
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import EXIT_FILE
+    for name in (EXEC_FIFO, EXIT_FILE):
+        try:
+            os.unlink(container.path(name))
+        except FileNotFoundError:
+            pass
+    hooks_config = container.config().get("hooks") or {}
+    if hooks_config.get("poststop"):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+        hooks.run_reporting(hooks_config, "poststop", final_state, _warn)
 
 
 def _stop_monitor(container):
