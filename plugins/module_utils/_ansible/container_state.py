@@ -93,8 +93,13 @@ def failure_message(container_id, exc):
     return message if message.startswith(prefix) else prefix + message
 
 
-def run(params, check_mode=False, diff=False):
-    """Bring the container to params['state']; return the module's result (OCIError when it cannot)."""
+def run(params, check_mode=False, diff=False, bundle_config=None):
+    """Bring the container to params['state']; return the module's result (OCIError when it cannot).
+
+    BUNDLE_CONFIG: the bundle's config when the caller knows it better than the
+    bundle's config.json (oci_containers in check mode: the config a bundle
+    it did not write would have); None reads and validates config.json.
+    """
     root = params["state_root"]
     container_id = params["id"]
     validate_id(container_id)
@@ -114,7 +119,9 @@ def run(params, check_mode=False, diff=False):
     desired_config = bundle = None
     if not absent:
         bundle = os.path.abspath(params["bundle"])
-        desired_config = desired(spec.load_bundle(bundle)[0], params, manager)
+        if bundle_config is None:
+            bundle_config = spec.load_bundle(bundle)[0]
+        desired_config = desired(bundle_config, params, manager)
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
