@@ -181,13 +181,16 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import containers
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
 
 
 def main():
+    # The rest of the collection is imported once the cache of its compiled code is in place.
+    cache = bytecode.install()
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import containers
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
     argument_spec = dict(
         containers=dict(type='list', elements='dict', required=True),
         exclusive=dict(type='bool', default=False),
@@ -195,6 +198,7 @@ def main():
     )
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
     try:
         result = containers.run(module.params, check_mode=module.check_mode, diff=module._diff)
