@@ -118,7 +118,7 @@ class _Loader(object):
 
     def get_source(self, fullname):
         # create reads the monitor's source through its module's loader.
-        return self._finder.archive_zip.read(self._member).decode("utf-8")
+        return self._finder.sources[self._member].decode("utf-8")
 
     def get_filename(self, fullname):
         return self._origin
@@ -127,7 +127,7 @@ class _Loader(object):
         return self._package
 
     def exec_module(self, module):
-        code = self._finder.cache.code(self._finder.archive_zip.read(self._member), self._origin)
+        code = self._finder.cache.code(self._finder.sources[self._member], self._origin)
         exec(code, module.__dict__)
 
 
@@ -135,15 +135,19 @@ class _Finder(object):
     """Finds the collection's module_utils in the payload zip itself.
 
     Not through zipimport: its find_spec compiles the source once just to
-    name the file (get_filename), then get_code compiles it again.
+    name the file (get_filename), then get_code compiles it again. The
+    sources are read at once and the zip closed: no descriptor of it may stay
+    open, since create's monitor closes every descriptor and then imports.
     """
 
     def __init__(self, cache, archive):
         import zipfile
         self.cache = cache
         self.archive = archive
-        self.archive_zip = zipfile.ZipFile(archive)
-        self.members = frozenset(self.archive_zip.namelist())
+        top = PREFIX.replace(".", "/")
+        with zipfile.ZipFile(archive) as payload:
+            self.sources = dict((member, payload.read(member)) for member in payload.namelist()
+                                if member.startswith(top) and member.endswith(".py"))
 
     def find_spec(self, name, path=None, target=None):
         if not name.startswith(PREFIX):
@@ -151,7 +155,7 @@ class _Finder(object):
         from importlib.machinery import ModuleSpec
         base = name.replace(".", "/")
         for member, package in ((base + "/__init__.py", True), (base + ".py", False)):
-            if member in self.members:
+            if member in self.sources:
                 origin = os.path.join(self.archive, member)
                 spec = ModuleSpec(name, _Loader(self, member, origin, package), origin=origin, is_package=package)
                 if package:
