@@ -269,10 +269,10 @@ def _summarize(count, rounds, samples):
     task = {key: [s["task"][key] * 1000.0 for s in samples] for key in samples[0]["task"]}
     changed_ok = {key: all(s["changed_ok"][key] for s in samples) for key in samples[0]["changed_ok"]}
     rows, targets, derived = [], [], {}
-    ours = OURS[count]
+    systems = OURS[count]
     for phase in PHASES:
         per_system = {}
-        for system in ours + ("podman",):
+        for system in systems + ("podman",):
             key = "%s %s" % (system, phase)
             above_wall = [w - p for w, p in zip(wall[key], wall["ping"])]
             above_task = [(t - p) / count for t, p in zip(task[key], task["ping-loop"])]
@@ -284,7 +284,7 @@ def _summarize(count, rounds, samples):
             rows.append([key, bl.fmt_ms(bl.median(wall[key]), 0), bl.fmt_ms(bl.median(above_wall), 0),
                          bl.fmt_ms(bl.median(task[key]), 0), bl.fmt_ms(bl.median(above_task), 0),
                          "yes" if changed_ok[key] else "NO"])
-        for system in ours:
+        for system in systems:
             paired = bl.paired_ratios(per_system[system][0], per_system["podman"][0])
             derived["ratio %s %s" % (system, phase)] = {"wall_above_ping": paired}
             if count == 1:
@@ -305,7 +305,7 @@ def _summarize(count, rounds, samples):
                         "limit": round(TARGET, 3), "met": of_medians is not None and of_medians <= TARGET})
     ratio_rows = [[phase, _fmt_plain(derived["ratio " + phase]["task_above_ping_loop_ratio_of_medians"]),
                    bl.fmt_ratio(derived["ratio " + phase]["task_above_ping_loop"])]
-                  + [bl.fmt_ratio(derived["ratio %s %s" % (system, phase)]["wall_above_ping"]) for system in ours]
+                  + [bl.fmt_ratio(derived["ratio %s %s" % (system, phase)]["wall_above_ping"]) for system in systems]
                   for phase in PHASES]
     bundle_rows = []
     for phase in ("converge", "idempotent"):
@@ -329,7 +329,7 @@ def _summarize(count, rounds, samples):
                                 "changed ok"]),
                 "; ".join(bundle_rows),
                 bl.table(ratio_rows, ["ours / podman", "ocirt task cost: ratio of medians", "paired ratios [p25-p75]"]
-                         + ["%s: playbook wall above ping, paired" % system for system in ours]),
+                         + ["%s: playbook wall above ping, paired" % system for system in systems]),
                 bl.targets_text(targets)))
     return {"rounds": rounds, "floor_ping_ms": bl.summary(wall["ping"]), "ping_loop_task_ms": bl.summary(task["ping-loop"]),
             "phases": derived, "samples": samples, "targets": targets}, text

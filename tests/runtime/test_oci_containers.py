@@ -48,8 +48,8 @@ def running_pid(outcome):
     return container["pid"], proc_start_time(container["pid"])
 
 
-def test_converges_several_containers_once_then_exclusive_removes_the_unnamed(fleet, make_bundle, rootfs, scratch,
-                                                                             state_root):
+def test_converges_several_containers_once_then_exclusive_removes_the_unnamed(
+        fleet, make_bundle, rootfs, scratch, state_root):
     ready_made = make_bundle(SERVICE)
     declared = os.path.join(scratch, "declared")
     ids = [new_id("fl") for _ in range(4)]
@@ -99,8 +99,8 @@ def test_converges_several_containers_once_then_exclusive_removes_the_unnamed(fl
     assert state_entries(state_root) == []
 
 
-def test_check_mode_reports_every_bundle_and_container_and_makes_nothing(fleet, make_bundle, rootfs, scratch,
-                                                                          state_root):
+def test_check_mode_reports_every_bundle_and_container_and_makes_nothing(
+        fleet, make_bundle, rootfs, scratch, state_root):
     ready_made = make_bundle(SERVICE)
     declared = os.path.join(scratch, "declared")
     ids = [new_id("fc"), new_id("fc")]
