@@ -248,8 +248,8 @@ def bench_ansible(quick, prefix):
         _setup_podman(ansible, rootfs)
         for count in COUNTS:
             variables = {"bench_bundle": os.path.join(ws.path, "bundle-%d" % count), "bench_rootfs": rootfs,
-                     "bench_fleet_bundle": os.path.join(ws.path, "fleet-bundle-%d" % count),
-                     "bench_role_bundle": os.path.join(ws.path, "role-bundle"),
+                         "bench_fleet_bundle": os.path.join(ws.path, "fleet-bundle-%d" % count),
+                         "bench_role_bundle": os.path.join(ws.path, "role-bundle"),
                          "bench_command": COMMAND, "bench_state_root": state_root, "bench_prefix": "%s-n%d" % (prefix, count),
                          "bench_stop_timeout": STOP_TIMEOUT, "bench_count": count,
                          "bench_image": "localhost/busybox:latest", "bench_podman": podman,

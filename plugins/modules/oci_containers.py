@@ -8,7 +8,7 @@ module: oci_containers
 short_description: Converge many OCI containers, and their bundles, in one task
 version_added: 0.2.0
 description:
-  - Brings every container of O(containers) to its O(containers[].state) in one module run, with its
+  - Brings every container of O(containers) to its C(state) in one module run, with its
     bundle made as M(daemonless.oci.oci_bundle) makes it; independent containers are converged in
     parallel, and the runtime core runs in the module, so no interpreter starts per container.
   - Each item takes C(id), C(bundle) (the bundle directory, what M(daemonless.oci.oci_bundle) calls
@@ -100,7 +100,7 @@ RETURN = r'''
 containers:
   description:
     - One result per item of O(containers), in their order; each also holds what
-      M(daemonless.oci.oci_container_state) returns (such as RV(containers[].cgroup_manager), or the
+      M(daemonless.oci.oci_container_state) returns (such as C(cgroup_manager), or the
       job's C(exit_code) with C(wait=exited)).
   returned: always
   type: list

@@ -52,7 +52,7 @@ def test_converges_several_containers_once_then_exclusive_removes_the_unnamed(
         fleet, make_bundle, rootfs, scratch, state_root):
     ready_made = make_bundle(SERVICE)
     declared = os.path.join(scratch, "declared")
-    ids = [new_id("fl") for _ in range(4)]
+    ids = [new_id("fl") for _number in range(4)]
     items = [dict(id=ids[0], bundle=declared, rootfs_from=rootfs, args=SERVICE, memory="64M"),
              dict(id=ids[1], bundle=declared, rootfs_from=rootfs, args=SERVICE, memory="64M"),
              dict(id=ids[2], bundle=ready_made),
@@ -73,7 +73,7 @@ def test_converges_several_containers_once_then_exclusive_removes_the_unnamed(
         pids[container_id] = running_pid(outcome)
     assert by_id(first)[ids[0]]["container"]["bundle"] == declared
     assert by_id(first)[ids[2]]["container"]["bundle"] == ready_made
-    assert len(set(pid for pid, _ in pids.values())) == 4
+    assert len(set(pid for pid, _start in pids.values())) == 4
 
     again = fleet(items)
     assert again["changed"] is False
