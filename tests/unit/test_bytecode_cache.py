@@ -43,10 +43,10 @@ def cache_files(directory):
 def test_code_is_cached_only_once_allowed_then_served_from_the_cache(payload):
     archive, name, directory = payload
     cache = bytecode.install(directory, archive)
-    # Read at install: nothing of the zip stays open for a child that closes every descriptor (create's monitor).
-    os.rename(archive, archive + ".gone")
     module = fresh_import(name)
-    os.rename(archive + ".gone", archive)
+    # Nothing of the zip stays open for a child that closes every descriptor, then imports (create's monitor).
+    assert archive not in [os.readlink("/proc/self/fd/" + fd) for fd in os.listdir("/proc/self/fd")
+                           if os.path.exists("/proc/self/fd/" + fd)]
     assert module.VALUE == 42 and module.__file__ == os.path.join(archive, name.replace(".", "/") + ".py")
     assert module.__loader__.get_source(name).startswith("VALUE = 6 * 7")
     assert (cache.hits, cache.misses) == (0, 1) and cache_files(directory) == []  # check mode writes nothing

@@ -25,7 +25,9 @@ Nothing here may import the collection's other code: it runs before it.
 import hashlib
 import marshal
 import os
+import struct
 import sys
+import zlib
 
 # The runtime's default state root (state.DEFAULT_ROOT, kept equal by a unit test: importing
 # state.py here would compile it before the cache can serve it); "=" names are the runtime's own.
@@ -118,7 +120,7 @@ class _Loader(object):
 
     def get_source(self, fullname):
         # create reads the monitor's source through its module's loader.
-        return self._finder.sources[self._member].decode("utf-8")
+        return self._finder.read(self._member).decode("utf-8")
 
     def get_filename(self, fullname):
         return self._origin
@@ -127,7 +129,7 @@ class _Loader(object):
         return self._package
 
     def exec_module(self, module):
-        code = self._finder.cache.code(self._finder.sources[self._member], self._origin)
+        code = self._finder.cache.code(self._finder.read(self._member), self._origin)
         exec(code, module.__dict__)
 
 
@@ -135,8 +137,10 @@ class _Finder(object):
     """Finds the collection's module_utils in the payload zip itself.
 
     Not through zipimport: its find_spec compiles the source once just to
-    name the file (get_filename), then get_code compiles it again. The
-    sources are read at once and the zip closed: no descriptor of it may stay
+    name the file (get_filename), then get_code compiles it again. Only the
+    zip's directory is read at install (reading every source then cost more
+    than the imports it served); each source is read when imported, opening
+    the zip again each time, as zipimport does: no descriptor of it may stay
     open, since create's monitor closes every descriptor and then imports.
     """
 
@@ -146,8 +150,26 @@ class _Finder(object):
         self.archive = archive
         top = PREFIX.replace(".", "/")
         with zipfile.ZipFile(archive) as payload:
-            self.sources = dict((member, payload.read(member)) for member in payload.namelist()
-                                if member.startswith(top) and member.endswith(".py"))
+            self.entries = dict((info.filename, (info.header_offset, info.compress_size, info.compress_type))
+                                for info in payload.infolist()
+                                if info.filename.startswith(top) and info.filename.endswith(".py"))
+
+    def read(self, member):
+        """MEMBER's bytes, from its local header on (stored or deflated, as AnsiballZ writes them)."""
+        offset, size, method = self.entries[member]
+        with open(self.archive, "rb") as handle:
+            handle.seek(offset)
+            header = handle.read(30)
+            if header[:4] != b"PK\x03\x04":
+                raise ImportError("%s: no local header for %s" % (self.archive, member))
+            name_length, extra_length = struct.unpack("<HH", header[26:30])
+            handle.seek(offset + 30 + name_length + extra_length)
+            data = handle.read(size)
+        if method == 8:
+            return zlib.decompress(data, -15)
+        if method == 0:
+            return data
+        raise ImportError("%s: %s is compressed with method %d" % (self.archive, member, method))
 
     def find_spec(self, name, path=None, target=None):
         if not name.startswith(PREFIX):
@@ -155,7 +177,7 @@ class _Finder(object):
         from importlib.machinery import ModuleSpec
         base = name.replace(".", "/")
         for member, package in ((base + "/__init__.py", True), (base + ".py", False)):
-            if member in self.sources:
+            if member in self.entries:
                 origin = os.path.join(self.archive, member)
                 spec = ModuleSpec(name, _Loader(self, member, origin, package), origin=origin, is_package=package)
                 if package:
