@@ -6,7 +6,10 @@
 For each count (1, 20) and each round, in alternating order: `ansible -m ping`
 (the floor any module pays), a playbook looping ansible.builtin.ping COUNT
 times (the floor of a looped task), our converge / idempotent re-run / removal
-playbooks, and podman's. Tasks are timed by ansible.posix's json callback.
+playbooks, and podman's. Ours are three ways: oci_bundle then a loop of
+oci_container_state ("ocirt"), one oci_containers task ("fleet"), and, for
+one container, the role daemonless.oci.container ("role"). Tasks are timed
+by ansible.posix's json callback.
 """
 import datetime
 import json
@@ -22,7 +25,21 @@ COUNTS = (1, 20)
 PHASES = ("converge", "idempotent", "removal")
 PLAYBOOK_OF = {("ocirt", "converge"): "ocirt_present", ("ocirt", "idempotent"): "ocirt_present",
                ("ocirt", "removal"): "ocirt_absent", ("podman", "converge"): "podman_present",
-               ("podman", "idempotent"): "podman_present", ("podman", "removal"): "podman_absent"}
+               ("podman", "idempotent"): "podman_present", ("podman", "removal"): "podman_absent",
+               ("fleet", "converge"): "fleet_present", ("fleet", "idempotent"): "fleet_present",
+               ("fleet", "removal"): "fleet_absent", ("role", "converge"): "role_present",
+               ("role", "idempotent"): "role_present", ("role", "removal"): "role_absent"}
+# Our ways of deploying, per count: the role is for one container.
+OURS = {1: ("ocirt", "fleet", "role"), 20: ("ocirt", "fleet")}
+# The role's task that converges the container (its changed is the one checked).
+ROLE_TASKS = {"converge": "Bring the container to the wanted state", "idempotent": "Bring the container to the wanted state",
+              "removal": "Remove the container"}
+# Issue 20's targets: one container, playbook wall above the ping floor, ours / podman's (paired);
+# an unchanged oci_bundle above the module floor (one ping task); 20 containers in one task vs
+# podman's loop, playbook wall above the ping floor (paired).
+ONE_CONTAINER_TARGET = 0.5
+BUNDLE_FLOOR_TARGET_MS = 20.0
+FLEET_TARGET = 0.2
 # Every item of the loop reports changed (converge, removal) or none does (re-run).
 EXPECT_CHANGED = {"converge": True, "idempotent": False, "removal": True}
 # A container that stops on SIGTERM at once (sleep as PID 1 would ignore it and wait for the kill).
@@ -82,7 +99,11 @@ def _parse_time(text):
 
 
 def _tasks(output):
-    """{task name: (seconds, [changed of each item])} from the json callback's output."""
+    """{task name: (seconds, [changed of each item])} from the json callback's output.
+
+    The items are a loop's results, or oci_containers' per-container results.
+    A task that was skipped is left out (the role skips most of its tasks).
+    """
     data = json.loads(output)
     tasks = {}
     for play in data.get("plays", []):
@@ -90,8 +111,11 @@ def _tasks(output):
             duration = task["task"]["duration"]
             seconds = (_parse_time(duration["end"]) - _parse_time(duration["start"])).total_seconds()
             host = task["hosts"].get("localhost", {})
-            items = host.get("results") or [host]
-            tasks[task["task"]["name"]] = (seconds, [bool(item.get("changed")) for item in items])
+            if host.get("skipped"):
+                continue
+            items = host.get("results") or host.get("containers") or [host]
+            name = task["task"]["name"].split(" : ")[-1]
+            tasks[name] = (seconds, [bool(item.get("changed")) for item in items])
     return tasks
 
 
@@ -178,9 +202,16 @@ def _one_round(ansible, count, round_number, variables, ocirt_runtime):
     """Times (ms) and task durations (s) of every job of one round, in alternating order."""
     out = {"wall": {}, "task": {}, "changed_ok": {}}
     prefix = "%s-r%d" % (variables["bench_prefix"], round_number)
-    ansible.write_vars(dict(variables, bench_prefix=prefix))
+    fleet_ids = ["%s-f%d" % (prefix, i) for i in range(count)]
+    ansible.write_vars(dict(
+        variables, bench_prefix=prefix,
+        bench_fleet_present=[dict(id=i, bundle=variables["bench_fleet_bundle"], rootfs_from=variables["bench_rootfs"],
+                                  args=variables["bench_command"], stop_timeout=STOP_TIMEOUT) for i in fleet_ids],
+        bench_fleet_absent=[dict(id=i, state="absent", stop_timeout=STOP_TIMEOUT) for i in fleet_ids]))
     ocirt_runtime.ids.extend("%s-%d" % (prefix, i) for i in range(count))
-    for job in bl.order(("ping", "ping-loop", "ocirt", "podman"), round_number):
+    ocirt_runtime.ids.extend("%s-f%d" % (prefix, i) for i in range(count))
+    ocirt_runtime.ids.append("%s-role" % prefix)
+    for job in bl.order(("ping", "ping-loop") + OURS[count] + ("podman",), round_number):
         if job == "ping":
             out["wall"]["ping"] = ansible.ping()
             continue
@@ -193,11 +224,12 @@ def _one_round(ansible, count, round_number, variables, ocirt_runtime):
             wall, tasks = ansible.playbook(PLAYBOOK_OF[(job, phase)])
             key = "%s %s" % (job, phase)
             out["wall"][key] = wall
-            seconds, changed = tasks["Containers"]
+            seconds, changed = tasks[ROLE_TASKS[phase] if job == "role" else "Containers"]
             out["task"][key] = seconds
             if "Bundle" in tasks:
                 out["task"]["ocirt bundle " + phase] = tasks["Bundle"][0]
-            out["changed_ok"][key] = len(changed) == count and all(c == EXPECT_CHANGED[phase] for c in changed)
+            expected = 1 if job == "role" else count
+            out["changed_ok"][key] = len(changed) == expected and all(c == EXPECT_CHANGED[phase] for c in changed)
     return out
 
 
@@ -216,6 +248,8 @@ def bench_ansible(quick, prefix):
         _setup_podman(ansible, rootfs)
         for count in COUNTS:
             variables = {"bench_bundle": os.path.join(ws.path, "bundle-%d" % count), "bench_rootfs": rootfs,
+                         "bench_fleet_bundle": os.path.join(ws.path, "fleet-bundle-%d" % count),
+                         "bench_role_bundle": os.path.join(ws.path, "role-bundle"),
                          "bench_command": COMMAND, "bench_state_root": state_root, "bench_prefix": "%s-n%d" % (prefix, count),
                          "bench_stop_timeout": STOP_TIMEOUT, "bench_count": count,
                          "bench_image": "localhost/busybox:latest", "bench_podman": podman,
@@ -235,9 +269,10 @@ def _summarize(count, rounds, samples):
     task = {key: [s["task"][key] * 1000.0 for s in samples] for key in samples[0]["task"]}
     changed_ok = {key: all(s["changed_ok"][key] for s in samples) for key in samples[0]["changed_ok"]}
     rows, targets, derived = [], [], {}
+    systems = OURS[count]
     for phase in PHASES:
         per_system = {}
-        for system in ("ocirt", "podman"):
+        for system in systems + ("podman",):
             key = "%s %s" % (system, phase)
             above_wall = [w - p for w, p in zip(wall[key], wall["ping"])]
             above_task = [(t - p) / count for t, p in zip(task[key], task["ping-loop"])]
@@ -249,6 +284,17 @@ def _summarize(count, rounds, samples):
             rows.append([key, bl.fmt_ms(bl.median(wall[key]), 0), bl.fmt_ms(bl.median(above_wall), 0),
                          bl.fmt_ms(bl.median(task[key]), 0), bl.fmt_ms(bl.median(above_task), 0),
                          "yes" if changed_ok[key] else "NO"])
+        for system in systems:
+            paired = bl.paired_ratios(per_system[system][0], per_system["podman"][0])
+            derived["ratio %s %s" % (system, phase)] = {"wall_above_ping": paired}
+            if count == 1:
+                targets.append({"name": "ansible n=1 %s %s: playbook wall above ping, ours/podman" % (system, phase),
+                                "value": paired["median"], "limit": ONE_CONTAINER_TARGET,
+                                "met": paired["median"] is not None and paired["median"] <= ONE_CONTAINER_TARGET})
+            elif system == "fleet":
+                targets.append({"name": "ansible n=%d fleet %s: playbook wall above ping, oci_containers/podman loop"
+                                        % (count, phase), "value": paired["median"], "limit": FLEET_TARGET,
+                                "met": paired["median"] is not None and paired["median"] <= FLEET_TARGET})
         wall_ratio = bl.paired_ratios(per_system["ocirt"][0], per_system["podman"][0])
         task_ratio = bl.paired_ratios(per_system["ocirt"][1], per_system["podman"][1])
         ours, theirs = bl.median(per_system["ocirt"][1]), bl.median(per_system["podman"][1])
@@ -258,8 +304,9 @@ def _summarize(count, rounds, samples):
         targets.append({"name": "ansible n=%d %s: task cost ours/podman" % (count, phase), "value": of_medians,
                         "limit": round(TARGET, 3), "met": of_medians is not None and of_medians <= TARGET})
     ratio_rows = [[phase, _fmt_plain(derived["ratio " + phase]["task_above_ping_loop_ratio_of_medians"]),
-                   bl.fmt_ratio(derived["ratio " + phase]["task_above_ping_loop"]),
-                   bl.fmt_ratio(derived["ratio " + phase]["wall_above_ping"])] for phase in PHASES]
+                   bl.fmt_ratio(derived["ratio " + phase]["task_above_ping_loop"])]
+                  + [bl.fmt_ratio(derived["ratio %s %s" % (system, phase)]["wall_above_ping"]) for system in systems]
+                  for phase in PHASES]
     bundle_rows = []
     for phase in ("converge", "idempotent"):
         key = "ocirt bundle " + phase
@@ -267,7 +314,11 @@ def _summarize(count, rounds, samples):
             above = [t - p / count for t, p in zip(task[key], task["ping-loop"])]
             derived[key] = {"task_ms": bl.summary(task[key]), "task_above_one_ping_ms": bl.summary(above)}
             bundle_rows.append("oci_bundle task (%s): %s, %s above one ping" % (
-                phase, bl.fmt_ms(bl.median(task[key]), 0), bl.fmt_ms(bl.median(above), 0)))
+                phase, bl.fmt_ms(bl.median(task[key]), 0), bl.fmt_ms(bl.median(above), 1)))
+            if phase == "idempotent" and count == 1:
+                targets.append({"name": "ansible n=1 unchanged oci_bundle task above one ping task, ms",
+                                "value": bl.median(above), "limit": BUNDLE_FLOOR_TARGET_MS,
+                                "met": bl.median(above) <= BUNDLE_FLOOR_TARGET_MS})
     floors = ("floor: `ansible -m ping` %s wall; ping loop task %s (%s per item)" % (
         bl.fmt_ms(bl.median(wall["ping"]), 0), bl.fmt_ms(bl.median(task["ping-loop"]), 0),
         bl.fmt_ms(bl.median(task["ping-loop"]) / count, 0)))
@@ -277,8 +328,8 @@ def _summarize(count, rounds, samples):
                 bl.table(rows, ["playbook", "wall", "wall - ping", "loop task", "task - ping loop, per container",
                                 "changed ok"]),
                 "; ".join(bundle_rows),
-                bl.table(ratio_rows, ["ours / podman", "task cost: ratio of medians", "paired ratios [p25-p75]",
-                                      "playbook wall above ping, paired"]),
+                bl.table(ratio_rows, ["ours / podman", "ocirt task cost: ratio of medians", "paired ratios [p25-p75]"]
+                         + ["%s: playbook wall above ping, paired" % system for system in systems]),
                 bl.targets_text(targets)))
     return {"rounds": rounds, "floor_ping_ms": bl.summary(wall["ping"]), "ping_loop_task_ms": bl.summary(task["ping-loop"]),
             "phases": derived, "samples": samples, "targets": targets}, text

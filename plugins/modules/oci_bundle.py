@@ -59,6 +59,20 @@ options:
     description: Copy a directory O(rootfs_from) into the bundle instead of using it in place.
     type: bool
     default: false
+  rootfs_check:
+    description:
+      - How a rootfs tarball already unpacked is known to be unchanged.
+      - V(identity) compares its device, inode, size, modification and change times with those recorded
+        when its digest was computed, and reads it again only when one differs; an unchanged bundle then
+        costs a C(stat), not a read of the whole file. A file rewritten in place with the same size and with
+        its modification and change times set back (which needs the clock or the file system itself to be
+        changed) would be missed.
+      - V(digest) computes its sha256 on every run.
+      - An OCI image layout is always identified by its C(index.json), a copied directory by a walk of its
+        metadata (names, sizes, modes, owners, modification times), a directory used in place by its path.
+    type: str
+    choices: [identity, digest]
+    default: identity
   image_ref:
     description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.
     type: str
@@ -249,37 +263,24 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
-    BUNDLE_CONFIG_OPTIONS, bundle_argument_spec)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
 
 
 def main():
-    argument_spec = bundle_argument_spec()
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # The rest of the collection is imported once the cache of its compiled code is in place.
+    cache = bytecode.install()
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bundle_task
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import bundle_argument_spec
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+    module = AnsibleModule(argument_spec=bundle_argument_spec(), supports_check_mode=True)
+    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
-    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
-    params = module.params
     try:
-        if params['state'] == 'absent':
-            result = bundle.remove(params['path'], params['state_root'], force=params['force'],
-                                   check_mode=module.check_mode)
-            module.exit_json(**result)
-        outcome = bundle.ensure(params['path'], dict((name, params[name]) for name in BUNDLE_CONFIG_OPTIONS),
-                                source=params['rootfs_from'], reference=params['image_ref'],
-                                platform=params['platform'], copy=params['rootfs_copy'],
-                                state_root=params['state_root'], check_mode=module.check_mode,
-                                max_unpacked_size=params['max_unpacked_size'])
+        result = bundle_task.run(module.params, check_mode=module.check_mode, diff=module._diff)
     except (OCIError, OSError, ValueError) as exc:
         # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
-        module.fail_json(msg="bundle %s: %s" % (params['path'], error_text(exc)))
-    keys = ('changed', 'actions', 'msg', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
-    result = dict((key, outcome[key]) for key in keys)
-    if module._diff:
-        result['diff'] = dict(before=outcome['before'], after=outcome['after'],
-                              before_header=outcome['path'] + '/config.json',
-                              after_header=outcome['path'] + '/config.json')
+        module.fail_json(msg=bundle_task.failure_message(module.params['path'], exc))
     module.exit_json(**result)
 
 

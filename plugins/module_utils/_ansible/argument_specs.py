@@ -38,6 +38,7 @@ def bundle_argument_spec():
         mounts=dict(type='list', elements='dict'),
         namespaces=dict(type='list', elements='raw'),
         devices=dict(type='list', elements='dict'),
+        rootfs_check=dict(type='str', default='identity', choices=['identity', 'digest']),
         env_file=dict(type='list', elements='path'),
     )
     # The options that are a type and nothing more (no default, no choices).

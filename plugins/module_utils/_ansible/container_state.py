@@ -143,8 +143,13 @@ def failure_message(container_id, exc):
     return message if message.startswith(prefix) else prefix + message
 
 
-def run(params, check_mode=False, diff=False):
-    """Bring the container to params['state']; return the module's result (OCIError when it cannot)."""
+def run(params, check_mode=False, diff=False, known_config=None):
+    """Bring the container to params['state']; return the module's result (OCIError when it cannot).
+
+    KNOWN_CONFIG: the bundle's config when the caller knows it better than the
+    bundle's config.json (oci_containers in check mode: the config a bundle
+    it did not write would have); None reads and validates config.json.
+    """
     root = params["state_root"]
     container_id = params["id"]
     validate_id(container_id)
@@ -167,7 +172,10 @@ def run(params, check_mode=False, diff=False):
     desired_config = bundle = unknown = None
     if not absent and params.get("bundle"):  # stopped needs no bundle: it only stops what runs
         bundle = os.path.abspath(params["bundle"])
-        bundle_cfg, unknown = bundle_config(bundle, check_mode)
+        if known_config is not None:
+            bundle_cfg, unknown = known_config, None
+        else:
+            bundle_cfg, unknown = bundle_config(bundle, check_mode)
         if bundle_cfg is not None:
             desired_config = desired(bundle_cfg, params, manager)
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],

@@ -30,6 +30,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 STAMP = ".oci-bundle.json"
 ROOTFS = "rootfs"
 CONFIG = "config.json"
+ROOTFS_CHECKS = ("identity", "digest")
 
 
 def _sha256_file(path):
@@ -63,6 +64,17 @@ def source_kind(source):
     if os.path.lexists(source):
         raise OCIError("rootfs_from %s: not a directory or a regular file" % source)
     raise OCIError("rootfs_from %s: no such directory or file" % source)
+
+
+def source_identity(source):
+    """What identifies a tarball's file without reading it: device, inode, size, mtime, ctime.
+
+    A file replaced (new inode), rewritten (size, mtime) or touched in any way
+    (ctime, which no user can set back) gets a new identity; a content change
+    with all of these preserved is beyond what a stat sees (rootfs_check=digest).
+    """
+    st = os.stat(source)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def source_key(source, kind, reference, platform, copy):
@@ -190,18 +202,26 @@ def message(path, actions, check_mode):
 
 
 def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
-           check_mode=False, max_unpacked_size=None):
+           check_mode=False, max_unpacked_size=None, rootfs_check="identity"):
     """Make the bundle at PATH match; return dict(changed, actions, msg, config, before/after texts, digests).
 
     MAX_UNPACKED_SIZE: what an unpacked root filesystem may take (bytes or a
     size such as 2G); default the free space of the bundle's filesystem less 5 %.
+    ROOTFS_CHECK: "identity" takes a tarball whose identity (source_identity)
+    is the one recorded when its digest was computed as unchanged, without
+    reading it (an unchanged bundle then decides in a stat); "digest" reads
+    it again. An OCI layout is always identified by its index (one small
+    file), a copied directory by a walk of its metadata.
     All or nothing: a failure (a corrupt image, a bad option) removes the
     directories this call made, and leaves an existing bundle as it was.
     """
     path = os.path.abspath(path)
+    if rootfs_check not in ROOTFS_CHECKS:
+        raise OCIError("rootfs_check: must be one of %s, not %r" % (", ".join(ROOTFS_CHECKS), rootfs_check))
     made = _check_path(path)
     try:
-        outcome = _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size)
+        outcome = _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size,
+                          rootfs_check)
     except BaseException:
         if made and not check_mode:
             shutil.rmtree(made[-1], ignore_errors=True)
@@ -210,7 +230,7 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     return outcome
 
 
-def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size):
+def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size, rootfs_check):
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
     max_size = _max_size(max_unpacked_size)
     access = _access(bundle_config.build_config(options))
@@ -233,7 +253,13 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
         if kind != "oci-layout" and (reference or platform):
             raise OCIError("image_ref and platform apply to an OCI image layout; %s is a %s" % (source, kind))
         in_place = kind == "directory" and not copy
-        key = source_key(source, kind, reference, platform, copy)
+        # Taken before the digest: a change while it is computed makes the next run compute it again.
+        identity = source_identity(source) if kind == "tarball" else None
+        if (identity is not None and rootfs_check == "identity" and stamp.get("source") == source
+                and stamp.get("identity") == identity and stamp.get("key")):
+            key = stamp["key"]
+        else:
+            key = source_key(source, kind, reference, platform, copy)
         if in_place:
             rootfs_path = source
             if stamp.get("key") != key:
@@ -249,6 +275,8 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
                 image_config = None  # known once unpacked; the config diff may miss image defaults
         new_stamp = {"source": source, "kind": kind, "key": key, "image_digest": image_digest,
                      "image_config": image_config}
+        if identity is not None:
+            new_stamp["identity"] = identity
     else:
         if not os.path.isdir(os.path.join(path, ROOTFS)) and not stamp.get("source"):
             raise OCIError("rootfs_from: required, since %s has no rootfs yet" % path)
