@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)
     CGROUP_MANAGERS, DEFAULT_JOB_TIMEOUT, DEFAULT_LOGS_LINES)
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
@@ -59,6 +59,7 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = networks.container_config(config, params)
     return config
 
 
@@ -111,18 +112,25 @@ def run(params, check_mode=False, diff=False):
         if reason:
             raise OCIError("cgroup_manager=systemd: %s; use cgroup_manager=cgroupfs" % reason)
     current, current_config = observe(root, container_id)
-    desired_config = bundle = None
+    desired_config = bundle = bundle_config = None
     if not absent:
         bundle = os.path.abspath(params["bundle"])
-        desired_config = desired(spec.load_bundle(bundle)[0], params, manager)
+        bundle_config = spec.load_bundle(bundle)[0]
+        desired_config = desired(bundle_config, params, manager)
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
                                 systemd_cgroup=manager == "systemd", config=desired_config)
+    # Networks: attached before create, released after delete (reconcile.apply calls it).
+    options.network = networks.ContainerNetwork(params, bundle_config)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job)
-    result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
+    # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
+    network_leftover = absent and not actions and networks.leftover(root, container_id)
+    result = dict(changed=bool(actions) or network_leftover, actions=[action.describe() for action in actions])
+    if network_leftover:
+        result["actions"].append("release network: left by an interrupted task")
     if not absent:
         result["cgroup_manager"] = manager
     if diff:
@@ -133,6 +141,8 @@ def run(params, check_mode=False, diff=False):
         result["container"] = container_result(current)
         return result
     reconcile.apply(root, container_id, bundle, actions, options)
+    if network_leftover:
+        networks.release(root, container_id, params.get("cni_path"))
     final = observe(root, container_id)[0]
     if job and final is not None:
         final = lifecycle.wait(root, container_id, timeout=params["timeout"] or None)

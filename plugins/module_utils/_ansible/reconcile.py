@@ -183,6 +183,8 @@ class Options:
         # The config a new container is created from: the bundle's, with what the task adds to it
         # (container_state.desired_config); None reads the bundle's config.json.
         self.config = config
+        # The container's network (networks.ContainerNetwork: attach(), release()), or None.
+        self.network = None
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -216,9 +218,18 @@ def apply(root, container_id, bundle, actions, options):
             stop(root, container_id, options.stop_signal, options.stop_timeout)
         elif action.verb == "delete":
             lifecycle.delete(root, container_id, force=True)
+            if options.network is not None:
+                options.network.release()  # the poststop hook did it already, unless it could not run
         elif action.verb == "create":
-            create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
-                                    config=options.config, **options.log)
+            if options.network is not None:
+                options.network.attach()  # the namespace the config names must exist before create
+            try:
+                create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
+                                        config=options.config, **options.log)
+            except BaseException:
+                if options.network is not None:
+                    options.network.release()  # a failed create leaves no attachment behind
+                raise
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":
