@@ -51,7 +51,9 @@ ansible_facts:
   type: dict
   contains:
     oci_containers:
-      description: Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
+      description:
+        - Containers by id, each as M(daemonless.oci.oci_container_state) returns it, with its
+          C(networks), C(drift) and C(network_problems) as M(daemonless.oci.oci_container_info) describes them.
       returned: always
       type: dict
       sample:

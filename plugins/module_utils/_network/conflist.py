@@ -186,7 +186,7 @@ def read(config_dir, name, option="network"):
         conflist = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise OCIError("%s: %s is not JSON: %s" % (option, path, exc))
-    validate(conflist, path)
+    validate(conflist, "%s: %s" % (option, path))
     if conflist["name"] != name:
         raise OCIError("%s: %s names network %r, not %r" % (option, path, conflist["name"], name))
     return conflist
