@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from helpers import WORDS_BY_ROOT, poll, read_text
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, networks
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, networks
 from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
@@ -136,9 +136,9 @@ def params(state_root, net):
         container_id = overrides.pop("id", None) or "n-" + uuid.uuid4().hex[:10]
         WORDS_BY_ROOT.setdefault(state_root, set()).add(container_id)
         result = dict(id=container_id, bundle=None, state="running", recreate=False, restart=False, wait="none",
-                      timeout=container_state.DEFAULT_JOB_TIMEOUT, stop_signal="SIGKILL", stop_timeout=0,
+                      timeout=argument_specs.DEFAULT_JOB_TIMEOUT, stop_signal="SIGKILL", stop_timeout=0,
                       log_path=None, log_max_size=create.DEFAULT_LOG_MAX_SIZE,
-                      log_max_files=create.DEFAULT_LOG_MAX_FILES, logs_lines=container_state.DEFAULT_LOGS_LINES,
+                      log_max_files=create.DEFAULT_LOG_MAX_FILES, logs_lines=argument_specs.DEFAULT_LOGS_LINES,
                       state_root=state_root, network_config_dir=net.config_dir, cni_path=CNI_BIN)
         result.update(overrides)
         return result
