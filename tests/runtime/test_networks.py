@@ -186,8 +186,8 @@ def test_httpd_answers_at_its_address_and_published_ports(params, net, make_bund
     network = net()
     bundle = make_bundle(["sh", "-c", HTTPD])
     host_port = random.randint(20000, 29000)
-    p = params(bundle=bundle, network=[network["name"]], publish=["%d:80" % host_port,
-                                                                   "127.0.0.1:%d:80/tcp" % (host_port + 1)])
+    publish = ["%d:80" % host_port, "127.0.0.1:%d:80/tcp" % (host_port + 1)]
+    p = params(bundle=bundle, network=[network["name"]], publish=publish)
     result = container_state.run(p)
     assert result["actions"] == ["create", "start"]
     address = address_of(state_root, p["id"])
@@ -315,8 +315,8 @@ def test_absent_releases_everything(params, net, make_bundle, state_root):
     assert attachment.users_of(state_root, network["name"]) == []
 
 
-def test_ocirt_delete_force_releases_the_network_through_the_poststop_hook(params, net, make_bundle, state_root,
-                                                                          ocirt):
+def test_ocirt_delete_force_releases_the_network_through_the_poststop_hook(
+        params, net, make_bundle, state_root, ocirt):
     network = net()
     p = params(bundle=make_bundle(["sleep", "1000"]), network=[network["name"]])
     container_state.run(p)
@@ -340,8 +340,8 @@ exec %s/bridge
 
 
 @pytest.mark.parametrize("victim", ["module", "plugin"])
-def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(params, net, make_bundle, state_root, scratch,
-                                                                      victim):
+def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(
+        params, net, make_bundle, state_root, scratch, victim):
     """The task (a real Python process running container_state.run) is SIGKILLed while bridge's ADD runs."""
     network = net()
     cni_dir = os.path.join(scratch, "cnibin")
