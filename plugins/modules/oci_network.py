@@ -20,7 +20,10 @@ description:
     C(golang-github-containernetworking-plugin-dnsname) (with C(dnsmasq-base)); the
     C(daemonless.oci.container) role installs them. A missing plugin fails the task naming the plugin
     and its package.
+author:
+  - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.changes
   - daemonless.oci.state_root
 attributes:
   check_mode:

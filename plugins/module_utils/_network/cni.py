@@ -155,7 +155,7 @@ def parse_result(raw, where):
         except (TypeError, ValueError):
             raise CNIError("%s: result ips[%d] has a bad address or gateway" % (where, index))
         if "interface" in entry:
-            _check(type(entry["interface"]) is int and 0 <= entry["interface"] < len(interfaces), where,
+            _check(isinstance(entry["interface"], int) and not isinstance(entry["interface"], bool) and 0 <= entry["interface"] < len(interfaces), where,
                    "ips[%d].interface is not an index of interfaces" % index)
     routes = result.get("routes", [])
     _check(isinstance(routes, list) and all(isinstance(r, dict) for r in routes), where, "routes is not a list")
@@ -262,4 +262,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))
