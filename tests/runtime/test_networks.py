@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from helpers import WORDS_BY_ROOT, poll, read_text
+from helpers import WORDS_BY_ROOT, cmdline, poll, read_text
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, networks
 from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -81,12 +81,16 @@ class NetAudit:
 
     def leftovers(self, network_names):
         problems = []
-        links = sorted(link for link in host_links() - self.links if link.startswith("veth"))
+        links = sorted(link for link in host_links() - self.links if link.startswith(("veth", "oci")))
         if links:
-            problems.append("veths left: %s" % links)
+            problems.append("veths or bridges left: %s" % links)
         rules = sorted(rule for rule in iptables_rules() - self.rules if not SHARED_RULES.match(rule))
         if rules:
             problems.append("iptables rules left: %s" % rules)
+        dnsmasq = [pid for pid in os.listdir("/proc") if pid.isdigit() and any(
+            "/dnsname/%s/" % name in " ".join(cmdline(int(pid)) or []) for name in network_names)]
+        if dnsmasq:
+            problems.append("dnsmasq left: %s" % dnsmasq)
         for name in network_names:
             directory = os.path.join(networks.IPAM_DIR, name)
             reserved = sorted(f for f in os.listdir(directory) if f not in ("lock",)
@@ -115,16 +119,18 @@ def net(state_root, scratch):
         return networks.run_network(params)["network"]
     make.config_dir = config_dir
     yield make
-    # The containers go first (state_root's finalizer runs after this one): remove them here.
-    for container_id in os.listdir(os.path.join(state_root, cni.NETWORK_AREA)) \
-            if os.path.isdir(os.path.join(state_root, cni.NETWORK_AREA)) else []:
-        if container_id != "cni.py":
-            container_state.run(dict(id=container_id, state="absent", bundle=None, state_root=state_root,
-                                     stop_signal="SIGKILL", stop_timeout=0, recreate=False, restart=False,
-                                     wait="none", timeout=10, log_path=None, log_max_size=0, log_max_files=1,
-                                     logs_lines=0))
-    for params in made:
-        networks.run_network(dict(params, state="absent", force=True))
+    area = os.path.join(state_root, cni.NETWORK_AREA)
+    try:
+        # The containers go first (state_root's finalizer runs after this one): remove them here.
+        for container_id in sorted(os.listdir(area)) if os.path.isdir(area) else []:
+            if container_id != "cni.py":
+                container_state.run(dict(id=container_id, state="absent", bundle=None, state_root=state_root,
+                                         stop_signal="SIGKILL", stop_timeout=0, recreate=False, restart=False,
+                                         wait="none", timeout=10, log_path=None, log_max_size=0, log_max_files=1,
+                                         logs_lines=0))
+    finally:
+        for params in made:
+            networks.run_network(dict(params, state="absent", force=True))
     problems = audit.leftovers([p["name"] for p in made])
     assert not problems, "; ".join(problems)
 
@@ -374,6 +380,18 @@ def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(
     gone = container_state.run(dict(p, state="absent"))
     assert gone["changed"] and gone["actions"] == ["release network: left by an interrupted task"]
     assert not os.path.exists(directory)
+    # The plugin the task left running (when only the task was killed) is gone too: finishing its ADD
+    # after the DEL, it would make the bridge and veth again.
+    needle = ("CNI_NETNS=" + os.path.join(directory, "netns")).encode()
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and needle in _environ(pid)]
+
+
+def _environ(pid):
+    try:
+        with open("/proc/%s/environ" % pid, "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def test_fifty_containers_get_distinct_addresses_all_reachable_all_released(net, state_root):

@@ -28,8 +28,10 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 CNI_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
@@ -207,6 +209,42 @@ def _umount(path):
             raise OSError(code, os.strerror(code), path)
 
 
+def stop_orphaned_plugins(netns):
+    """SIGKILL the plugins still running for the namespace NETNS (their CNI_NETNS): a task killed in the
+    middle of an ADD leaves its plugin running, and the plugin finishing after the DEL would make again
+    what the DEL removed (a bridge, a veth, rules)."""
+    needle = ("CNI_NETNS=%s" % netns).encode("utf-8", "surrogateescape")
+    me = os.getpid()
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as handle:
+                environ = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in environ:
+            try:
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(name)
+            except OSError:
+                pass
+    for _attempt in range(200):  # a killed process is gone in microseconds; a bound for a stuck one
+        if not [pid for pid in killed if os.path.exists("/proc/%s/environ" % pid) and _alive(pid)]:
+            break
+        time.sleep(0.01)
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%s/stat" % pid, "rb") as handle:
+            state = handle.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
 def delete_attachment(attachment, container_id, netns, cni_path):
     """CNI DEL of one cached attachment: its list's plugins in reverse order, each given the cached result."""
     config = attachment["config"]
@@ -233,6 +271,7 @@ def release(root, container_id, cni_path=None):
     cache = read_cache(root, container_id) or {"attachments": []}
     netns = netns_path(root, container_id)
     path = cni_path or cache.get("cniPath") or DEFAULT_CNI_PATH
+    stop_orphaned_plugins(netns)
     left, failures = [], []
     for attachment in reversed(cache["attachments"]):
         problems = delete_attachment(attachment, container_id, netns, path)
