@@ -11,7 +11,7 @@ description:
   - Writes (or removes) a CNI network configuration list C(<config_dir>/<name>.conflist) that
     M(daemonless.oci.oci_container_state) attaches containers to with its O(daemonless.oci.oci_container_state#module:network) option.
   - A V(bridge) network is the C(bridge) plugin with C(host-local) addresses, then C(portmap)
-    (published ports), C(firewall), C(tuning), and C(dnsname) (containers resolve each other by
+    (published ports), C(firewall), and C(dnsname) (containers resolve each other by
     name through a dnsmasq on the bridge) when O(dns=true). Nothing is set up on the host until a
     container is attached; the plugins make the bridge, veths and rules then.
   - Idempotent; a changed network is rewritten, and each container on it is recreated on its next

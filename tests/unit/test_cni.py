@@ -64,7 +64,7 @@ def test_bad_network_settings_name_the_option(params, needle):
 
 def test_a_bridge_list_chains_the_plugins_and_keeps_its_settings():
     built = conflist.build(settings(isolate=True, internal=True, ip_range="10.9.0.128/25"))
-    assert [p["type"] for p in built["plugins"]] == ["bridge", "portmap", "firewall", "tuning", "dnsname"]
+    assert [p["type"] for p in built["plugins"]] == ["bridge", "portmap", "firewall", "dnsname"]
     bridge = built["plugins"][0]
     assert bridge["ipMasq"] is False and bridge["ipam"]["routes"] == []  # internal: no way out
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.9.0.0/24", "gateway": "10.9.0.1",

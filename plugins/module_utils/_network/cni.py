@@ -21,10 +21,7 @@ cni.py delete ROOT ID`) as the container's poststop hook, so that
 `ocirt delete --force` after a crash of the module releases the
 container's network too. The monitor is run the same way, for the same reason.
 """
-import ctypes
-import ctypes.util
 import errno
-import ipaddress
 import json
 import os
 import shutil
@@ -131,6 +128,7 @@ def _check(condition, where, what):
 
 def parse_result(raw, where):
     """A plugin's ADD result, checked field by field (a plugin's output is not trusted): the dict, or CNIError."""
+    import ipaddress  # here: the poststop hook, which only DELs, starts faster without it
     _check(len(raw) <= MAX_OUTPUT, where, "is larger than %d bytes" % MAX_OUTPUT)
     try:
         result = json.loads(raw.decode("utf-8"))
@@ -202,7 +200,9 @@ def write_cache(root, container_id, cache):
 # teardown: DEL from the cache, the namespace unmounted and removed
 
 def _umount(path):
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    import ctypes
+    # The interpreter's own symbols include libc's (ctypes.util.find_library would run ldconfig: slow).
+    libc = ctypes.CDLL(None, use_errno=True)
     if libc.umount2(path.encode("utf-8"), MNT_DETACH) != 0:
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point (never mounted, or done)

@@ -6,7 +6,7 @@
 No config.json field is applied here. A network's settings (oci_network's
 options) become one list: `bridge` (or `macvlan`) with `host-local` IPAM,
 then `portmap` (published ports), `firewall` (the forwarding rules;
-`ingressPolicy: same-bridge` isolates the network), `tuning`, and
+`ingressPolicy: same-bridge` isolates the network), and
 `dnsname` (dnsmasq on the bridge, names of the containers) when `dns` is on.
 A list read back from disk is hostile input like any file: it is checked
 before a plugin sees it.
@@ -136,7 +136,6 @@ def build(settings):
         if settings["isolate"]:
             firewall["ingressPolicy"] = "same-bridge"
         plugins.append(firewall)
-    plugins.append({"type": "tuning"})
     if settings["dns"]:
         plugins.append({"type": "dnsname", "domainName": DNS_DOMAIN, "capabilities": {"aliases": True}})
     return {"cniVersion": CNI_VERSION, "name": settings["name"], "plugins": plugins,
