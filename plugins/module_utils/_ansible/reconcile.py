@@ -217,9 +217,11 @@ def apply(root, container_id, bundle, actions, options):
         if action.verb == "stop":
             stop(root, container_id, options.stop_signal, options.stop_timeout)
         elif action.verb == "delete":
-            lifecycle.delete(root, container_id, force=True)
             if options.network is not None:
-                options.network.release()  # the poststop hook did it already, unless it could not run
+                # The container is stopped: its network goes first, in this process, so that the poststop
+                # hook (a new interpreter, for `ocirt delete --force`) finds nothing left to do.
+                options.network.release()
+            lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
             if options.network is not None:
                 options.network.attach()  # the namespace the config names must exist before create

@@ -22,11 +22,8 @@ cni.py delete ROOT ID`) as the container's poststop hook, so that
 container's network too. The monitor is run the same way, for the same reason.
 """
 import errno
-import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -75,6 +72,7 @@ def find_plugin(plugin_type, cni_path, network):
 
 
 def _plugin_error(network, plugin_type, command, returncode, stdout, stderr):
+    import json
     detail = ""
     try:
         answer = json.loads(stdout.decode("utf-8"))
@@ -92,6 +90,7 @@ def _plugin_error(network, plugin_type, command, returncode, stdout, stderr):
 def invoke(command, plugin, network_config, container_id, netns, ifname, cni_args="", cni_path=DEFAULT_CNI_PATH,
            prev_result=None, runtime_config=None):
     """Run one PLUGIN (a dict of the list's plugins) for COMMAND; the parsed result for ADD, None otherwise."""
+    import json  # here, as subprocess: a poststop hook with nothing to release imports neither
     network = network_config["name"]
     plugin_type = plugin.get("type")
     executable = find_plugin(plugin_type, cni_path, network)
@@ -104,6 +103,7 @@ def invoke(command, plugin, network_config, container_id, netns, ifname, cni_arg
                   if (plugin.get("capabilities") or {}).get(key))
     if wanted:
         conf["runtimeConfig"] = wanted
+    import subprocess  # here: a poststop hook with nothing to release starts without it
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
            "CNI_ARGS": cni_args, "CNI_PATH": cni_path, "PATH": CLEAN_PATH}
     try:
@@ -128,6 +128,7 @@ def _check(condition, where, what):
 
 def parse_result(raw, where):
     """A plugin's ADD result, checked field by field (a plugin's output is not trusted): the dict, or CNIError."""
+    import json  # here, as subprocess: a poststop hook with nothing to release imports neither
     import ipaddress  # here: the poststop hook, which only DELs, starts faster without it
     _check(len(raw) <= MAX_OUTPUT, where, "is larger than %d bytes" % MAX_OUTPUT)
     try:
@@ -174,6 +175,7 @@ def parse_result(raw, where):
 
 def read_cache(root, container_id):
     """The container's cache ({"netns": path, "attachments": [...]}) or None when it has none."""
+    import json  # here, as subprocess: a poststop hook with nothing to release imports neither
     try:
         with open(cache_path(root, container_id), "rb") as handle:
             cache = json.loads(handle.read().decode("utf-8"))
@@ -189,6 +191,7 @@ def read_cache(root, container_id):
 
 def write_cache(root, container_id, cache):
     """Replace the cache whole (a temporary file, then a rename: a crash leaves the old or the new one)."""
+    import json  # here, as subprocess: a poststop hook with nothing to release imports neither
     path = cache_path(root, container_id)
     tmp = "%s.%d.tmp" % (path, os.getpid())
     with open(tmp, "w") as handle:
@@ -283,6 +286,7 @@ def release(root, container_id, cni_path=None):
         write_cache(root, container_id, cache)
         raise CNIError("container %s: network release incomplete: %s" % (container_id, "; ".join(failures)))
     _umount(netns)
+    import shutil
     shutil.rmtree(directory)
     return True
 
