@@ -386,6 +386,51 @@ def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and needle in _environ(pid)]
 
 
+def netns_run(state_root, container_id, *argv):
+    netns_file = os.path.join(state_root, cni.NETWORK_AREA, container_id, "netns")
+    return subprocess.run(["nsenter", "--net=" + netns_file] + list(argv), capture_output=True, text=True,
+                          check=True).stdout
+
+
+def attach_bare(state_root, net, container_id, **options):
+    """Attach a namespace with no container in it (the network side alone, fast)."""
+    params = dict(id=container_id, network_config_dir=net.config_dir, cni_path=CNI_BIN, **options)
+    attachment.attach(state_root, container_id, attachment.request_from({}, params))
+
+
+def test_a_static_ip_an_internal_network_and_a_way_out(net, state_root):
+    outward, inward = net(dns=False), net(dns=False, internal=True)
+    wanted = outward["subnet"].rsplit(".", 1)[0] + ".77"
+    try:
+        attach_bare(state_root, net, "static", network=[outward["name"]], ip=wanted)
+        attach_bare(state_root, net, "inner", network=[inward["name"]])
+        assert "%s/24" % wanted in netns_run(state_root, "static", "ip", "-4", "-o", "addr", "show", "eth0")
+        assert "default via %s" % outward["gateway"] in netns_run(state_root, "static", "ip", "route")
+        assert "default" not in netns_run(state_root, "inner", "ip", "route")  # internal: no way out
+    finally:
+        attachment.release(state_root, "static")
+        attachment.release(state_root, "inner")
+
+
+def test_a_macvlan_network_on_a_parent_interface(net, state_root):
+    parent = "ocmv%s" % uuid.uuid4().hex[:6]
+    # A veth as the parent: any interface will do, and the dummy module may be missing.
+    subprocess.run(["ip", "link", "add", parent, "type", "veth", "peer", "name", parent + "p"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", parent, "up"], check=True)
+        network = net(driver="macvlan", parent=parent)
+        assert network["dns"] is False and network["interface_name"] is None
+        attach_bare(state_root, net, "mv", network=[network["name"]])
+        try:
+            details = netns_run(state_root, "mv", "ip", "-d", "-o", "addr", "show", "eth0")
+            assert network["subnet"].rsplit(".", 1)[0] + "." in details
+            assert "macvlan" in netns_run(state_root, "mv", "ip", "-d", "-o", "link", "show", "eth0")
+        finally:
+            attachment.release(state_root, "mv")
+    finally:
+        subprocess.run(["ip", "link", "delete", parent], check=False)
+
+
 def _environ(pid):
     try:
         with open("/proc/%s/environ" % pid, "rb") as handle:

@@ -14,7 +14,9 @@ config: published ports, the networks' settings).
 
 The order of the lifecycle (container_state and reconcile call it): attach
 before create (the namespace must exist for the runtime to join it),
-release after delete. A stopped container keeps its attachment.
+release once the container is stopped, just before its delete (the
+poststop hook releases it when something else deletes the container). A
+stopped container keeps its attachment.
 """
 import hashlib
 import ipaddress
