@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks, reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks, reconcile, secrets
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -58,8 +58,25 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = secrets.with_secrets(config, params)
     config = networks.container_config(config, params)
     return config
+
+
+def apply_with_secrets(root, container_id, bundle, actions, options, params):
+    """reconcile.apply, with the task's secrets written before a create (so a failure leaves the old
+    container as it was) and removed with the container (absent, or a create that failed)."""
+    creates = any(action.verb == "create" for action in actions)
+    if creates:
+        secrets.deliver(options.config, params)
+    try:
+        reconcile.apply(root, container_id, bundle, actions, options)
+    except BaseException:
+        if creates and observe(root, container_id)[0] is None:
+            secrets.remove(root, container_id)
+        raise
+    if params["state"] == "absent":
+        secrets.remove(root, container_id)
 
 
 def observe(root, container_id):
@@ -120,7 +137,7 @@ def run(params, check_mode=False, diff=False):
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
                                 systemd_cgroup=manager == "systemd", config=desired_config)
-    # Networks: attached before create, released after delete (reconcile.apply calls it).
+    # Networks: attached before create, released when stopped, before delete (reconcile.apply calls it).
     options.network = networks.ContainerNetwork(params, bundle_config)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
@@ -139,7 +156,7 @@ def run(params, check_mode=False, diff=False):
     if check_mode:
         result["container"] = container_result(current)
         return result
-    reconcile.apply(root, container_id, bundle, actions, options)
+    apply_with_secrets(root, container_id, bundle, actions, options, params)
     if network_leftover:
         networks.release(root, container_id, params.get("cni_path"))
     final = observe(root, container_id)[0]

@@ -23,6 +23,7 @@ import shutil
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -206,7 +207,9 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         if stamp.get("kind") == "directory" and stamp.get("key", "").startswith("in-place:"):
             rootfs_path = stamp["source"]
         new_stamp = stamp
-    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path)
+    rootfs_dir = rootfs_path if os.path.isabs(rootfs_path) else os.path.join(path, rootfs_path)
+    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path,
+                                        resolve_user=_user_resolver(rootfs_dir))
     after = json.dumps(config, indent=2, sort_keys=True) + "\n"
     config_file = os.path.join(path, CONFIG)
     try:
@@ -233,6 +236,14 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         "before": before,
         "after": after,
     }
+
+
+def _user_resolver(rootfs_dir):
+    """User names resolve through the image's own files; in check mode before the first unpack
+    there is no rootfs yet, and names stay unresolved (uid 0) in the reported config."""
+    if not os.path.isdir(rootfs_dir):
+        return None
+    return lambda value, field: users.resolve_in(rootfs_dir, value, field)
 
 
 def _replace_rootfs(path, kind, source, reference, platform, state_root, max_size):
