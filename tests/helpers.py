@@ -257,10 +257,16 @@ def write_file(path, text, mode=0o644):
 
 
 def state_entries(root):
-    """The names in state root ROOT but the monitor's code cache "=monitor": the containers' directories."""
+    """The names in state root ROOT but the monitor's code cache "=monitor": the containers' directories,
+    and "=network/ID" for a container's network left behind (its namespace, cache and files; the
+    network area's own copy of cni.py, the poststop hook's script, is the runtime's like "=monitor")."""
     if not os.path.isdir(root):
         return []
-    return sorted(name for name in os.listdir(root) if name != "=monitor")
+    names = [name for name in os.listdir(root) if name not in ("=monitor", "=network")]
+    area = os.path.join(root, "=network")
+    if os.path.isdir(area):
+        names.extend("=network/" + name for name in os.listdir(area) if name != "cni.py")
+    return sorted(names)
 
 
 def state_path(root, container_id):

@@ -65,7 +65,8 @@ ansible_facts:
   contains:
     oci_containers:
       description:
-        - Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
+        - Containers by id, each as M(daemonless.oci.oci_container_state) returns it, with its
+          C(networks), C(drift) and C(network_problems) as M(daemonless.oci.oci_container_info) describes them.
         - "An id named in O(name) that does not exist is here as C({\"id\": ID, \"status\": \"absent\"})."
       returned: always
       type: dict

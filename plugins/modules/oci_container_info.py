@@ -44,6 +44,11 @@ containers:
   description:
     - The containers, sorted by id, each as M(daemonless.oci.oci_container_state) returns it.
     - A named container that does not exist is left out and listed in RV(missing).
+    - Each also has C(networks), its network attachments (M(daemonless.oci.oci_container_state)'s
+      O(daemonless.oci.oci_container_state#module:network)), each with C(network), C(interface),
+      C(addresses), C(mac), C(gateway) and C(published) (the port mappings); C(drift), which is
+      a dict that maps C(network) to V(missing) when CNI CHECK finds an attachment lost (say, its firewall rules
+      flushed; recreate the container to re-attach it); and C(network_problems), CHECK's messages.
   returned: always
   type: list
   elements: dict

@@ -220,6 +220,62 @@ options:
       gid:
         description: The group, a gid inside the container. Default the container's user's group.
         type: int
+  network:
+    description:
+      - V(none) (the default when unset) keeps the bundle's namespaces as they are (a bundle from
+        M(daemonless.oci.oci_bundle) has an empty network namespace of its own).
+      - V(host) shares the host's network (the bundle's network namespace entry is dropped).
+      - A list of network names (see M(daemonless.oci.oci_network)) gives the container a persistent
+        network namespace under O(state_root), attached to each network with CNI ADD before the
+        container is created (the first network is C(eth0)), and released (CNI DEL from the cache,
+        the namespace unmounted) when it is deleted, also by C(ocirt delete --force) through a
+        poststop hook, and by O(state=absent) after a crash of an earlier task.
+      - With V(host) or networks, the container gets its own C(/etc/resolv.conf), C(/etc/hosts)
+        and C(/etc/hostname), made under O(state_root) and bind-mounted read-only (never written
+        into the image).
+      - A stopped container keeps its attachment (its address and published ports); a change of
+        any network option recreates the container, which re-attaches it.
+    type: list
+    elements: str
+  publish:
+    description:
+      - Ports published on the host, as podman's C(-p) writes them, through the C(portmap) plugin
+        (DNAT rules, nothing listens on the host) - V(8080:80), V(127.0.0.1:8443:443/tcp),
+        V(5353:53/udp), V(8000-8009:9000-9009).
+      - A host port that a process of the host or another container of O(state_root) holds is refused.
+      - Needs O(network) to be a list of networks.
+    type: list
+    elements: str
+    aliases: [ports]
+  ip:
+    description: A static address on the first network of O(network) (inside its subnet).
+    type: str
+  hostname:
+    description:
+      - The container's hostname (it needs a UTS namespace of its own, which bundles have by default).
+      - Default is the hostname the bundle's C(config.json) chose (M(daemonless.oci.oci_bundle)'s
+        O(daemonless.oci.oci_bundle#module:hostname)), else the container id (its first 64 characters), as podman
+        does. C(ocirt), the hostname of the default configuration, counts as not chosen.
+    type: str
+  dns_servers:
+    description: Name servers for the container's C(/etc/resolv.conf), instead of the network's and the host's.
+    type: list
+    elements: str
+  dns_search:
+    description: Search domains for the container's C(/etc/resolv.conf), instead of the network's and the host's.
+    type: list
+    elements: str
+  etc_hosts:
+    description: Extra C(/etc/hosts) entries, as host name to address.
+    type: dict
+  network_config_dir:
+    description: Where the networks' CNI configuration lists are (O(daemonless.oci.oci_network#module:config_dir)).
+    type: path
+    default: /etc/cni/net.d
+  cni_path:
+    description: Where the CNI plugins are (directories separated by C(:)).
+    type: str
+    default: /usr/lib/cni:/opt/cni/bin
 notes:
   - Run as root (C(become=true)) on Linux hosts.
 seealso:
@@ -276,6 +332,15 @@ EXAMPLES = r'''
     id: web
     state: stopped
     stop_timeout: 30
+
+- name: Publish a web server on a bridge network
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    network: [web]
+    publish:
+      - "8080:80"
+      - "127.0.0.1:8443:443/tcp"
 
 - name: Remove it
   daemonless.oci.oci_container_state:

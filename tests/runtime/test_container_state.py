@@ -69,7 +69,10 @@ def test_check_mode_reports_the_plan_and_makes_nothing(params, make_bundle, stat
     assert result["container"] is None
     assert result["diff"]["before"] == {"status": "absent", "config": {}}
     with open(os.path.join(bundle, "config.json")) as handle:
-        assert result["diff"]["after"] == {"status": "running", "config": json.load(handle)}
+        expected = json.load(handle)
+    expected["hostname"] = result["diff"]["after"]["config"]["hostname"]  # the container id (issue 19 point 16)
+    assert expected["hostname"] == params()["id"]
+    assert result["diff"]["after"] == {"status": "running", "config": expected}
     assert not os.path.isdir(state_root) or [e for e in os.listdir(state_root) if e != "=monitor"] == []
 
 

@@ -13,6 +13,9 @@
   collection on its path.
 - `_bundle/` (bundles and images) never imports `_ansible/` (the glue that
   knows AnsibleModule).
+- `_network/` (CNI networks) imports the standard library and `_runtime/`:
+  never Ansible, `_bundle/` or `_ansible/`; its `cni.py` the standard library
+  only (it runs alone as a container's poststop hook, like the monitor).
 
 The last tests run the same checks on the sources with one bad import added,
 so a rule that stopped seeing its violation would fail here too.
@@ -31,6 +34,8 @@ RUNTIME = PACKAGE + "._runtime"
 BUNDLE = PACKAGE + "._bundle"
 ANSIBLE_GLUE = PACKAGE + "._ansible"
 MONITOR = RUNTIME + ".monitor.monitor"
+NETWORK = PACKAGE + "._network"
+NETWORK_CNI = NETWORK + ".cni"
 # What a managed host has besides the standard library: cffi, in ABI mode.
 RUNTIME_THIRD_PARTY = frozenset(["_cffi_backend", "cffi"])
 STDLIB = frozenset(sys.stdlib_module_names)
@@ -144,6 +149,16 @@ def rule_violations(imports):
             top = imp.raw.split(".")[0]
             if name == MONITOR and (imp.target is not None or top not in STDLIB):
                 problems.append("%s: the monitor runs alone and may import the standard library only" % imp)
+            elif name == NETWORK_CNI and (imp.target is not None or top not in STDLIB):
+                problems.append("%s: cni.py runs alone (a poststop hook) and may import the standard library only"
+                                % imp)
+            elif within(name, NETWORK):
+                if imp.target is not None and not (within(imp.target, NETWORK) or within(imp.target, RUNTIME)):
+                    problems.append("%s: _network imports only _network and _runtime (never _bundle or _ansible)"
+                                    % imp)
+                elif imp.target is None and top not in STDLIB and top not in RUNTIME_THIRD_PARTY:
+                    problems.append("%s: _network imports only the standard library and _runtime (never Ansible)"
+                                    % imp)
             elif within(name, RUNTIME):
                 if imp.target is not None and not within(imp.target, RUNTIME):
                     problems.append("%s: _runtime never imports _bundle or _ansible (or anything of ours "
@@ -240,7 +255,7 @@ def imports(sources):
 
 def test_every_module_is_read(imports):
     """The walk finds the layers and the modules the rules name (a moved file must move the rules too)."""
-    for name in (MONITOR, RUNTIME + ".cli", RUNTIME + ".spec", RUNTIME + ".state", BUNDLE + ".bundle",
+    for name in (MONITOR, NETWORK_CNI, NETWORK + ".attachment", RUNTIME + ".cli", RUNTIME + ".spec", RUNTIME + ".state", BUNDLE + ".bundle",
                  ANSIBLE_GLUE + ".module_support"):
         assert name in imports, name
     runtime_edges = [imp for name in imports if within(name, RUNTIME) for imp in imports[name] if imp.target]
@@ -293,8 +308,15 @@ def tree_with(sources, relative, line, inside_function=False):
     ("_bundle/writer.py",
      "from ansible_collections.daemonless.oci.plugins.module_utils._ansible import module_support", True,
      "_bundle never imports _ansible"),
+    ("_network/attachment.py", "from ansible.module_utils.basic import AnsibleModule", True, "never Ansible"),
+    ("_network/conflist.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks", True,
+     "never _bundle or _ansible"),
+    ("_network/cni.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio", True,
+     "standard library only"),
 ], ids=["runtime-ansible", "runtime-other-collection", "runtime-bundle", "runtime-glue", "runtime-third-party",
-        "monitor-cffi", "monitor-runtime", "bundle-glue"])
+        "monitor-cffi", "monitor-runtime", "bundle-glue", "network-ansible", "network-glue", "network-cni-runtime"])
 def test_a_forbidden_import_is_reported(sources, relative, line, inside_function, needle):
     problems = rule_violations(load_imports(tree_with(sources, relative, line, inside_function)))
     assert [p for p in problems if relative in p and needle in p], problems

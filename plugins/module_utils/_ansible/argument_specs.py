@@ -108,7 +108,25 @@ def container_state_argument_spec():
     spec.update(secrets_argument_spec())
     spec.update(SUPERVISION_ARGSPEC)
     spec.update(STATE_ROOT_ARGSPEC)
+    spec.update(container_network_argument_spec())
     return spec
+
+
+def container_network_argument_spec():
+    """oci_container_state's network options (issue 16: _network/, _ansible/networks.py)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._network.cni import DEFAULT_CNI_PATH
+    from ansible_collections.daemonless.oci.plugins.module_utils._network.conflist import DEFAULT_CONFIG_DIR
+    return dict(
+        network=dict(type='list', elements='str'),
+        publish=dict(type='list', elements='str', aliases=['ports']),
+        ip=dict(type='str'),
+        hostname=dict(type='str'),
+        dns_servers=dict(type='list', elements='str'),
+        dns_search=dict(type='list', elements='str'),
+        etc_hosts=dict(type='dict'),
+        network_config_dir=dict(type='path', default=DEFAULT_CONFIG_DIR),
+        cni_path=dict(type='str', default=DEFAULT_CNI_PATH),
+    )
 
 
 # oci_container_state's cross-option rules, as AnsibleModule's required_if takes them.

@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile, secrets, supervision
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks, reconcile, secrets, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -71,6 +71,7 @@ def desired(bundle_config, params, manager):
     config = with_cgroup_manager(bundle_config, manager, params["id"])
     config = secrets.with_secrets(config, params)
     config = supervision.with_supervision(config, params)
+    config = networks.container_config(config, params)
     return config
 
 
@@ -169,7 +170,7 @@ def run(params, check_mode=False, diff=False, known_config=None):
         if reason:
             raise OCIError("cgroup_manager=systemd: %s; use cgroup_manager=cgroupfs" % reason)
     current, current_config = observe(root, container_id)
-    desired_config = bundle = unknown = None
+    desired_config = bundle = unknown = bundle_cfg = None
     if not absent and params.get("bundle"):  # stopped needs no bundle: it only stops what runs
         bundle = os.path.abspath(params["bundle"])
         if known_config is not None:
@@ -183,6 +184,8 @@ def run(params, check_mode=False, diff=False, known_config=None):
                                 log_max_files=params["log_max_files"],
                                 systemd_cgroup=manager == "systemd", config=desired_config,
                                 supervision=None if absent else supervision.supervision_of(params))
+    # Networks: attached before create, released when stopped, before delete (reconcile.apply calls it).
+    options.network = networks.ContainerNetwork(params, bundle_cfg)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job, unknown=unknown)
@@ -191,7 +194,11 @@ def run(params, check_mode=False, diff=False, known_config=None):
         actions.append(adopt)
     if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
         raise OCIError("wait=healthy: needs a healthcheck and state=running")
-    result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
+    # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
+    network_leftover = absent and not actions and networks.leftover(root, container_id)
+    result = dict(changed=bool(actions) or network_leftover, actions=[action.describe() for action in actions])
+    if network_leftover:
+        result["actions"].append("release network: left by an interrupted task")
     if not absent:
         result["cgroup_manager"] = manager
     if diff:
@@ -203,6 +210,8 @@ def run(params, check_mode=False, diff=False, known_config=None):
         result["msg"] = summary(container_id, result["actions"], reconcile.status_after(current, actions), True)
         return result
     apply_with_secrets(root, container_id, bundle, actions, options, params)
+    if network_leftover:
+        networks.release(root, container_id, params.get("cni_path"))
     final = observe(root, container_id)[0]
     if job and final is not None:
         try:

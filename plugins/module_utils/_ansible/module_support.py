@@ -84,6 +84,10 @@ def gather():
     wanted = module.params['name']
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
+    # Networks (issue 16): each container's attachments, and CNI CHECK's verdict as drift.
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.networks import container_facts
+    for container in containers:
+        container.update(container_facts(module.params['state_root'], container['id']))
     missing = [name for name in wanted if name not in found]
     return module, containers, missing, host
 

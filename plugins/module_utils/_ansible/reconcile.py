@@ -192,6 +192,8 @@ class Options:
         self.config = config
         # What the new container's monitor supervises (supervise.checked_supervision's record), or None.
         self.supervision = supervision
+        # The container's network (networks.ContainerNetwork: attach(), release()), or None.
+        self.network = None
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -224,10 +226,21 @@ def apply(root, container_id, bundle, actions, options):
         if action.verb == "stop":
             stop(root, container_id, options.stop_signal, options.stop_timeout)
         elif action.verb == "delete":
+            if options.network is not None:
+                # The container is stopped: its network goes first, in this process, so that the poststop
+                # hook (a new interpreter, for `ocirt delete --force`) finds nothing left to do.
+                options.network.release()
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
-            create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
-                                    config=options.config, supervision=options.supervision, **options.log)
+            if options.network is not None:
+                options.network.attach()  # the namespace the config names must exist before create
+            try:
+                create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
+                                        config=options.config, supervision=options.supervision, **options.log)
+            except BaseException:
+                if options.network is not None:
+                    options.network.release()  # a failed create leaves no attachment behind
+                raise
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":

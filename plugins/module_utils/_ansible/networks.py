@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The modules' side of networks: oci_network's work, and what oci_container_state and the facts take from _network.
+
+Nothing here knows AnsibleModule: errors are OCIError, results are dicts.
+"""
+import os
+import shutil
+import subprocess
+
+from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, conflist
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+IPAM_DIR = "/var/lib/cni/networks"  # host-local's reservations, one directory per network
+DNSNAME_DIR = "/run/containers/cni/dnsname"  # dnsname's dnsmasq files, one directory per network
+
+
+def network_argument_spec():
+    """oci_network's argument_spec (a new dict each call)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
+    spec = dict(
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        driver=dict(type='str', default='bridge', choices=list(conflist.DRIVERS)),
+        subnet=dict(type='str'),
+        gateway=dict(type='str'),
+        ip_range=dict(type='str'),
+        interface_name=dict(type='str'),
+        parent=dict(type='str'),
+        ip_masquerade=dict(type='bool', default=True),
+        internal=dict(type='bool', default=False),
+        isolate=dict(type='bool', default=False),
+        dns=dict(type='bool', default=True),
+        force=dict(type='bool', default=False),
+        config_dir=dict(type='path', default=conflist.DEFAULT_CONFIG_DIR),
+        cni_path=dict(type='str', default=cni.DEFAULT_CNI_PATH),
+    )
+    spec.update(STATE_ROOT_ARGSPEC)
+    return spec
+
+
+def check_plugins(network, cni_path, option=None):
+    """OCIError naming OPTION (else oci_network's option that wants the plugin), the plugin and its
+    Debian package when a plugin of NETWORK is not installed: before anything is made."""
+    for plugin in network["plugins"]:
+        try:
+            cni.find_plugin(plugin["type"], cni_path, network["name"])
+        except cni.CNIError as exc:
+            raise OCIError("%s: %s" % (option or ("dns" if plugin["type"] == "dnsname" else "driver"), exc))
+
+
+def run_network(params, check_mode=False, diff=False):
+    """Bring network params['name'] to params['state']; return oci_network's result."""
+    name = conflist.validate_name(params["name"])
+    config_dir = params["config_dir"]
+    path = conflist.path_of(config_dir, name)
+    before = None
+    if os.path.exists(path):
+        before = conflist.read(config_dir, name, "name")
+    others = conflist.all_networks(config_dir)
+    others.pop(name, None)
+    result = dict(changed=False, path=path)
+    if params["state"] == "absent":
+        if before is None:
+            result["network"] = None
+            return result
+        users = attachment.users_of(params["state_root"], name)
+        if users and not params["force"]:
+            raise OCIError("name: network %s is used by container(s) %s: remove them first, or force=true"
+                           % (name, ", ".join(users)))
+        result.update(changed=True, users=users, network=None)
+        if diff:
+            result["diff"] = dict(before=conflist.text_of(before), after="")
+        if not check_mode:
+            os.unlink(path)
+            if not users:
+                _remove_leftovers(name, conflist.settings_of(before))
+        return result
+    wanted = dict(params)
+    existing = conflist.settings_of(before) if before else {}
+    if not wanted.get("subnet") and existing.get("subnet"):
+        wanted["subnet"] = existing["subnet"]  # an automatic subnet stays what it was
+        wanted["gateway"] = wanted.get("gateway") or existing.get("gateway")
+    taken = dict((other, str(subnets[0])) for other, subnets in
+                 ((other, conflist.subnets_of(c)) for other, c in others.items()) if subnets)
+    settings = conflist.settings_from(wanted, taken)
+    conflist.check_overlap(settings, others)
+    built = conflist.build(settings)
+    check_plugins(built, params["cni_path"])
+    changed = before is None or conflist.text_of(before) != conflist.text_of(built)
+    result.update(changed=changed, network=settings, users=attachment.users_of(params["state_root"], name))
+    if diff:
+        result["diff"] = dict(before=conflist.text_of(before) if before else "", after=conflist.text_of(built))
+    if changed and not check_mode:
+        conflist.write(config_dir, built)
+    return result
+
+
+def _remove_leftovers(name, settings):
+    """What the plugins keep per network once none of its containers is left: the bridge, IPAM's and dnsname's files."""
+    bridge = settings.get("interface_name")
+    if bridge:
+        _remove_bridge_rules(bridge)
+    if bridge and os.path.isdir(os.path.join("/sys/class/net", bridge)):
+        subprocess.run(["ip", "link", "delete", bridge, "type", "bridge"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for base in (IPAM_DIR, DNSNAME_DIR):
+        directory = os.path.join(base, name)
+        if os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+# Chains where plugins leave rules naming a bridge once its last container is gone: dnsname opens DNS to its
+# dnsmasq (INPUT), the firewall plugin's ingressPolicy keeps the bridge in its isolation stages (1.1.1).
+BRIDGE_RULE_CHAINS = ("INPUT", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2")
+
+
+def _remove_bridge_rules(bridge):
+    import shlex
+    for chain in BRIDGE_RULE_CHAINS:
+        listed = subprocess.run(["iptables", "-w", "-S", chain], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                universal_newlines=True, check=False)
+        for line in listed.stdout.splitlines():
+            words = shlex.split(line)
+            if words[:2] == ["-A", chain] and ("-i" in words or "-o" in words) and bridge in words:
+                subprocess.run(["iptables", "-w", "-D"] + words[1:], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
+
+
+# --------------------------------------------------------------------------
+# oci_container_state
+
+def container_config(config, params):
+    """CONFIG with what the task's network options add (container_state.desired's step)."""
+    request = attachment.request_from(config, params)
+    return attachment.with_network(config, request, params["state_root"], params["id"])
+
+
+class ContainerNetwork:
+    """reconcile.apply's hands on a container's network: attach before create, release after delete."""
+
+    def __init__(self, params, bundle_config):
+        self.params = params
+        self.bundle_config = bundle_config
+
+    def attach(self):
+        request = attachment.request_from(self.bundle_config, self.params)
+        if request.mode == "cni":
+            for network in request.networks.values():
+                check_plugins(network, request.cni_path, "network")
+        attachment.attach(self.params["state_root"], self.params["id"], request)
+
+    def release(self):
+        attachment.release(self.params["state_root"], self.params["id"], self.params.get("cni_path"))
+
+
+def leftover(root, container_id):
+    """True when a crash left the container's network behind (its namespace or cache)."""
+    return attachment.has_attachment(root, container_id)
+
+
+def release(root, container_id, cni_path=None):
+    return attachment.release(root, container_id, cni_path)
+
+
+# --------------------------------------------------------------------------
+# facts and info
+
+def container_facts(root, container_id):
+    """{networks, drift} of a container: its attachments, and CNI CHECK's verdict when one was lost."""
+    found = attachment.describe(root, container_id)
+    problems = attachment.check(root, container_id) if found else []
+    return {"networks": found, "drift": {"network": "missing"} if problems else {}, "network_problems": problems}

@@ -1,0 +1,398 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's place on the network: what it asks for, what that adds to its config, attach and release.
+
+Applies (adds to the config a container is created from): hostname;
+linux.namespaces (the network entry: dropped for `host`, a path to the
+container's persistent namespace for named networks); mounts (its
+/etc/resolv.conf, /etc/hosts, /etc/hostname, bind-mounted read-only);
+hooks.poststop (cni.py run alone, releasing the network when the container
+is deleted, `ocirt delete --force` included); annotations
+`org.daemonless.oci.network.*` (what the plan must compare but is not
+config: published ports, the networks' settings).
+
+The order of the lifecycle (container_state and reconcile call it): attach
+before create (the namespace must exist for the runtime to join it),
+release once the container is stopped, just before its delete (the
+poststop hook releases it when something else deletes the container). A
+stopped container keeps its attachment.
+"""
+import hashlib
+import ipaddress
+import json
+import os
+import sys
+
+from ansible_collections.daemonless.oci.plugins.module_utils._network import cni, conflist, etcfiles, netns, ports
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+ANNOTATION = "org.daemonless.oci.network."
+# The hostname spec.default_config() writes: a bundle with it did not choose one, so the container id wins.
+PLACEHOLDER_HOSTNAME = "ocirt"
+MAX_HOSTNAME = 64  # the kernel's HOST_NAME_MAX
+DNS_POD_NAMESPACE = "oci"
+LOOPBACK = {"cniVersion": cni.CNI_VERSION, "name": "lo", "plugins": [{"type": "loopback"}]}
+# Plugins whose CHECK fails on a healthy attachment in the packaged versions (portmap 1.1.1 looks for an
+# IPv6 DNAT chain an IPv4-only container never gets; dnsname 1.3.1 for an addnhost key its own config
+# lacks): their CHECK is skipped. bridge, host-local and firewall still see a lost veth, address or
+# forwarding rule.
+CHECK_BROKEN = frozenset(["portmap", "dnsname"])
+FILES = (("resolv.conf", "/etc/resolv.conf"), ("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"))
+
+
+class Request:
+    """What a container asks of the network, checked: each error names the option at fault."""
+
+    def __init__(self, mode, networks, publish, mappings, ip, hostname, dns_servers, dns_search, etc_hosts,
+                 config_dir, cni_path):
+        self.mode = mode  # "none", "host" or "cni"
+        self.networks = networks  # {name: conflist}, in the order asked (the first gets eth0 and `ip`)
+        self.publish = publish
+        self.mappings = mappings
+        self.ip = ip
+        self.hostname = hostname
+        self.dns_servers = dns_servers
+        self.dns_search = dns_search
+        self.etc_hosts = etc_hosts
+        self.config_dir = config_dir
+        self.cni_path = cni_path
+
+    def annotations(self):
+        if self.mode == "none":
+            return {}
+        digest = hashlib.sha256(json.dumps(self.networks, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+        values = {"mode": self.mode, "networks": ",".join(self.networks), "publish": json.dumps(self.mappings),
+                  "ip": self.ip or "", "dns_servers": ",".join(self.dns_servers),
+                  "dns_search": ",".join(self.dns_search), "etc_hosts": json.dumps(self.etc_hosts, sort_keys=True),
+                  "config": digest}
+        return dict((ANNOTATION + key, value) for key, value in values.items())
+
+
+def _strings(value, option):
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v and not any(c.isspace() for c in v)
+                                              for v in value):
+        raise OCIError("%s: must be a list of words (no spaces), not %r" % (option, value))
+    return list(value)
+
+
+def choose_hostname(config, params):
+    """The container's hostname: the task's `hostname`, else the bundle's when it chose one (anything but
+    the default config's placeholder), else the container id (its first 64 bytes), as podman does."""
+    wanted = params.get("hostname")
+    if wanted is None:
+        wanted = config.get("hostname")
+        if not wanted or wanted == PLACEHOLDER_HOSTNAME:
+            wanted = params["id"][:MAX_HOSTNAME]
+    if not etcfiles.HOSTNAME_RE.match(wanted) or len(wanted.encode("utf-8")) > MAX_HOSTNAME:
+        raise OCIError("hostname: %r is not a host name (at most %d of A-Za-z0-9_.+-)" % (wanted, MAX_HOSTNAME))
+    return wanted
+
+
+def request_from(config, params):
+    """The Request of oci_container_state's PARAMS for a container of bundle CONFIG (reads the networks' lists)."""
+    network = params.get("network")
+    if network is None or network == "none" or network == ["none"]:
+        mode, names = "none", []
+    elif network == "host" or network == ["host"]:
+        mode, names = "host", []
+    else:
+        mode = "cni"
+        names = [network] if isinstance(network, str) else network
+        if not isinstance(names, list) or not names:
+            raise OCIError("network: must be none, host or a list of network names, not %r" % (network,))
+        for name in names:
+            if name in ("none", "host"):
+                raise OCIError("network: %s cannot be combined with other networks" % name)
+            conflist.validate_name(name, "network")
+        if len(set(names)) != len(names):
+            raise OCIError("network: %r names a network twice" % (names,))
+    config_dir = params.get("network_config_dir") or conflist.DEFAULT_CONFIG_DIR
+    cni_path = params.get("cni_path") or cni.DEFAULT_CNI_PATH
+    networks = dict((name, conflist.read(config_dir, name, "network")) for name in names)
+    publish = list(params.get("publish") or [])
+    mappings = ports.parse(publish)
+    if mappings and mode != "cni":
+        raise OCIError("publish: needs a network (the network option); with network %s there is nothing to "
+                       "publish into" % mode)
+    ip = params.get("ip") or None
+    if ip:
+        if mode != "cni":
+            raise OCIError("ip: needs a network (the network option)")
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            raise OCIError("ip: %r is not an IP address" % ip)
+        first = names[0]
+        subnets = conflist.subnets_of(networks[first])
+        if not any(address in subnet for subnet in subnets):
+            raise OCIError("ip: %s is not in network %s (%s)" % (ip, first, ", ".join(str(s) for s in subnets)))
+        ip = str(address)
+    dns_servers = _strings(params.get("dns_servers"), "dns_servers")
+    for server in dns_servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise OCIError("dns_servers: %r is not an IP address" % server)
+    dns_search = _strings(params.get("dns_search"), "dns_search")
+    etc_hosts = params.get("etc_hosts") or {}
+    if not isinstance(etc_hosts, dict):
+        raise OCIError("etc_hosts: must be a dict of host name: address")
+    for name, address in etc_hosts.items():
+        if not isinstance(name, str) or not etcfiles.HOSTNAME_RE.match(name):
+            raise OCIError("etc_hosts: %r is not a host name" % (name,))
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            raise OCIError("etc_hosts: %s: %r is not an IP address" % (name, address))
+    etc_hosts = dict((name, str(address)) for name, address in etc_hosts.items())
+    if mode == "none" and (dns_servers or dns_search or etc_hosts):
+        raise OCIError("dns_servers, dns_search, etc_hosts: need network host or a network list (with network "
+                       "none the container keeps its image's files)")
+    return Request(mode, networks, publish, mappings, ip, choose_hostname(config, params), dns_servers, dns_search,
+                   etc_hosts, config_dir, cni_path)
+
+
+def hook_command(root, container_id):
+    """The poststop hook's argv: cni.py's copy under the state root, run alone by this host's Python."""
+    python = sys.executable or "/usr/bin/python3"
+    script = os.path.join(os.path.abspath(root), cni.NETWORK_AREA, "cni.py")
+    return [python, "-I", "-S", script, "delete", os.path.abspath(root), container_id]
+
+
+def with_network(config, request, root, container_id):
+    """CONFIG with what REQUEST adds: the hostname, the namespace, the files, the hook, the annotations."""
+    config = dict(config)
+    linux = dict(config.get("linux") or {})
+    namespaces = [dict(ns) for ns in linux.get("namespaces") or []]
+    if any(ns.get("type") == "uts" for ns in namespaces):
+        config["hostname"] = request.hostname  # without a UTS namespace of its own there is no name to set
+    if request.mode == "none":
+        return config
+    namespaces = [ns for ns in namespaces if ns.get("type") != "network"]
+    if request.mode == "cni":
+        namespaces.append({"type": "network", "path": cni.netns_path(os.path.abspath(root), container_id)})
+    linux["namespaces"] = namespaces
+    config["linux"] = linux
+    directory = cni.container_dir(os.path.abspath(root), container_id)
+    mounts = [m for m in config.get("mounts") or [] if m.get("destination") not in dict(FILES).values()]
+    for name, destination in FILES:
+        mounts.append({"destination": destination, "type": "bind", "source": os.path.join(directory, name),
+                       "options": ["bind", "ro", "nosuid", "nodev", "noexec"]})
+    config["mounts"] = mounts
+    hooks = dict(config.get("hooks") or {})
+    argv = hook_command(root, container_id)
+    hooks["poststop"] = list(hooks.get("poststop") or []) + [{"path": argv[0], "args": argv, "timeout": 300}]
+    config["hooks"] = hooks
+    annotations = dict(config.get("annotations") or {})
+    annotations.update(request.annotations())
+    config["annotations"] = annotations
+    return config
+
+
+# --------------------------------------------------------------------------
+# attach and release
+
+def _hook_script(root):
+    """cni.py's source under the state root (the poststop hook runs it from there), replaced when it changed."""
+    source = cni.__loader__.get_source(cni.__name__)
+    path = os.path.join(root, cni.NETWORK_AREA, "cni.py")
+    try:
+        with open(path) as handle:
+            if handle.read() == source:
+                return
+    except OSError:
+        pass
+    atomicfile.write(path, source, mode=0o600)
+
+
+def published_elsewhere(root, container_id):
+    """[(container id, mapping)] of the ports the other containers of ROOT publish (from their caches)."""
+    area = os.path.join(root, cni.NETWORK_AREA)
+    found = []
+    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
+        if other == container_id or not os.path.isdir(os.path.join(area, other)):
+            continue
+        try:
+            cache = cni.read_cache(root, other)
+        except cni.CNIError:
+            continue
+        for attachment in (cache or {}).get("attachments") or []:
+            for mapping in (attachment.get("runtimeConfig") or {}).get("portMappings") or []:
+                found.append((other, mapping))
+    return found
+
+
+def _cni_args(container_id, ip):
+    args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s" % (
+        DNS_POD_NAMESPACE, container_id, container_id)
+    return args + (";IP=%s" % ip if ip else "")
+
+
+def attach(root, container_id, request):
+    """Make the container's namespace, ADD it to its networks, write its files; on failure undo all of it."""
+    if request.mode == "none":
+        return
+    root = os.path.abspath(root)
+    for other, mapping in published_elsewhere(root, container_id):
+        for mine in request.mappings:
+            if ports.overlaps(mine, mapping):
+                raise OCIError("publish: host port %d/%s is already published by container %s"
+                               % (mine["hostPort"], mine["protocol"], other))
+    ports.check_free(request.mappings)
+    directory = cni.container_dir(root, container_id)
+    if os.path.isdir(directory):
+        release(root, container_id)  # what a crash left: never attach twice
+    os.makedirs(directory, mode=0o700)
+    try:
+        _hook_script(root)
+        results = []
+        if request.mode == "cni":
+            results = _add_all(root, container_id, request)
+        _write_files(directory, request, results)
+    except BaseException:
+        try:
+            release(root, container_id)
+        except OCIError:
+            pass  # the first failure is the one to report; the cache keeps what is left for `absent`
+        raise
+
+
+def _add_all(root, container_id, request):
+    path = cni.netns_path(root, container_id)
+    cache = {"containerId": container_id, "netns": path, "cniPath": request.cni_path, "attachments": []}
+    cni.write_cache(root, container_id, cache)
+    netns.create(path)
+    planned = [("lo", LOOPBACK, "", {})]
+    for index, (name, network) in enumerate(request.networks.items()):
+        runtime_config = {"portMappings": request.mappings, "aliases": {name: [request.hostname]}}
+        planned.append(("eth%d" % index, network, _cni_args(container_id, request.ip if index == 0 else None),
+                        runtime_config))
+    results = []
+    for ifname, network, cni_args, runtime_config in planned:
+        attachment = {"network": network["name"], "ifname": ifname, "config": network, "cniArgs": cni_args,
+                      "runtimeConfig": runtime_config, "result": None}
+        # Recorded before the ADD: a crash in the middle of it leaves what DEL needs.
+        cache["attachments"].append(attachment)
+        cni.write_cache(root, container_id, cache)
+        result = None
+        try:
+            for plugin in network["plugins"]:
+                result = cni.invoke("ADD", plugin, network, container_id, path, ifname, cni_args=cni_args,
+                                    cni_path=request.cni_path, prev_result=result, runtime_config=runtime_config)
+        except cni.CNIError as exc:
+            raise OCIError("network: %s" % exc)
+        attachment["result"] = result
+        cni.write_cache(root, container_id, cache)
+        if ifname != "lo":
+            results.append((network, result))
+    return results
+
+
+def _write_files(directory, request, results):
+    addresses, servers, search = [], [], []
+    for network, result in results:
+        for entry in result.get("ips") or []:
+            addresses.append(entry["address"].split("/")[0])
+        dns = result.get("dns") or {}
+        servers.extend(dns.get("nameservers") or [])
+        search.extend(dns.get("search") or [])
+        settings = conflist.settings_of(network)
+        if settings.get("dns") and not dns.get("nameservers"):
+            servers.append(settings["gateway"])  # dnsmasq listens on the bridge's address
+            search.append(conflist.DNS_DOMAIN)
+    host_servers, host_search, host_options = etcfiles.read_host_resolv()
+    if request.mode == "cni":
+        host_servers = [s for s in host_servers if not etcfiles.is_loopback(s)]  # the host's stub is not ours
+    servers = request.dns_servers or servers + [s for s in host_servers if s not in servers]
+    search = request.dns_search or search + [s for s in host_search if s not in search]
+    texts = {"resolv.conf": etcfiles.resolv_conf(servers, search, host_options),
+             "hosts": etcfiles.hosts(request.hostname, addresses, request.etc_hosts),
+             "hostname": etcfiles.hostname_file(request.hostname)}
+    for name, text in texts.items():
+        atomicfile.write(os.path.join(directory, name), text, mode=0o644)
+
+
+def release(root, container_id, cni_path=None):
+    """DEL every attachment from the cache, unmount and remove the namespace; True when there was any."""
+    try:
+        return cni.release(os.path.abspath(root), container_id, cni_path)
+    except (cni.CNIError, OSError) as exc:
+        raise OCIError("network: %s" % exc)
+
+
+def has_attachment(root, container_id):
+    return os.path.isdir(cni.container_dir(os.path.abspath(root), container_id))
+
+
+# --------------------------------------------------------------------------
+# facts
+
+def describe(root, container_id):
+    """[{network, interface, addresses, mac, gateway, published}] from the container's cache ([] without one)."""
+    try:
+        cache = cni.read_cache(os.path.abspath(root), container_id)
+    except cni.CNIError:
+        return []
+    found = []
+    for attachment in (cache or {}).get("attachments") or []:
+        if attachment.get("ifname") == "lo":
+            continue
+        result = attachment.get("result") or {}
+        interfaces = result.get("interfaces") or []
+        mine = [i for i, interface in enumerate(interfaces) if interface.get("name") == attachment["ifname"]
+                and interface.get("sandbox")]
+        ips = [entry for entry in result.get("ips") or [] if "interface" not in entry or entry["interface"] in mine]
+        found.append({"network": attachment.get("network"), "interface": attachment.get("ifname"),
+                      "addresses": [entry["address"] for entry in ips],
+                      "mac": interfaces[mine[0]].get("mac") if mine else None,
+                      "gateway": next((entry.get("gateway") for entry in ips if entry.get("gateway")), None),
+                      "published": (attachment.get("runtimeConfig") or {}).get("portMappings") or []})
+    return found
+
+
+def check(root, container_id):
+    """CNI CHECK of every attachment: [] when all is in place, else what is missing (one sentence each)."""
+    root = os.path.abspath(root)
+    try:
+        cache = cni.read_cache(root, container_id)
+    except cni.CNIError as exc:
+        return [str(exc)]
+    if cache is None:
+        return []
+    path = cni.netns_path(root, container_id)
+    problems = []
+    if not os.path.ismount(path):
+        return ["network namespace %s is gone" % path]
+    for attachment in cache.get("attachments") or []:
+        if attachment.get("result") is None:
+            problems.append("network %s: its ADD never finished" % attachment.get("network"))
+            continue
+        network = attachment["config"]
+        for plugin in network.get("plugins") or []:
+            if plugin.get("type") in CHECK_BROKEN:
+                continue
+            try:
+                cni.invoke("CHECK", plugin, network, container_id, path, attachment["ifname"],
+                           cni_args=attachment.get("cniArgs", ""), cni_path=cache.get("cniPath") or cni.DEFAULT_CNI_PATH,
+                           prev_result=attachment["result"], runtime_config=attachment.get("runtimeConfig"))
+            except cni.CNIError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def users_of(root, name):
+    """The ids of ROOT's containers attached to network NAME (from their caches)."""
+    area = os.path.join(os.path.abspath(root), cni.NETWORK_AREA)
+    users = []
+    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
+        try:
+            cache = cni.read_cache(os.path.abspath(root), other) if os.path.isdir(os.path.join(area, other)) else None
+        except cni.CNIError:
+            continue
+        if any(a.get("network") == name for a in (cache or {}).get("attachments") or []):
+            users.append(other)
+    return users

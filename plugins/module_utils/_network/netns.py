@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A persistent network namespace: a new one, bind-mounted onto a file, as `ip netns add` makes them.
+
+No config.json field is applied here; the file's path becomes the
+container's linux.namespaces entry of type network (attachment.with_network).
+The namespace outlives the process that made it because the bind mount
+holds it; cni.release unmounts it. A short-lived child makes it, so that
+the caller's own network namespace never changes.
+"""
+import os
+
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+
+
+def create(path):
+    """A new network namespace bound at PATH (a file made for it); OCIError naming PATH when it cannot be."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.close(read_end)
+        try:
+            syscalls.unshare(CLONE_NEWNET)
+            syscalls.mount("/proc/self/ns/net", path, None, MS_BIND)
+        except OSError as exc:
+            os.write(write_end, str(exc).encode("utf-8", "replace")[:1000])
+            os._exit(1)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode("utf-8", "replace")
+    _pid, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        os.unlink(path)
+        raise OCIError("network namespace %s: %s" % (path, message or "could not be made"))
