@@ -9,6 +9,8 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.stamp
 DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo zstd shellcheck openssh-server sudo \
              systemd-container debootstrap
+# Tests run their own registries (the CNCF distribution registry); its Debian service is not used.
+DEB_PKGS  += docker-registry
 # The headers tools/gen_syscall_table.py reads: the test that the committed tables are current needs them.
 DEB_PKGS  += linux-libc-dev linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross linux-libc-dev-s390x-cross \
              linux-libc-dev-riscv64-cross linux-libc-dev-mips64el-cross linux-libc-dev-mipsel-cross \
