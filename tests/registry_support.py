@@ -13,7 +13,6 @@
   one sharing its base layer, a zstd one and a two-platform index.
 """
 import base64
-import crypt
 import hashlib
 import http.server
 import json
@@ -25,8 +24,14 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import warnings
 
 from helpers import poll
+
+with warnings.catch_warnings():
+    # Deprecated (gone in 3.13), but the one stdlib way to a bcrypt hash, the only kind htpasswd auth takes.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
 
 REGISTRY = shutil.which("docker-registry")
 SKOPEO = shutil.which("skopeo")
@@ -281,3 +286,11 @@ def build_layout(directory, rootfs_from):
     with open(os.path.join(layout, "index.json"), "w") as handle:
         json.dump(top, handle)
     return layout
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()

@@ -52,6 +52,7 @@ CONTAINERD_NAME = "io.containerd.image.name"
 
 _DIGEST_HEX = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
 
+
 def _check_descriptor(desc, where):
     if not isinstance(desc, dict):
         raise OCIError("%s: not a descriptor object" % where)

@@ -1,0 +1,249 @@
+"""oci_image's backend (_image/pull.py) against real registries: Debian's docker-registry on 127.0.0.1.
+
+Two instances share a test CA: one with htpasswd Basic auth, one in
+`auth: token` mode whose tokens come from the tests' own issuer
+(registry_support.TokenIssuer), so the Bearer flow is the real one. The
+images are umoci layouts pushed with skopeo (registry_support.build_layout).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import busybox_bundle  # tools/, on sys.path through tests/conftest.py
+import registry_support as rs
+from helpers import COLLECTIONS
+from ansible_collections.daemonless.oci.plugins.module_utils._image import pull
+from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+pytestmark = [
+    pytest.mark.skipif(rs.REGISTRY is None, reason="docker-registry is not installed (Debian package docker-registry)"),
+    pytest.mark.skipif(rs.SKOPEO is None or rs.UMOCI is None, reason="skopeo and umoci build the test images"),
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Both registries with the test images pushed: test/{busybox,app,multi,zstd}:1 in each, public/busybox:1."""
+    base = str(tmp_path_factory.mktemp("registries"))
+    pki = rs.Pki(os.path.join(base, "pki"))
+    started = []
+    try:
+        basic = rs.Registry(os.path.join(base, "basic"), pki)
+        started.append(basic)
+        issuer = rs.TokenIssuer(pki)
+        started.append(issuer)
+        token = rs.Registry(os.path.join(base, "token"), pki, issuer)
+        started.append(token)
+        busybox_bundle.build_rootfs(os.path.join(base, "src"))
+        layout = rs.build_layout(base, os.path.join(base, "src"))
+        zstd_layout = os.path.join(base, "zstd-layout")
+        rs.run(rs.SKOPEO, "copy", "--quiet", "--dest-compress-format", "zstd", "oci:%s:base" % layout,
+               "oci:%s:base" % zstd_layout)
+        for registry in (basic, token):
+            rs.push(pki, layout, "base", registry.host + "/test/busybox:1")
+            rs.push(pki, layout, "app", registry.host + "/test/app:1")
+            rs.push(pki, layout, "multi", registry.host + "/test/multi:1", extra=["--all"])
+            rs.push(pki, zstd_layout, "base", registry.host + "/test/zstd:1",
+                    extra=["--dest-compress-format", "zstd"])
+        rs.push(pki, layout, "base", token.host + "/public/busybox:1")
+        yield dict(pki=pki, basic=basic, token=token, issuer=issuer, layout=layout, base=base)
+    finally:
+        for item in reversed(started):
+            item.stop()
+
+
+@pytest.fixture
+def image_root(tmp_path):
+    return str(tmp_path / "images")
+
+
+def present(env, image_root, name, registry="basic", creds=True, **kwargs):
+    kwargs.setdefault("ca_path", env["pki"].ca)
+    if creds:
+        kwargs.setdefault("username", rs.USER)
+        kwargs.setdefault("password", rs.PASSWORD)
+    return pull.ensure_present(image_root, "%s/%s" % (env[registry].host, name), **kwargs)
+
+
+def store_files(image_root):
+    found = []
+    for sub in ("blobs/sha256", "layers/sha256", "tmp"):
+        path = os.path.join(image_root, sub)
+        found.extend(sub + "/" + name for name in (sorted(os.listdir(path)) if os.path.isdir(path) else []))
+    return found
+
+
+def test_pull_stores_verified_blobs_and_a_repull_downloads_nothing(env, image_root):
+    first = present(env, image_root, "test/busybox:1")
+    image = first["image"]
+    assert first["changed"] and first["downloaded_bytes"] > 1000000
+    assert image["platform"] == "linux/amd64" and image["config"]["cmd"] == ["sh"]
+    assert image["config"]["env"][-1] == "IMAGE=base" and image["config"]["labels"] == {"org.example.role": "test"}
+    assert image["config"]["exposed_ports"] == ["8080/tcp"]
+    store = Store(image_root)
+    for digest in [image["manifest_digest"], image["config_digest"]] + image["layers"]:
+        assert store.has_blob(digest)
+        assert rs.sha256_file(store.blob_path(digest)) == digest
+    assert Store(image_root).lookup(image["name"])["manifest"] == image["manifest_digest"]
+    again = present(env, image_root, "test/busybox:1")
+    assert again["changed"] is False and again["downloaded_bytes"] == 0 and again["image"] == image
+    always = present(env, image_root, "test/busybox:1", pull="always")
+    # pull=always asks for the manifest again, and downloads no blob.
+    assert always["changed"] is False and always["actions"] == []
+    assert always["downloaded_bytes"] < 2000
+
+
+def test_a_layer_shared_by_two_images_is_downloaded_once(env, image_root):
+    base = present(env, image_root, "test/busybox:1")["image"]
+    app = present(env, image_root, "test/app:1")
+    assert app["changed"] and app["image"]["layers"][0] == base["layers"][0]
+    downloaded = [a.split()[1] for a in app["actions"] if a.startswith("download ")]
+    assert base["layers"][0] not in downloaded and app["image"]["layers"][1] in downloaded
+    assert app["downloaded_bytes"] < 10000
+    assert len([f for f in store_files(image_root) if f.startswith("blobs/")]) == 6  # 2 manifests, 2 configs, 2 layers
+
+
+def test_a_pinned_digest_and_a_wrong_one(env, image_root):
+    digest = present(env, image_root, "test/busybox:1")["image"]["digest"]
+    pinned = present(env, image_root, "test/busybox@" + digest)
+    assert pinned["changed"] and pinned["image"]["digest"] == digest
+    assert pinned["downloaded_bytes"] < 2000  # the blobs were there already
+    other = "sha256:" + "0" * 64
+    with pytest.raises(OCIError) as info:
+        present(env, image_root, "test/busybox@" + other)
+    assert "HTTP 404" in str(info.value) and other in str(info.value)
+
+
+def test_the_platform_picks_the_image_of_an_index(env, image_root):
+    default = present(env, image_root, "test/multi:1")["image"]
+    assert default["platform"] == "linux/amd64" and "IMAGE=base" in default["config"]["env"]
+    shutil.rmtree(image_root)
+    arm = present(env, image_root, "test/multi:1", platform="linux/arm64/v8")["image"]
+    assert arm["platform"] == "linux/arm64" and "IMAGE=arm" in arm["config"]["env"]
+    assert arm["digest"] == default["digest"] and arm["manifest_digest"] != default["manifest_digest"]
+    with pytest.raises(OCIError) as info:
+        present(env, image_root, "test/multi:1", platform="linux/s390x", pull="always")
+    assert "no image for platform linux/s390x" in str(info.value)
+    assert "linux/amd64" in str(info.value) and "linux/arm64/v8" in str(info.value)
+
+
+def test_a_zstd_layer(env, image_root):
+    image = present(env, image_root, "test/zstd:1")["image"]
+    record = Store(image_root).lookup(image["name"])
+    assert [layer["media_type"] for layer in record["layers"]] == ["application/vnd.oci.image.layer.v1.tar+zstd"]
+    with open(Store(image_root).blob_path(image["layers"][0]), "rb") as handle:
+        assert handle.read(4) == b"\x28\xb5\x2f\xfd"
+
+
+def test_pull_always_picks_up_a_repushed_tag(env, image_root):
+    pki, host = env["pki"], env["basic"].host
+    rs.push(pki, env["layout"], "base", host + "/test/moving:1")
+    first = present(env, image_root, "test/moving:1")["image"]
+    rs.push(pki, env["layout"], "v2", host + "/test/moving:1")
+    assert present(env, image_root, "test/moving:1")["changed"] is False
+    check = present(env, image_root, "test/moving:1", pull="always", check_mode=True)
+    assert check["changed"] and check["image"]["digest"] != first["digest"]
+    assert Store(image_root).lookup(first["name"])["digest"] == first["digest"]
+    moved = present(env, image_root, "test/moving:1", pull="always")
+    assert moved["changed"] and moved["image"]["digest"] == check["image"]["digest"]
+    assert moved["before"] == {"digest": first["digest"]}
+
+
+def test_check_mode_asks_for_the_digest_and_downloads_nothing(env, image_root):
+    check = present(env, image_root, "test/busybox:1", check_mode=True)
+    assert check["changed"] and check["image"]["digest"].startswith("sha256:")
+    assert check["downloaded_bytes"] == 0 and store_files(image_root) == []
+    real = present(env, image_root, "test/busybox:1")
+    assert real["image"]["digest"] == check["image"]["digest"]
+    assert present(env, image_root, "test/busybox:1", check_mode=True, pull="always")["changed"] is False
+
+
+def test_bearer_tokens_from_the_realm_anonymous_and_with_credentials(env, image_root):
+    issuer = env["issuer"]
+    del issuer.requests[:]
+    image = present(env, image_root, "test/busybox:1", registry="token")
+    assert image["changed"]
+    # One token for the repository's pull scope, reused for every request of the pull.
+    assert issuer.requests == [(rs.USER, "repository:test/busybox:pull")]
+    anonymous = present(env, image_root, "public/busybox:1", registry="token", creds=False)
+    assert anonymous["changed"] and issuer.requests[-1] == (None, "repository:public/busybox:pull")
+    with pytest.raises(OCIError) as info:
+        present(env, image_root, "test/app:1", registry="token", creds=False)
+    assert "HTTP 401" in str(info.value)
+    assert Store(image_root).lookup(env["token"].host + "/test/app:1") is None
+
+
+def test_an_expired_token_is_fetched_again(env, image_root):
+    issuer = env["issuer"]
+    del issuer.requests[:]
+    issuer.expire_next = 1
+    assert present(env, image_root, "test/app:1", registry="token")["changed"]
+    assert issuer.requests == [(rs.USER, "repository:test/app:pull")] * 2
+
+
+@pytest.mark.parametrize("registry", ["basic", "token"])
+def test_a_wrong_password_fails_clearly_and_never_shows_a_password(env, image_root, registry):
+    wrong = "WrongPassw0rd-xyz"
+    with pytest.raises(OCIError) as info:
+        present(env, image_root, "test/busybox:1", registry=registry, password=wrong)
+    message = str(info.value)
+    assert "refused the username and password" in message
+    for secret in (wrong, rs.PASSWORD):
+        assert secret not in message and secret not in repr(info.value.args)
+    assert store_files(image_root) == [] or Store(image_root).names() == {}
+
+
+def test_an_unreachable_registry_and_a_tls_failure(env, image_root):
+    port = rs.free_port()
+    with pytest.raises(OCIError) as info:
+        pull.ensure_present(image_root, "127.0.0.1:%d/test/busybox:1" % port)
+    assert "cannot reach the registry" in str(info.value) and "127.0.0.1:%d" % port in str(info.value)
+    with pytest.raises(OCIError) as info:
+        present(env, image_root, "test/busybox:1", ca_path=None)
+    assert "TLS failure" in str(info.value) and "ca_path" in str(info.value)
+    assert store_files(image_root) == []
+
+
+def test_auth_file_credentials(env, image_root, tmp_path):
+    import base64
+    auth = tmp_path / "auth.json"
+    token = base64.b64encode(("%s:%s" % (rs.USER, rs.PASSWORD)).encode()).decode()
+    auth.write_text(json.dumps({"auths": {env["basic"].host: {"auth": token}}}))
+    result = present(env, image_root, "test/busybox:1", creds=False, auth_file=str(auth))
+    assert result["changed"]
+
+
+def test_absent_collects_what_no_name_uses(env, image_root):
+    base = present(env, image_root, "test/busybox:1")["image"]
+    app = present(env, image_root, "test/app:1")["image"]
+    gone = pull.ensure_absent(image_root, app["name"])
+    assert gone["changed"] and "remove " + app["name"] in gone["actions"]
+    remaining = store_files(image_root)
+    assert "blobs/sha256/" + app["layers"][1].split(":")[1] not in remaining
+    assert "blobs/sha256/" + base["layers"][0].split(":")[1] in remaining
+    assert pull.ensure_absent(image_root, app["name"])["changed"] is False
+    pull.ensure_absent(image_root, base["name"])
+    assert store_files(image_root) == []
+    assert Store(image_root).names() == {}
+
+
+def test_two_pulls_of_one_name_at_once_both_succeed(env, image_root):
+    code = ("import json, sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
+            "r = pull.ensure_present(*sys.argv[1:3], username=sys.argv[3], password=sys.argv[4], ca_path=sys.argv[5]);"
+            " print(json.dumps(r['image']['manifest_digest']))")
+    envvars = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    argv = [sys.executable, "-c", code, image_root, env["basic"].host + "/test/app:1", rs.USER, rs.PASSWORD,
+            env["pki"].ca]
+    procs = [subprocess.Popen(argv, env=envvars, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert outputs[0][0] == outputs[1][0]
+    record = Store(image_root).lookup(env["basic"].host + "/test/app:1")
+    for layer in record["layers"]:
+        assert rs.sha256_file(Store(image_root).blob_path(layer["digest"])) == layer["digest"]
+    assert os.listdir(os.path.join(image_root, "tmp")) == []
