@@ -53,6 +53,22 @@ options:
     description: Copy a directory O(rootfs_from) into the bundle instead of using it in place.
     type: bool
     default: false
+  image:
+    description:
+      - An image in the store at O(image_root) (pulled with M(daemonless.oci.oci_image)), by its full name
+        (C(registry/repository:tag)). Exclusive with O(rootfs_from).
+      - The root filesystem is an overlay of the image's layers, each unpacked once in the store and shared
+        read-only by every bundle, with this bundle's own upper directory (C(overlay/upper)) taking the
+        container's writes. The runtime mounts it inside the container's mount namespace at create, from the
+        annotation C(org.daemonless.oci.rootfs.overlay) written into C(config.json); nothing is mounted on the
+        host. Where the kernel has no overlayfs, the layers are copied into C(rootfs), with a warning.
+      - The image's configuration supplies the defaults of O(args), O(env), O(cwd) and O(user).
+      - A different digest for the name (after a pull) gives the bundle a fresh root filesystem.
+    type: str
+  image_root:
+    description: The image store O(image) is in.
+    type: path
+    default: /var/lib/ocirt/images
   image_ref:
     description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.
     type: str
@@ -88,8 +104,11 @@ options:
     description: Give the process a terminal.
     type: bool
   readonly_rootfs:
-    description: Mount the root filesystem read-only (the default config's choice is read-only).
+    description:
+      - Mount the root filesystem read-only (the default config's choice is read-only).
+      - For a bundle from O(image), the default is V(false), as in podman.
     type: bool
+    aliases: [read_only]
   mounts:
     description:
       - Extra mounts. A mount at the destination of a default mount replaces it.
@@ -153,6 +172,12 @@ EXAMPLES = r'''
     args: [/bin/httpd, -f, -p, "8080"]
     memory: 256M
     cpus: "0.5"
+
+- name: Bundle from an image pulled with daemonless.oci.oci_image (an overlay of the store's layers)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    image: docker.io/library/nginx:1.27
+    read_only: true
 
 - name: Bundle from a rootfs tarball, with a bind mount
   daemonless.oci.oci_bundle:
@@ -222,11 +247,14 @@ def main():
                                 source=params['rootfs_from'], reference=params['image_ref'],
                                 platform=params['platform'], copy=params['rootfs_copy'],
                                 state_root=params['state_root'], check_mode=module.check_mode,
-                                max_unpacked_size=params['max_unpacked_size'])
+                                max_unpacked_size=params['max_unpacked_size'], image=params['image'],
+                                image_root=params['image_root'])
     except OCIError as exc:
         module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
     keys = ('changed', 'actions', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
     result = dict((key, outcome[key]) for key in keys)
+    for warning in outcome.get('warnings') or []:
+        module.warn(warning)
     if module._diff:
         result['diff'] = dict(before=outcome['before'], after=outcome['after'],
                               before_header=outcome['path'] + '/config.json',

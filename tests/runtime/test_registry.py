@@ -247,3 +247,110 @@ def test_two_pulls_of_one_name_at_once_both_succeed(env, image_root):
     for layer in record["layers"]:
         assert rs.sha256_file(Store(image_root).blob_path(layer["digest"])) == layer["digest"]
     assert os.listdir(os.path.join(image_root, "tmp")) == []
+
+
+# -- containers from images: overlay root filesystems --------------------------------------------------------
+
+def host_overlay_mounts(under):
+    with open("/proc/self/mountinfo") as handle:
+        return [line for line in handle if " overlay " in line and under in line]
+
+
+def du(path):
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files + _dirs:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def test_twenty_containers_share_the_image_layers_and_write_their_own_roots(env, image_root, tmp_path, ocirt):
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
+    from helpers import create_and_start, run_ok
+    name = present(env, image_root, "test/app:1")["image"]["name"]
+    store_before = du(image_root)
+    bundles, ids = [], []
+    for index in range(20):
+        path = str(tmp_path / ("b%02d" % index))
+        result = bundle.ensure(path, {"args": ["sh", "-c", "echo %d > /mine; echo changed > /app/hello; "
+                                               "exec sleep 1000" % index]},
+                               image=name, image_root=image_root, state_root=ocirt.root)
+        assert result["changed"] and result["warnings"] == []
+        bundles.append(path)
+        ids.append("img-%02d" % index)
+        create_and_start(ocirt, path, ids[-1])
+    config = result["config"]
+    assert "IMAGE=app" in config["process"]["env"] and config["root"] == {"path": "rootfs", "readonly": False}
+    layers = os.listdir(os.path.join(image_root, "layers", "sha256"))
+    assert len(layers) == 2  # the image's two layers, unpacked once for all twenty
+    # The layers once in the store (unpacked), and per bundle only what its container wrote.
+    assert du(image_root) - store_before > 1000000
+    for path in bundles:
+        assert du(path) < 200000, path
+    for index, path in enumerate(bundles):
+        def wrote(path=path):
+            return os.path.exists(os.path.join(path, "overlay", "upper", "mine"))
+        from helpers import poll
+        poll(wrote, "container %d to write /mine" % index)
+        with open(os.path.join(path, "overlay", "upper", "mine")) as handle:
+            assert handle.read() == "%d\n" % index
+    assert ocirt("exec", ids[3], "cat", "/mine").stdout == "3\n"
+    assert ocirt("exec", ids[3], "cat", "/app/hello").stdout == "changed\n"
+    # The shared lower layer is untouched, and the mounts live in the containers' namespaces only.
+    app_layer = [d for d in layers if os.path.exists(os.path.join(image_root, "layers", "sha256", d, "app"))][0]
+    with open(os.path.join(image_root, "layers", "sha256", app_layer, "app", "hello")) as handle:
+        assert handle.read() == "hello from app\n"
+    assert host_overlay_mounts(str(tmp_path)) == []
+    # A fresh bundle of the same image sees the image, not the others' writes.
+    fresh = str(tmp_path / "fresh")
+    bundle.ensure(fresh, {"args": ["sh", "-c", "cat /app/hello; ls /mine 2>&1 || true"]}, image=name,
+                  image_root=image_root, state_root=ocirt.root)
+    out = run_ok(ocirt, fresh)
+    assert out.startswith("hello from app\n") and "No such file" in out
+    # Removal: the containers, the bundles, then the name; the collection leaves nothing behind.
+    with pytest.raises(OCIError) as info:
+        pull.ensure_absent(image_root, name)
+    assert "is used by bundle(s)" in str(info.value)
+    for cid in ids:
+        ocirt("delete", "--force", cid)
+    for path in bundles + [fresh]:
+        bundle.remove(path, ocirt.root)
+    pull.ensure_absent(image_root, name)
+    assert store_files(image_root) == []
+
+
+def test_a_name_removed_with_force_keeps_the_layers_a_bundle_uses(env, image_root, tmp_path, ocirt):
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
+    from helpers import run_ok
+    name = present(env, image_root, "test/busybox:1")["image"]["name"]
+    path = str(tmp_path / "b")
+    bundle.ensure(path, {"args": ["cat", "/etc/passwd"]}, image=name, image_root=image_root, state_root=ocirt.root)
+    gone = pull.ensure_absent(image_root, name, force=True)
+    assert gone["changed"] and not [a for a in gone["actions"] if a.startswith("collect layers")]
+    assert "root:x:0:0" in run_ok(ocirt, path)
+    bundle.remove(path, ocirt.root)
+    # The next collection (any absent) takes what only the removed bundle held.
+    present(env, image_root, "test/app:1")
+    pull.ensure_absent(image_root, env["basic"].host + "/test/app:1")
+    assert store_files(image_root) == []
+
+
+def test_a_read_only_image_root_and_a_new_digest_gives_a_fresh_root(env, image_root, tmp_path, ocirt):
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
+    pki, host = env["pki"], env["basic"].host
+    rs.push(pki, env["layout"], "base", host + "/test/ro:1")
+    name = present(env, image_root, "test/ro:1")["image"]["name"]
+    path = str(tmp_path / "ro")
+    options = {"args": ["sh", "-c", "touch /x 2>/dev/null && echo writable || echo read-only; cat /etc/version"],
+               "readonly_rootfs": True}
+    bundle.ensure(path, options, image=name, image_root=image_root, state_root=ocirt.root)
+    result = ocirt.run(path)
+    assert result.stdout.startswith("read-only\n")
+    again = bundle.ensure(path, options, image=name, image_root=image_root, state_root=ocirt.root)
+    assert again["changed"] is False
+    rs.push(pki, env["layout"], "v2", host + "/test/ro:1")
+    present(env, image_root, "test/ro:1", pull="always")
+    moved = bundle.ensure(path, options, image=name, image_root=image_root, state_root=ocirt.root)
+    assert moved["changed"] and moved["config"] != again["config"]
+    assert ocirt.run(path).stdout == "read-only\n2\n"
+    bundle.remove(path, ocirt.root)

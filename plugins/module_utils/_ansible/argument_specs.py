@@ -49,6 +49,7 @@ def bundle_argument_spec():
             ('dict', ('env', 'capabilities', 'sysctl', 'annotations', 'config'))):
         spec.update((name, dict(type=type_name)) for name in names)
     spec.update(STATE_ROOT_ARGSPEC)
+    spec.update(bundle_image_argument_spec())
     return spec
 
 
@@ -115,3 +116,10 @@ def image_info_argument_spec():
     spec.update(IMAGE_ROOT_ARGSPEC)
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
+
+
+def bundle_image_argument_spec():
+    """oci_bundle's options for a root filesystem from an image in the store."""
+    return dict(image=dict(type='str'), image_root=dict(type='path', default=DEFAULT_IMAGE_ROOT),
+                # read_only: podman's name for it; for an image bundle the default is false, as in podman.
+                readonly_rootfs=dict(type='bool', aliases=['read_only']))

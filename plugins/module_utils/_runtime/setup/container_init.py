@@ -130,6 +130,7 @@ def container_init(args):
         master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
+            mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"))
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
                                      go["cgroups"], linux.get("mountLabel")) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
