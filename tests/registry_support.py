@@ -9,18 +9,23 @@
   grants pull (and push) scopes to a known user, or pull to anyone on
   repositories under public/, as ES256 JWTs with the signing certificate in
   the x5c header (what distribution verifies against its rootcertbundle);
-- `build_images`: umoci layouts pushed with skopeo: a single-platform image,
-  one sharing its base layer, a zstd one and a two-platform index.
+- `build_layout`: umoci layouts pushed with skopeo: a single-platform image,
+  one sharing its base layer, a zstd one and a two-platform index;
+- `FakeRegistry` and `make_image`: a registry that misbehaves as each test
+  scripts it, serving images made of hand-written (hostile) layers.
 """
 import base64
+import gzip
 import hashlib
 import http.server
+import io
 import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -294,3 +299,136 @@ def sha256_file(path):
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()
+
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def digest_of(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_image(files, layers=None):
+    """(manifest bytes, {digest: blob}) of an image: one layer holding FILES {path: bytes}, or LAYERS,
+    a list of lists of (tarfile.TarInfo, content bytes), lowest first."""
+    if layers is None:
+        layers = [[_file_info(path, data) for path, data in files.items()]]
+    blobs, descriptors, diff_ids = {}, [], []
+    for members in layers:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for info, data in members:
+                tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+        layer = gzip.compress(raw.getvalue(), mtime=0)
+        blobs[digest_of(layer)] = layer
+        diff_ids.append(digest_of(raw.getvalue()))
+        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": digest_of(layer), "size": len(layer)})
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    blobs[digest_of(config)] = config
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": digest_of(config), "size": len(config)},
+                           "layers": descriptors}).encode()
+    return manifest, blobs
+
+
+def _file_info(path, data, mode=0o644):
+    info = tarfile.TarInfo(path)
+    info.size, info.mode = len(data), mode
+    return info, data
+
+
+class FakeRegistry(object):
+    """Serves /v2/, one repository's manifests and blobs; `script` bends the answers per path."""
+
+    def __init__(self, pki, basic_auth=False):
+        self.manifests, self.blobs = {}, {}
+        self.script = {}            # path -> list of actions consumed one per request
+        self.seen = []              # (path, headers dict)
+        self.basic_auth = basic_auth
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake.answer(self)
+
+            do_HEAD = do_GET
+
+        self.port = free_port()
+        self.host = "127.0.0.1:%d" % self.port
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = pki.server_context().wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, tag, manifest, blobs):
+        self.manifests[tag] = manifest
+        self.manifests[digest_of(manifest)] = manifest
+        self.blobs.update(blobs)
+
+    def send(self, handler, status, body=b"", headers=None, length=None):
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body) if length is None else length))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    def answer(self, handler):
+        path = handler.path
+        self.seen.append((path, dict(handler.headers.items())))
+        if self.basic_auth and path.startswith("/v2/") and handler.headers.get("Authorization") != \
+                "Basic " + base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode():
+            return self.send(handler, 401, headers={"WWW-Authenticate": 'Basic realm="fake"'})
+        actions = self.script.get(path)
+        action = actions.pop(0) if actions else None
+        if isinstance(action, int):
+            return self.send(handler, action, headers={"Retry-After": "0"})
+        if isinstance(action, tuple) and action[0] == "redirect":
+            return self.send(handler, 307, headers={"Location": action[1]})
+        if path == "/v2/":
+            return self.send(handler, 200)
+        kind, _sep, ref = path[len("/v2/repo/"):].partition("/")
+        if kind == "manifests" and ref in self.manifests:
+            body = self.manifests[ref]
+            if action == "huge":
+                return self.send(handler, 200, b"{" * 1024, {"Content-Type": MANIFEST}, length=100 << 20)
+            return self.send(handler, 200, body, {"Content-Type": MANIFEST, "Docker-Content-Digest": digest_of(body)})
+        if kind == "blobs" and ref in self.blobs:
+            body = self.blobs[ref]
+            if action == "flip":
+                body = body[:-20] + bytes([body[-20] ^ 1]) + body[-19:]
+            start = 0
+            wanted = handler.headers.get("Range")
+            if wanted:
+                start = int(wanted.split("=")[1].rstrip("-"))
+                handler.send_response(206)
+                handler.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body)))
+                handler.send_header("Content-Length", str(len(body) - start))
+                handler.end_headers()
+                handler.wfile.write(body[start:])
+                return
+            if action == "break":
+                # The whole length announced, half sent, the connection closed: a download broken off.
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body[:len(body) // 2])
+                handler.wfile.flush()
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
+            return self.send(handler, 200, body)
+        return self.send(handler, 404, json.dumps({"errors": [{"code": "NOT_FOUND", "message": "nope"}]}).encode())

@@ -13,6 +13,9 @@
   collection on its path.
 - `_bundle/` (bundles and images) never imports `_ansible/` (the glue that
   knows AnsibleModule).
+- `_image/` (the registry client and the image store) imports Ansible's
+  `ansible.module_utils.urls` and `_runtime/`, never `_bundle/` (which
+  builds root filesystems from the store) nor `_ansible/`.
 
 The last tests run the same checks on the sources with one bad import added,
 so a rule that stopped seeing its violation would fail here too.
@@ -30,6 +33,7 @@ MODULE_UTILS = os.path.join(REPO, "plugins", "module_utils")
 RUNTIME = PACKAGE + "._runtime"
 BUNDLE = PACKAGE + "._bundle"
 ANSIBLE_GLUE = PACKAGE + "._ansible"
+IMAGE = PACKAGE + "._image"
 MONITOR = RUNTIME + ".monitor.monitor"
 # What a managed host has besides the standard library: cffi, in ABI mode.
 RUNTIME_THIRD_PARTY = frozenset(["_cffi_backend", "cffi"])
@@ -153,6 +157,9 @@ def rule_violations(imports):
                                     "(never Ansible)" % imp)
             elif within(name, BUNDLE) and imp.target is not None and within(imp.target, ANSIBLE_GLUE):
                 problems.append("%s: _bundle never imports _ansible" % imp)
+            elif within(name, IMAGE) and imp.target is not None and (within(imp.target, BUNDLE)
+                                                                     or within(imp.target, ANSIBLE_GLUE)):
+                problems.append("%s: _image never imports _bundle or _ansible" % imp)
     return problems
 
 
@@ -293,8 +300,14 @@ def tree_with(sources, relative, line, inside_function=False):
     ("_bundle/writer.py",
      "from ansible_collections.daemonless.oci.plugins.module_utils._ansible import module_support", True,
      "_bundle never imports _ansible"),
+    ("_image/store.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._bundle import writer", True,
+     "_image never imports _bundle or _ansible"),
+    ("_image/client.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._ansible import module_support", False,
+     "_image never imports _bundle or _ansible"),
 ], ids=["runtime-ansible", "runtime-other-collection", "runtime-bundle", "runtime-glue", "runtime-third-party",
-        "monitor-cffi", "monitor-runtime", "bundle-glue"])
+        "monitor-cffi", "monitor-runtime", "bundle-glue", "image-bundle", "image-glue"])
 def test_a_forbidden_import_is_reported(sources, relative, line, inside_function, needle):
     problems = rule_violations(load_imports(tree_with(sources, relative, line, inside_function)))
     assert [p for p in problems if relative in p and needle in p], problems
