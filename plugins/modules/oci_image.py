@@ -62,7 +62,8 @@ options:
     type: str
   auth_file:
     description:
-      - A credentials file in the C(containers-auth.json) / docker C(config.json) format
+      - >-
+        A credentials file in the C(containers-auth.json) / docker C(config.json) format
         (C({"auths": {"registry": {"auth": "base64(user:password)"}}})), used when O(username) is not given.
     type: path
   validate_certs:
