@@ -81,6 +81,13 @@ options:
     description: With O(state=absent), remove the name even while bundles use it; the layers they use stay until they are gone.
     type: bool
     default: false
+  import_from:
+    description:
+      - Instead of pulling, take the image from this directory on the host - its C(image.json)
+        (C(digest) and C(manifest), as this module returns them as RV(image.digest) and
+        RV(image.manifest_digest)) and the blobs the store lacks, as files named by their sha256 hex.
+        Every blob is checked as a download would be. What the role's C(container_image_via_controller) copies.
+    type: path
   image_root:
     description: The image store directory.
     type: path
@@ -179,6 +186,10 @@ def main():
             result = pull.ensure_absent(params['image_root'], params['name'], force=params['force'],
                                         check_mode=module.check_mode)
             before = dict(digest=(result['image'] or {}).get('digest'))
+        elif params['import_from']:
+            result = pull.import_image(params['image_root'], params['name'], params['import_from'],
+                                       check_mode=module.check_mode)
+            before = result.pop('before')
         else:
             result = pull.ensure_present(params['image_root'], params['name'], pull=params['pull'],
                                          platform=params['platform'], username=params['username'],

@@ -354,3 +354,124 @@ def test_a_read_only_image_root_and_a_new_digest_gives_a_fresh_root(env, image_r
     assert moved["changed"] and moved["config"] != again["config"]
     assert ocirt.run(path).stdout == "read-only\n2\n"
     bundle.remove(path, ocirt.root)
+
+
+# -- through Ansible: the role's container_image, via the controller, and the module's output -----------------
+
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The container from a registry image
+      ansible.builtin.include_role:
+        name: daemonless.oci.container
+      vars:
+        container_args: [sh, -c, "cat /etc/version 2>/dev/null; exec sleep 1000"]
+        container_image_ca_path: "{{ ca }}"
+        container_image_username: "{{ user }}"
+        container_image_password: "{{ password }}"
+        container_image_pull: always
+        container_readonly_rootfs: false
+
+    - name: Keep the result for the test
+      ansible.builtin.copy:
+        content: "{{ {'container': container_result, 'image': container_image_result | default({})} | to_json }}"
+        dest: "{{ result_file }}"
+        mode: "0600"
+      when: container_state != 'absent'
+"""
+
+
+def playbook(tmp_path, extra):
+    from helpers import REPO
+    book = tmp_path / "play.yml"
+    book.write_text(PLAYBOOK)
+    env = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("ANSIBLE_"))
+    env.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3", ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="true")
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", str(book),
+            "-e", json.dumps(extra)]
+    result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    return result
+
+
+def changed_tasks(output):
+    """The role's tasks that reported a change (the test's own result copy left out)."""
+    found, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6:].split("]")[0]
+        elif line.startswith("changed:") and task != "Keep the result for the test":
+            found.append(task)
+    return found
+
+
+def test_the_role_pulls_and_a_new_digest_recreates_the_container(env, tmp_path, state_root):
+    pki, host = env["pki"], env["basic"].host
+    rs.push(pki, env["layout"], "base", host + "/test/rolled:1")
+    result_file = tmp_path / "result.json"
+    extra = dict(container_name="rolled-" + os.urandom(3).hex(), container_image=host + "/test/rolled:1",
+                 container_image_root=str(tmp_path / "images"), container_bundle_dir=str(tmp_path / "bundle"),
+                 container_state_root=state_root, ca=pki.ca, user=rs.USER, password=rs.PASSWORD,
+                 result_file=str(result_file), container_state="running")
+    first = playbook(tmp_path, extra)
+    assert first.returncode == 0, first.stdout
+    assert rs.PASSWORD not in first.stdout
+    pid = json.loads(result_file.read_text())["container"]["container"]["pid"]
+    again = playbook(tmp_path, extra)
+    assert again.returncode == 0 and changed_tasks(again.stdout) == [], again.stdout
+    assert json.loads(result_file.read_text())["container"]["container"]["pid"] == pid
+    rs.push(pki, env["layout"], "v2", host + "/test/rolled:1")
+    moved = playbook(tmp_path, extra)
+    assert moved.returncode == 0, moved.stdout
+    after = json.loads(result_file.read_text())
+    assert after["image"]["changed"] and after["container"]["container"]["pid"] != pid
+    from helpers import Ocirt
+    assert Ocirt(state_root)("exec", extra["container_name"], "cat", "/etc/version").stdout == "2\n"
+    gone = playbook(tmp_path, dict(extra, container_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    assert not os.path.exists(extra["container_bundle_dir"])
+
+
+def test_the_role_pulls_on_the_controller_and_copies_only_missing_blobs(env, tmp_path, state_root):
+    pki, host = env["pki"], env["basic"].host
+    result_file = tmp_path / "result.json"
+    host_root = str(tmp_path / "host-images")
+    # The host has the base image already: only the app's own layer, config and manifest travel.
+    present(env, host_root, "test/busybox:1")
+    extra = dict(container_name="via-" + os.urandom(3).hex(), container_image=host + "/test/app:1",
+                 container_image_root=host_root, container_image_via_controller=True,
+                 container_image_controller_root=str(tmp_path / "controller-images"),
+                 container_bundle_dir=str(tmp_path / "bundle"), container_state_root=state_root, ca=pki.ca,
+                 user=rs.USER, password=rs.PASSWORD, result_file=str(result_file), container_state="running")
+    first = playbook(tmp_path, extra)
+    assert first.returncode == 0, first.stdout
+    image = json.loads(result_file.read_text())["image"]
+    copied = [a for a in image["actions"] if a.startswith("import ")]
+    assert len(copied) == 3 and ("import " + Store(host_root).lookup(host + "/test/busybox:1")["layers"][0]["digest"]
+                                 not in copied)
+    assert Store(host_root).lookup(host + "/test/app:1")["manifest"] == image["image"]["manifest_digest"]
+    assert not os.path.exists(os.path.join(host_root, "incoming", extra["container_name"]))
+    again = playbook(tmp_path, extra)
+    assert again.returncode == 0 and changed_tasks(again.stdout) == [], again.stdout
+    assert playbook(tmp_path, dict(extra, container_state="absent")).returncode == 0
+
+
+def test_the_module_never_prints_a_password(env, tmp_path):
+    from helpers import REPO
+    wrong = "Wr0ng-pa55word-for-the-test"
+    env_vars = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("ANSIBLE_"))
+    env_vars.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
+                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+                    ANSIBLE_NOCOLOR="true")
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-vvv",
+            "-m", "daemonless.oci.oci_image", "-a", json.dumps(dict(
+                name=env["basic"].host + "/test/busybox:1", username=rs.USER, password=wrong, ca_path=env["pki"].ca,
+                image_root=str(tmp_path / "images")))]
+    result = subprocess.run(argv, env=env_vars, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
+    assert result.returncode != 0 and "refused the username and password" in result.stdout, result.stdout
+    assert wrong not in result.stdout and "Traceback" not in result.stdout

@@ -105,6 +105,7 @@ def image_argument_spec():
         ca_path=dict(type='path'),
         timeout=dict(type='int', default=30),
         force=dict(type='bool', default=False),
+        import_from=dict(type='path'),
     )
     spec.update(IMAGE_ROOT_ARGSPEC)
     return spec

@@ -238,6 +238,8 @@ class Store(object):
         tmp = os.path.join(self.root, "tmp")
         if os.path.isdir(tmp):
             for entry in os.listdir(tmp):
+                if not entry.startswith(("blob-", "layer-")):
+                    continue  # only what this store's own writers left behind
                 path = os.path.join(tmp, entry)
                 shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
         return removed
