@@ -475,3 +475,39 @@ def test_the_module_never_prints_a_password(env, tmp_path):
                             stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
     assert result.returncode != 0 and "refused the username and password" in result.stdout, result.stdout
     assert wrong not in result.stdout and "Traceback" not in result.stdout
+
+
+def test_without_overlayfs_the_layers_are_copied_with_a_warning(env, image_root, tmp_path, ocirt, monkeypatch):
+    # overlayfs exists on every host these tests run on: its absence is the one thing simulated here.
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle, image_rootfs
+    from helpers import run_ok
+    monkeypatch.setattr(image_rootfs, "overlay_supported", lambda: False)
+    name = present(env, image_root, "test/app:1")["image"]["name"]
+    path = str(tmp_path / "copied")
+    result = bundle.ensure(path, {"args": ["cat", "/app/hello"]}, image=name, image_root=image_root,
+                           state_root=ocirt.root)
+    assert result["warnings"] == [image_rootfs.COPY_WARNING]
+    assert "org.daemonless.oci.rootfs.overlay" not in (result["config"].get("annotations") or {})
+    assert os.path.isfile(os.path.join(path, "rootfs", "app", "hello"))
+    assert not os.path.isdir(os.path.join(image_root, "layers", "sha256")) or \
+        os.listdir(os.path.join(image_root, "layers", "sha256")) == []
+    assert run_ok(ocirt, path) == "hello from app\n"
+    bundle.remove(path, ocirt.root)
+
+
+def test_a_killed_container_leaves_no_overlay_mount(env, image_root, tmp_path, ocirt):
+    import signal
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
+    from helpers import create_and_start, wait_status
+    name = present(env, image_root, "test/busybox:1")["image"]["name"]
+    path = str(tmp_path / "crash")
+    bundle.ensure(path, {"args": ["sleep", "1000"]}, image=name, image_root=image_root, state_root=ocirt.root)
+    pid = create_and_start(ocirt, path, "crash-1")
+    with open("/proc/%d/mountinfo" % pid) as handle:
+        assert any(" overlay " in line and line.split()[4] == "/" for line in handle)
+    os.kill(pid, signal.SIGKILL)
+    wait_status(ocirt, "crash-1", "stopped")
+    assert host_overlay_mounts(path) == []
+    ocirt("delete", "crash-1")
+    assert host_overlay_mounts(path) == []
+    bundle.remove(path, ocirt.root)
