@@ -182,8 +182,8 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     if image is not None:
         if source is not None:
             raise OCIError("image and rootfs_from: give one of them")
-        new_stamp, actions_image, warnings = _image_rootfs(path, image, image_root, stamp, access, state_root,
-                                                          max_size, check_mode)
+        new_stamp, actions_image, warnings = _image_rootfs(
+            path, image, image_root, stamp, access, state_root, max_size, check_mode)
         actions.extend(actions_image)
         image_digest, image_config = new_stamp["image_digest"], new_stamp["image_config"]
         image_annotation = new_stamp.get("overlay")
@@ -272,8 +272,8 @@ def _image_rootfs(path, image, image_root, stamp, access, state_root, max_size, 
     actions, warnings = [], list(new_stamp["warnings"])
     fresh = stamp.get("key") != key or not os.path.isdir(os.path.join(path, ROOTFS))
     if fresh:
-        actions.append("root filesystem from image %s (%s, %s)" % (name, record["digest"],
-                                                                 "overlay" if overlay else "copy"))
+        actions.append("root filesystem from image %s (%s, %s)"
+                       % (name, record["digest"], "overlay" if overlay else "copy"))
     if check_mode:
         return new_stamp, actions, warnings
     _protect(path, access)

@@ -203,9 +203,9 @@ def mount_overlay_root(rootfs, bundle, annotations):
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.chdir(store)
-        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(os.path.basename(p) for p in lower),
-                                                        os.path.join(bundle_real, upper),
-                                                        os.path.join(bundle_real, work))
+        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (
+            ":".join(os.path.basename(p) for p in lower), os.path.join(bundle_real, upper),
+            os.path.join(bundle_real, work))
         syscalls.mount("overlay", rootfs, "overlay", 0, data)
     finally:
         os.fchdir(cwd)
