@@ -47,7 +47,7 @@ PASSWORD = "s3cret-Pa55-word"
 
 def run(*argv, **kwargs):
     result = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True, **kwargs)
+                            universal_newlines=True, check=False, **kwargs)
     if result.returncode != 0:
         raise AssertionError("%s failed (%d): %s" % (" ".join(map(str, argv)), result.returncode, result.stderr))
     return result.stdout

@@ -239,7 +239,7 @@ def test_two_pulls_of_one_name_at_once_both_succeed(env, image_root):
     envvars = dict(os.environ, PYTHONPATH=COLLECTIONS)
     argv = [sys.executable, "-c", code, image_root, env["basic"].host + "/test/app:1", rs.USER, rs.PASSWORD,
             env["pki"].ca]
-    procs = [subprocess.Popen(argv, env=envvars, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [subprocess.Popen(argv, env=envvars, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _run in range(2)]
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     assert outputs[0][0] == outputs[1][0]
@@ -394,7 +394,7 @@ def playbook(tmp_path, extra):
     argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", str(book),
             "-e", json.dumps(extra)]
     result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
     return result
 
 
@@ -472,7 +472,7 @@ def test_the_module_never_prints_a_password(env, tmp_path):
                 name=env["basic"].host + "/test/busybox:1", username=rs.USER, password=wrong, ca_path=env["pki"].ca,
                 image_root=str(tmp_path / "images")))]
     result = subprocess.run(argv, env=env_vars, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
+                            stderr=subprocess.STDOUT, universal_newlines=True, timeout=300, check=False)
     assert result.returncode != 0 and "refused the username and password" in result.stdout, result.stdout
     assert wrong not in result.stdout and "Traceback" not in result.stdout
 

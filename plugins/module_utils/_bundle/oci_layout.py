@@ -18,7 +18,8 @@ import re
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.tarball import HashingReader, apply_tar, decompressed, drain
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, Writer, open_dest, open_regular, reason
-from ansible_collections.daemonless.oci.plugins.module_utils._image.platform import (  # noqa: F401 (host_platform: API)
+# host_platform stays importable from here, where it lived first (tests/unit/test_image.py reads it).
+from ansible_collections.daemonless.oci.plugins.module_utils._image.platform import (  # noqa: F401  # pylint: disable=unused-import
     host_platform, platform_matches as _platform_matches, platform_text as _platform_text,
     want_platform as _want_platform)
 
