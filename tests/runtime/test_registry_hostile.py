@@ -157,3 +157,15 @@ def test_a_manifest_that_does_not_match_its_pinned_digest(fake, pki, image_root)
         get(pki, image_root, server.host + "/repo@" + liar)
     assert "not the digest asked for" in str(info.value)
     nothing_stored(image_root)
+
+
+def test_a_redirect_from_https_to_http_is_refused(fake, pki, image_root):
+    server = fake()
+    manifest, blobs = make_image({"a": b"a"})
+    server.add("1", manifest, blobs)
+    layer = json.loads(manifest)["layers"][0]["digest"]
+    server.script["/v2/repo/blobs/" + layer] = [("redirect", "http://%s/v2/repo/blobs/%s" % (server.host, layer))]
+    with pytest.raises(OCIError) as info:
+        get(pki, image_root, server.host + "/repo:1")
+    assert "redirect from https to plain http refused" in str(info.value)
+    assert not Store(image_root).has_blob(layer) and Store(image_root).names() == {}

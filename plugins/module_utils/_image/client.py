@@ -138,6 +138,9 @@ class Registry(object):
                 target = urllib.parse.urljoin(url, location)
                 if urllib.parse.urlsplit(target).scheme not in ("https", "http"):
                     raise RegistryError("%s %s: redirect to a non-HTTP location" % (method, url), exc.code)
+                if urllib.parse.urlsplit(url).scheme == "https" and urllib.parse.urlsplit(target).scheme != "https":
+                    # A downgrade would send the request, and what comes back, in the clear.
+                    raise RegistryError("%s %s: redirect from https to plain http refused" % (method, url), exc.code)
                 if _host_of(target) != _host_of(url):
                     # Blob storage elsewhere gets a signed URL, never the registry's credentials.
                     headers.pop("Authorization", None)
