@@ -16,7 +16,7 @@ description:
     verified, whiteouts applied, and nothing in an image can write outside the root filesystem.
     An unchanged source is not unpacked again.
   - C(config.json) starts from a default equal to C(runc spec)'s, takes the image's entrypoint,
-    command, environment, working directory and numeric user, then the task's options, then
+    command, environment, working directory and user, then the task's options, then
     O(config) merged over everything. It is rewritten only when its content changes.
 extends_documentation_fragment:
   - daemonless.oci.changes
@@ -89,13 +89,36 @@ options:
     type: list
     elements: str
   env:
-    description: Environment variables, merged over the image's.
+    description: Environment variables, merged over the image's and O(env_file)'s.
     type: dict
+  env_file:
+    description:
+      - Files on the managed host of environment variables, merged over the image's and under O(env); later files
+        win. For a file on the controller, give its variables in O(env) through C(lookup('ansible.builtin.file', ...)),
+        as the examples show.
+      - One C(KEY=VALUE) per line, the value verbatim after the first C(=) (no quotes removed, no C($VAR)
+        expanded); blank lines and lines starting with C(#) are skipped; a trailing carriage return is dropped.
+      - A line with a C(KEY) alone fails the task (podman would take the managed host's value; this module does not),
+        as do a bad name, a file that is not UTF-8 text or larger than 1 MiB.
+      - A change of a file's content changes C(config.json), so M(daemonless.oci.oci_container_state) recreates the
+        container.
+    type: list
+    elements: path
   cwd:
     description: Working directory inside the container.
     type: str
   user:
-    description: C(uid) or C(uid:gid), numeric.
+    description:
+      - The user the process runs as, C(user), C(user:group), C(uid) or C(uid:gid) (V(nobody), V(www-data:www-data),
+        V(1000), V(1000:1000)), also as the image's own C(User) setting.
+      - Names are looked up in the image's C(/etc/passwd) and C(/etc/group), never the host's, and fail the task
+        when the image lacks them. A user's primary group is its C(/etc/passwd) group (group 0 for a uid the image
+        does not name), and its supplementary groups (C(process.user.additionalGids)) are the C(/etc/group) groups
+        that list it, unless a group is given, as podman does.
+      - The image's files are read inside its root filesystem (a symbolic link cannot lead out of it) and may be
+        at most 1 MiB; malformed lines are ignored.
+      - In check mode before the root filesystem is first unpacked, a name cannot be looked up yet and shows as
+        uid 0 in the diff.
     type: str
   hostname:
     description: The container's hostname.
@@ -187,6 +210,20 @@ EXAMPLES = r'''
     mounts:
       - source: /srv/data
         destination: /data
+
+- name: A web server as the image's www-data user, its settings from a file on the managed host
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    user: www-data
+    env_file: [/etc/web/web.env]
+    env:
+      LOG_LEVEL: info
+
+- name: Variables from a KEY=VALUE file on the controller (comments and blank lines skipped)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    env: "{{ dict(lookup('ansible.builtin.file', 'files/web.env').splitlines()
+             | reject('match', '^\\s*(#|$)') | map('split', '=', 1)) }}"
 
 - name: Remove a bundle and the containers using it
   daemonless.oci.oci_bundle:

@@ -110,6 +110,50 @@ options:
     description: How many of the last log lines RV(logs_lines) returns with O(wait=exited).
     type: int
     default: 20
+  secrets:
+    description:
+      - Files given to the container without being written into its bundle, its C(config.json), its state,
+        its log, the task's result or its diff.
+      - Each container's secrets are files on a host tmpfs, in a directory of its own under
+        C(/run/ocirt-secrets) (0700, root; a tmpfs is mounted there when C(/run) is none), bind-mounted
+        read-only, C(nosuid), C(nodev), C(noexec) at each target's directory inside the container, podman's
+        way. The directory shows only the secrets (the image's files there are hidden), and any re-creation of
+        the container finds them again. They are removed with the container (O(state=absent)).
+      - Targets are resolved inside the container's root filesystem; a symbolic link in the image cannot send
+        a secret out of it.
+      - The container keeps an annotation C(org.daemonless.oci.secrets.NAME) per secret, a salted HMAC of its
+        content, target, mode and owner, so that a changed secret recreates the container and an unchanged one
+        does not; the content cannot be read back from it.
+      - For a file on the controller, use O(secrets[].content) with C(lookup('file', ...)).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The secret's name (letters, digits, C(_), C(.), C(-)); its default file name.
+        type: str
+        required: true
+      content:
+        description: The secret itself. Never logged. One of O(secrets[].content) and O(secrets[].src) is required.
+        type: str
+      src:
+        description: A file on the managed host holding the secret (at most 512 KiB), read when the container is created.
+        type: path
+      target:
+        description:
+          - Where the container sees it. Default C(/run/secrets/NAME); a relative path is under C(/run/secrets).
+          - An absolute path elsewhere makes its directory a secrets-only mount, so it cannot be a directory
+            directly under C(/), nor inside another secret's directory.
+        type: str
+      mode:
+        description: The file's mode, as an octal string (C('0440')).
+        type: raw
+        default: '0400'
+      uid:
+        description: The owner, a uid inside the container (mapped through a user namespace). Default the container's user.
+        type: int
+      gid:
+        description: The group, a gid inside the container. Default the container's user's group.
+        type: int
 notes:
   - Run as root (C(become=true)) on Linux hosts.
 seealso:
@@ -133,6 +177,19 @@ EXAMPLES = r'''
     timeout: 600
   register: job
   failed_when: job.exit_code != 0
+
+- name: Run with a database password at /run/secrets/db_password, readable by the container's user only
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    secrets:
+      - name: db_password
+        content: "{{ vault_db_password }}"
+      - name: tls_key
+        content: "{{ lookup('ansible.builtin.file', 'files/web.key') }}"
+        target: /etc/web/tls/web.key
+        mode: '0440'
+        gid: 33
 
 - name: Stop gracefully, waiting up to 30 seconds
   daemonless.oci.oci_container_state:

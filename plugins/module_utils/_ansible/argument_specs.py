@@ -24,7 +24,7 @@ STATE_ROOT_ARGSPEC = dict(state_root=dict(type='path', default=DEFAULT_ROOT))
 BUNDLE_CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
                          'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
                          'memory_reservation', 'cpus', 'cpu_shares', 'cpuset_cpus', 'pids_limit', 'cgroups_path',
-                         'config')
+                         'config', 'env_file')
 
 
 def bundle_argument_spec():
@@ -39,6 +39,7 @@ def bundle_argument_spec():
         mounts=dict(type='list', elements='dict'),
         namespaces=dict(type='list', elements='raw'),
         devices=dict(type='list', elements='dict'),
+        env_file=dict(type='list', elements='path'),
     )
     # The options that are a type and nothing more (no default, no choices).
     for type_name, names in (
@@ -51,6 +52,21 @@ def bundle_argument_spec():
     spec.update(STATE_ROOT_ARGSPEC)
     spec.update(bundle_image_argument_spec())
     return spec
+
+
+def secrets_argument_spec():
+    """oci_container_state's secrets option (_ansible/secrets.py), a new dict each call. Each content is
+    no_log, so Ansible masks it in every output; the list itself is not secret (no_log=False tells
+    validate-modules so)."""
+    return dict(secrets=dict(type='list', elements='dict', no_log=False, options=dict(
+        name=dict(type='str', required=True),
+        content=dict(type='str', no_log=True),
+        src=dict(type='path'),
+        target=dict(type='str'),
+        mode=dict(type='raw', default='0400'),
+        uid=dict(type='int'),
+        gid=dict(type='int'),
+    ), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
 
 
 def container_state_argument_spec():
@@ -76,6 +92,7 @@ def container_state_argument_spec():
         logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
+    spec.update(secrets_argument_spec())
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
 

@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile, secrets
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -58,7 +58,24 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = secrets.with_secrets(config, params)
     return config
+
+
+def apply_with_secrets(root, container_id, bundle, actions, options, params):
+    """reconcile.apply, with the task's secrets written before a create (so a failure leaves the old
+    container as it was) and removed with the container (absent, or a create that failed)."""
+    creates = any(action.verb == "create" for action in actions)
+    if creates:
+        secrets.deliver(options.config, params)
+    try:
+        reconcile.apply(root, container_id, bundle, actions, options)
+    except BaseException:
+        if creates and observe(root, container_id)[0] is None:
+            secrets.remove(root, container_id)
+        raise
+    if params["state"] == "absent":
+        secrets.remove(root, container_id)
 
 
 def observe(root, container_id):
@@ -131,7 +148,7 @@ def run(params, check_mode=False, diff=False):
     if check_mode:
         result["container"] = container_result(current)
         return result
-    reconcile.apply(root, container_id, bundle, actions, options)
+    apply_with_secrets(root, container_id, bundle, actions, options, params)
     final = observe(root, container_id)[0]
     if job and final is not None:
         final = lifecycle.wait(root, container_id, timeout=params["timeout"] or None)

@@ -23,6 +23,7 @@ import shutil
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -215,7 +216,12 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         if stamp.get("kind") == "directory" and stamp.get("key", "").startswith("in-place:"):
             rootfs_path = stamp["source"]
         new_stamp = stamp
-    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path)
+    rootfs_dir = rootfs_path if os.path.isabs(rootfs_path) else os.path.join(path, rootfs_path)
+    if image_annotation is not None:
+        # The rootfs is only a mount point: names resolve through the image's topmost /etc/passwd layer.
+        rootfs_dir = _passwd_layer(image_annotation) or rootfs_dir
+    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path,
+                                        resolve_user=_user_resolver(rootfs_dir))
     if image is not None:
         config = _image_config(config, options, image_annotation)
     after = json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -245,6 +251,14 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         "before": before,
         "after": after,
     }
+
+
+def _user_resolver(rootfs_dir):
+    """User names resolve through the image's own files; in check mode before the first unpack
+    there is no rootfs yet, and names stay unresolved (uid 0) in the reported config."""
+    if not os.path.isdir(rootfs_dir):
+        return None
+    return lambda value, field: users.resolve_in(rootfs_dir, value, field)
 
 
 # -- a root filesystem from an image in the store (the image option) -----------------------------------------
@@ -308,6 +322,14 @@ def _image_config(config, options, annotation):
         config.setdefault("annotations", {})[OVERLAY_ANNOTATION] = annotation
     spec.validate(config)
     return config
+
+
+def _passwd_layer(annotation):
+    """The topmost layer directory of the overlay ANNOTATION that holds etc/passwd, or None."""
+    for layer in json.loads(annotation)["lower"]:
+        if os.path.isfile(os.path.join(layer, "etc", "passwd")):
+            return layer
+    return None
 
 
 def _replace_rootfs(path, kind, source, reference, platform, state_root, max_size):

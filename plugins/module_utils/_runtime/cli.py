@@ -162,8 +162,10 @@ def parse(argv):
 
 
 def _preserve_fds(options):
+    if "preserve_fds" not in options:
+        return 0  # the usual case, without importing values.py for it
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
-    value = options.get("preserve_fds", "0")
+    value = options["preserve_fds"]
     if not is_digits(value):
         raise UsageError("--preserve-fds %s: must be a non-negative integer" % value)
     return int(value)
@@ -268,13 +270,13 @@ def _exec(root, options):
 
 
 def _log_options(options):
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
     result = {}
     if options.get("log_path"):
         result["log_path"] = options["log_path"]
     if options.get("log_max_size") is not None:
         result["log_max_size"] = _size_flag(options["log_max_size"], "log-max-size")
     if options.get("log_max_files") is not None:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits
         if not is_digits(options["log_max_files"]) or int(options["log_max_files"]) < 1:
             raise UsageError("--log-max-files %s: must be a positive integer" % options["log_max_files"])
         result["log_max_files"] = int(options["log_max_files"])
@@ -444,3 +446,20 @@ def main(argv=None):
     sys.stdout.flush()
     sys.stderr.flush()
     return code
+
+
+def launch():
+    """The `ocirt` launcher's entry point: main(), then leave without the interpreter's teardown.
+
+    Python's finalization (module teardown, garbage collection) costs about 1.5 ms of every
+    command and does nothing a finished command needs: main() has flushed stdout and stderr,
+    and closed every file it wrote. An exception main() lets through still ends in Python's
+    own report, as before.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # main() returns early for --version and --help
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -161,9 +161,16 @@ class Container:
         self._record = record
 
     def update(self, **fields: "Any") -> "dict[str, Any]":
+        record = self.stage(**fields)
+        self.write(record)
+        return record
+
+    def stage(self, **fields: "Any") -> "dict[str, Any]":
+        """Change the record in memory only; the next update writes it. For what a crash before
+        that write may lose: each write costs every create, and one per transition is the aim."""
         record = dict(self.read())
         record.update(fields)
-        self.write(record)
+        self._record = record
         return record
 
     def status(self) -> str:

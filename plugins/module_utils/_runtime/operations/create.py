@@ -17,7 +17,7 @@ import sys
 # The C module: the signal module builds enums at import, 3 ms of every create.
 import _signal as signal
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, kernel_settings, terminal
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import kernel_settings
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path, systemd_scope
@@ -39,6 +39,7 @@ def _check_config(config, plan, console_socket, terminal_handler):
                            "to (or run it in the foreground with `ocirt run`, or with a monitor)")
         if not plan.has("mount"):
             raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
         terminal.check(config.get("mounts"))
     elif console_socket:
         raise OCIError("--console-socket: given, but process.terminal is false")
@@ -52,8 +53,16 @@ def _check_config(config, plan, console_socket, terminal_handler):
                 raise OCIError("%s: needs a mount namespace in linux.namespaces "
                                "(without one it would change the host's mounts)" % field)
     kernel_settings.check(config, plan)
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
-    lsm.check(config)
+    proc = config["process"]
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel") or (config.get("linux") or {}).get("mountLabel"):
+        # Imported only for a config that names a label: most never do, and every import costs start-up.
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
+        lsm.check(config)
+
+
+def _hooks():
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+    return hooks
 
 
 def _root_ids(plan):
@@ -81,7 +90,8 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle) if config is None else spec.checked_bundle_config(bundle, config)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
-    hooks.validate(config.get("hooks"), check_executable=True)
+    if config.get("hooks") is not None:
+        _hooks().validate(config["hooks"], check_executable=True)
     if (config.get("linux") or {}).get("seccomp") is not None:
         # A bad profile fails here, before any hook runs or anything exists.
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
@@ -116,6 +126,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             "created": utc_now(),
             "annotations": config.get("annotations") or {},
             "resources": resources,
+            # The cgroup about to be made, recorded before anything exists: a create killed at any
+            # point after this leaves delete --force enough to find and remove it.
+            "cgroupPending": {"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+                              "unit": scope.unit if scope else None,
+                              "dirs": Cgroup.missing_dirs(layout, cgroup_path)},
         }
         if monitor_record is not None:
             record["monitor"] = monitor_record
@@ -132,11 +147,17 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if uid or gid:
             os.chown(fifo, uid, gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        if scope is None:
+            # Made (empty, with its limits) before the fork, as cgroupPending on disk already says:
+            # the container's process then knows its cgroup directories from the start and makes its
+            # mounts (a cgroup mount binds them) while the runtime records its pid and joins it to
+            # them. The systemd driver needs the pid to make the scope: that cgroup comes after.
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, None, None)
         channel, child_channel = Channel.pair()
         joined = plan.open_joins()
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
         args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
-                                       joined, preserve_fds)
+                                       joined, preserve_fds, cgroup.dirs if cgroup is not None else None)
         _flush_stdio()
         child_pid = os.fork()
         if child_pid == 0:
@@ -154,21 +175,14 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         _reap(child_pid)
         child_pid = None
         start_time = process_start_time(init_pid)
-        # The cgroup about to be made is recorded with the pid, so that a create killed half way
-        # leaves delete --force enough to clean up.
-        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid),
-                         cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
-                                        "unit": scope.unit if scope else None,
-                                        "dirs": Cgroup.missing_dirs(layout, cgroup_path)})
-        _failpoint("before-cgroups")
-        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"), pid=init_pid, scope=scope)
-        _failpoint("after-cgroups")
-        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
-                         oomFile=cgroup.oom_file(layout))
-        # Limits first, then the process joins them while it sets up its mounts: a first write to
-        # a v1 cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps
-        # it. Nothing of the image runs before create returns, by when the process has joined.
-        cgroup.apply(cgroup_writes, layout)
+        # Written now, not with `created`: a create killed from here on leaves a live process that
+        # state must report (creating) and delete --force must find.
+        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
+        if cgroup is None:
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, init_pid, scope)
+        # The process joins its cgroups while it sets up its mounts: a first write to a v1
+        # cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps it.
+        # Nothing of the image runs before create returns, by when the process has joined.
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send(protocol.GO, cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
@@ -182,13 +196,14 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if runtime_hooks:
             channel.expect(protocol.MOUNTED, "create")
             # prestart sees "created", as runtime-tools' hooks_stdin expects (crun passes it).
-            hooks.run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
-            hooks.run(config["hooks"], "createRuntime", hook_state)
+            _hooks().run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
+            _hooks().run(config["hooks"], "createRuntime", hook_state)
             channel.send(protocol.CONTINUE)
         ready = channel.expect(protocol.READY, "create")
         _failpoint("before-created")
         for master in ready.get("fds", []):
             if console_socket:
+                from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
                 try:
                     terminal.send_to_console_socket(console_socket, master)
                 finally:
@@ -218,7 +233,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         container.remove()
         if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
-            hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
+            _hooks().run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
                                 lambda message: sys.stderr.write("ocirt: %s\n" % message))
         raise
     finally:
@@ -228,6 +243,24 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if fifo_fd is not None:
             os.close(fifo_fd)
         container.close()
+
+
+def _make_cgroup(container, layout, path, linux, writes, pid, scope):
+    """Make the container's cgroup and write its limits; the record waits for the next state write."""
+    _failpoint("before-cgroups")
+    cgroup = Cgroup.create(layout, path, owned=not linux.get("cgroupsPath"), pid=pid, scope=scope)
+    _failpoint("after-cgroups")
+    # Kept for the `created` write: until then cgroupPending on disk says where the cgroup is.
+    container.stage(cgroup=cgroup.to_record(), cgroupPath=path, oomFile=cgroup.oom_file(layout))
+    try:
+        cgroup.apply(writes, layout)
+    except BaseException:
+        try:
+            cgroup.destroy()  # the caller never sees this cgroup: it is undone here
+        except OCIError:
+            pass  # the error that brought us here matters more
+        raise
+    return cgroup
 
 
 def _failpoint(name):

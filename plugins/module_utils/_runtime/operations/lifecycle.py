@@ -136,15 +136,22 @@ def _recovered_cgroup(pending, container_id=None):
         return None
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
-    if not pending.get("owned"):
-        # A given cgroupsPath: only the directories create was about to make are ours.
-        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
-        leaves = dict((str(index), d) for index, d in enumerate(made))
-        return Cgroup(leaves, made, None) if made else None
     layout = Layout.detect()
     path = pending.get("path") or resolve_path(None, container_id)
     recovered = Cgroup.recover(layout, path)
-    return recovered if recovered.dirs else None
+    if not pending.get("owned"):
+        # A given cgroupsPath: only the directories create was about to make are ours; the
+        # container's own directory among them is where its processes are (create records the
+        # cgroup itself only with `created`, so a create killed while its process waits ends here).
+        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
+        if not made:
+            return None
+        leaves = dict((name, d) for name, d in recovered.dirs.items() if d in made)
+        return Cgroup(leaves or dict((str(index), d) for index, d in enumerate(made)), made, layout.mode,
+                      pending.get("unit"))
+    if not recovered.dirs:
+        return None
+    return Cgroup(recovered.dirs, recovered.created, recovered.mode, pending.get("unit"))
 
 
 def _signal_all(container, signum):
@@ -191,7 +198,9 @@ def kill(root, container_id, signum, all_processes=False):
             container.cgroup().freeze(False)
 
 
-def delete(root, container_id, force=False):
+def delete(root, container_id, force=False, exit_fields=None):
+    """Remove a stopped container (FORCE: any); EXIT_FIELDS (run's exitCode and finished) go into
+    the state the poststop hooks see, without a write of a record that is about to go."""
     try:
         container = Container.open(root, container_id)
     except NotFound:
@@ -200,6 +209,8 @@ def delete(root, container_id, force=False):
         raise
     with container:
         try:
+            if exit_fields:
+                container.stage(**exit_fields)
             status = container.status()
         except OCIError:
             if not force:
@@ -386,13 +397,15 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
     if code < 0:
         code = 128 - code
+    if not keep:
+        # Nothing would read an exit record in a state directory about to go: no write for it.
+        delete(root, container_id, force=True, exit_fields={"exitCode": code, "finished": utc_now()})
+        return code
     try:
         with Container.open(root, container_id) as container:
             container.update(exitCode=code, finished=utc_now())
     except OCIError:
-        return code  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
-    if not keep:
-        delete(root, container_id, force=True)
+        pass  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
     return code
 
 
