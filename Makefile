@@ -11,6 +11,8 @@ DEB_PKGS  := python3-venv python3-cffi-backend busybox-static runc umoci skopeo 
              systemd-container debootstrap
 # Networks (issue 16): the CNI plugins, the dnsname plugin and its dnsmasq, iptables for the plugins' rules.
 DEB_PKGS  += containernetworking-plugins golang-github-containernetworking-plugin-dnsname dnsmasq-base iptables
+# Tests run their own registries (the CNCF distribution registry); its Debian service is not used.
+DEB_PKGS  += docker-registry
 # The headers tools/gen_syscall_table.py reads: the test that the committed tables are current needs them.
 DEB_PKGS  += linux-libc-dev linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross linux-libc-dev-s390x-cross \
              linux-libc-dev-riscv64-cross linux-libc-dev-mips64el-cross linux-libc-dev-mipsel-cross \

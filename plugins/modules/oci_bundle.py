@@ -73,6 +73,22 @@ options:
     type: str
     choices: [identity, digest]
     default: identity
+  image:
+    description:
+      - An image in the store at O(image_root) (pulled with M(daemonless.oci.oci_image)), by its full name
+        (C(registry/repository:tag)). Exclusive with O(rootfs_from).
+      - The root filesystem is an overlay of the image's layers, each unpacked once in the store and shared
+        read-only by every bundle, with this bundle's own upper directory (C(overlay/upper)) taking the
+        container's writes. The runtime mounts it inside the container's mount namespace at create, from the
+        annotation C(org.daemonless.oci.rootfs.overlay) written into C(config.json); nothing is mounted on the
+        host. Where the kernel has no overlayfs, the layers are copied into C(rootfs), with a warning.
+      - The image's configuration supplies the defaults of O(args), O(env), O(cwd) and O(user).
+      - A different digest for the name (after a pull) gives the bundle a fresh root filesystem.
+    type: str
+  image_root:
+    description: The image store O(image) is in.
+    type: path
+    default: /var/lib/ocirt/images
   image_ref:
     description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.
     type: str
@@ -131,8 +147,11 @@ options:
     description: Give the process a terminal.
     type: bool
   readonly_rootfs:
-    description: Mount the root filesystem read-only (the default config's choice is read-only).
+    description:
+      - Mount the root filesystem read-only (the default config's choice is read-only).
+      - For a bundle from O(image), the default is V(false), as in podman.
     type: bool
+    aliases: [read_only]
   mounts:
     description:
       - Extra mounts. A mount at the destination of a default mount replaces it.
@@ -196,6 +215,12 @@ EXAMPLES = r'''
     args: [/bin/httpd, -f, -p, "8080"]
     memory: 256M
     cpus: "0.5"
+
+- name: Bundle from an image pulled with daemonless.oci.oci_image (an overlay of the store's layers)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    image: docker.io/library/nginx:1.27
+    read_only: true
 
 - name: Bundle from a rootfs tarball, with a bind mount
   daemonless.oci.oci_bundle:

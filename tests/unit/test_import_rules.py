@@ -16,6 +16,9 @@
 - `_network/` (CNI networks) imports the standard library and `_runtime/`:
   never Ansible, `_bundle/` or `_ansible/`; its `cni.py` the standard library
   only (it runs alone as a container's poststop hook, like the monitor).
+- `_image/` (the registry client and the image store) imports Ansible's
+  `ansible.module_utils.urls` and `_runtime/`, never `_bundle/` (which
+  builds root filesystems from the store) nor `_ansible/`.
 
 The last tests run the same checks on the sources with one bad import added,
 so a rule that stopped seeing its violation would fail here too.
@@ -33,6 +36,7 @@ MODULE_UTILS = os.path.join(REPO, "plugins", "module_utils")
 RUNTIME = PACKAGE + "._runtime"
 BUNDLE = PACKAGE + "._bundle"
 ANSIBLE_GLUE = PACKAGE + "._ansible"
+IMAGE = PACKAGE + "._image"
 MONITOR = RUNTIME + ".monitor.monitor"
 NETWORK = PACKAGE + "._network"
 NETWORK_CNI = NETWORK + ".cni"
@@ -168,6 +172,9 @@ def rule_violations(imports):
                                     "(never Ansible)" % imp)
             elif within(name, BUNDLE) and imp.target is not None and within(imp.target, ANSIBLE_GLUE):
                 problems.append("%s: _bundle never imports _ansible" % imp)
+            elif within(name, IMAGE) and imp.target is not None and (within(imp.target, BUNDLE)
+                                                                     or within(imp.target, ANSIBLE_GLUE)):
+                problems.append("%s: _image never imports _bundle or _ansible" % imp)
     return problems
 
 
@@ -315,8 +322,15 @@ def tree_with(sources, relative, line, inside_function=False):
     ("_network/cni.py",
      "from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio", True,
      "standard library only"),
+    ("_image/store.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._bundle import writer", True,
+     "_image never imports _bundle or _ansible"),
+    ("_image/client.py",
+     "from ansible_collections.daemonless.oci.plugins.module_utils._ansible import module_support", False,
+     "_image never imports _bundle or _ansible"),
 ], ids=["runtime-ansible", "runtime-other-collection", "runtime-bundle", "runtime-glue", "runtime-third-party",
-        "monitor-cffi", "monitor-runtime", "bundle-glue", "network-ansible", "network-glue", "network-cni-runtime"])
+        "monitor-cffi", "monitor-runtime", "bundle-glue", "network-ansible", "network-glue", "network-cni-runtime",
+        "image-bundle", "image-glue"])
 def test_a_forbidden_import_is_reported(sources, relative, line, inside_function, needle):
     problems = rule_violations(load_imports(tree_with(sources, relative, line, inside_function)))
     assert [p for p in problems if relative in p and needle in p], problems

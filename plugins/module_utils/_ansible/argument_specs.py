@@ -9,6 +9,7 @@ per item, and must not keep a second copy that drifts.  Each module's
 DOCUMENTATION describes these options; `ansible-test sanity` checks that the
 two agree.
 """
+from ansible_collections.daemonless.oci.plugins.module_utils._image.store import DEFAULT_IMAGE_ROOT
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
 
 # oci_container_state's defaults that are its own; the others are the runtime's (state root,
@@ -50,6 +51,7 @@ def bundle_argument_spec():
             ('dict', ('env', 'capabilities', 'sysctl', 'annotations', 'config'))):
         spec.update((name, dict(type=type_name)) for name in names)
     spec.update(STATE_ROOT_ARGSPEC)
+    spec.update(bundle_image_argument_spec())
     return spec
 
 
@@ -132,3 +134,44 @@ def container_network_argument_spec():
 # oci_container_state's cross-option rules, as AnsibleModule's required_if takes them.
 # Stopping or removing a container needs only its id; `stopped` with a bundle also creates a missing one.
 CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle'])]
+
+
+# -- images (oci_image, oci_image_info; oci_bundle's image option names an image in the same store) --------
+
+IMAGE_PULL_POLICIES = ('missing', 'always', 'never')
+IMAGE_ROOT_ARGSPEC = dict(image_root=dict(type='path', default=DEFAULT_IMAGE_ROOT))
+
+
+def image_argument_spec():
+    """oci_image's argument_spec (a new dict each call)."""
+    spec = dict(
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        pull=dict(type='str', default='missing', choices=list(IMAGE_PULL_POLICIES)),
+        platform=dict(type='str'),
+        username=dict(type='str'),
+        password=dict(type='str', no_log=True),
+        auth_file=dict(type='path'),
+        validate_certs=dict(type='bool', default=True),
+        ca_path=dict(type='path'),
+        timeout=dict(type='int', default=30),
+        force=dict(type='bool', default=False),
+        import_from=dict(type='path'),
+    )
+    spec.update(IMAGE_ROOT_ARGSPEC)
+    return spec
+
+
+def image_info_argument_spec():
+    """oci_image_info's argument_spec (a new dict each call)."""
+    spec = dict(name=dict(type='str'))
+    spec.update(IMAGE_ROOT_ARGSPEC)
+    spec.update(STATE_ROOT_ARGSPEC)
+    return spec
+
+
+def bundle_image_argument_spec():
+    """oci_bundle's options for a root filesystem from an image in the store."""
+    return dict(image=dict(type='str'), image_root=dict(type='path', default=DEFAULT_IMAGE_ROOT),
+                # read_only: podman's name for it; for an image bundle the default is false, as in podman.
+                readonly_rootfs=dict(type='bool', aliases=['read_only']))

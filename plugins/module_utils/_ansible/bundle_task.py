@@ -24,8 +24,11 @@ def run(params, check_mode=False, diff=False):
                             platform=params['platform'], copy=params['rootfs_copy'],
                             state_root=params['state_root'], check_mode=check_mode,
                             max_unpacked_size=params['max_unpacked_size'],
-                            rootfs_check=params.get('rootfs_check') or 'identity')
+                            rootfs_check=params.get('rootfs_check') or 'identity',
+                            image=params.get('image'), image_root=params.get('image_root'))
     result = dict((key, outcome[key]) for key in RESULT_KEYS)
+    if outcome.get('warnings'):
+        result['warnings'] = list(outcome['warnings'])  # exit_json shows each as a warning
     if diff:
         result['diff'] = dict(before=outcome['before'], after=outcome['after'],
                               before_header=outcome['path'] + '/config.json',

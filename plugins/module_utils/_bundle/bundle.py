@@ -202,7 +202,7 @@ def message(path, actions, check_mode):
 
 
 def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
-           check_mode=False, max_unpacked_size=None, rootfs_check="identity"):
+           check_mode=False, max_unpacked_size=None, rootfs_check="identity", image=None, image_root=None):
     """Make the bundle at PATH match; return dict(changed, actions, msg, config, before/after texts, digests).
 
     MAX_UNPACKED_SIZE: what an unpacked root filesystem may take (bytes or a
@@ -221,7 +221,7 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     made = _check_path(path)
     try:
         outcome = _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size,
-                          rootfs_check)
+                          rootfs_check, image, image_root)
     except BaseException:
         if made and not check_mode:
             shutil.rmtree(made[-1], ignore_errors=True)
@@ -230,7 +230,8 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     return outcome
 
 
-def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size, rootfs_check):
+def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size, rootfs_check,
+            image, image_root):
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
     max_size = _max_size(max_unpacked_size)
     access = _access(bundle_config.build_config(options))
@@ -242,7 +243,16 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
     rootfs_path = ROOTFS
     image_digest = stamp.get("image_digest")
     image_config = stamp.get("image_config")
-    if source is not None and check_mode and not os.path.lexists(os.path.abspath(source)):
+    image_annotation, warnings = None, []
+    if image is not None:
+        if source is not None:
+            raise OCIError("image and rootfs_from: give one of them")
+        new_stamp, actions_image, warnings = _image_rootfs(
+            path, image, image_root, stamp, access, state_root, max_size, check_mode)
+        actions.extend(actions_image)
+        image_digest, image_config = new_stamp["image_digest"], new_stamp["image_config"]
+        image_annotation = new_stamp.get("overlay")
+    elif source is not None and check_mode and not os.path.lexists(os.path.abspath(source)):
         # An earlier task (a copy, a download) makes it, and in check mode did not: report, do not fail.
         actions.append("unpack %s into %s (it does not exist yet: check mode)"
                        % (os.path.abspath(source), os.path.join(path, ROOTFS)))
@@ -284,8 +294,13 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
             rootfs_path = stamp["source"]
         new_stamp = stamp
     rootfs_dir = rootfs_path if os.path.isabs(rootfs_path) else os.path.join(path, rootfs_path)
+    if image_annotation is not None:
+        # The rootfs is only a mount point: names resolve through the image's topmost /etc/passwd layer.
+        rootfs_dir = _passwd_layer(image_annotation) or rootfs_dir
     config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path,
                                         resolve_user=_user_resolver(rootfs_dir))
+    if image is not None:
+        config = _image_config(config, options, image_annotation)
     after = json.dumps(config, indent=2, sort_keys=True) + "\n"
     config_file = os.path.join(path, CONFIG)
     try:
@@ -309,6 +324,7 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
         "config": config,
         "config_digest": "sha256:" + hashlib.sha256(after.encode("utf-8")).hexdigest(),
         "image_digest": image_digest,
+        "warnings": warnings,
         "before": before,
         "after": after,
     }
@@ -320,6 +336,77 @@ def _user_resolver(rootfs_dir):
     if not os.path.isdir(rootfs_dir):
         return None
     return lambda value, field: users.resolve_in(rootfs_dir, value, field)
+
+
+# -- a root filesystem from an image in the store (the image option) -----------------------------------------
+
+def _image_rootfs(path, image, image_root, stamp, access, state_root, max_size, check_mode):
+    """(new stamp, actions, warnings) for a rootfs from IMAGE: layers unpacked once into the store, an
+    overlay of them with this bundle's own upper directory (or a copy where overlayfs is missing)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import image_rootfs
+    try:
+        name, store, record = image_rootfs.lookup(image, image_root)
+    except OCIError:
+        if not check_mode:
+            raise
+        # The play pulls before it builds the bundle; in check mode the pull did not happen.
+        from ansible_collections.daemonless.oci.plugins.module_utils._image import reference as references
+        name = references.parse(image, field="image").name
+        return (dict(stamp, source="image:" + name, kind="image", key=None, image_digest=None, image_config=None),
+                ["use image %s (not in the store yet)" % name], [])
+    overlay = image_rootfs.overlay_supported()
+    key = "image:%s:%s" % (record["manifest"], "overlay" if overlay else "copy")
+    new_stamp = {"source": "image:" + name, "kind": "image", "key": key, "image_digest": record["digest"],
+                 "image_config": record.get("image_config") or {}, "image_root": store.root,
+                 "overlay": image_rootfs.overlay_annotation(store, record) if overlay else None,
+                 "warnings": [] if overlay else [image_rootfs.COPY_WARNING]}
+    actions, warnings = [], list(new_stamp["warnings"])
+    fresh = stamp.get("key") != key or not os.path.isdir(os.path.join(path, ROOTFS))
+    if fresh:
+        actions.append("root filesystem from image %s (%s, %s)"
+                       % (name, record["digest"], "overlay" if overlay else "copy"))
+    if check_mode:
+        return new_stamp, actions, warnings
+    _protect(path, access)
+    if overlay:
+        warnings.extend(image_rootfs.unpack_layers(store, name, record, max_size))
+    if fresh:
+        _set_aside(path, (ROOTFS, image_rootfs.OVERLAY_DIR))
+        if overlay:
+            image_rootfs.make_overlay_dirs(path)
+        else:
+            warnings.extend(image_rootfs.copy_layers(store, name, record, os.path.join(path, ROOTFS), max_size))
+        _remove_old_rootfs(path, state_root)
+    store.add_user(path, name, record)
+    return new_stamp, actions, warnings
+
+
+def _set_aside(path, names):
+    """Move the old rootfs and overlay directories aside: a live container may still use them."""
+    for name in names:
+        if os.path.lexists(os.path.join(path, name)):
+            os.rename(os.path.join(path, name), os.path.join(path, ".rootfs.old-%d-%s" % (time.time_ns(), name)))
+
+
+def _image_config(config, options, annotation):
+    """The image bundle's additions: the overlay annotation for the runtime, and a writable root unless
+    readonly_rootfs (alias read_only) says otherwise (podman's default, not runc spec's)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.mounts import OVERLAY_ANNOTATION
+    if options.get("readonly_rootfs") is None:
+        config["root"]["readonly"] = False
+    if annotation is not None:
+        config.setdefault("annotations", {})[OVERLAY_ANNOTATION] = annotation
+    spec.validate(config)
+    return config
+
+
+def _passwd_layer(annotation):
+    """The topmost layer directory of the overlay ANNOTATION that holds etc/passwd, or None."""
+    for layer in json.loads(annotation)["lower"]:
+        if os.path.isfile(os.path.join(layer, "etc", "passwd")):
+            return layer
+    return None
 
 
 def _replace_rootfs(path, kind, source, reference, platform, state_root, max_size):
@@ -367,10 +454,15 @@ def remove(path, state_root, force=False, check_mode=False):
     actions = ["delete container %s" % cid for cid in users]
     if os.path.lexists(path):
         actions.append("remove %s" % path)
+    stamp = read_stamp(path)
     if not check_mode:
         for cid in users:
             delete(state_root, cid, force=True)
         if os.path.lexists(path):
             shutil.rmtree(path)
+        if stamp.get("kind") == "image" and stamp.get("image_root"):
+            # The store may collect this bundle's layers now.
+            from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
+            Store(stamp["image_root"]).remove_user(path)
     return {"changed": bool(actions), "actions": actions, "path": path,
             "msg": message(path, actions, check_mode) if actions else "bundle %s: absent already" % path}

@@ -18,6 +18,10 @@ import re
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.tarball import HashingReader, apply_tar, decompressed, drain
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, Writer, open_dest, open_regular, reason
+# host_platform stays importable from here, where it lived first (tests/unit/test_image.py reads it).
+from ansible_collections.daemonless.oci.plugins.module_utils._image.platform import (  # noqa: F401  # pylint: disable=unused-import
+    host_platform, platform_matches as _platform_matches, platform_text as _platform_text,
+    want_platform as _want_platform)
 
 MAX_JSON_BLOB = 32 << 20
 MAX_INDEX_DEPTH = 8
@@ -48,61 +52,6 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 _DIGEST_HEX = {"sha256": re.compile(r"^[a-f0-9]{64}$"), "sha512": re.compile(r"^[a-f0-9]{128}$")}
-
-# os.uname().machine -> (GOARCH, variant), the names image indexes use.
-_ARCH = {
-    "x86_64": ("amd64", None), "amd64": ("amd64", None),
-    "aarch64": ("arm64", None), "arm64": ("arm64", None),
-    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "armv5tel": ("arm", "v5"),
-    "i386": ("386", None), "i586": ("386", None), "i686": ("386", None),
-    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
-    "loongarch64": ("loong64", None),
-}
-# The variant an index entry without one means (as containerd normalizes them).
-_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
-
-
-def host_platform():
-    """The platform images are chosen for by default: linux and this machine's architecture."""
-    machine = os.uname().machine
-    arch, variant = _ARCH.get(machine, (machine, None))
-    platform = {"os": "linux", "architecture": arch}
-    if variant:
-        platform["variant"] = variant
-    return platform
-
-
-def _want_platform(platform):
-    if platform is None:
-        return host_platform()
-    if isinstance(platform, str):
-        parts = platform.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise OCIError("platform %r: give os/architecture[/variant], such as linux/amd64" % platform)
-        platform = dict(zip(("os", "architecture", "variant"), parts))
-    if not isinstance(platform, dict) or not platform.get("os") or not platform.get("architecture"):
-        raise OCIError("platform %r: needs os and architecture" % (platform,))
-    return platform
-
-
-def _platform_text(platform):
-    if not isinstance(platform, dict):
-        return "unknown"
-    parts = [str(platform.get("os", "?")), str(platform.get("architecture", "?"))]
-    if platform.get("variant"):
-        parts.append(str(platform["variant"]))
-    return "/".join(parts)
-
-
-def _platform_matches(want, have):
-    if not isinstance(have, dict):
-        return False
-    if have.get("os") != want["os"] or have.get("architecture") != want["architecture"]:
-        return False
-    if not want.get("variant"):
-        return True
-    default = _DEFAULT_VARIANT.get(want["architecture"])
-    return (have.get("variant") or default) == want["variant"]
 
 
 def _check_descriptor(desc, where):

@@ -264,6 +264,14 @@ def validate(config: "Any") -> None:
     if config.get("hooks") is not None:  # hooks.py is imported only for a config that has them
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
         hooks.validate(config["hooks"])
+    if config.get("annotations"):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import mounts
+        overlay = mounts.parse_overlay(config["annotations"])
+        if overlay is not None and not any(ns.get("type") == "mount" and not ns.get("path") for ns in
+                                           (config.get("linux") or {}).get("namespaces") or []
+                                           if isinstance(ns, dict)):
+            check.fail('annotations["%s"]' % mounts.OVERLAY_ANNOTATION,
+                       "an overlay root needs a new mount namespace (linux.namespaces: mount)")
 
 
 def validate_process(check: Checker, process: "dict[str, Any]") -> None:

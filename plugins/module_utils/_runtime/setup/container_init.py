@@ -135,6 +135,7 @@ def container_init(args):
         master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
+            mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"))
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
                                      args.cgroups if go is None else go["cgroups"],
                                      linux.get("mountLabel")) as ctx:

@@ -8,9 +8,20 @@ Runs in the container's first process, inside its new mount namespace, in
 the order of the runtime sequence: rootfs private + self-bind, the config's
 mounts, (devices elsewhere), masked and read-only paths, read-only remounts,
 then pivot_root. Every container path goes through paths.open_in_root.
+
+The annotation org.daemonless.oci.rootfs.overlay (OVERLAY_ANNOTATION; set
+by oci_bundle for bundles made from a stored image, as crun reads its own
+run.oci.* annotations) makes the root an overlayfs mount of an image's
+unpacked layers, mounted here, inside the container's new mount namespace,
+before the config's mounts: no host mount exists, and a crash leaves nothing
+mounted. Its value is JSON: {"lower": [layer dirs, topmost first], "upper":
+dir, "work": dir}, the layers absolute paths IMAGE_ROOT/layers/sha256/<hex>
+of one store, upper and work relative to the bundle.
 """
 import errno
+import json
 import os
+import re
 import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
@@ -123,6 +134,81 @@ def prepare_root(rootfs, propagation):
     # pivot_root refuses a new root whose parent mount is shared.
     syscalls.mount(None, _mount_point_of(os.path.dirname(rootfs)), None, MS_PRIVATE)
     syscalls.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+
+
+# -- the overlay root (annotation org.daemonless.oci.rootfs.overlay) --------------------------------------
+
+OVERLAY_ANNOTATION = "org.daemonless.oci.rootfs.overlay"
+OVERLAY_MAX_LOWER = 128
+_LAYER_DIR = re.compile(r"^(/(?:[^/\0]+/)*)layers/sha256/[a-f0-9]{64}$")
+# overlayfs splits its options on "," and lowerdir on ":"; "\\" escapes, and a newline has no business here.
+_OVERLAY_UNSAFE = (",", ":", "\\", "\n")
+
+
+def parse_overlay(annotations):
+    """The overlay annotation's (lower dirs, upper, work), checked; None without it. OCIError names the field."""
+    text = (annotations or {}).get(OVERLAY_ANNOTATION)
+    if text is None:
+        return None
+    field = 'annotations["%s"]' % OVERLAY_ANNOTATION
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise OCIError("%s: not JSON" % field)
+    if not isinstance(value, dict):
+        raise OCIError("%s: must be a JSON object with lower, upper and work" % field)
+    lower = value.get("lower")
+    if not isinstance(lower, list) or not lower or len(lower) > OVERLAY_MAX_LOWER:
+        raise OCIError("%s.lower: must list 1 to %d layer directories" % (field, OVERLAY_MAX_LOWER))
+    stores = set()
+    for index, path in enumerate(lower):
+        where = "%s.lower[%d]" % (field, index)
+        match = _LAYER_DIR.match(path) if isinstance(path, str) else None
+        if match is None or os.path.normpath(path) != path:
+            raise OCIError("%s: %r is not an image store's layer directory (/.../layers/sha256/<hex>)" % (where, path))
+        if any(c in path for c in _OVERLAY_UNSAFE):
+            raise OCIError("%s: %r holds a character overlayfs options cannot carry (, : \\ newline)" % (where, path))
+        stores.add(match.group(1))
+    if len(stores) != 1:
+        raise OCIError("%s.lower: the layers must all come from one image store" % field)
+    dirs = []
+    for key in ("upper", "work"):
+        path = value.get(key)
+        if (not isinstance(path, str) or not path or os.path.isabs(path) or os.path.normpath(path) != path
+                or path.split("/")[0] == ".." or any(c in path for c in _OVERLAY_UNSAFE)):
+            raise OCIError("%s.%s: %r must be a plain relative path inside the bundle" % (field, key, path))
+        dirs.append(path)
+    return list(lower), dirs[0], dirs[1]
+
+
+def mount_overlay_root(rootfs, bundle, annotations):
+    """Mount the overlay the annotation describes on ROOTFS (in the container's mount namespace)."""
+    overlay = parse_overlay(annotations)
+    if overlay is None:
+        return
+    lower, upper, work = overlay
+    field = 'annotations["%s"]' % OVERLAY_ANNOTATION
+    store = os.path.dirname(lower[0])
+    for path in lower:
+        # Real directories, not symlinks planted to point elsewhere on the host.
+        if os.path.realpath(path) != path or not os.path.isdir(path):
+            raise OCIError("%s: layer directory %s is missing or a symbolic link" % (field, path))
+    bundle_real = os.path.realpath(bundle)
+    for path in (upper, work):
+        full = os.path.join(bundle_real, path)
+        if os.path.realpath(full) != full or not os.path.isdir(full):
+            raise OCIError("%s: %s is missing, not a directory, or leaves the bundle through a link" % (field, full))
+    # Relative lower dirs keep the option string short (one page): mount resolves them from the cwd.
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(store)
+        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (
+            ":".join(os.path.basename(p) for p in lower), os.path.join(bundle_real, upper),
+            os.path.join(bundle_real, work))
+        syscalls.mount("overlay", rootfs, "overlay", 0, data)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
 
 
 class MountContext:

@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pulling images: oci_image's pull vs `skopeo copy` and `podman pull`, from one local registry.
+
+    .venv/bin/python bench/bench_pull.py [--rounds N] [--layers N] [--layer-mb N] [--output FILE]
+
+Starts Debian's docker-registry on 127.0.0.1 (TLS from a throwaway CA,
+htpasswd auth; the tests' tests/registry_support.py does it), pushes a
+busybox image with N extra layers of incompressible data, then in each round,
+in a rotating order:
+
+- cold pull: an empty store / layout / podman graph root each time;
+- warm pull: the image already there (oci_image pull=missing, which asks no
+  registry; skopeo copy to the same layout; podman pull, which always asks);
+- first start: a bundle from the pulled image and `ocirt run` of /bin/true,
+  vs `podman run --rm` of the same.
+
+oci_image runs as a subprocess calling its backend (pull.ensure_present), as
+a module would, beside a subprocess that only imports it: the "module floor".
+Podman runs from a private scratch configuration (bench/setup.sh and
+/work/shared/notes). Run as root. Prints a table, writes JSON.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import benchlib as bl
+
+TESTS = os.path.join(bl.REPO, "tests")
+COLLECTIONS = os.path.join(bl.REPO, ".venv", "collections")
+PY = os.path.join(bl.REPO, ".venv", "bin", "python")
+OCIRT = os.path.join(bl.REPO, ".venv", "bin", "ocirt")
+
+PULL = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
+        "pull.ensure_present(sys.argv[1], sys.argv[2], pull=sys.argv[3], username=sys.argv[4], "
+        "password=sys.argv[5], ca_path=sys.argv[6])")
+FLOOR = "import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull"
+BUNDLE = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle; "
+          "bundle.ensure(sys.argv[1], {'args': ['/bin/true']}, image=sys.argv[2], image_root=sys.argv[3])")
+
+
+def timed(argv, env=None):
+    start = bl.ns()
+    result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, check=False)
+    elapsed = bl.ns() - start
+    if result.returncode != 0:
+        raise bl.BenchError("%s failed (%d): %s" % (" ".join(argv[:3]), result.returncode, result.stderr[-2000:]))
+    return elapsed
+
+
+def podman_env(base):
+    os.makedirs(os.path.join(base, "tmp"), exist_ok=True)
+    storage = os.path.join(base, "storage.conf")
+    with open(storage, "w") as handle:
+        handle.write('[storage]\ndriver = "overlay"\ngraphroot = "%s/graph"\nrunroot = "%s/run"\n' % (base, base))
+    conf = os.path.join(base, "containers.conf")
+    with open(conf, "w") as handle:
+        handle.write('[containers]\nnetns = "none"\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+                     '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "%s/tmp"\n' % base)
+    registries = os.path.join(base, "registries.conf")
+    with open(registries, "w") as handle:
+        handle.write("unqualified-search-registries = []\n")
+    return dict(os.environ, CONTAINERS_STORAGE_CONF=storage, CONTAINERS_CONF=conf,
+                CONTAINERS_REGISTRIES_CONF=registries)
+
+
+def build_image(work, layers, layer_mb):
+    sys.path.insert(0, TESTS)
+    sys.path.insert(0, os.path.join(bl.REPO, "tools"))
+    import busybox_bundle  # pylint: disable=import-outside-toplevel,import-error
+    import registry_support as rs  # pylint: disable=import-outside-toplevel,import-error
+    src = busybox_bundle.build_rootfs(os.path.join(work, "src"))
+    layout = os.path.join(work, "layout")
+    rs.run("umoci", "init", "--layout", layout)
+    rs.run("umoci", "new", "--image", layout + ":big")
+    bundle = os.path.join(work, "unpacked")
+    rs.run("umoci", "unpack", "--image", layout + ":big", bundle)
+    rs.run("cp", "-a", src + "/.", os.path.join(bundle, "rootfs"))
+    rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+    for index in range(layers):
+        with open(os.path.join(bundle, "rootfs", "data%d" % index), "wb") as handle:
+            handle.write(os.urandom(layer_mb << 20))
+        rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+    rs.run("umoci", "config", "--image", layout + ":big", "--config.cmd", "/bin/true")
+    return rs, layout
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--layers", type=int, default=4, help="data layers on top of busybox (default 4)")
+    parser.add_argument("--layer-mb", type=int, default=8, help="MiB of random data per layer (default 8)")
+    parser.add_argument("--output", default=os.path.join(bl.BENCH, "results", "pull.json"))
+    args = parser.parse_args(argv)
+    samples = dict((key, []) for key in ("ocirt cold", "ocirt warm", "module floor", "skopeo cold", "skopeo warm",
+                                         "podman cold", "podman warm", "ocirt first start", "podman first run"))
+    with bl.Workspace("pull") as ws:
+        rs, layout = build_image(ws.path, args.layers, args.layer_mb)
+        pki = rs.Pki(os.path.join(ws.path, "pki"))
+        registry = rs.Registry(os.path.join(ws.path, "registry"), pki)
+        ws.on_exit(registry.stop)
+        name = registry.host + "/bench/big:1"
+        rs.push(pki, layout, "big", name)
+        env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+        penv = podman_env(os.path.join(ws.path, "podman"))
+
+        def podman_clean():
+            subprocess.run(["podman", "rmi", "-a", "-f"], env=penv, check=False, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        ws.on_exit(podman_clean)
+        creds = "%s:%s" % (rs.USER, rs.PASSWORD)
+        state_root = os.path.join("/run", "ocirt-bench-pull-%d" % os.getpid())
+        ws.on_exit(shutil.rmtree, state_root, True)
+        for round_number in range(args.rounds):
+            store = os.path.join(ws.path, "store%d" % round_number)
+            oci = os.path.join(ws.path, "oci%d" % round_number)
+
+            def ocirt_cold():
+                samples["ocirt cold"].append(timed([PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD,
+                                                    pki.ca], env))
+                samples["ocirt warm"].append(timed([PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD,
+                                                    pki.ca], env))
+                samples["module floor"].append(timed([PY, "-c", FLOOR], env))
+                bundle = os.path.join(ws.path, "bundle%d" % round_number)
+                start = bl.ns()
+                timed([PY, "-c", BUNDLE, bundle, name, store], env)
+                timed([OCIRT, "--root", state_root, "run", "--bundle", bundle, "first%d" % round_number])
+                samples["ocirt first start"].append(bl.ns() - start)
+
+            def skopeo():
+                argv = ["skopeo", "copy", "--quiet", "--src-cert-dir", pki.cert_dir, "--src-creds", creds,
+                        "docker://" + name, "oci:%s:big" % oci]
+                samples["skopeo cold"].append(timed(argv))
+                samples["skopeo warm"].append(timed(argv))
+
+            def podman():
+                podman_clean()
+                argv = ["podman", "pull", "-q", "--cert-dir", pki.cert_dir, "--creds", creds, name]
+                samples["podman cold"].append(timed(argv, penv))
+                samples["podman warm"].append(timed(argv, penv))
+                samples["podman first run"].append(timed(["podman", "run", "--rm", name, "/bin/true"], penv))
+
+            for step in bl.order([ocirt_cold, skopeo, podman], round_number):
+                step()
+            shutil.rmtree(store, ignore_errors=True)
+            shutil.rmtree(oci, ignore_errors=True)
+    stats = dict((key, bl.summary([bl.ms(v) for v in values])) for key, values in samples.items())
+    rows = [[key, bl.fmt_ms(value["median"]), bl.fmt_ms(value["p25"]), bl.fmt_ms(value["p75"]), value["n"]]
+            for key, value in stats.items()]
+    print("image: busybox + %d layers of %d MiB; load %s" % (args.layers, args.layer_mb, bl.uptime_text()))
+    print(bl.table(rows, ["what", "median ms", "p25", "p75", "n"]))
+    warm_beyond_floor = stats["ocirt warm"]["median"] - stats["module floor"]["median"]
+    print("warm check beyond the module floor: %.1f ms (target < 100 ms)" % warm_beyond_floor)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as handle:
+        json.dump(dict(stats=stats, samples=samples, warm_beyond_floor_ms=warm_beyond_floor,
+                       layers=args.layers, layer_mb=args.layer_mb, revision=bl.git_revision()), handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
