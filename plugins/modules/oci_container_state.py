@@ -110,6 +110,16 @@ options:
     description: How many of the last log lines RV(logs_lines) returns with O(wait=exited).
     type: int
     default: 20
+  labels:
+    description:
+      - Labels of the container (as podman's C(--label)), a dict of names to strings; numbers and
+        booleans become strings.
+      - Stored as the annotations C(org.daemonless.oci.label.<name>) of the config the container is
+        created from (the bundle's C(config.json) is not changed), and returned as RV(container.labels).
+        M(daemonless.oci.oci_container_info) and M(daemonless.oci.oci_container_facts) select containers by them.
+      - Labels are part of the container's config, so adding, changing or removing one recreates the container.
+      - A label name is 1 to 253 characters without control characters; a value at most 4096 characters.
+    type: dict
 notes:
   - Run as root (C(become=true)) on Linux hosts.
 seealso:
@@ -118,6 +128,14 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: A labelled service, to find it again with oci_container_info's labels selector
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    labels:
+      app: web
+      tier: front
+
 - name: Run a web server from a bundle
   daemonless.oci.oci_container_state:
     id: web
@@ -216,6 +234,11 @@ container:
       description: 'The config''s annotations.'
       type: dict
       returned: success
+    labels:
+      description: 'The container''s labels (O(labels)): its annotations C(org.daemonless.oci.label.<name>), by name.'
+      type: dict
+      returned: success
+      sample: {"app": "web"}
 actions:
   description: What the task did (or would do in check mode), with the reason, in order.
   returned: always

@@ -74,6 +74,8 @@ def container_state_argument_spec():
         logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
+    # Labels: annotations org.daemonless.oci.label.<key> of the container's config (_ansible/labels.py).
+    spec.update(labels=dict(type='dict'))
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
 

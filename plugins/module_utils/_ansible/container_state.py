@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (  # noqa: F401 (re-exported)
     CGROUP_MANAGERS, DEFAULT_JOB_TIMEOUT, DEFAULT_LOGS_LINES)
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
@@ -59,6 +59,7 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = labels.with_labels(config, params.get("labels"))
     return config
 
 
