@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from helpers import WORDS_BY_ROOT
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import process_start_time
@@ -28,10 +28,10 @@ def params(state_root):
 
     def build(**overrides):
         result = dict(id=container_id, bundle=None, state="running", recreate=False, restart=False, wait="none",
-                      timeout=container_state.DEFAULT_JOB_TIMEOUT, stop_signal=reconcile.DEFAULT_STOP_SIGNAL,
+                      timeout=argument_specs.DEFAULT_JOB_TIMEOUT, stop_signal=reconcile.DEFAULT_STOP_SIGNAL,
                       stop_timeout=reconcile.DEFAULT_STOP_TIMEOUT, log_path=None,
                       log_max_size=create.DEFAULT_LOG_MAX_SIZE, log_max_files=create.DEFAULT_LOG_MAX_FILES,
-                      logs_lines=container_state.DEFAULT_LOGS_LINES, state_root=state_root)
+                      logs_lines=argument_specs.DEFAULT_LOGS_LINES, state_root=state_root)
         result.update(overrides)
         return result
     return build

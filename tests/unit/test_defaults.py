@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, reconcile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
 
@@ -22,8 +22,8 @@ DEFAULTS = {
     "stop_timeout": (reconcile.DEFAULT_STOP_TIMEOUT, "container_stop_timeout"),
     "log_max_size": (create.DEFAULT_LOG_MAX_SIZE, "container_log_max_size"),
     "log_max_files": (create.DEFAULT_LOG_MAX_FILES, "container_log_max_files"),
-    "timeout": (container_state.DEFAULT_JOB_TIMEOUT, "container_timeout"),
-    "logs_lines": (container_state.DEFAULT_LOGS_LINES, None),
+    "timeout": (argument_specs.DEFAULT_JOB_TIMEOUT, "container_timeout"),
+    "logs_lines": (argument_specs.DEFAULT_LOGS_LINES, None),
 }
 
 
