@@ -18,16 +18,16 @@ VENV = os.path.join(REPO, ".venv")
 def run_job(private_data_dir, playbook, inventory, extravars=None, envvars=None):
     """ansible_runner.run() of PLAYBOOK (a path) with the venv's ansible-playbook and this collection;
     returns the Runner (its status, rc, events and stats)."""
-    env = {
+    # The runner's own stdout callback makes the events: a callback chosen by the caller would hide them.
+    env = dict((k, v) for k, v in (envvars or {}).items() if k != "ANSIBLE_STDOUT_CALLBACK")
+    env.update({
         "ANSIBLE_COLLECTIONS_PATH": os.path.join(VENV, "collections"),
         "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
         "ANSIBLE_NOCOLOR": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         # The runner starts `ansible-playbook` from PATH, as AWX's execution environments do.
-        "PATH": os.path.join(VENV, "bin") + os.pathsep + os.environ.get("PATH", os.defpath),
-    }
-    # The runner's own stdout callback makes the events: a callback chosen by the caller would hide them.
-    env.update((k, v) for k, v in (envvars or {}).items() if k != "ANSIBLE_STDOUT_CALLBACK")
+        "PATH": os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", os.environ.get("PATH", os.defpath)),
+    })
     os.makedirs(private_data_dir, exist_ok=True)
     return ansible_runner.run(private_data_dir=str(private_data_dir), playbook=os.path.abspath(playbook),
                               inventory=os.path.abspath(inventory), extravars=extravars or {}, envvars=env,
