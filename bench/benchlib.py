@@ -7,6 +7,7 @@ Nothing here is imported by the collection or the test suite.
 """
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -134,6 +135,9 @@ class Runner:
     def __init__(self, workdir):
         self.err_path = os.path.join(workdir, "stderr.txt")
         self.out_path = os.path.join(workdir, "stdout.txt")
+        # CPU time (user + system, ns) of the last command and of the descendants it reaped: on a
+        # shared machine the wall time carries other people's load, the CPU time much less of it.
+        self.last_cpu_ns = None
 
     def error_text(self):
         try:
@@ -150,6 +154,7 @@ class Runner:
         to the next poll. The timeout is a SIGALRM instead.
         """
         with open(self.err_path, "wb") as err, open(self.out_path, "w+b") as out:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = ns()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
                                     stdout=out if capture else subprocess.DEVNULL, stderr=err, env=env)
@@ -166,6 +171,8 @@ class Runner:
                 proc.wait()
                 raise
             elapsed = ns() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.last_cpu_ns = int(1e9 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
             text = None
             if capture:
                 out.seek(0)

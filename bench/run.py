@@ -18,7 +18,7 @@ import time
 
 import benchlib as bl
 
-BENCHMARKS = ("run", "lifecycle", "ansible", "scale", "memory", "profile")
+BENCHMARKS = ("run", "lifecycle", "ansible", "scale", "memory", "profile", "startup")
 DEFAULT_OUTPUT = os.path.join(bl.BENCH, "results", "latest.json")
 
 
@@ -32,7 +32,10 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="fewer rounds (8 instead of 30, ...)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
                         help="run only these benchmarks: %s" % ", ".join(BENCHMARKS))
-    parser.add_argument("--rounds", type=int, help="paired rounds for run and lifecycle (default 30, quick 8)")
+    parser.add_argument("--rounds", type=int, help="paired rounds for run, lifecycle and startup (default 30, quick 8)")
+    parser.add_argument("--against", metavar="REV",
+                        help="startup: the commit to pair this tree with (default c2f13ec, before the layer split)")
+    parser.add_argument("--this", metavar="REV", help="startup: a commit to run instead of this tree")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON results (default %(default)s)")
     return parser.parse_args(argv)
 
@@ -53,6 +56,9 @@ def _run_one(name, args, prefix):
     if name == "memory":
         import bench_scale  # pylint: disable=import-outside-toplevel
         return bench_scale.bench_memory(args.quick, prefix)
+    if name == "startup":
+        import bench_startup  # pylint: disable=import-outside-toplevel
+        return bench_startup.bench_startup(args.rounds or (8 if args.quick else 30), prefix, args.against, args.this)
     import bench_profile  # pylint: disable=import-outside-toplevel
     return bench_profile.bench_profile(args.quick, prefix)
 

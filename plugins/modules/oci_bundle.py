@@ -16,7 +16,7 @@ description:
     verified, whiteouts applied, and nothing in an image can write outside the root filesystem.
     An unchanged source is not unpacked again.
   - C(config.json) starts from a default equal to C(runc spec)'s, takes the image's entrypoint,
-    command, environment, working directory and numeric user, then the task's options, then
+    command, environment, working directory and user, then the task's options, then
     O(config) merged over everything. It is rewritten only when its content changes.
 extends_documentation_fragment:
   - daemonless.oci.changes
@@ -28,7 +28,11 @@ attributes:
     description: Shows the change to C(config.json).
 options:
   path:
-    description: The bundle directory.
+    description:
+      - The bundle directory. Missing parent directories are made.
+      - It must be a directory or not exist yet; a symbolic link or a file there is an error.
+      - Made all or nothing - when the bundle cannot be made (a corrupt or truncated image, a bad option), the
+        directories the task made are removed, and an existing bundle is left as it was.
     type: path
     required: true
   state:
@@ -48,6 +52,8 @@ options:
       - A root filesystem directory, a rootfs tarball, or an OCI image layout directory
         (recognized by its C(oci-layout) file).
       - Optional once the bundle has a root filesystem.
+      - In check mode a source that does not exist yet (an earlier task, itself in check mode, would make it)
+        is reported as to be unpacked, not an error.
     type: path
   rootfs_copy:
     description: Copy a directory O(rootfs_from) into the bundle instead of using it in place.
@@ -73,13 +79,36 @@ options:
     type: list
     elements: str
   env:
-    description: Environment variables, merged over the image's.
+    description: Environment variables, merged over the image's and O(env_file)'s.
     type: dict
+  env_file:
+    description:
+      - Files on the managed host of environment variables, merged over the image's and under O(env); later files
+        win. For a file on the controller, give its variables in O(env) through C(lookup('ansible.builtin.file', ...)),
+        as the examples show.
+      - One C(KEY=VALUE) per line, the value verbatim after the first C(=) (no quotes removed, no C($VAR)
+        expanded); blank lines and lines starting with C(#) are skipped; a trailing carriage return is dropped.
+      - A line with a C(KEY) alone fails the task (podman would take the managed host's value; this module does not),
+        as do a bad name, a file that is not UTF-8 text or larger than 1 MiB.
+      - A change of a file's content changes C(config.json), so M(daemonless.oci.oci_container_state) recreates the
+        container.
+    type: list
+    elements: path
   cwd:
     description: Working directory inside the container.
     type: str
   user:
-    description: C(uid) or C(uid:gid), numeric.
+    description:
+      - The user the process runs as, C(user), C(user:group), C(uid) or C(uid:gid) (V(nobody), V(www-data:www-data),
+        V(1000), V(1000:1000)), also as the image's own C(User) setting.
+      - Names are looked up in the image's C(/etc/passwd) and C(/etc/group), never the host's, and fail the task
+        when the image lacks them. A user's primary group is its C(/etc/passwd) group (group 0 for a uid the image
+        does not name), and its supplementary groups (C(process.user.additionalGids)) are the C(/etc/group) groups
+        that list it, unless a group is given, as podman does.
+      - The image's files are read inside its root filesystem (a symbolic link cannot lead out of it) and may be
+        at most 1 MiB; malformed lines are ignored.
+      - In check mode before the root filesystem is first unpacked, a name cannot be looked up yet and shows as
+        uid 0 in the diff.
     type: str
   hostname:
     description: The container's hostname.
@@ -163,6 +192,20 @@ EXAMPLES = r'''
       - source: /srv/data
         destination: /data
 
+- name: A web server as the image's www-data user, its settings from a file on the managed host
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    user: www-data
+    env_file: [/etc/web/web.env]
+    env:
+      LOG_LEVEL: info
+
+- name: Variables from a KEY=VALUE file on the controller (comments and blank lines skipped)
+  daemonless.oci.oci_bundle:
+    path: /srv/bundles/web
+    env: "{{ dict(lookup('ansible.builtin.file', 'files/web.env').splitlines()
+             | reject('match', '^\\s*(#|$)') | map('split', '=', 1)) }}"
+
 - name: Remove a bundle and the containers using it
   daemonless.oci.oci_bundle:
     path: /srv/bundles/job
@@ -197,13 +240,18 @@ actions:
   returned: always
   type: list
   elements: str
+msg:
+  description: What was done to the bundle (or would be, in check mode), or that it was up to date.
+  returned: always
+  type: str
+  sample: "bundle /srv/bundles/web: write /srv/bundles/web/config.json"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
     BUNDLE_CONFIG_OPTIONS, bundle_argument_spec)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
@@ -223,9 +271,10 @@ def main():
                                 platform=params['platform'], copy=params['rootfs_copy'],
                                 state_root=params['state_root'], check_mode=module.check_mode,
                                 max_unpacked_size=params['max_unpacked_size'])
-    except OCIError as exc:
-        module.fail_json(msg="bundle %s: %s" % (params['path'], exc))
-    keys = ('changed', 'actions', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
+    except (OCIError, OSError, ValueError) as exc:
+        # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
+        module.fail_json(msg="bundle %s: %s" % (params['path'], error_text(exc)))
+    keys = ('changed', 'actions', 'msg', 'path', 'rootfs', 'config', 'config_digest', 'image_digest')
     result = dict((key, outcome[key]) for key in keys)
     if module._diff:
         result['diff'] = dict(before=outcome['before'], after=outcome['after'],

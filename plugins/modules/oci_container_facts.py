@@ -23,7 +23,10 @@ attributes:
     description: Sets C(oci_containers) and C(oci_host).
 options:
   name:
-    description: Container ids to publish; all containers when empty.
+    description:
+      - Container ids to publish; all containers when empty.
+      - An id named here that does not exist is published with C(status=absent) (and its C(id) only), so
+        that C(ansible_facts.oci_containers[id].status) can be tested without C(default()).
     type: list
     elements: str
     default: []
@@ -50,6 +53,16 @@ EXAMPLES = r'''
     restart: true
   when: ansible_facts.oci_containers.web.status == 'stopped'
 
+- name: Facts for the containers a play cares about, whether they exist or not
+  daemonless.oci.oci_container_facts:
+    name: [web, db]
+
+- name: Create db only where it does not exist yet
+  daemonless.oci.oci_container_state:
+    id: db
+    bundle: /srv/bundles/db
+  when: ansible_facts.oci_containers.db.status == 'absent'
+
 - name: Facts of the containers labelled app=web only
   daemonless.oci.oci_container_facts:
     labels:
@@ -63,24 +76,35 @@ ansible_facts:
   type: dict
   contains:
     oci_containers:
-      description: Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
+      description:
+        - Containers by id, each as M(daemonless.oci.oci_container_state) returns it.
+        - "An id named in O(name) that does not exist is here as C({\"id\": ID, \"status\": \"absent\"})."
       returned: always
       type: dict
       sample:
         "web": {"id": "web", "status": "running", "pid": 4242, "labels": {"app": "web"}}
+        "db": {"id": "db", "status": "absent"}
     oci_host:
       description: The host's container capabilities, as M(daemonless.oci.oci_container_info) returns them in RV(ignore:host).
       returned: always
       type: dict
+msg:
+  description: How many containers were found, and which ids named in O(name) are absent.
+  returned: always
+  type: str
+  sample: "1 container(s) in /run/ocirt; absent: db"
 '''
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import gather
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
+    absent_result, gather, selection_message)
 
 
 def main():
-    module, containers, dummy, host = gather()
-    module.exit_json(changed=False, ansible_facts=dict(oci_containers=dict((c['id'], c) for c in containers),
-                                                       oci_host=host))
+    module, containers, missing, host = gather()
+    published = dict((c['id'], c) for c in containers)
+    published.update((name, absent_result(name)) for name in missing)
+    module.exit_json(changed=False, msg=selection_message(containers, missing, module.params['state_root']),
+                     ansible_facts=dict(oci_containers=published, oci_host=host))
 
 
 if __name__ == '__main__':

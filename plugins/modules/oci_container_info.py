@@ -115,10 +115,17 @@ containers:
       type: bool
       returned: when O(logs_tail) or O(logs_since) is given
 missing:
-  description: Named containers that do not exist.
+  description:
+    - Named containers that do not exist (M(daemonless.oci.oci_container_facts) publishes the same ids
+      with C(status=absent)).
   returned: always
   type: list
   elements: str
+msg:
+  description: How many containers were found, and which named ids are absent.
+  returned: always
+  type: str
+  sample: "1 container(s) in /run/ocirt; absent: db"
 host:
   description: What the host offers containers.
   returned: always
@@ -172,13 +179,15 @@ host:
       returned: always
 '''
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import INFO_ARGSPEC, add_logs, gather
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
+    INFO_ARGSPEC, add_logs, gather, selection_message)
 
 
 def main():
     module, containers, missing, host = gather(INFO_ARGSPEC)
     add_logs(module, module.params['state_root'], containers)
-    module.exit_json(changed=False, containers=containers, missing=missing, host=host)
+    module.exit_json(changed=False, msg=selection_message(containers, missing, module.params['state_root']),
+                     containers=containers, missing=missing, host=host)
 
 
 if __name__ == '__main__':

@@ -35,14 +35,21 @@ options:
   bundle:
     description:
       - The bundle directory (C(config.json) and the root filesystem).
-      - Required unless O(state=absent).
+      - Required with O(state=created) and O(state=running). O(state=stopped) and O(state=absent) need only
+        O(id); with O(state=stopped) a bundle also creates a container that does not exist (left waiting)
+        and recreates one whose configuration changed.
+      - In check mode a bundle with no C(config.json) yet (made by an earlier M(daemonless.oci.oci_bundle)
+        task, itself in check mode) is not an error; the task reports that the container would be created
+        (or recreated).
     type: path
   state:
     description:
       - V(created) leaves the container's process waiting to be started.
       - V(running) starts it (creating it first if needed).
       - V(stopped) stops a running container gracefully (O(stop_signal), then SIGKILL after
-        O(stop_timeout)); a container that does not exist yet is created and left waiting.
+        O(stop_timeout)). Given O(bundle), a container that does not exist yet is created and left
+        waiting; without it, a container that does not exist is nothing to do (C(changed=false), and
+        RV(msg) says it does not exist).
       - V(absent) stops and deletes the container.
     type: str
     choices: [created, running, stopped, absent]
@@ -62,16 +69,75 @@ options:
       - V(exited) runs the container as a job, waits for it to finish (at most O(timeout)
         seconds), and returns RV(exit_code), RV(oom_killed) and RV(logs_lines). A finished job
         whose configuration is unchanged is not run again unless O(restart=true).
+      - V(healthy) (with O(healthcheck) and O(state=running)) waits until the health check passes,
+        at most O(timeout) seconds, and fails with the check's last output when the container turns
+        unhealthy, stops, or the time runs out; with C(serial), a play stops at the first host whose
+        new container is not healthy.
       - V(none) returns as soon as the container is in the wanted state.
     type: str
-    choices: [none, exited]
+    choices: [none, exited, healthy]
     default: none
   timeout:
-    description: Seconds to wait for a job with O(wait=exited); 0 waits without limit.
+    description:
+      - Seconds to wait with O(wait=exited) or O(wait=healthy); 0 waits without limit.
+      - A job still running then fails the task, with C(changed=true) when the task created or started it
+        and RV(container) as it is (the job is left running).
     type: int
     default: 300
+  restart_policy:
+    description:
+      - What the container's monitor does when the container's process exits by itself.
+      - V(no) leaves it stopped. V(on-failure) creates and starts it again after an exit code other
+        than 0 (or a kill), V(on-failure:N) at most N times, then gives up and says so
+        (RV(container.restart_gave_up)). V(always) and V(unless-stopped) restart it after any exit
+        (the two are the same here, as there is no daemon whose own restart would tell them apart).
+      - Restarts back off from 100 ms, doubling up to 5 minutes; after 10 seconds of running the
+        backoff starts again from 100 ms.
+      - A stop or removal asked for (O(state=stopped), O(state=absent), C(ocirt kill), C(ocirt delete))
+        is never undone by a restart.
+      - A container with C(process.terminal) cannot have a restart policy.
+      - Changing it recreates the container.
+    type: str
+    default: 'no'
+  healthcheck:
+    description:
+      - A health check the container's monitor runs in the container (as C(ocirt exec) does), every
+        O(healthcheck.interval). RV(container.health) reports V(starting), V(healthy) or V(unhealthy)
+        with the last check's exit code and output.
+      - Changing it recreates the container.
+    type: dict
+    suboptions:
+      test:
+        description:
+          - The command, as a list (argv, run as is) or a string (run with C(/bin/sh -c)).
+          - It passes when it exits 0.
+        type: raw
+        required: true
+      interval:
+        description: Time between checks, as podman writes it (V(30s), V(1m30s)) or a number of seconds. Default 30s.
+        type: raw
+      timeout:
+        description: Time a check may take; then its processes are killed and it has failed. Default 30s.
+        type: raw
+      retries:
+        description: Failures in a row that make the container unhealthy. Default 3.
+        type: int
+      start_period:
+        description: Time after the start during which failures do not count (a pass still makes it healthy). Default 0.
+        type: raw
+      on_failure:
+        description:
+          - What the monitor does when the container turns unhealthy.
+          - V(restart) kills and re-creates it (whatever O(restart_policy) says; it counts as a restart).
+          - V(kill) kills it, and it stays stopped.
+        type: str
+        choices: [none, restart, kill]
+        default: none
   stop_signal:
-    description: The signal that asks the container to stop (a name such as V(SIGTERM) or a number).
+    description:
+      - The signal that asks the container to stop (a name such as V(SIGTERM) or a number from 1 to 64).
+      - Checked before anything is done, whatever O(state); an unknown name or a number out of range fails
+        the task.
     type: str
     default: SIGTERM
   stop_timeout:
@@ -120,6 +186,50 @@ options:
       - Labels are part of the container's config, so adding, changing or removing one recreates the container.
       - A label name is 1 to 253 characters without control characters; a value at most 4096 characters.
     type: dict
+  secrets:
+    description:
+      - Files given to the container without being written into its bundle, its C(config.json), its state,
+        its log, the task's result or its diff.
+      - Each container's secrets are files on a host tmpfs, in a directory of its own under
+        C(/run/ocirt-secrets) (0700, root; a tmpfs is mounted there when C(/run) is none), bind-mounted
+        read-only, C(nosuid), C(nodev), C(noexec) at each target's directory inside the container, podman's
+        way. The directory shows only the secrets (the image's files there are hidden), and any re-creation of
+        the container finds them again. They are removed with the container (O(state=absent)).
+      - Targets are resolved inside the container's root filesystem; a symbolic link in the image cannot send
+        a secret out of it.
+      - The container keeps an annotation C(org.daemonless.oci.secrets.NAME) per secret, a salted HMAC of its
+        content, target, mode and owner, so that a changed secret recreates the container and an unchanged one
+        does not; the content cannot be read back from it.
+      - For a file on the controller, use O(secrets[].content) with C(lookup('file', ...)).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The secret's name (letters, digits, C(_), C(.), C(-)); its default file name.
+        type: str
+        required: true
+      content:
+        description: The secret itself. Never logged. One of O(secrets[].content) and O(secrets[].src) is required.
+        type: str
+      src:
+        description: A file on the managed host holding the secret (at most 512 KiB), read when the container is created.
+        type: path
+      target:
+        description:
+          - Where the container sees it. Default C(/run/secrets/NAME); a relative path is under C(/run/secrets).
+          - An absolute path elsewhere makes its directory a secrets-only mount, so it cannot be a directory
+            directly under C(/), nor inside another secret's directory.
+        type: str
+      mode:
+        description: The file's mode, as an octal string (C('0440')).
+        type: raw
+        default: '0400'
+      uid:
+        description: The owner, a uid inside the container (mapped through a user namespace). Default the container's user.
+        type: int
+      gid:
+        description: The group, a gid inside the container. Default the container's user's group.
+        type: int
 notes:
   - Run as root (C(become=true)) on Linux hosts.
 seealso:
@@ -151,6 +261,33 @@ EXAMPLES = r'''
     timeout: 600
   register: job
   failed_when: job.exit_code != 0
+
+- name: Run with a database password at /run/secrets/db_password, readable by the container's user only
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    secrets:
+      - name: db_password
+        content: "{{ vault_db_password }}"
+      - name: tls_key
+        content: "{{ lookup('ansible.builtin.file', 'files/web.key') }}"
+        target: /etc/web/tls/web.key
+        mode: '0440'
+        gid: 33
+- name: Run a supervised service and wait until it answers
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    restart_policy: on-failure:5
+    healthcheck:
+      test: [wget, -q, -O, /dev/null, "http://127.0.0.1:8080/health"]
+      interval: 10s
+      timeout: 3s
+      retries: 3
+      start_period: 30s
+      on_failure: restart
+    wait: healthy
+    timeout: 120
 
 - name: Stop gracefully, waiting up to 30 seconds
   daemonless.oci.oci_container_state:
@@ -239,8 +376,70 @@ container:
       type: dict
       returned: success
       sample: {"app": "web"}
+    restart_policy:
+      description: 'The restart policy its monitor applies.'
+      type: str
+      returned: success
+      sample: on-failure:5
+    restart_count:
+      description: 'How many times its monitor re-created it.'
+      type: int
+      returned: success
+    restart_times:
+      description: 'When (RFC 3339) the last restarts happened, oldest first (at most 20).'
+      type: list
+      elements: str
+      returned: success
+    last_exit_code:
+      description: 'The exit code of the last exit its monitor saw (null if none, or unknown).'
+      type: int
+      returned: success
+    last_exit_time:
+      description: 'When that exit happened (RFC 3339).'
+      type: str
+      returned: success
+    restart_gave_up:
+      description: 'Why the monitor stopped restarting it (for example V(gave up after 2 restarts (on-failure:2))), or null.'
+      type: str
+      returned: success
+    supervised:
+      description: 'Whether a live monitor is in charge of it.'
+      type: bool
+      returned: success
+    health:
+      description: 'Its health check''s status (null without O(healthcheck)).'
+      type: dict
+      returned: success
+      contains:
+        status:
+          description:
+            - 'V(starting), V(healthy), V(unhealthy), or V(stopped) once the container and its monitor are gone.'
+            - 'V(unhealthy) stays when that is how it ended.'
+          type: str
+        failing_streak:
+          description: 'Failed checks in a row.'
+          type: int
+        last_exit_code:
+          description: 'The last check''s exit code.'
+          type: int
+        last_output:
+          description: 'The end of the last check''s output (up to 2 KiB).'
+          type: str
+        last_check:
+          description: 'When the last check ended (RFC 3339).'
+          type: str
+msg:
+  description:
+    - What the task did (or would do in check mode) and where that leaves the container; for a job, its
+      exit code. On failure, the error, naming the container once.
+  returned: always
+  type: str
+  sample: "container web: create, start; running"
 actions:
-  description: What the task did (or would do in check mode), with the reason, in order.
+  description:
+    - What the task did (or would do in check mode), with the reason, in order.
+    - V(supervise) says that the container ran without a monitor (its monitor was killed) and that a
+      new monitor adopted it; that monitor cannot learn the exit code of a process it did not start.
   returned: always
   type: list
   elements: str
@@ -270,7 +469,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
     CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 
@@ -280,8 +479,11 @@ def main():
     require_cffi(module)
     try:
         result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)
-    except OCIError as exc:
-        module.fail_json(msg=container_state.failure_message(module.params['id'], exc))
+    except container_state.TaskFailed as exc:
+        module.fail_json(msg=container_state.failure_message(module.params['id'], exc), **exc.result)
+    except (OCIError, OSError, ValueError) as exc:
+        # OSError and ValueError: whatever the checks missed still fails as a message, never a traceback.
+        module.fail_json(msg=container_state.failure_message(module.params['id'], error_text(exc)))
     module.exit_json(**result)
 
 

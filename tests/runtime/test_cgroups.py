@@ -158,12 +158,34 @@ RESOURCE_CASES = [
 ]
 
 
+def missing_feature(resources, expected):
+    """Why this host's kernel cannot show EXPECTED (a hierarchy, swap accounting, an I/O weight, a
+    huge page controller or size it lacks), or None: such a case is skipped with the reason."""
+    for hierarchy, name, _value in expected:
+        if hierarchy not in HIERARCHIES:
+            return "the host has no %s cgroup hierarchy" % hierarchy
+        if hierarchy == "unified":
+            controller = name.split(".")[0]
+            if controller not in read(cg("unified", "/", "cgroup.controllers")).split():
+                return "the host's cgroup2 hierarchy has no %s controller" % controller
+        elif name and name.startswith("memory.memsw.") and not os.path.exists(cg(hierarchy, "/", name)):
+            return "the kernel does no swap accounting (no %s; boot with swapaccount=1)" % name
+    if "blockIO" in resources and _blkio_weight_file() is None:
+        return ("the host's I/O schedulers offer no blkio weight (no BFQ); "
+                "test_blkio_weight_without_a_weight_file_names_the_field covers this host")
+    for limit in resources.get("hugepageLimits") or []:
+        size_kb = int(limit["pageSize"][:-2]) * {"KB": 1, "MB": 1024, "GB": 1024 * 1024}[limit["pageSize"][-2:]]
+        if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-%dkB" % size_kb):
+            return "the kernel has no %s huge pages" % limit["pageSize"]
+    return None
+
+
 @pytest.mark.parametrize("resources,expected", [case[1:] for case in RESOURCE_CASES],
                          ids=[case[0] for case in RESOURCE_CASES])
 def test_resources_are_written_to_the_container_cgroup(ocirt, make_bundle, resources, expected):
-    if "blockIO" in resources and _blkio_weight_file() is None:
-        pytest.skip("the host's I/O schedulers offer no blkio weight (no BFQ); "
-                    "test_blkio_weight_without_a_weight_file_names_the_field covers this host")
+    reason = missing_feature(resources, expected)
+    if reason:
+        pytest.skip(reason)
     container_id, pid = run_detached(ocirt, make_bundle, config=with_resources(resources))
     path = "/ocirt/" + container_id
     for hierarchy, name, value in expected:

@@ -127,4 +127,5 @@ def test_failures_name_the_container_once(params, make_bundle):
 
 def test_absent_of_an_unknown_container_changes_nothing(params):
     result = container_state.run(params(state="absent"))
-    assert result == {"changed": False, "actions": [], "container": None}
+    assert result == {"changed": False, "actions": [], "container": None,
+                      "msg": "container %s: nothing to do; does not exist" % params()["id"]}

@@ -176,7 +176,8 @@ def test_the_manager_reaches_create(monkeypatch):
     for flag in (True, False):
         reconcile.apply("/nonexistent", "web", "/b", [reconcile.Action("create")],
                         reconcile.Options(systemd_cgroup=flag, log_max_files=3))
-    assert seen == [{"systemd_cgroup": True, "log_max_files": 3}, {"systemd_cgroup": False, "log_max_files": 3}]
+    # config (the desired config, container_state.desired) and supervision are passed as they are: None here.
+    assert seen == [dict(systemd_cgroup=flag, log_max_files=3, config=None, supervision=None) for flag in (True, False)]
 
 
 def test_the_module_plans_a_recreate_when_the_manager_changes(state_root, make_bundle, monkeypatch):

@@ -538,7 +538,7 @@ def test_log_writer_drop_notice_counts_bytes_of_output(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# monitor.exit_record, write_exit, oom_kills
+# monitor.exit_record, write_json, oom_kills
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code", [0, 1, 42, 255])
@@ -593,10 +593,11 @@ def test_exit_record_oom_killed_when_the_counter_grew(tmp_path):
     assert monitor.exit_record(9, 0, str(tmp_path / "missing"))["oomKilled"] is False
 
 
-def test_write_exit_writes_json(tmp_path):
-    record = {"exitCode": 137, "signal": "SIGKILL", "oomKilled": True, "finished": 'a "quoted" \\ time'}
-    monitor.write_exit(str(tmp_path), record)
+def test_write_json_writes_json(tmp_path):
+    record = {"exitCode": 137, "signal": "SIGKILL", "oomKilled": True, "finished": 'a "quoted" \\ time',
+              "output": "line\n\ttab \x01 \u00e9", "times": ["a", "b"], "nested": {"n": None, "f": 1.5}}
+    monitor.write_json(str(tmp_path), monitor.EXIT_FILE, record)
     with open(str(tmp_path / monitor.EXIT_FILE)) as handle:
         assert json.load(handle) == record
     assert os.listdir(str(tmp_path)) == [monitor.EXIT_FILE]
-    monitor.write_exit(str(tmp_path / "deleted"), record)  # a removed state dir is not an error
+    monitor.write_json(str(tmp_path / "deleted"), monitor.EXIT_FILE, record)  # a removed state dir is not an error  # a removed state dir is not an error

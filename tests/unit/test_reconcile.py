@@ -206,3 +206,25 @@ def test_options_pass_only_what_is_set_to_create():
 def test_status_after(current, verbs, after):
     actions = [reconcile.Action(verb, resources={"memory": {}}) for verb in verbs]
     assert reconcile.status_after(current, actions) == after
+
+
+# -- stopped without a bundle, and a bundle not made yet (check mode): issue 19 ------------------
+
+@pytest.mark.parametrize("status,expected", [
+    ("running", ["stop"]), ("paused", ["stop"]), ("created", []), ("stopped", []), (None, []),
+])
+def test_stopped_without_a_bundle_only_stops_what_runs(status, expected):
+    current = state(status) if status else None
+    assert describe(reconcile.plan(current, config() if current else None, None, None, "stopped")) == expected
+
+
+@pytest.mark.parametrize("status,expected", [
+    (None, ["create", "start"]),
+    ("running", ["stop: bundle /b not made yet", "delete: bundle /b not made yet",
+                 "create: recreate: bundle /b not made yet", "start"]),
+])
+def test_a_bundle_not_made_yet_plans_a_create(status, expected):
+    current = state(status) if status else None
+    actions = reconcile.plan(current, config() if current else None, None, "/b", "running",
+                             unknown="bundle /b not made yet")
+    assert describe(actions) == expected

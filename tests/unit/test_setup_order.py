@@ -21,6 +21,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol i
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init, mounts, process, seccomp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import NamespacePlan
 
+from helpers import poll
 from fake_syscalls import LOOKS_ONLY, RecordingSyscalls, index_of, names, public_functions, run_forked
 
 PR_CAPBSET_DROP = 24
@@ -36,6 +37,7 @@ MNT_DETACH = 2
 CLOSE_RANGE_CLOEXEC = 4
 START = "TEST:start"  # recorded by the test when it plays `start` (opens the exec fifo)
 READY = "TEST:ready"  # recorded by the child as it sends READY
+GO_SENT = "TEST:go"  # recorded by the test as it sends GO
 
 # A profile that denies mkdir with EPERM and allows the rest (the shape of runtime-tools' test).
 PROFILE = {"defaultAction": "SCMP_ACT_ALLOW",
@@ -100,15 +102,20 @@ def record_ready(channel, fake):
     channel.send = recording_send
 
 
-def run_create(tmp_path, config):
-    """Run create's container init under the fake; return (exit code, calls, answer on the exec fifo)."""
+def run_create(tmp_path, config, cgroups_before_fork=False):
+    """Run create's container init under the fake; return (exit code, calls, answer on the exec fifo).
+
+    CGROUPS_BEFORE_FORK: the cgroup was made before the fork (its directories in InitArgs), as
+    create does but with the systemd driver; the test then sends GO only once the init has made
+    every mount, recording GO_SENT as it does, which would hang an init that waited for it first."""
     fake = RecordingSyscalls(tmp_path / "calls.log")
     bundle, rootfs = make_bundle(tmp_path)
     fifo = str(tmp_path / "exec.fifo")
     os.mkfifo(fifo, 0o622)
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     channel, child_channel = Channel.pair()
-    args = container_init.InitArgs(config, rootfs, bundle, NamespacePlan(config), child_channel, fifo_fd, [], 0)
+    args = container_init.InitArgs(config, rootfs, bundle, NamespacePlan(config), child_channel, fifo_fd, [], 0,
+                                   {} if cgroups_before_fork else None)
     answer = []
 
     def child():
@@ -118,6 +125,9 @@ def run_create(tmp_path, config):
 
     def parent(pid):
         child_channel.close()
+        if cgroups_before_fork:
+            poll(lambda: _last_mount_made(fake.calls(), rootfs), "the init's mounts, made before GO")
+            fake.record(GO_SENT)
         channel.send(protocol.GO, cgroups={}, state={"ociVersion": "1.0.2", "id": "order", "status": "creating",
                                                      "pid": pid, "bundle": bundle},
                      runtime_hooks=False)
@@ -133,6 +143,14 @@ def run_create(tmp_path, config):
         channel.close()
         child_channel.close()
     return code, calls, answer[0] if answer else None
+
+
+def _last_mount_made(calls, rootfs):
+    """Whether the init has made its last mount (root.readonly's remount of the rootfs)."""
+    try:
+        return index_of(calls, "mount", lambda a: a[3] & MS_RDONLY and a[1] == rootfs) >= 0
+    except ValueError:
+        return False
 
 
 def run_exec(tmp_path, config):
@@ -221,6 +239,18 @@ def test_every_mount_comes_before_pivot_root_in_the_runtime_sequence_order(tmp_p
     assert calls[pivot + 3][2] == [".", MNT_DETACH] and calls[pivot + 4][2] == ["/"]
     assert "chroot" not in names(calls)
     assert not [call for call in calls[pivot + 3:] if call[1] in ("mount", "mknodat", "pivot_root")]
+
+
+def test_with_its_cgroup_made_before_the_fork_the_init_mounts_before_go_and_the_rest_waits_for_it(tmp_path):
+    """create makes the cgroup before forking: the init's mounts overlap the runtime's bookkeeping
+    and cgroup join, and only what needs the runtime (the kernel settings on: JOINED) waits."""
+    code, calls, answer = run_create(tmp_path, container_config(), cgroups_before_fork=True)
+    assert code == 0 and answer == protocol.FIFO_STARTED, (code, answer, names(calls))
+    go = index_of(calls, GO_SENT)
+    assert [c for c in calls[:go] if c[1] == "mount"], "no mount before GO"
+    pivot = index_of(calls, "pivot_root")
+    assert not [c for c in calls[go:pivot] if c[1] in ("mount", "mknodat")], names(calls[go:pivot])
+    assert go < index_of(calls, "sethostname") < index_of(calls, "pivot_root") < index_of(calls, READY)
 
 
 def test_without_a_mount_namespace_the_root_switch_is_a_chroot_and_nothing_is_mounted(tmp_path):

@@ -23,7 +23,7 @@ STATE_ROOT_ARGSPEC = dict(state_root=dict(type='path', default=DEFAULT_ROOT))
 BUNDLE_CONFIG_OPTIONS = ('args', 'env', 'cwd', 'user', 'hostname', 'terminal', 'readonly_rootfs', 'mounts',
                          'capabilities', 'namespaces', 'devices', 'sysctl', 'annotations', 'memory', 'memory_swap',
                          'memory_reservation', 'cpus', 'cpu_shares', 'cpuset_cpus', 'pids_limit', 'cgroups_path',
-                         'config')
+                         'config', 'env_file')
 
 
 def bundle_argument_spec():
@@ -38,6 +38,7 @@ def bundle_argument_spec():
         mounts=dict(type='list', elements='dict'),
         namespaces=dict(type='list', elements='raw'),
         devices=dict(type='list', elements='dict'),
+        env_file=dict(type='list', elements='path'),
     )
     # The options that are a type and nothing more (no default, no choices).
     for type_name, names in (
@@ -49,6 +50,35 @@ def bundle_argument_spec():
         spec.update((name, dict(type=type_name)) for name in names)
     spec.update(STATE_ROOT_ARGSPEC)
     return spec
+
+
+def secrets_argument_spec():
+    """oci_container_state's secrets option (_ansible/secrets.py), a new dict each call. Each content is
+    no_log, so Ansible masks it in every output; the list itself is not secret (no_log=False tells
+    validate-modules so)."""
+    return dict(secrets=dict(type='list', elements='dict', no_log=False, options=dict(
+        name=dict(type='str', required=True),
+        content=dict(type='str', no_log=True),
+        src=dict(type='path'),
+        target=dict(type='str'),
+        mode=dict(type='raw', default='0400'),
+        uid=dict(type='int'),
+        gid=dict(type='int'),
+    ), mutually_exclusive=[('content', 'src')], required_one_of=[('content', 'src')]))
+
+
+# Supervision by the container's monitor (_ansible/supervision.py); durations as podman writes them.
+SUPERVISION_ARGSPEC = dict(
+    restart_policy=dict(type='str', default='no'),
+    healthcheck=dict(type='dict', options=dict(
+        test=dict(type='raw', required=True),
+        interval=dict(type='raw'),
+        timeout=dict(type='raw'),
+        retries=dict(type='int'),
+        start_period=dict(type='raw'),
+        on_failure=dict(type='str', default='none', choices=['none', 'restart', 'kill']),
+    )),
+)
 
 
 def container_state_argument_spec():
@@ -64,7 +94,7 @@ def container_state_argument_spec():
         state=dict(type='str', default='running', choices=['created', 'running', 'stopped', 'absent']),
         recreate=dict(type='bool', default=False),
         restart=dict(type='bool', default=False),
-        wait=dict(type='str', default='none', choices=['none', 'exited']),
+        wait=dict(type='str', default='none', choices=['none', 'exited', 'healthy']),
         timeout=dict(type='int', default=DEFAULT_JOB_TIMEOUT),
         stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
         stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
@@ -74,6 +104,8 @@ def container_state_argument_spec():
         logs_lines=dict(type='int', default=DEFAULT_LOGS_LINES),
         cgroup_manager=dict(type='str', choices=list(CGROUP_MANAGERS)),
     )
+    spec.update(secrets_argument_spec())
+    spec.update(SUPERVISION_ARGSPEC)
     # Labels: annotations org.daemonless.oci.label.<key> of the container's config (_ansible/labels.py).
     spec.update(labels=dict(type='dict'))
     spec.update(STATE_ROOT_ARGSPEC)
@@ -81,5 +113,5 @@ def container_state_argument_spec():
 
 
 # oci_container_state's cross-option rules, as AnsibleModule's required_if takes them.
-CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle']),
-                               ('state', 'stopped', ['bundle'])]
+# Stopping or removing a container needs only its id; `stopped` with a bundle also creates a missing one.
+CONTAINER_STATE_REQUIRED_IF = [('state', 'created', ['bundle']), ('state', 'running', ['bundle'])]

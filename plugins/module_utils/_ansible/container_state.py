@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, reconcile
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, reconcile, secrets, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -19,6 +19,17 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import Container
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_signal
+
+
+class TaskFailed(OCIError):
+    """The task failed after it changed the host (a job that outlived its timeout, a container that did
+    not become healthy): RESULT says what it did (changed, actions, container), for the module's
+    failure result."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
 
 
 def default_cgroup_manager(systemd_is_pid1, layout_mode):
@@ -59,7 +70,25 @@ def desired(bundle_config, params, manager):
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
     config = labels.with_labels(config, params.get("labels"))
+    config = secrets.with_secrets(config, params)
+    config = supervision.with_supervision(config, params)
     return config
+
+
+def apply_with_secrets(root, container_id, bundle, actions, options, params):
+    """reconcile.apply, with the task's secrets written before a create (so a failure leaves the old
+    container as it was) and removed with the container (absent, or a create that failed)."""
+    creates = any(action.verb == "create" for action in actions)
+    if creates:
+        secrets.deliver(options.config, params)
+    try:
+        reconcile.apply(root, container_id, bundle, actions, options)
+    except BaseException:
+        if creates and observe(root, container_id)[0] is None:
+            secrets.remove(root, container_id)
+        raise
+    if params["state"] == "absent":
+        secrets.remove(root, container_id)
 
 
 def observe(root, container_id):
@@ -86,6 +115,28 @@ def log_tail(root, container_id, count):
     return [record.text.decode("utf-8", "replace") for record in records]
 
 
+def bundle_config(bundle, check_mode):
+    """(the bundle's config, None), or in check mode, when no config.json is there yet, (None, why):
+    the oci_bundle task before this one made nothing in check mode, and the plan still must be told."""
+    if not os.path.lexists(os.path.join(bundle, "config.json")):
+        if check_mode:
+            return None, "bundle %s not made yet (check mode)" % bundle
+        raise OCIError("bundle: %s has no config.json (make the bundle with daemonless.oci.oci_bundle first)"
+                       % bundle)
+    return spec.load_bundle(bundle)[0], None
+
+
+def summary(container_id, actions, status, check_mode=False, exit_code=None):
+    """The result's msg: what the task did (or would do) and where that leaves the container."""
+    done = ", ".join(actions) if actions else "nothing to do"
+    if check_mode and actions:
+        done = "would " + done
+    now = "does not exist" if status == "absent" else status
+    if exit_code is not None:
+        now = "job exited with code %s" % exit_code
+    return "container %s: %s; %s%s" % (container_id, done, now, " (check mode)" if check_mode else "")
+
+
 def failure_message(container_id, exc):
     """The task's error: the runtime's message, naming the container once."""
     message = str(exc)
@@ -101,6 +152,9 @@ def run(params, check_mode=False, diff=False):
     for name in ("timeout", "logs_lines"):
         if params[name] < 0:
             raise OCIError("%s: must be 0 or more, not %d" % (name, params[name]))
+    parse_signal(params["stop_signal"], "stop_signal")  # before anything is read or done, whatever the state
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise OCIError("state_root: %s is not a directory" % root)
     # Deleting needs no manager: the container's cgroup (or scope) is recorded with it.
     absent = params["state"] == "absent"
     manager = None if absent else params.get("cgroup_manager") or host_cgroup_manager()
@@ -111,17 +165,25 @@ def run(params, check_mode=False, diff=False):
         if reason:
             raise OCIError("cgroup_manager=systemd: %s; use cgroup_manager=cgroupfs" % reason)
     current, current_config = observe(root, container_id)
-    desired_config = bundle = None
-    if not absent:
+    desired_config = bundle = unknown = None
+    if not absent and params.get("bundle"):  # stopped needs no bundle: it only stops what runs
         bundle = os.path.abspath(params["bundle"])
-        desired_config = desired(spec.load_bundle(bundle)[0], params, manager)
+        bundle_cfg, unknown = bundle_config(bundle, check_mode)
+        if bundle_cfg is not None:
+            desired_config = desired(bundle_cfg, params, manager)
     options = reconcile.Options(stop_signal=params["stop_signal"], stop_timeout=params["stop_timeout"],
                                 log_path=params["log_path"], log_max_size=params["log_max_size"],
                                 log_max_files=params["log_max_files"],
-                                systemd_cgroup=manager == "systemd", config=desired_config)
+                                systemd_cgroup=manager == "systemd", config=desired_config,
+                                supervision=None if absent else supervision.supervision_of(params))
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
-                             recreate=params["recreate"], restart=params["restart"], job=job)
+                             recreate=params["recreate"], restart=params["restart"], job=job, unknown=unknown)
+    adopt = supervision.adoption(current, actions)
+    if adopt is not None:
+        actions.append(adopt)
+    if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
+        raise OCIError("wait=healthy: needs a healthcheck and state=running")
     result = dict(changed=bool(actions), actions=[action.describe() for action in actions])
     if not absent:
         result["cgroup_manager"] = manager
@@ -131,13 +193,27 @@ def run(params, check_mode=False, diff=False):
             after=dict(status=reconcile.status_after(current, actions), config=desired_config or {}))
     if check_mode:
         result["container"] = container_result(current)
+        result["msg"] = summary(container_id, result["actions"], reconcile.status_after(current, actions), True)
         return result
-    reconcile.apply(root, container_id, bundle, actions, options)
+    apply_with_secrets(root, container_id, bundle, actions, options, params)
     final = observe(root, container_id)[0]
     if job and final is not None:
-        final = lifecycle.wait(root, container_id, timeout=params["timeout"] or None)
+        try:
+            final = lifecycle.wait(root, container_id, timeout=params["timeout"] or None)
+        except OCIError as exc:
+            result["container"] = container_result(observe(root, container_id)[0])
+            raise TaskFailed(str(exc), result)
         result["exit_code"] = final.get("exitCode")
         result["oom_killed"] = bool(final.get("oomKilled"))
         result["logs_lines"] = log_tail(root, container_id, params["logs_lines"])
+    if params["wait"] == "healthy" and final is not None:
+        try:
+            final = supervision.wait_healthy(lambda: observe(root, container_id)[0], container_id, params["timeout"])
+        except OCIError as exc:
+            # As for a job: the task made or started the container, and says so with the failure.
+            result["container"] = container_result(observe(root, container_id)[0])
+            raise TaskFailed(str(exc), result)
     result["container"] = container_result(final)
+    result["msg"] = summary(container_id, result["actions"], final["status"] if final else "absent",
+                            exit_code=result.get("exit_code"))
     return result

@@ -55,7 +55,24 @@ def container_result(state):
         'cgroup_path': state.get('cgroupPath'),
         'annotations': state.get('annotations') or {},
         'labels': labels.from_annotations(state.get('annotations')),
+        # Supervision (only for a container with a restart policy or a health check).
+        'restart_policy': state.get('restartPolicy', 'no'),
+        'restart_count': state.get('restartCount', 0),
+        'restart_times': state.get('restartTimes') or [],
+        'last_exit_code': state.get('lastExitCode'),
+        'last_exit_time': state.get('lastExitTime'),
+        'restart_gave_up': state.get('gaveUp'),
+        'supervised': bool(state.get('monitorPid')),
+        'health': _health_result(state.get('health')),
     }
+
+
+def _health_result(health):
+    if not health:
+        return None
+    return {'status': health.get('status'), 'failing_streak': health.get('failingStreak', 0),
+            'last_exit_code': health.get('lastExitCode'), 'last_output': health.get('lastOutput') or '',
+            'last_check': health.get('lastCheck')}
 
 
 def gather(argument_spec=None):
@@ -68,8 +85,8 @@ def gather(argument_spec=None):
     try:
         states = list_containers(module.params['state_root'])
         host = host_capabilities()
-    except OCIError as exc:
-        module.fail_json(msg=str(exc))
+    except (OCIError, OSError, ValueError) as exc:
+        module.fail_json(msg="state_root %s: %s" % (module.params['state_root'], error_text(exc)))
     wanted = module.params['name']
     found = set(s['id'] for s in states)
     containers = [container_result(s) for s in states if not wanted or s['id'] in wanted]
@@ -100,3 +117,28 @@ def add_logs(module, root, containers):
             container.update(log_entries=entries, logs=[e['text'] for e in entries], logs_truncated=truncated)
     except OCIError as exc:
         module.fail_json(msg=str(exc))
+
+
+def error_text(exc):
+    """An error a module reports: an OSError as its path and reason (no errno), anything else as itself.
+
+    Modules catch OSError and ValueError at their boundary, after their own
+    checks, so that whatever those missed still ends in a message, never a traceback.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else exc.strerror
+    return str(exc)
+
+
+def absent_result(container_id):
+    """A container asked for by name that does not exist, as the facts publish it: status absent, so that
+    `ansible_facts.oci_containers[id].status` works in a condition without default()."""
+    return {'id': container_id, 'status': 'absent'}
+
+
+def selection_message(containers, missing, state_root):
+    """The info and facts modules' msg: how many containers were found, and which ids asked for were not."""
+    text = "%d container(s) in %s" % (len(containers), state_root)
+    if missing:
+        text += "; absent: %s" % ", ".join(missing)
+    return text

@@ -100,11 +100,14 @@ class Action:
 
 
 def plan(current, current_config, desired_config, desired_bundle, want, recreate=False, restart=False,
-         job=False):
+         job=False, unknown=None):
     """The actions that take a container from CURRENT (its state dict, or None) to WANT.
 
     WANT is created, running, stopped or absent. JOB: a stopped container of
-    the same config is a finished job, not one to start again.
+    the same config is a finished job, not one to start again. Stopped with
+    no DESIRED_BUNDLE only stops what runs. UNKNOWN: why DESIRED_CONFIG is not
+    known (check mode before an earlier task made the bundle); an existing
+    container is then planned as recreated for that reason.
     """
     actions = []
     status = current["status"] if current else None
@@ -114,10 +117,14 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
         if current:
             actions.append(Action("delete"))
         return actions
+    if want == "stopped" and desired_bundle is None:
+        return [Action("stop")] if status in ("running", "paused") else []
     if current:
         reasons = []
         updates = {}
-        if current.get("bundle") != desired_bundle:
+        if unknown:
+            reasons.append(unknown)
+        elif current.get("bundle") != desired_bundle:
             reasons.append("bundle changed from %s to %s" % (current.get("bundle"), desired_bundle))
         if not reasons:
             updates, reasons = compare(current_config, desired_config)
@@ -166,7 +173,7 @@ class Options:
     """
 
     def __init__(self, stop_signal=DEFAULT_STOP_SIGNAL, stop_timeout=DEFAULT_STOP_TIMEOUT, log_path=None,
-                 log_max_size=None, log_max_files=None, systemd_cgroup=False, config=None):
+                 log_max_size=None, log_max_files=None, systemd_cgroup=False, config=None, supervision=None):
         self.stop_signal = parse_signal(stop_signal, "stop_signal")
         if stop_timeout < 0:
             raise OCIError("stop_timeout: must be 0 or more seconds, not %s" % stop_timeout)
@@ -183,6 +190,8 @@ class Options:
         # The config a new container is created from: the bundle's, with what the task adds to it
         # (container_state.desired_config); None reads the bundle's config.json.
         self.config = config
+        # What the new container's monitor supervises (supervise.checked_supervision's record), or None.
+        self.supervision = supervision
 
 
 def stop(root, container_id, signum, timeout, poll=0.05):
@@ -218,12 +227,14 @@ def apply(root, container_id, bundle, actions, options):
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
             create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
-                                    config=options.config, **options.log)
+                                    config=options.config, supervision=options.supervision, **options.log)
         elif action.verb == "start":
             lifecycle.start(root, container_id)
         elif action.verb == "resume":
             lifecycle.pause(root, container_id, frozen=False)
         elif action.verb == "update":
             lifecycle.update(root, container_id, action.resources)
+        elif action.verb == "supervise":
+            create.adopt_monitored(root, container_id)
         else:
             raise OCIError("unknown action %s" % action.verb)

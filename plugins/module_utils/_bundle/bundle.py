@@ -23,6 +23,7 @@ import shutil
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
@@ -156,17 +157,60 @@ def _protect(path, access):
 def users_of(path, state_root):
     """Ids of the containers in STATE_ROOT created from the bundle at PATH."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
-    return [s["id"] for s in list_containers(state_root) if s.get("bundle") == path]
+    try:
+        states = list_containers(state_root)
+    except OSError as exc:
+        raise OCIError("state_root %s: %s" % (state_root, exc.strerror))
+    return [s["id"] for s in states if s.get("bundle") == path]
+
+
+def _check_path(path):
+    """The directories a bundle at PATH needs made (PATH first, outermost last), or an error naming path:
+    it must be a directory, or not exist yet under directories. A symlink is refused: the bundle would
+    be written, and later removed, wherever it points."""
+    if os.path.islink(path):
+        raise OCIError("path: %s is a symbolic link (to %s); give the directory itself" % (path, os.readlink(path)))
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OCIError("path: %s exists and is not a directory" % path)
+    missing = []
+    parent = path
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if missing and not os.path.isdir(parent):
+        raise OCIError("path: %s cannot be made, %s is not a directory" % (path, parent))
+    return missing
+
+
+def message(path, actions, check_mode):
+    """oci_bundle's msg: what was done (or would be) to the bundle."""
+    if not actions:
+        return "bundle %s: up to date" % path
+    return "bundle %s: %s%s" % (path, "would " if check_mode else "", "; ".join(actions))
 
 
 def ensure(path, options, source=None, reference=None, platform=None, copy=False, state_root=None,
            check_mode=False, max_unpacked_size=None):
-    """Make the bundle at PATH match; return dict(changed, actions, config, before/after texts, digests).
+    """Make the bundle at PATH match; return dict(changed, actions, msg, config, before/after texts, digests).
 
     MAX_UNPACKED_SIZE: what an unpacked root filesystem may take (bytes or a
     size such as 2G); default the free space of the bundle's filesystem less 5 %.
+    All or nothing: a failure (a corrupt image, a bad option) removes the
+    directories this call made, and leaves an existing bundle as it was.
     """
     path = os.path.abspath(path)
+    made = _check_path(path)
+    try:
+        outcome = _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size)
+    except BaseException:
+        if made and not check_mode:
+            shutil.rmtree(made[-1], ignore_errors=True)
+        raise
+    outcome["msg"] = message(path, outcome["actions"], check_mode)
+    return outcome
+
+
+def _ensure(path, options, source, reference, platform, copy, state_root, check_mode, max_unpacked_size):
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
     max_size = _max_size(max_unpacked_size)
     access = _access(bundle_config.build_config(options))
@@ -178,7 +222,12 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     rootfs_path = ROOTFS
     image_digest = stamp.get("image_digest")
     image_config = stamp.get("image_config")
-    if source is not None:
+    if source is not None and check_mode and not os.path.lexists(os.path.abspath(source)):
+        # An earlier task (a copy, a download) makes it, and in check mode did not: report, do not fail.
+        actions.append("unpack %s into %s (it does not exist yet: check mode)"
+                       % (os.path.abspath(source), os.path.join(path, ROOTFS)))
+        new_stamp = stamp
+    elif source is not None:
         source = os.path.abspath(source)
         kind = source_kind(source)
         if kind != "oci-layout" and (reference or platform):
@@ -206,7 +255,9 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         if stamp.get("kind") == "directory" and stamp.get("key", "").startswith("in-place:"):
             rootfs_path = stamp["source"]
         new_stamp = stamp
-    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path)
+    rootfs_dir = rootfs_path if os.path.isabs(rootfs_path) else os.path.join(path, rootfs_path)
+    config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path,
+                                        resolve_user=_user_resolver(rootfs_dir))
     after = json.dumps(config, indent=2, sort_keys=True) + "\n"
     config_file = os.path.join(path, CONFIG)
     try:
@@ -233,6 +284,14 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
         "before": before,
         "after": after,
     }
+
+
+def _user_resolver(rootfs_dir):
+    """User names resolve through the image's own files; in check mode before the first unpack
+    there is no rootfs yet, and names stay unresolved (uid 0) in the reported config."""
+    if not os.path.isdir(rootfs_dir):
+        return None
+    return lambda value, field: users.resolve_in(rootfs_dir, value, field)
 
 
 def _replace_rootfs(path, kind, source, reference, platform, state_root, max_size):
@@ -270,6 +329,9 @@ def remove(path, state_root, force=False, check_mode=False):
     """state=absent: delete the bundle directory; refuse while containers use it, unless FORCE."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import delete
     path = os.path.abspath(path)
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        raise OCIError("path: %s is not a bundle directory (a %s); left as it is"
+                       % (path, "symbolic link" if os.path.islink(path) else "file"))
     users = users_of(path, state_root) if state_root else []
     if users and not force:
         raise OCIError("bundle %s is used by container(s) %s; delete them first or use force"
@@ -282,4 +344,5 @@ def remove(path, state_root, force=False, check_mode=False):
             delete(state_root, cid, force=True)
         if os.path.lexists(path):
             shutil.rmtree(path)
-    return {"changed": bool(actions), "actions": actions, "path": path}
+    return {"changed": bool(actions), "actions": actions, "path": path,
+            "msg": message(path, actions, check_mode) if actions else "bundle %s: absent already" % path}

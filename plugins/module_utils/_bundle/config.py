@@ -5,9 +5,10 @@
 
 Precedence, lowest first: spec.default_config() (what `runc spec` writes),
 the image config (Entrypoint+Cmd, Env, WorkingDir, User), the task's named
-options, and last the task's `config` dict merged over everything for
+options (env_file's variables before env's), and last the task's `config` dict merged over everything for
 fields the options do not name. The result is validated by spec.validate.
 """
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import env_file, users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio, spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import is_digits, parse_size
@@ -23,17 +24,25 @@ def _env_dict(entries):
     return result
 
 
-def _user(value, field):
-    """process.user from 1000, '1000', '1000:1000' (names need the image's /etc/passwd: not here)."""
+def _user(value, field, resolve_user=None):
+    """process.user from 1000, '1000:1000', 'name', 'name:group': through RESOLVE_USER (users.resolve_in
+    bound to the rootfs) when given; without it (no rootfs yet) a name stays unresolved as uid 0."""
+    if resolve_user is not None:
+        return resolve_user(value, field)
     text = str(value)
+    if not users.is_numeric(text):
+        return {"uid": 0, "gid": 0}
     uid, _sep, gid = text.partition(":")
     if not is_digits(uid) or (gid and not is_digits(gid)):
         raise OCIError("%s: %r must be numeric, uid or uid:gid" % (field, value))
     return {"uid": int(uid), "gid": int(gid) if gid else 0}
 
 
-def build_config(options, image_config=None, rootfs_path="rootfs"):
-    """The config.json dict for OPTIONS (oci_bundle's, None meaning unset)."""
+def build_config(options, image_config=None, rootfs_path="rootfs", resolve_user=None):
+    """The config.json dict for OPTIONS (oci_bundle's, None meaning unset).
+
+    RESOLVE_USER(value, field): process.user for a user option, names looked up in the image.
+    """
     config = spec.default_config()
     config["root"]["path"] = rootfs_path
     process = config["process"]
@@ -47,11 +56,15 @@ def build_config(options, image_config=None, rootfs_path="rootfs"):
         process["args"] = image_args
     if image.get("WorkingDir"):
         process["cwd"] = image["WorkingDir"]
-    if image.get("User") and is_digits(str(image["User"]).partition(":")[0]):
-        process["user"] = _user(image["User"], "image User")
+    if image.get("User") and (resolve_user is not None or is_digits(str(image["User"]).partition(":")[0])):
+        process["user"] = _user(image["User"], "image User", resolve_user)
 
     if options.get("args") is not None:
         process["args"] = list(options["args"])
+    if options.get("env_file"):
+        env = _env_dict(process["env"])
+        env.update(env_file.read_all(options["env_file"]))
+        process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("env"):
         env = _env_dict(process["env"])
         env.update((str(k), str(v)) for k, v in options["env"].items())
@@ -59,7 +72,7 @@ def build_config(options, image_config=None, rootfs_path="rootfs"):
     if options.get("cwd") is not None:
         process["cwd"] = options["cwd"]
     if options.get("user") is not None:
-        process["user"] = _user(options["user"], "user")
+        process["user"] = _user(options["user"], "user", resolve_user)
     if options.get("terminal") is not None:
         process["terminal"] = options["terminal"]
     if options.get("hostname") is not None:

@@ -11,11 +11,15 @@ container's first process ("init", setup/container_init.py), in this order:
   ACK       runtime -> intermediate: the maps are written; it takes root there
             and forks the init (pid and time namespaces apply to children).
   PID       intermediate -> runtime: the init's pid ("pid"); the intermediate exits.
-  GO        runtime -> init: its pid and cgroup are recorded; carries the cgroup
-            directories ("cgroups", for cgroup mounts), the state ("state", for
-            hooks and a seccomp listener) and whether prestart/createRuntime hooks
-            run ("runtime_hooks"). The init makes its mounts meanwhile the runtime
-            puts it in its cgroups, then
+  GO        runtime -> init: its pid is recorded; carries the cgroup directories
+            ("cgroups"), the state ("state", for hooks and a seccomp listener) and
+            whether prestart/createRuntime hooks run ("runtime_hooks"). The cgroup
+            is made before the fork and the init has its directories from the
+            start: it makes its mounts (a cgroup mount binds them) at once, while
+            the runtime records its pid, sends GO and puts it in its cgroups, and
+            reads GO after them. With the systemd driver, which makes the cgroup
+            only once the pid is known, the init waits for GO before its mounts.
+            Then
   JOINED    runtime -> init: it is in its cgroups; it applies the kernel settings.
   MOUNTED   init -> runtime, only when prestart or createRuntime hooks exist:
             the runtime runs them in its own namespaces, then

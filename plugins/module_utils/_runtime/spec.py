@@ -261,8 +261,9 @@ def validate(config: "Any") -> None:
         check.string(mount.get("source"), field + ".source")
         check.strings(mount.get("options"), field + ".options")
     _validate_linux(check, check.obj(config.get("linux"), "linux"))
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
-    hooks.validate(config.get("hooks"))
+    if config.get("hooks") is not None:  # hooks.py is imported only for a config that has them
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+        hooks.validate(config["hooks"])
 
 
 def validate_process(check: Checker, process: "dict[str, Any]") -> None:

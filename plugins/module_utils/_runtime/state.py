@@ -34,6 +34,11 @@ STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 EXIT_FILE = "exit.json"  # written by the monitor (monitor.EXIT_FILE)
 CONFIG_COPY = "config.json"
+# Supervision (monitor/supervise.py): kill and delete write STOP_MARKER, under the lock, before they
+# signal, so that the monitor does not restart what was stopped on purpose; the monitor writes
+# SUPERVISION_FILE (restarts, health).
+STOP_MARKER = "stop-requested"  # monitor.STOP_MARKER
+SUPERVISION_FILE = "supervision.json"  # monitor.SUPERVISION_FILE
 # How long delete --force (or a failed create) waits for a killed process to be gone.
 EXIT_WAIT_SECONDS = 10.0
 
@@ -161,9 +166,16 @@ class Container:
         self._record = record
 
     def update(self, **fields: "Any") -> "dict[str, Any]":
+        record = self.stage(**fields)
+        self.write(record)
+        return record
+
+    def stage(self, **fields: "Any") -> "dict[str, Any]":
+        """Change the record in memory only; the next update writes it. For what a crash before
+        that write may lose: each write costs every create, and one per transition is the aim."""
         record = dict(self.read())
         record.update(fields)
-        self.write(record)
+        self._record = record
         return record
 
     def status(self) -> str:
@@ -228,7 +240,35 @@ class Container:
             state["monitorPid"] = monitor.get("pid") if self.monitor_alive() else 0
             if status == STOPPED:
                 state.update(self.exit_info())
+            if record.get("supervision"):
+                state.update(self.supervision_info(status))
         return state
+
+    def supervision_info(self, status: str) -> "dict[str, Any]":
+        """The restart policy, restarts and health (from the monitor's supervision.json), and whether a
+        live monitor supervises the container."""
+        try:
+            with open(self.path(SUPERVISION_FILE), "rb") as handle:
+                info = jsonio.loads(handle.read())
+        except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        supervision = self.read().get("supervision") or {}
+        count = info.get("restartCount")
+        result = {"restartPolicy": supervision.get("restart", "no"),
+                  "restartCount": count if isinstance(count, int) and not isinstance(count, bool) else 0,
+                  "supervised": self.monitor_alive()}
+        for key in ("restartTimes", "lastExitCode", "lastExitTime", "gaveUp"):
+            if key in info:  # a null lastExitCode says the exit was not ours to learn (an adopted container)
+                result[key] = info[key]
+        if supervision.get("healthcheck"):
+            recorded = info.get("health")
+            health: "dict[str, Any]" = dict(recorded) if isinstance(recorded, dict) else {"status": "starting"}
+            if status == STOPPED and not result["supervised"] and health.get("status") != "unhealthy":
+                health["status"] = "stopped"  # no check runs any more; "unhealthy" stays: it says why it ended
+            result["health"] = health
+        return result
 
     def monitor_alive(self) -> bool:
         monitor = self.read().get("monitor") or {}
@@ -239,8 +279,11 @@ class Container:
         try:
             with open(self.path(EXIT_FILE), "rb") as handle:
                 info = jsonio.loads(handle.read())
-            return {"exitCode": info.get("exitCode"), "exitSignal": info.get("signal"),
-                    "oomKilled": bool(info.get("oomKilled")), "finished": info.get("finished")}
+            result = {"exitCode": info.get("exitCode"), "exitSignal": info.get("signal"),
+                      "oomKilled": bool(info.get("oomKilled")), "finished": info.get("finished")}
+            if info.get("exitReason"):
+                result["exitReason"] = info["exitReason"]  # an adopted container's (monitor.ADOPTED_EXIT)
+            return result
         except (OSError, ValueError):
             pass
         if self.monitor_alive():

@@ -137,6 +137,23 @@ def resolve_path(cgroups_path, container_id):
     return RUNTIME_PARENT + "/" + "/".join(parts)
 
 
+def refuse_taken_default(layout, path, container_id):
+    """Refuse, before anything is made, a container whose default cgroup PATH (RUNTIME_PARENT/<id>) holds
+    processes: the same id's container of another state root runs there. The default path is kept
+    the same for every state root (runc's and every existing container's), so two roots share it."""
+    for hierarchy in layout.hierarchies:
+        procs = os.path.join(hierarchy.mountpoint, path.lstrip("/"), "cgroup.procs")
+        try:
+            with open(procs) as handle:
+                taken = bool(handle.read().strip())
+        except OSError:
+            continue
+        if taken:
+            raise OCIError("container %s: its cgroup %s is in use by a container of the same id in another state "
+                           "root; delete that one, choose another id, or give this one its own linux.cgroupsPath "
+                           "(oci_bundle's cgroups_path)" % (container_id, path))
+
+
 def systemd_scope(cgroups_path, container_id):
     """The systemd scope (systemd.Scope) linux.cgroupsPath names in the form slice:prefix:name,
     or None for a plain path; an error where no systemd manager is reachable."""

@@ -211,15 +211,14 @@ class Stream:
         return [(b"%s %s P %s\n" % (timestamp().encode(), self.name, piece), len(piece))]
 
 
-def write_exit(state_dir, record):
+def write_json(state_dir, name, record):
     # Its own temp + rename, not atomicfile.write: this file imports nothing of the package (see above).
-    path = os.path.join(state_dir, EXIT_FILE)
+    path = os.path.join(state_dir, name)
     tmp = path + ".tmp"
-    body = "{%s}" % ", ".join('"%s": %s' % (key, _json_value(value)) for key, value in record.items())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, body.encode())
+            os.write(fd, json_text(record).encode("utf-8", "replace"))
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -227,15 +226,25 @@ def write_exit(state_dir, record):
         pass  # deleted under us: nobody is left to read it
 
 
-def _json_value(value):
-    # Only the simple values of the exit record: no json import (memory matters here).
+# JSON string escapes: the control characters, the quote and the backslash (no json import: memory).
+_ESCAPES = dict((code, "\\u%04x" % code) for code in range(32))
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def json_text(value):
+    """VALUE (None, bool, int, float, str, list, dict of those) as JSON."""
     if value is None:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"%s"' % value.translate(_ESCAPES)
+    if isinstance(value, dict):
+        return "{%s}" % ", ".join("%s: %s" % (json_text(key), json_text(item)) for key, item in value.items())
+    return "[%s]" % ", ".join(json_text(item) for item in value)
 
 
 def signal_name(signum):
@@ -245,9 +254,16 @@ def signal_name(signum):
     return str(signum)
 
 
+ADOPTED_EXIT = ("unknown: this monitor adopted the running container after the one that started it "
+                "was killed, and only a parent learns a process's exit code")
+
+
 def exit_record(status, oom_before, oom_path):
+    """STATUS: a wait status, or None when the process was not ours to reap (adopted)."""
     record = {"exitCode": None, "signal": None, "oomKilled": False, "finished": timestamp()}
-    if os.WIFEXITED(status):
+    if status is None:
+        record["exitReason"] = ADOPTED_EXIT
+    elif os.WIFEXITED(status):
         record["exitCode"] = os.WEXITSTATUS(status)
     elif os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
@@ -259,69 +275,432 @@ def exit_record(status, oom_before, oom_path):
     return record
 
 
-def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before):
-    writer = LogWriter(log_path, max_size, max_files)
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    _signal.set_wakeup_fd(wake_w)
-    _signal.signal(_signal.SIGCHLD, lambda *args: None)
-    # SIGTERM/SIGINT/SIGHUP meant for the container must not end its monitor.
-    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
-        _signal.signal(signum, _signal.SIG_IGN)
-    streams = {}
-    poller = select.poll()
-    for fd, name in ((stdout_fd, "stdout"), (stderr_fd, "stderr")):
+STOP_MARKER = "stop-requested"      # written by kill and delete under the state lock (state.STOP_MARKER)
+SUPERVISION_FILE = "supervision.json"
+BACKOFF_FIRST = 0.1                 # seconds before the first restart of a crash loop
+BACKOFF_CAP = 300.0
+BACKOFF_RESET = 10.0                # seconds of running after which a crash starts the backoff anew
+OUTPUT_TAIL = 2048                  # bytes of a health check's output kept in the state
+CHECK_GRACE = 10.0                  # beyond its timeout, a check's own process gets this long before SIGKILL
+RESTART_TIMES_KEPT = 20
+# The short-lived helper runs the runtime from its snapshot (create._runtime_snapshot): the
+# monitor itself never imports it, and the Ansible module that started it may be long gone.
+HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
+          "from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise; "
+          "sys.exit(supervise.main(sys.argv[2:]))")
+
+
+class Supervisor:
+    """The restart policy and the health check: what to do when the container exits or a check ends."""
+
+    def __init__(self, options):
+        self.policy = options.get("restart", "no")
+        name, _colon, maximum = self.policy.partition(":")
+        self.name = name
+        self.maximum = int(maximum or 0)
+        self.count = 0
+        self.quick_exits = 0
+        self.times = []
+        self.last_exit_code = None
+        self.last_exit_time = None
+        self.gave_up = None
+        self.interval = float(options.get("interval", 0))
+        self.health = None
+        if options.get("health"):
+            self.health = "starting"
+            self.timeout = float(options["timeout"])
+            self.retries = int(options["retries"])
+            self.start_period = float(options["start_period"])
+            self.on_failure = options["on_failure"]
+        self.streak = 0
+        self.check_code = None
+        self.check_output = ""
+        self.check_time = None
+
+    def restart_delay(self, exit_code, ran_for, stop_requested, forced):
+        """Seconds until the restart, or None when the container stays stopped (gave_up says why)."""
+        self.last_exit_code = exit_code
+        self.last_exit_time = timestamp()
+        if stop_requested:
+            self.gave_up = "stop requested"
+            return None
+        if not forced:
+            if self.name == "no":
+                return None
+            if self.name == "on-failure":
+                if exit_code == 0:
+                    return None
+                if self.maximum and self.count >= self.maximum:
+                    self.gave_up = "gave up after %d restarts (%s)" % (self.count, self.policy)
+                    return None
+        if ran_for >= BACKOFF_RESET:
+            self.quick_exits = 0
+        delay = min(BACKOFF_FIRST * (1 << min(self.quick_exits, 30)), BACKOFF_CAP)
+        self.quick_exits += 1
+        return delay
+
+    def restarted(self):
+        self.count += 1
+        self.times = (self.times + [timestamp()])[-RESTART_TIMES_KEPT:]
+        if self.health:
+            self.health, self.streak = "starting", 0
+
+    def checked(self, code, output, running_for):
+        """Record a check's result; return the on_failure action now due ('restart', 'kill') or None."""
+        self.check_code, self.check_time = code, timestamp()
+        self.check_output = output[-OUTPUT_TAIL:].decode("utf-8", "replace")
+        if code == 0:
+            self.health, self.streak = "healthy", 0
+            return None
+        if self.health == "starting" and running_for < self.start_period:
+            return None  # failures during start_period do not count
+        self.streak += 1
+        if self.streak < self.retries or self.health == "unhealthy":
+            return None
+        self.health = "unhealthy"
+        return self.on_failure if self.on_failure != "none" else None
+
+    def record(self, supervised=True):
+        record = {"restartPolicy": self.policy, "restartCount": self.count, "restartTimes": self.times,
+                  "lastExitCode": self.last_exit_code, "lastExitTime": self.last_exit_time,
+                  "gaveUp": self.gave_up, "supervised": supervised}
+        if self.health:
+            record["health"] = {"status": self.health, "failingStreak": self.streak,
+                                "lastExitCode": self.check_code, "lastOutput": self.check_output,
+                                "lastCheck": self.check_time}
+        return record
+
+
+class Helper:
+    """A short-lived child running the runtime (a restart or a health check), and the pipe it answers on."""
+
+    def __init__(self, pid, answer_fd):
+        self.pid = pid
+        self.answer_fd = answer_fd
+        self.answer = b""
+        self.status = None
+
+
+class Monitor:
+    def __init__(self, pid, state_dir, writer, oom_path, oom_before, options):
+        self.pid = pid
+        self.state_dir = state_dir
+        self.writer = writer
+        self.oom_path = oom_path
+        self.oom_before = oom_before
+        self.options = options
+        self.supervisor = Supervisor(options) if options.get("runtime") else None
+        self.poller = select.poll()
+        self.streams = {}
+        self.pidfd = None
+        self.exit_status = None     # the last incarnation's wait status, once it exited
+        self.exited = False
+        self.started = time.monotonic()
+        self.next_restart = None
+        self.forced_restart = False
+        self.restarter = None
+        self.check = None
+        self.check_deadline = None
+        self.next_check = None
+        self.orphans = {}           # wait statuses of children reaped before a restart named them
+        if self.supervisor and self.supervisor.health:
+            self.next_check = self.started + min(self.supervisor.interval, 0.5)
+
+    def stop_requested(self):
+        return os.path.exists(os.path.join(self.state_dir, STOP_MARKER))
+
+    def add_stream(self, fd, name):
         if fd >= 0:
             os.set_blocking(fd, False)
-            streams[fd] = Stream(fd, name)
-            poller.register(fd, select.POLLIN)
-    poller.register(wake_r, select.POLLIN)
-    exit_status = None
-    while streams or exit_status is None:
-        # Reap everything: the container's process and any orphan it leaves to us.
+            os.set_inheritable(fd, False)
+            self.streams[fd] = Stream(fd, name)
+            self.poller.register(fd, select.POLLIN)
+
+    def adopt(self):
+        """Watch a container that is not our child: a pidfd says when it exits (its code stays unknown)."""
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            self.container_exited(None)
+            return
+        self.poller.register(self.pidfd, select.POLLIN)
+
+    def write_supervision(self):
+        if self.supervisor:
+            write_json(self.state_dir, SUPERVISION_FILE, self.supervisor.record())
+
+    # -- events ------------------------------------------------------------------
+
+    def reap(self):
         while True:
             try:
                 child, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                child = 0
-                if exit_status is None:
-                    exit_status = 255 << 8  # not our child after all: nothing to learn
+                if self.pid is not None and self.pidfd is None:
+                    self.container_exited(255 << 8)  # not our child after all: nothing to learn
+                return
             if not child:
-                break
-            if child == pid:
-                exit_status = status
-        if exit_status is not None and not streams:
-            break
-        for fd, _events in poller.poll():
-            if fd == wake_r:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                continue
-            stream = streams[fd]
+                return
+            if child == self.pid and self.pidfd is None:
+                self.container_exited(status)
+            elif self.restarter is not None and child == self.restarter.pid:
+                self.restarter.status = status
+                self.restart_done()
+            elif self.check is not None and child == self.check.pid:
+                self.check.status = status
+                self.check_done()
+            elif len(self.orphans) < 256:
+                self.orphans[child] = status
+
+    def container_exited(self, status):
+        if self.pidfd is not None:
+            self.poller.unregister(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.pid = None
+        self.exit_status = status
+        record = exit_record(status, self.oom_before, self.oom_path)
+        if self.supervisor is None:
+            self.exited = True
+            return
+        if self.check is not None:
+            self.kill_check()
+        ran_for = time.monotonic() - self.started
+        delay = self.supervisor.restart_delay(record["exitCode"], ran_for, self.stop_requested(),
+                                              self.forced_restart)
+        self.forced_restart = False
+        if delay is None:
+            self.exited = True
+        else:
+            write_json(self.state_dir, EXIT_FILE, record)
+            self.next_restart = time.monotonic() + delay
+        self.write_supervision()
+
+    def start_restart(self):
+        self.next_restart = None
+        if self.stop_requested():
+            self.supervisor.gave_up = "stop requested"
+            self.finish()
+            return
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.restarter = self.spawn(["restart", self.options["id"]], (out_w, err_w))
+        os.close(out_w)
+        os.close(err_w)
+        self.pending_streams = (out_r, err_r)
+
+    def restart_done(self):
+        helper, self.restarter = self.restarter, None
+        answer = read_answer(self.poller, helper)
+        out_r, err_r = self.pending_streams
+        words = answer.split()
+        if words[:1] == ["OK"] and len(words) == 3:
+            self.pid = int(words[1])
+            self.oom_before = int(words[2]) if words[2] != "-" else None
+            self.started = time.monotonic()
+            self.supervisor.restarted()
+            self.add_stream(out_r, "stdout")
+            self.add_stream(err_r, "stderr")
+            if self.supervisor.health:
+                self.next_check = self.started + min(self.supervisor.interval, 0.5)
+            if self.pid in self.orphans:
+                self.container_exited(self.orphans.pop(self.pid))
+            self.orphans.clear()
+            self.write_supervision()
+            return
+        os.close(out_r)
+        os.close(err_r)
+        self.supervisor.gave_up = ("stop requested" if words[:1] == ["STOPPED"]
+                                   else "restart failed: %s" % (answer or "no answer"))
+        self.finish()
+
+    def finish(self):
+        self.exited = True
+        self.write_supervision()
+
+    def start_check(self):
+        self.next_check = None
+        if os.path.exists(os.path.join(self.state_dir, "exec.fifo")):
+            self.next_check = time.monotonic() + min(self.supervisor.interval, 0.5)  # not started yet
+            return
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        self.check = self.spawn(["health", self.options["id"], repr(self.supervisor.timeout)], (out_w, out_w),
+                                answer_fd=out_r)
+        os.close(out_w)
+        self.check_deadline = time.monotonic() + self.supervisor.timeout + CHECK_GRACE
+
+    def check_done(self):
+        helper, self.check = self.check, None
+        output = read_answer(self.poller, helper, text=False)
+        status = helper.status
+        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 255
+        if self.pid is None:
+            return  # the container is gone: its check says nothing
+        action = self.supervisor.checked(code, output, time.monotonic() - self.started)
+        self.next_check = time.monotonic() + self.supervisor.interval
+        if action == "kill":
             try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
+                os.close(os.open(os.path.join(self.state_dir, STOP_MARKER),
+                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             except OSError:
-                chunk = b""  # a terminal's master reads EIO once the container's side is closed
-            if chunk:
-                writer.put(stream.records(chunk))
-            else:
-                writer.put(stream.flush())
-                poller.unregister(fd)
-                os.close(fd)
-                del streams[fd]
+                pass
+        if action:
+            self.forced_restart = action == "restart"
+            try:
+                os.kill(self.pid, _signal.SIGKILL)
+            except OSError:
+                pass
+        self.write_supervision()
+
+    def kill_check(self):
+        try:
+            os.killpg(self.check.pid, _signal.SIGKILL)
+        except OSError:
+            pass
+
+    def spawn(self, args, stdio, answer_fd=None):
+        """Fork a helper: the runtime's snapshot in a fresh interpreter, ARGS for supervise.main."""
+        if answer_fd is None:
+            answer_fd, answer_w = os.pipe2(os.O_CLOEXEC)
+        else:
+            answer_w = None
+        python = self.options["python"]
+        argv = [python, "-I", "-c", HELPER, self.options["runtime"], self.options["root"]] + args
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()  # its own process group: a check that hangs is killed whole
+                moved = [os.dup(fd) for fd in (stdio[0], stdio[1], answer_w if answer_w is not None else stdio[1])]
+                for target, fd in enumerate(moved, 1):
+                    os.dup2(fd, target + 100)
+                for target in range(3):
+                    os.dup2(target + 101, target + 1)
+                    os.close(target + 101)
+                os.execv(python, argv)
+            finally:
+                os._exit(127)
+        if answer_w is not None:
+            os.close(answer_w)
+        os.set_blocking(answer_fd, False)
+        self.poller.register(answer_fd, select.POLLIN)
+        return Helper(pid, answer_fd)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def timeout_ms(self):
+        waiting_check = self.next_check if self.check is None and self.pid is not None else None
+        deadlines = [d for d in (self.next_restart, waiting_check,
+                                 self.check_deadline if self.check is not None else None) if d is not None]
+        if not deadlines:
+            return None
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def done(self):
+        return (self.exited and not self.streams and self.restarter is None and self.check is None)
+
+    def run(self, wake_r):
+        self.poller.register(wake_r, select.POLLIN)
+        self.write_supervision()
+        while True:
+            self.reap()
+            if self.done():
+                break
+            for fd, _events in self.poller.poll(self.timeout_ms()):
+                if fd == wake_r:
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                elif fd == self.pidfd:
+                    self.container_exited(None)
+                elif fd in self.streams:
+                    self.read_stream(self.streams[fd])
+                else:
+                    for helper in (self.restarter, self.check):
+                        if helper is not None and helper.answer_fd == fd:
+                            drain(helper)
+            now = time.monotonic()
+            if self.next_restart is not None and (now >= self.next_restart or self.stop_requested()):
+                self.start_restart()
+            if self.check is None and self.next_check is not None and now >= self.next_check \
+                    and self.pid is not None:
+                self.start_check()
+            if self.check is not None and now >= self.check_deadline:
+                self.kill_check()
+        return self.exit_status
+
+    def read_stream(self, stream):
+        try:
+            chunk = os.read(stream.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""  # a terminal's master reads EIO once the container's side is closed
+        if chunk:
+            self.writer.put(stream.records(chunk))
+        else:
+            self.writer.put(stream.flush())
+            self.poller.unregister(stream.fd)
+            os.close(stream.fd)
+            del self.streams[stream.fd]
+
+
+def drain(helper):
+    while True:
+        try:
+            chunk = os.read(helper.answer_fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not chunk:
+            return
+        helper.answer = (helper.answer + chunk)[-65536:]
+
+
+def read_answer(poller, helper, text=True):
+    drain(helper)
+    poller.unregister(helper.answer_fd)  # a closed descriptor left in the poll set would wake it forever
+    os.close(helper.answer_fd)
+    return helper.answer.decode("utf-8", "replace").strip() if text else helper.answer
+
+
+def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before,
+            options=None):
+    options = options or {}
+    writer = LogWriter(log_path, max_size, max_files)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGCHLD, lambda *args: None)
+    # kill and delete send SIGUSR2 after writing the stop marker: a restart waiting out its backoff is called off.
+    _signal.signal(_signal.SIGUSR2, lambda *args: None)
+    # SIGTERM/SIGINT/SIGHUP meant for the container must not end its monitor.
+    for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(signum, _signal.SIG_IGN)
+    state = Monitor(pid, state_dir, writer, oom_path, oom_before, options)
+    state.add_stream(stdout_fd, "stdout")
+    state.add_stream(stderr_fd, "stderr")
+    if options.get("adopt"):
+        state.adopt()
+    exit_status = state.run(wake_r)
     writer.close()
-    write_exit(state_dir, exit_record(exit_status, oom_before, oom_path))
+    # The last (or only) exit is recorded once all its output is in the log.
+    record = exit_record(exit_status, state.oom_before, oom_path)
+    write_json(state_dir, EXIT_FILE, record)
+    # The monitor ends as the container ended: under systemd (the role's unit, PIDFile=) the monitor
+    # is the service's main process, and Restart=on-failure reads this.
+    # A stop that was asked for (kill, delete: the marker) is a clean end.
+    if os.path.exists(os.path.join(state_dir, STOP_MARKER)):
+        return 0
+    return 255 if record["exitCode"] is None else record["exitCode"]
 
 
 def main(argv):
-    pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before = argv
+    pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files, oom_path, oom_before = argv[:9]
+    # What follows is KEY=VALUE: the supervision (create_monitored's monitor_options).
+    options = dict(item.partition("=")[::2] for item in argv[9:])
     # OOM_BEFORE is the counter the runtime read before the container could run (create._become_monitor).
-    monitor(int(pid), int(stdout_fd), int(stderr_fd), state_dir, log_path, int(max_size), int(max_files),
-            oom_path, int(oom_before) if oom_before else None)
+    return monitor(int(pid), int(stdout_fd), int(stderr_fd), state_dir, log_path, int(max_size), int(max_files),
+                   oom_path, int(oom_before) if oom_before else None, options)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

@@ -17,10 +17,11 @@ import sys
 # The C module: the signal module builds enums at import, 3 ms of every create.
 import _signal as signal
 
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, kernel_settings, terminal
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import kernel_settings
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path, systemd_scope
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import (
+    Layout, refuse_taken_default, resolve_path, systemd_scope)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.plan import plan_devices, plan_resources
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
@@ -28,8 +29,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
     NamespacePlan, host_id, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
-    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, INTERNAL_PREFIX, Container, directory_name,
+    CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, STOPPED, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 
 
 def _check_config(config, plan, console_socket, terminal_handler):
@@ -39,6 +41,7 @@ def _check_config(config, plan, console_socket, terminal_handler):
                            "to (or run it in the foreground with `ocirt run`, or with a monitor)")
         if not plan.has("mount"):
             raise OCIError("process.terminal: needs a mount namespace (the pty is made on the container's devpts)")
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
         terminal.check(config.get("mounts"))
     elif console_socket:
         raise OCIError("--console-socket: given, but process.terminal is false")
@@ -52,8 +55,16 @@ def _check_config(config, plan, console_socket, terminal_handler):
                 raise OCIError("%s: needs a mount namespace in linux.namespaces "
                                "(without one it would change the host's mounts)" % field)
     kernel_settings.check(config, plan)
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
-    lsm.check(config)
+    proc = config["process"]
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel") or (config.get("linux") or {}).get("mountLabel"):
+        # Imported only for a config that names a label: most never do, and every import costs start-up.
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import lsm
+        lsm.check(config)
+
+
+def _hooks():
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+    return hooks
 
 
 def _root_ids(plan):
@@ -64,8 +75,14 @@ def _root_ids(plan):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None):
+           terminal_handler=None, monitor_record=None, systemd_cgroup=False, config=None, supervision=None,
+           reuse=None):
     """Create the container and leave its process waiting for start; return its pid.
+
+    SUPERVISION (supervise.checked_supervision's record) is stored in the
+    state for the monitor's restarts and checks. REUSE: the locked Container
+    of a stopped container that its monitor creates again (a restart): its
+    directory, log and supervision record stay, and a failure leaves it stopped.
 
     With process.terminal, the pty's master goes to CONSOLE_SOCKET, or to
     TERMINAL_HANDLER(master fd) (run's relay, the monitor). MONITOR_RECORD,
@@ -81,7 +98,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
     config, rootfs = spec.load_bundle(bundle) if config is None else spec.checked_bundle_config(bundle, config)
     plan = NamespacePlan(config)
     _check_config(config, plan, console_socket, terminal_handler)
-    hooks.validate(config.get("hooks"), check_executable=True)
+    if (supervision or {}).get("restart") and config["process"].get("terminal"):
+        raise OCIError("restart_policy: a container with process.terminal cannot be restarted by its monitor")
+    if config.get("hooks") is not None:
+        _hooks().validate(config["hooks"], check_executable=True)
     if (config.get("linux") or {}).get("seccomp") is not None:
         # A bad profile fails here, before any hook runs or anything exists.
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import seccomp
@@ -98,7 +118,10 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                      + plan_devices(resources.get("devices"), layout))
     cgroup_path = resolve_path(linux.get("cgroupsPath"), container_id)
     scope = systemd_scope(linux.get("cgroupsPath"), container_id)
-    container = Container.new(root, container_id)
+    # Before the state directory is made; the id first, so that a bad one ('..') is named as such.
+    if not linux.get("cgroupsPath") and not os.path.lexists(os.path.join(root, directory_name(validate_id(container_id)))):
+        refuse_taken_default(layout, cgroup_path, container_id)
+    container = Container.new(root, container_id) if reuse is None else reuse
     cgroup = None
     hook_state = None  # set once hooks may have run: a failure then still owes the poststop hooks
     child_pid = None
@@ -116,9 +139,16 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
             "created": utc_now(),
             "annotations": config.get("annotations") or {},
             "resources": resources,
+            # The cgroup about to be made, recorded before anything exists: a create killed at any
+            # point after this leaves delete --force enough to find and remove it.
+            "cgroupPending": {"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
+                              "unit": scope.unit if scope else None,
+                              "dirs": Cgroup.missing_dirs(layout, cgroup_path)},
         }
         if monitor_record is not None:
             record["monitor"] = monitor_record
+        if supervision:
+            record["supervision"] = supervision
         container.write(record)
         _failpoint("after-state")
         write_json_atomic(container.path(CONFIG_COPY), config)
@@ -132,11 +162,17 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if uid or gid:
             os.chown(fifo, uid, gid)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        if scope is None:
+            # Made (empty, with its limits) before the fork, as cgroupPending on disk already says:
+            # the container's process then knows its cgroup directories from the start and makes its
+            # mounts (a cgroup mount binds them) while the runtime records its pid and joins it to
+            # them. The systemd driver needs the pid to make the scope: that cgroup comes after.
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, None, None)
         channel, child_channel = Channel.pair()
         joined = plan.open_joins()
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
         args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
-                                       joined, preserve_fds)
+                                       joined, preserve_fds, cgroup.dirs if cgroup is not None else None)
         _flush_stdio()
         child_pid = os.fork()
         if child_pid == 0:
@@ -154,21 +190,14 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         _reap(child_pid)
         child_pid = None
         start_time = process_start_time(init_pid)
-        # The cgroup about to be made is recorded with the pid, so that a create killed half way
-        # leaves delete --force enough to clean up.
-        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid),
-                         cgroupPending={"path": cgroup_path, "owned": not linux.get("cgroupsPath"),
-                                        "unit": scope.unit if scope else None,
-                                        "dirs": Cgroup.missing_dirs(layout, cgroup_path)})
-        _failpoint("before-cgroups")
-        cgroup = Cgroup.create(layout, cgroup_path, owned=not linux.get("cgroupsPath"), pid=init_pid, scope=scope)
-        _failpoint("after-cgroups")
-        container.update(cgroup=cgroup.to_record(), cgroupPath=cgroup_path,
-                         oomFile=cgroup.oom_file(layout))
-        # Limits first, then the process joins them while it sets up its mounts: a first write to
-        # a v1 cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps
-        # it. Nothing of the image runs before create returns, by when the process has joined.
-        cgroup.apply(cgroup_writes, layout)
+        # Written now, not with `created`: a create killed from here on leaves a live process that
+        # state must report (creating) and delete --force must find.
+        container.update(pid=init_pid, pidStartTime=start_time, namespaces=namespace_paths(init_pid))
+        if cgroup is None:
+            cgroup = _make_cgroup(container, layout, cgroup_path, linux, cgroup_writes, init_pid, scope)
+        # The process joins its cgroups while it sets up its mounts: a first write to a v1
+        # cgroup.procs waits on the kernel (RCU, often 10 ms or more), and the setup overlaps it.
+        # Nothing of the image runs before create returns, by when the process has joined.
         hook_state = container.oci_state()
         runtime_hooks = any((config.get("hooks") or {}).get(kind) for kind in ("prestart", "createRuntime"))
         channel.send(protocol.GO, cgroups=cgroup.dirs, state=hook_state, runtime_hooks=runtime_hooks)
@@ -182,13 +211,14 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if runtime_hooks:
             channel.expect(protocol.MOUNTED, "create")
             # prestart sees "created", as runtime-tools' hooks_stdin expects (crun passes it).
-            hooks.run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
-            hooks.run(config["hooks"], "createRuntime", hook_state)
+            _hooks().run(config["hooks"], "prestart", dict(hook_state, status=CREATED))
+            _hooks().run(config["hooks"], "createRuntime", hook_state)
             channel.send(protocol.CONTINUE)
         ready = channel.expect(protocol.READY, "create")
         _failpoint("before-created")
         for master in ready.get("fds", []):
             if console_socket:
+                from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
                 try:
                     terminal.send_to_console_socket(console_socket, master)
                 finally:
@@ -215,10 +245,13 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                 cgroup.destroy()
             except OCIError:
                 pass  # the error that brought us here matters more
-        container.remove()
+        if reuse is None:
+            container.remove()
+        else:
+            container.update(status=STOPPED)  # a failed restart: the container stays, stopped
         if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
-            hooks.run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
+            _hooks().run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
                                 lambda message: sys.stderr.write("ocirt: %s\n" % message))
         raise
     finally:
@@ -228,6 +261,24 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if fifo_fd is not None:
             os.close(fifo_fd)
         container.close()
+
+
+def _make_cgroup(container, layout, path, linux, writes, pid, scope):
+    """Make the container's cgroup and write its limits; the record waits for the next state write."""
+    _failpoint("before-cgroups")
+    cgroup = Cgroup.create(layout, path, owned=not linux.get("cgroupsPath"), pid=pid, scope=scope)
+    _failpoint("after-cgroups")
+    # Kept for the `created` write: until then cgroupPending on disk says where the cgroup is.
+    container.stage(cgroup=cgroup.to_record(), cgroupPath=path, oomFile=cgroup.oom_file(layout))
+    try:
+        cgroup.apply(writes, layout)
+    except BaseException:
+        try:
+            cgroup.destroy()  # the caller never sees this cgroup: it is undone here
+        except OCIError:
+            pass  # the error that brought us here matters more
+        raise
+    return cgroup
 
 
 def _failpoint(name):
@@ -264,8 +315,11 @@ LOG_FILE = "container.log"
 
 def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, log_path=None,
                      log_max_size=DEFAULT_LOG_MAX_SIZE, log_max_files=DEFAULT_LOG_MAX_FILES, systemd_cgroup=False,
-                     config=None):
+                     config=None, supervision=None):
     """create, with a monitor as the container's parent: it logs its output and records its exit.
+
+    SUPERVISION (supervise.checked_supervision's record, or None): the
+    monitor restarts the container by its policy and runs its health check.
 
     The caller forks once more so the monitor is orphaned at once (no
     zombie for a long-lived caller); the monitor starts a new session, becomes
@@ -279,6 +333,8 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     if log_max_size < 0 or log_max_files < 1:
         raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
+    if supervision and systemd_cgroup:
+        supervision = dict(supervision, systemdCgroup=True)  # a restart creates it with the same driver
     result_r, result_w = os.pipe()
     _flush_stdio()
     first = os.fork()
@@ -289,7 +345,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             if os.fork():
                 os._exit(0)
             _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config)
+                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -324,11 +380,14 @@ def _message(exc):
 
 
 def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config):
+                    log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
     preserved = set(range(3, 3 + preserve_fds))
     # Whatever the caller had open (an Ansible module's pipes) must not live on in the monitor.
     close_fds_except(set([0, 1, 2, result_w]) | preserved)
+    # kill and delete wake a supervising monitor with SIGUSR2 (lifecycle.request_stop): until monitor.py
+    # handles it, it must not end this process (the stop marker is read on the container's exit anyway).
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -345,7 +404,7 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     masters = []
     init_pid = create(root, container_id, bundle, pid_file=pid_file, preserve_fds=preserve_fds,
                       terminal_handler=masters.append, monitor_record=record, systemd_cgroup=systemd_cgroup,
-                      config=config)
+                      config=config, supervision=supervision)
     if masters:
         # A terminal merges the streams: the monitor logs the pty as stdout.
         os.close(out_r)
@@ -364,15 +423,25 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
         os.close(fd)
     os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
     os.close(result_w)
-    for fd in (out_r, err_r):
+    options = []
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options = snapshot.monitor_options(root, container_id, supervision)
+    _exec_monitor(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size, log_max_files,
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _exec_monitor(root, monitor, argv):
+    """Become the monitor: a fresh interpreter running monitor.py's source alone, with ARGV (its main's)."""
+    for fd in argv[1:3]:
         if fd >= 0:
             os.set_inheritable(fd, True)
     directory, name = _monitor_module(root, monitor)
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",
-                      "import sys; sys.path[:0] = [%r]; import %s as m; m.main(sys.argv[1:])" % (directory, name),
-                      str(init_pid), str(out_r), str(err_r), state_dir, log_path, str(log_max_size),
-                      str(log_max_files), oom_file, "" if oom_before is None else str(oom_before)])
+                      "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))"
+                      % (directory, name)]
+             + [str(arg) for arg in argv])
 
 
 def _monitor_module(root, monitor):
@@ -392,4 +461,107 @@ def _monitor_module(root, monitor):
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomicfile.write(path, source)
+    # Compiled here, by the process about to become the monitor, whose memory the exec gives back:
+    # else the first monitor of a state root compiles it and keeps the cost (5.1 MiB of PSS, not 3).
+    import importlib.util
+    if not os.path.exists(importlib.util.cache_from_source(path)):
+        import py_compile
+        py_compile.compile(path, doraise=False)
     return directory, name
+
+
+def adopt_monitored(root, container_id):
+    """Put a new monitor in charge of a running container whose monitor is gone (killed); return its pid.
+
+    It cannot be the container's parent any more: it learns of the exit
+    through a pidfd (the exit code stays unknown, and the state says why),
+    reopens the container's stdout and stderr pipes through /proc to go on
+    logging, and, being subreaper, is the parent of what its restarts create.
+    A container whose monitor lives, or that is not running, is an error.
+    """
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)
+    result_r, result_w = os.pipe()
+    _flush_stdio()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(result_r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_adopter(root, container_id, result_w, monitor, syscalls)
+        except BaseException as exc:
+            try:
+                os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
+            except OSError:
+                pass
+        os._exit(1)
+    os.close(result_w)
+    try:
+        os.waitpid(first, 0)
+        answer = os.read(result_r, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(result_r)
+    if answer.startswith(protocol.MONITOR_OK):
+        return int(answer[len(protocol.MONITOR_OK):])
+    if answer.startswith(protocol.MONITOR_ERROR):
+        raise OCIError(answer[len(protocol.MONITOR_ERROR):])
+    raise OCIError("container %s: the new monitor exited before reporting (%r)" % (container_id, answer))
+
+
+def _check_adoptable(container):
+    record = container.read()
+    if not record.get("monitor"):
+        raise OCIError("container %s: was created without a monitor; there is none to replace" % container.id)
+    if container.monitor_alive():
+        raise OCIError("container %s: its monitor (pid %d) is alive" % (container.id, record["monitor"]["pid"]))
+    if not container.is_alive():
+        raise OCIError("container %s: is not running; there is nothing to supervise" % container.id)
+
+
+def _become_adopter(root, container_id, result_w, monitor, syscalls):
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.process import close_fds_except
+    close_fds_except(set([0, 1, 2, result_w]))
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # as in _become_monitor
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    with Container.open(root, container_id) as container:
+        _check_adoptable(container)  # again, under the lock: two converges must not both adopt
+        record = container.read()
+        pid = record["pid"]
+        streams = [_reopen_pipe(pid, fd) for fd in (1, 2)]
+        old = record["monitor"]
+        container.update(monitor=dict(old, pid=os.getpid(), startTime=process_start_time(os.getpid()),
+                                      adopted=utc_now()))
+        oom_file = record.get("oomFile") or ""
+        supervision = record.get("supervision")
+        state_dir = container.dir
+    options = ["adopt=1"]
+    if supervision:
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
+        options += snapshot.monitor_options(root, container_id, supervision)
+    # The container ran unobserved: OOM kills from then are not this monitor's to report.
+    oom_before = monitor.oom_kills(oom_file)
+    os.write(result_w, (protocol.MONITOR_OK + str(os.getpid())).encode())
+    os.close(result_w)
+    _exec_monitor(root, monitor, [pid, streams[0], streams[1], state_dir, old["logPath"],
+                                  old.get("logMaxSize", DEFAULT_LOG_MAX_SIZE), old.get("logMaxFiles", DEFAULT_LOG_MAX_FILES),
+                                  oom_file, "" if oom_before is None else oom_before] + options)
+
+
+def _reopen_pipe(pid, fd):
+    """A new read end of the pipe that is PID's descriptor FD, or -1 (not a pipe, or gone)."""
+    import stat
+    path = "/proc/%d/fd/%d" % (pid, fd)
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return -1
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1

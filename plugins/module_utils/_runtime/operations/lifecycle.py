@@ -136,15 +136,22 @@ def _recovered_cgroup(pending, container_id=None):
         return None
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Layout, resolve_path
-    if not pending.get("owned"):
-        # A given cgroupsPath: only the directories create was about to make are ours.
-        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
-        leaves = dict((str(index), d) for index, d in enumerate(made))
-        return Cgroup(leaves, made, None) if made else None
     layout = Layout.detect()
     path = pending.get("path") or resolve_path(None, container_id)
     recovered = Cgroup.recover(layout, path)
-    return recovered if recovered.dirs else None
+    if not pending.get("owned"):
+        # A given cgroupsPath: only the directories create was about to make are ours; the
+        # container's own directory among them is where its processes are (create records the
+        # cgroup itself only with `created`, so a create killed while its process waits ends here).
+        made = [d for d in pending.get("dirs") or [] if os.path.isdir(d)]
+        if not made:
+            return None
+        leaves = dict((name, d) for name, d in recovered.dirs.items() if d in made)
+        return Cgroup(leaves or dict((str(index), d) for index, d in enumerate(made)), made, layout.mode,
+                      pending.get("unit"))
+    if not recovered.dirs:
+        return None
+    return Cgroup(recovered.dirs, recovered.created, recovered.mode, pending.get("unit"))
 
 
 def _signal_all(container, signum):
@@ -179,6 +186,8 @@ def kill(root, container_id, signum, all_processes=False):
         status = container.status()
         if status not in (CREATED, RUNNING, PAUSED):
             raise OCIError("container %s: cannot kill a container that is %s" % (container_id, status))
+        if signum not in NOT_STOPPING:
+            request_stop(container)
         if all_processes:
             _signal_all(container, signum)
         else:
@@ -191,7 +200,9 @@ def kill(root, container_id, signum, all_processes=False):
             container.cgroup().freeze(False)
 
 
-def delete(root, container_id, force=False):
+def delete(root, container_id, force=False, exit_fields=None):
+    """Remove a stopped container (FORCE: any); EXIT_FIELDS (run's exitCode and finished) go into
+    the state the poststop hooks see, without a write of a record that is about to go."""
     try:
         container = Container.open(root, container_id)
     except NotFound:
@@ -200,11 +211,15 @@ def delete(root, container_id, force=False):
         raise
     with container:
         try:
+            if exit_fields:
+                container.stage(**exit_fields)
             status = container.status()
         except OCIError:
             if not force:
                 raise
             status = None  # unreadable state: --force removes what is there
+        if status is not None and (status == STOPPED or force):
+            request_stop(container)
         if status not in (STOPPED, None):
             if not force:
                 raise OCIError("container %s: cannot delete a container that is %s "
@@ -238,6 +253,53 @@ def delete(root, container_id, force=False):
 
 
 MONITOR_EXIT_WAIT_SECONDS = 2.0
+# Signals that ask a process for something other than its end: they do not stop supervision.
+NOT_STOPPING = frozenset([0, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT,
+                          signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU])
+
+
+def request_stop(container):
+    """Tell the monitor that the container is being stopped on purpose: a supervising one must not
+    restart it, and the monitor then ends with 0, not the container's code (a supervisor above it,
+    systemd's Restart=, must not restart it either).
+
+    The marker is written under the lock, before the signal; SIGUSR2 wakes a
+    monitor that waits out a restart's backoff (only a supervising monitor
+    handles it: the record says so).
+    """
+    record = container.read()
+    if not record.get("monitor"):
+        return
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import STOP_MARKER
+    try:
+        os.close(os.open(container.path(STOP_MARKER), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise OCIError("container %s: cannot record the stop for its monitor: %s" % (container.id, exc.strerror))
+    if record.get("supervision") and container.monitor_alive():
+        try:
+            os.kill(record["monitor"]["pid"], signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+
+
+def clear_for_restart(container):
+    """What a stopped container leaves before its monitor creates it again: processes, cgroup, fifo, exit
+    record; its poststop hooks run, as at delete."""
+    _signal_all(container, signal.SIGKILL)
+    cgroup = container.cgroup() or _recovered_cgroup(container.read().get("cgroupPending"))
+    if cgroup is not None:
+        cgroup.destroy()
+    final_state = container.oci_state()
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import EXIT_FILE
+    for name in (EXEC_FIFO, EXIT_FILE):
+        try:
+            os.unlink(container.path(name))
+        except FileNotFoundError:
+            pass
+    hooks_config = container.config().get("hooks") or {}
+    if hooks_config.get("poststop"):
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
+        hooks.run_reporting(hooks_config, "poststop", final_state, _warn)
 
 
 def _stop_monitor(container):
@@ -386,13 +448,15 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
     if code < 0:
         code = 128 - code
+    if not keep:
+        # Nothing would read an exit record in a state directory about to go: no write for it.
+        delete(root, container_id, force=True, exit_fields={"exitCode": code, "finished": utc_now()})
+        return code
     try:
         with Container.open(root, container_id) as container:
             container.update(exitCode=code, finished=utc_now())
     except OCIError:
-        return code  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
-    if not keep:
-        delete(root, container_id, force=True)
+        pass  # deleted meanwhile (delete --force from elsewhere): the exit code still stands
     return code
 
 

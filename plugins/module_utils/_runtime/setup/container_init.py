@@ -20,7 +20,7 @@ import os
 import _signal as signal
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import (
-    devices, finalize, hooks, kernel_settings, mounts, namespaces, process, terminal)
+    devices, finalize, kernel_settings, mounts, namespaces, process)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import report_and_exit
@@ -30,7 +30,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 class InitArgs:
     """Everything the forked processes need, gathered by the runtime before forking."""
 
-    def __init__(self, config, rootfs, bundle, plan, channel, fifo_fd, joined, preserve_fds):
+    def __init__(self, config, rootfs, bundle, plan, channel, fifo_fd, joined, preserve_fds, cgroups=None):
         self.config = config
         self.rootfs = rootfs
         self.bundle = bundle
@@ -39,6 +39,8 @@ class InitArgs:
         self.fifo_fd = fifo_fd
         self.joined = joined  # [(type, path, fd)] opened before forking
         self.preserve_fds = preserve_fds
+        # {hierarchy: directory} of the cgroup made before the fork, or None: GO carries them then.
+        self.cgroups = cgroups
 
 
 def intermediate(args):
@@ -120,7 +122,10 @@ def container_init(args):
         # Until exec, /proc/<pid>/exe is the host's interpreter: keep it
         # unreachable to the container's other processes (CVE-2019-5736).
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        go = args.channel.expect(protocol.GO, "container init")
+        # With its cgroup made before the fork the process needs nothing from the runtime for its
+        # mounts, and makes them while the runtime records its pid and joins it to the cgroup; GO
+        # is read after them. (The systemd driver makes the cgroup once the pid is known: GO first.)
+        go = None if args.cgroups is not None else args.channel.expect(protocol.GO, "container init")
         syscalls.setsid()
         config = args.config
         linux = config.get("linux") or {}
@@ -131,16 +136,20 @@ def container_init(args):
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
-                                     go["cgroups"], linux.get("mountLabel")) as ctx:
+                                     args.cgroups if go is None else go["cgroups"],
+                                     linux.get("mountLabel")) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
                 if proc.get("terminal"):
+                    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import terminal
                     master, slave = terminal.open_pty(ctx.rootfd, proc.get("consoleSize"))
                     terminal.become_controlling(slave)
                 mounts.mask_paths(ctx, linux.get("maskedPaths"))
                 mounts.readonly_paths(ctx, linux.get("readonlyPaths"))
                 mounts.finish_readonly(ctx, config["root"].get("readonly"))
+        if go is None:
+            go = args.channel.expect(protocol.GO, "container init")
         kernel_settings.apply(config)
         # In its cgroups from here on: what follows (hooks, scheduling, the process settings)
         # runs under the container's limits; a real-time policy could not even join them.
@@ -151,6 +160,7 @@ def container_init(args):
             args.channel.send(protocol.MOUNTED)
             args.channel.expect(protocol.CONTINUE, "container init")
         if (config.get("hooks") or {}).get("createContainer"):
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
             hooks.run(config["hooks"], "createContainer", go["state"])
         # The exec fifo is reopened through this host /proc directory after the
         # root switch, so the container needs no /proc of its own for it.
@@ -167,6 +177,8 @@ def container_init(args):
             seccomp_filter = seccomp.prepare(linux["seccomp"], go["state"])
         start_hooks = None
         if (config.get("hooks") or {}).get("startContainer"):
+            # Imported before the root switch: finalize runs them after it, when the host's files are out of reach.
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks  # noqa: F401
             start_hooks = (config["hooks"], dict(go["state"], status="created"))
         prepared = finalize.Prepared(proc, linux, process.last_capability(), args.preserve_fds,
                                      seccomp_filter, labels, start_hooks)

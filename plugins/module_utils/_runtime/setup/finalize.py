@@ -48,7 +48,7 @@ A failure at any step goes to sync.failed(), which reports it and exits.
 import os
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks, process, trampoline
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import process, trampoline
 
 EXTRA_PROCESS_FIELDS = ("ioPriority", "scheduler", "execCPUAffinity")
 EXTRA_LINUX_FIELDS = ("personality", "memoryPolicy")
@@ -122,6 +122,8 @@ def finalize(prepared, sync):
         if prepared.seccomp is not None and nnp:
             prepared.seccomp.load()
         if prepared.start_hooks is not None:
+            # Already imported by container_init before the root switch (the only caller that sets them).
+            from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
             hooks.run(prepared.start_hooks[0], "startContainer", prepared.start_hooks[1],
                       exec_via=prepared.exec_via)
         sync.released()

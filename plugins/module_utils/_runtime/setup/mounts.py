@@ -14,7 +14,6 @@ import os
 import stat
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.mount import mount_cgroup_fs
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import (
     ensure_in_root, fd_path, open_in_root)
@@ -166,6 +165,7 @@ def _mount_one(ctx, mount, field):
         _bind(ctx, mount, destination, flags, propagation, field)
         return
     if mtype == "cgroup":
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.mount import mount_cgroup_fs
         ctx.deferred_remounts.extend(mount_cgroup_fs(ctx.rootfd, destination, flags, ctx.cgroups))
         return
     if not mtype:

@@ -1,0 +1,102 @@
+"""What one `ocirt run` costs, counted on real containers: state writes and imported modules.
+
+The runtime's `main` runs as the `ocirt` launcher runs it, with one spy
+around the atomic file writer (every state.json and config copy goes through
+it) that logs each path to a file, and the runtime modules loaded by the end
+written beside it. Each transition is one write (issue 20): a run of a
+container without hooks, labels or a terminal writes state.json four times
+(creating; its pid, for crash recovery; created; running), nothing once it
+has exited unless --keep asks to keep the record, and imports no module that
+only hooks, labels, a terminal or extra flags need.
+"""
+import json
+import os
+import subprocess
+import sys
+
+from helpers import COLLECTIONS, REPO, new_id, state_record
+
+RUNTIME = "ansible_collections.daemonless.oci.plugins.module_utils._runtime"
+SPY = r"""
+import sys
+sys.path[0:0] = [%(collections)r]
+log = open(%(log)r, "a")
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
+real_write = atomicfile.write
+
+def write(path, *args, **kwargs):
+    log.write(path + "\n")
+    log.flush()
+    return real_write(path, *args, **kwargs)
+
+atomicfile.write = write
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cli import main
+code = main(sys.argv[1:])
+with open(%(modules)r, "w") as handle:
+    handle.write("\n".join(sorted(name for name in sys.modules if name.startswith(%(runtime)r))))
+sys.exit(code)
+"""
+# Only for what the plain busybox config does not ask for.
+OPTIONAL = ["setup.hooks", "setup.lsm", "setup.terminal", "setup.seccomp", "setup.sched", "values",
+            "cgroups.systemd", "monitor.monitor", "monitor.logs", "features"]
+
+
+def spied_run(ocirt, scratch, bundle, container_id, *flags, **kwargs):
+    """Run the container through the spy: (basenames of the files written, runtime modules loaded)."""
+    log = os.path.join(scratch, "writes-%s.txt" % container_id)
+    modules = os.path.join(scratch, "modules-%s.txt" % container_id)
+    code = SPY % {"collections": COLLECTIONS, "log": log, "modules": modules, "runtime": RUNTIME}
+    # -I without -S: the venv's site-packages (cffi) come from site, as the launcher adds them itself.
+    result = subprocess.run([sys.executable, "-I", "-c", code, "--root", ocirt.root, "run"] + list(flags)
+                            + ["--bundle", bundle, container_id], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == kwargs.get("expected_code", 0), result
+    with open(log) as handle:
+        written = [os.path.basename(line.strip()) for line in handle]
+    with open(modules) as handle:
+        loaded = set(name[len(RUNTIME) + 1:] for name in handle.read().split())
+    return written, loaded
+
+
+def test_run_writes_state_once_per_transition_and_none_at_exit(ocirt, make_bundle, scratch):
+    bundle = make_bundle(["true"])
+    container_id = new_id("cost")
+    written, loaded = spied_run(ocirt, scratch, bundle, container_id)
+    assert written == ["state.json", "config.json", "state.json", "state.json", "state.json"], written
+    assert not os.path.lexists(os.path.join(ocirt.root, container_id))
+    assert "operations.create" in loaded and "setup.container_init" in loaded, loaded
+    assert not loaded.intersection(OPTIONAL), sorted(loaded.intersection(OPTIONAL))
+
+
+def test_run_keep_records_the_exit_in_one_more_write(ocirt, make_bundle, scratch):
+    bundle = make_bundle(["sh", "-c", "exit 3"])
+    container_id = new_id("cost")
+    written, _loaded = spied_run(ocirt, scratch, bundle, container_id, "--keep", expected_code=3)
+    assert written.count("state.json") == 5, written
+    record = state_record(ocirt.root, container_id)
+    assert record["exitCode"] == 3 and record["finished"], record
+    state = ocirt.state(container_id)
+    assert state["status"] == "stopped" and state["exitCode"] == 3, state
+    ocirt("delete", container_id)
+
+
+def test_hooks_still_see_the_exit_code_and_cgroup_path_without_the_extra_writes(ocirt, make_bundle, scratch):
+    """The exit code reaches poststop hooks, and cgroupPath the prestart ones, though neither is
+    written to state.json on its own any more."""
+    out = os.path.join(scratch, "hooks")
+    os.mkdir(out)
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", 'cat > "$0"']}
+    hooks = {"prestart": [dict(hook, args=hook["args"] + [os.path.join(out, "prestart.json")])],
+             "poststop": [dict(hook, args=hook["args"] + [os.path.join(out, "poststop.json")])]}
+    bundle = make_bundle(["sh", "-c", "exit 5"], config={"hooks": hooks})
+    container_id = new_id("cost")
+    written, loaded = spied_run(ocirt, scratch, bundle, container_id, expected_code=5)
+    assert written.count("state.json") == 4, written
+    assert "setup.hooks" in loaded
+    with open(os.path.join(out, "prestart.json")) as handle:
+        prestart = json.load(handle)
+    with open(os.path.join(out, "poststop.json")) as handle:
+        poststop = json.load(handle)
+    assert prestart["cgroupPath"] == "/ocirt/" + container_id, prestart
+    assert poststop["status"] == "stopped" and poststop["exitCode"] == 5, poststop
+
