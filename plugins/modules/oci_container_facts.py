@@ -31,6 +31,13 @@ options:
     elements: str
     default: []
     aliases: [id]
+  labels:
+    description:
+      - Only containers that carry every one of these labels with the same value
+        (see O(daemonless.oci.oci_container_state#module:labels)); all containers when empty.
+      - Combined with O(name), a container must be named and match.
+    type: dict
+    default: {}
 seealso:
   - module: daemonless.oci.oci_container_info
 '''
@@ -55,6 +62,11 @@ EXAMPLES = r'''
     id: db
     bundle: /srv/bundles/db
   when: ansible_facts.oci_containers.db.status == 'absent'
+
+- name: Facts of the containers labelled app=web only
+  daemonless.oci.oci_container_facts:
+    labels:
+      app: web
 '''
 
 RETURN = r'''
@@ -71,7 +83,7 @@ ansible_facts:
       returned: always
       type: dict
       sample:
-        "web": {"id": "web", "status": "running", "pid": 4242}
+        "web": {"id": "web", "status": "running", "pid": 4242, "labels": {"app": "web"}}
         "db": {"id": "db", "status": "absent"}
     oci_host:
       description: The host's container capabilities, as M(daemonless.oci.oci_container_info) returns them in RV(ignore:host).

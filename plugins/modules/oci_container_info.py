@@ -24,6 +24,26 @@ options:
     elements: str
     default: []
     aliases: [id]
+  labels:
+    description:
+      - Only containers that carry every one of these labels with the same value
+        (see O(daemonless.oci.oci_container_state#module:labels)); all containers when empty.
+      - Combined with O(name), a container must be named and match.
+    type: dict
+    default: {}
+  logs_tail:
+    description:
+      - Return the last this many lines of each selected container's log in RV(containers[].logs) and
+        RV(containers[].log_entries) (0 to 10000). The log is the one the container's monitor writes
+        (a running service's as well as a finished job's), rotated files included.
+      - When neither this nor O(logs_since) is given, no log is read.
+    type: int
+  logs_since:
+    description:
+      - Return only the log lines written since this time, as C(podman logs --since) - an RFC 3339 time in
+        UTC (V(2026-01-02T15:04:05Z)) or a duration before now (V(90s), V(10m), V(2h)).
+      - With O(logs_tail), the last O(logs_tail) of those lines.
+    type: str
 seealso:
   - module: daemonless.oci.oci_container_facts
   - module: daemonless.oci.oci_container_state
@@ -33,6 +53,19 @@ EXAMPLES = r'''
 - name: All containers of the host
   daemonless.oci.oci_container_info:
   register: oci
+
+- name: The last 50 lines of the web containers' logs from the last 10 minutes
+  daemonless.oci.oci_container_info:
+    labels:
+      app: web
+    logs_tail: 50
+    logs_since: 10m
+  register: web
+
+- name: Show them, stderr marked
+  ansible.builtin.debug:
+    msg: "{{ item.time }} {{ item.stream }}: {{ item.text }}"
+  loop: "{{ web.containers | map(attribute='log_entries') | flatten }}"
 
 - name: Fail when the web container is not running
   ansible.builtin.assert:
@@ -52,7 +85,40 @@ containers:
   returned: always
   type: list
   elements: dict
-  sample: [{"id": "web", "status": "running", "pid": 4242, "bundle": "/srv/bundles/web"}]
+  sample: [{"id": "web", "status": "running", "pid": 4242, "bundle": "/srv/bundles/web", "labels": {"app": "web"}}]
+  contains:
+    labels:
+      description: The container's labels (see O(daemonless.oci.oci_container_state#module:labels)).
+      type: dict
+      returned: always
+    logs:
+      description:
+        - The selected log lines' text, oldest first (stdout and stderr as they came).
+        - Invalid UTF-8 is replaced; a line longer than 16 KiB is cut, and says how many bytes were cut.
+        - Empty for a container created without a monitor (it has no log).
+      type: list
+      elements: str
+      returned: when O(logs_tail) or O(logs_since) is given
+    log_entries:
+      description: The same lines with their stream and time.
+      type: list
+      elements: dict
+      returned: when O(logs_tail) or O(logs_since) is given
+      contains:
+        stream:
+          description: V(stdout) or V(stderr).
+          type: str
+        time:
+          description: When the line (its first piece) was written, RFC 3339 in UTC with nanoseconds.
+          type: str
+        text:
+          description: The line, without its newline.
+          type: str
+      sample: [{"stream": "stderr", "time": "2026-01-02T15:04:05.123456789Z", "text": "listening on :80"}]
+    logs_truncated:
+      description: Whether older selected lines were left out to keep the text returned under 1 MiB per container.
+      type: bool
+      returned: when O(logs_tail) or O(logs_since) is given
 missing:
   description:
     - Named containers that do not exist (M(daemonless.oci.oci_container_facts) publishes the same ids
@@ -118,11 +184,13 @@ host:
       returned: always
 '''
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import gather, selection_message
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
+    INFO_ARGSPEC, add_logs, gather, selection_message)
 
 
 def main():
-    module, containers, missing, host = gather()
+    module, containers, missing, host = gather(INFO_ARGSPEC)
+    add_logs(module, module.params['state_root'], containers)
     module.exit_json(changed=False, msg=selection_message(containers, missing, module.params['state_root']),
                      containers=containers, missing=missing, host=host)
 

@@ -176,6 +176,16 @@ options:
     description: How many of the last log lines RV(logs_lines) returns with O(wait=exited).
     type: int
     default: 20
+  labels:
+    description:
+      - Labels of the container (as podman's C(--label)), a dict of names to strings; numbers and
+        booleans become strings.
+      - Stored as the annotations C(org.daemonless.oci.label.<name>) of the config the container is
+        created from (the bundle's C(config.json) is not changed), and returned as RV(container.labels).
+        M(daemonless.oci.oci_container_info) and M(daemonless.oci.oci_container_facts) select containers by them.
+      - Labels are part of the container's config, so adding, changing or removing one recreates the container.
+      - A label name is 1 to 253 characters without control characters; a value at most 4096 characters.
+    type: dict
   secrets:
     description:
       - Files given to the container without being written into its bundle, its C(config.json), its state,
@@ -284,6 +294,14 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: A labelled service, to find it again with oci_container_info's labels selector
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    labels:
+      app: web
+      tier: front
+
 - name: Run a web server from a bundle
   daemonless.oci.oci_container_state:
     id: web
@@ -418,6 +436,11 @@ container:
       description: 'The config''s annotations.'
       type: dict
       returned: success
+    labels:
+      description: 'The container''s labels (O(labels)): its annotations C(org.daemonless.oci.label.<name>), by name.'
+      type: dict
+      returned: success
+      sample: {"app": "web"}
     restart_policy:
       description: 'The restart policy its monitor applies.'
       type: str

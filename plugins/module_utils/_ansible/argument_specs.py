@@ -109,6 +109,8 @@ def container_state_argument_spec():
     )
     spec.update(secrets_argument_spec())
     spec.update(SUPERVISION_ARGSPEC)
+    # Labels: annotations org.daemonless.oci.label.<key> of the container's config (_ansible/labels.py).
+    spec.update(labels=dict(type='dict'))
     spec.update(STATE_ROOT_ARGSPEC)
     spec.update(container_network_argument_spec())
     return spec

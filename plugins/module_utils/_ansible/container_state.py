@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks, reconcile, secrets, supervision
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, networks, reconcile, secrets, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -69,6 +69,7 @@ def desired(bundle_config, params, manager):
     taking and returning a config, applied in this order.
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
+    config = labels.with_labels(config, params.get("labels"))
     config = secrets.with_secrets(config, params)
     config = supervision.with_supervision(config, params)
     config = networks.container_config(config, params)

@@ -46,16 +46,64 @@ def read_records_and_offset(path, max_files=1):
     """The records of every file of the log, and how many bytes of the live file were read.
 
     The offset is where `follow` must start so that no record is printed
-    twice or missed, whatever the monitor writes meanwhile.
+    twice or missed, whatever the monitor writes meanwhile: a record the
+    monitor is still writing (no newline yet) is left for `follow`.
+
+    The monitor may rotate the log (log.1 -> log.2, log -> log.1, a new log)
+    at any moment. The files are opened newest first and read only once all
+    are open: a rotation among the opens shifts a file to the name opened
+    next (read once, by its inode), and one after them changes nothing that
+    was opened; only a rotation during the opens that renamed the live file
+    (its inode changed) makes the picture doubtful, and the opens start again.
     """
+    for attempt in range(READ_ATTEMPTS):
+        before = _inode(path)
+        handles = _open_newest_first(path, max_files)
+        try:
+            if _inode(path) == before or attempt == READ_ATTEMPTS - 1:
+                return _read_oldest_first(handles, path)
+        finally:
+            for dummy, handle in handles:
+                handle.close()
+    raise AssertionError("unreachable")
+
+
+READ_ATTEMPTS = 5  # a monitor rotating during every attempt's few opens writes faster than anyone can read
+
+
+def _inode(path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _open_newest_first(path, max_files):
+    handles = []
+    inodes = set()
+    for name in reversed(log_files(path, max_files)):
+        try:
+            handle = open(name, "rb")
+        except FileNotFoundError:
+            continue  # rotated away since log_files listed it
+        inode = os.fstat(handle.fileno()).st_ino
+        if inode in inodes:
+            handle.close()  # the rotation moved a file already open to this name
+            continue
+        inodes.add(inode)
+        handles.append((name, handle))
+    return handles
+
+
+def _read_oldest_first(handles, path):
     records = []
     offset = 0
-    for name in log_files(path, max_files):
-        with open(name, "rb") as handle:
-            data = handle.read()
+    for name, handle in reversed(handles):
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
         if name == path:
-            offset = len(data)
-        for line in data.split(b"\n"):
+            offset = end
+        for line in data[:end].split(b"\n"):
             record = parse_line(line) if line else None
             if record is not None:
                 records.append(record)
