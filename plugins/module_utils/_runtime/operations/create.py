@@ -335,6 +335,14 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
         raise OCIError("log rotation: max size must be >= 0 and max files >= 1")
     if supervision and systemd_cgroup:
         supervision = dict(supervision, systemdCgroup=True)  # a restart creates it with the same driver
+    return _detached_monitor(container_id, "the monitor", lambda result_w: _become_monitor(
+        root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size, log_max_files, result_w,
+        monitor, syscalls, systemd_cgroup, config, supervision))
+
+
+def _detached_monitor(container_id, what, become):
+    """Fork twice so that BECOME(result pipe's write end) runs in a new session, orphaned at once (no
+    zombie for a long-lived caller), and return the init pid it reports (MONITOR_OK), or raise its error."""
     result_r, result_w = os.pipe()
     _flush_stdio()
     first = os.fork()
@@ -344,8 +352,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
             os.setsid()
             if os.fork():
                 os._exit(0)
-            _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path, log_max_size,
-                            log_max_files, result_w, monitor, syscalls, systemd_cgroup, config, supervision)
+            become(result_w)
         except BaseException as exc:
             try:
                 os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
@@ -368,7 +375,7 @@ def create_monitored(root, container_id, bundle, pid_file=None, preserve_fds=0, 
         return int(answer[len(protocol.MONITOR_OK):])
     if answer.startswith(protocol.MONITOR_ERROR):
         raise OCIError(answer[len(protocol.MONITOR_ERROR):])
-    raise OCIError("container %s: the monitor exited before reporting (%r)" % (container_id, answer))
+    raise OCIError("container %s: %s exited before reporting (%r)" % (container_id, what, answer))
 
 
 def _message(exc):
@@ -483,33 +490,8 @@ def adopt_monitored(root, container_id):
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     with Container.open(root, container_id) as container:
         _check_adoptable(container)
-    result_r, result_w = os.pipe()
-    _flush_stdio()
-    first = os.fork()
-    if first == 0:
-        try:
-            os.close(result_r)
-            os.setsid()
-            if os.fork():
-                os._exit(0)
-            _become_adopter(root, container_id, result_w, monitor, syscalls)
-        except BaseException as exc:
-            try:
-                os.write(result_w, (protocol.MONITOR_ERROR + _message(exc)).encode("utf-8", "replace"))
-            except OSError:
-                pass
-        os._exit(1)
-    os.close(result_w)
-    try:
-        os.waitpid(first, 0)
-        answer = os.read(result_r, 65536).decode("utf-8", "replace")
-    finally:
-        os.close(result_r)
-    if answer.startswith(protocol.MONITOR_OK):
-        return int(answer[len(protocol.MONITOR_OK):])
-    if answer.startswith(protocol.MONITOR_ERROR):
-        raise OCIError(answer[len(protocol.MONITOR_ERROR):])
-    raise OCIError("container %s: the new monitor exited before reporting (%r)" % (container_id, answer))
+    return _detached_monitor(container_id, "the new monitor",
+                             lambda result_w: _become_adopter(root, container_id, result_w, monitor, syscalls))
 
 
 def _check_adoptable(container):
