@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
@@ -193,18 +194,13 @@ def _in_child(work, stdio):
         finally:
             os._exit(0)
     os.close(result_w)
-    chunks = []
     try:
-        while True:
-            chunk = os.read(result_r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = protocol.read_to_eof(result_r)
     finally:
         os.close(result_r)
         os.waitpid(child, 0)
     try:
-        outcome = json.loads(b"".join(chunks).decode("utf-8"))
+        outcome = json.loads(data.decode("utf-8"))
     except ValueError:
         raise OCIError("exec: the runtime's child ended without a result")
     if "error" in outcome:

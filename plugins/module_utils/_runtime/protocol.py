@@ -160,6 +160,17 @@ class Channel:
         self.sock.close()
 
 
+def read_to_eof(fd):
+    """All a pipe's reader gets until every writer has closed it: a status or result pipe from a forked
+    process, whose message may be longer than one read returns."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def report_and_exit(channel, exc):
     """In a child: send the failure to the runtime, then leave without running Python's exit handlers."""
     if isinstance(exc, OCIError):

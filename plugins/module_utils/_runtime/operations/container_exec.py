@@ -133,7 +133,7 @@ def exec_process(root, container_id, proc, detach=False, pid_file=None, preserve
         os.waitpid(child, 0)
         child = None
         masters = messages[protocol.READY].get("fds", [])
-        error = _read_all(status_r)
+        error = protocol.read_to_eof(status_r)
         if error:
             raise OCIError("exec in container %s: %s" % (container_id, error.decode("utf-8", "replace")))
         if pid_file:
@@ -182,15 +182,6 @@ def _namespaces_to_join(record):
         if (theirs.st_ino, theirs.st_dev) != (ours.st_ino, ours.st_dev):
             joins.append((kind, path))
     return joins
-
-
-def _read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _joiner(channel, opened, proc, seccomp, preserve_fds, status_w, last_cap, extras):

@@ -362,15 +362,9 @@ def _detached_monitor(container_id, what, become):
     os.close(result_w)
     try:
         os.waitpid(first, 0)
-        chunks = []
-        while True:
-            chunk = os.read(result_r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        answer = protocol.read_to_eof(result_r).decode("utf-8", "replace")
     finally:
         os.close(result_r)
-    answer = b"".join(chunks).decode("utf-8", "replace")
     if answer.startswith(protocol.MONITOR_OK):
         return int(answer[len(protocol.MONITOR_OK):])
     if answer.startswith(protocol.MONITOR_ERROR):
