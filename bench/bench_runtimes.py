@@ -87,7 +87,7 @@ def _report_times(key, title, samples, cpu, rounds, targets):
         rows = [[name, bl.fmt_ms(s["median"]), bl.fmt_ms(s["p25"]), bl.fmt_ms(s["p75"]), s["n"]]
                 for name, s in stats.items()]
         sections.append("%s time\n%s\n%s" % (measure, bl.table(rows, ["runtime", "median", "p25", "p75", "n"]),
-                                              bl.table(_ratio_rows(ratios), ["paired ratio", "median [p25-p75]"])))
+                                             bl.table(_ratio_rows(ratios), ["paired ratio", "median [p25-p75]"])))
         results[measure] = (stats, ratios, series)
     text = "%s, %d paired rounds (CPU: user+system of the command and what it reaped)\n%s\n%s" % (
         title, rounds, "\n".join(sections), bl.targets_text(found))

@@ -15,6 +15,7 @@ description:
 author:
   - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.label_selector
   - daemonless.oci.read_only
   - daemonless.oci.state_root
 options:
@@ -24,13 +25,6 @@ options:
     elements: str
     default: []
     aliases: [id]
-  labels:
-    description:
-      - Only containers that carry every one of these labels with the same value
-        (see O(daemonless.oci.oci_container_state#module:labels)); all containers when empty.
-      - Combined with O(name), a container must be named and match.
-    type: dict
-    default: {}
   logs_tail:
     description:
       - Return the last this many lines of each selected container's log in RV(containers[].logs) and

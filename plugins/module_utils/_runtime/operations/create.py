@@ -252,7 +252,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if hook_state is not None and (config.get("hooks") or {}).get("poststop"):
             # The spec's failed create hook "continues the lifecycle at delete": poststop undoes what they set up.
             _hooks().run_reporting(config["hooks"], "poststop", dict(hook_state, status="stopped"),
-                                lambda message: sys.stderr.write("ocirt: %s\n" % message))
+                                   lambda message: sys.stderr.write("ocirt: %s\n" % message))
         raise
     finally:
         for item in (channel, child_channel):
