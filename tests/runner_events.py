@@ -7,6 +7,7 @@ module's result in event_data.res, and the play's stats per host. The tests
 read the same events, so what they assert is what an AWX job page shows.
 """
 import os
+import signal
 
 import ansible_runner
 
@@ -29,9 +30,16 @@ def run_job(private_data_dir, playbook, inventory, extravars=None, envvars=None)
         "PATH": os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", os.environ.get("PATH", os.defpath)),
     })
     os.makedirs(private_data_dir, exist_ok=True)
-    return ansible_runner.run(private_data_dir=str(private_data_dir), playbook=os.path.abspath(playbook),
-                              inventory=os.path.abspath(inventory), extravars=extravars or {}, envvars=env,
-                              quiet=True, timeout=900)
+    saved = dict((signum, signal.getsignal(signum)) for signum in (signal.SIGINT, signal.SIGTERM))
+    try:
+        return ansible_runner.run(private_data_dir=str(private_data_dir), playbook=os.path.abspath(playbook),
+                                  inventory=os.path.abspath(inventory), extravars=extravars or {}, envvars=env,
+                                  quiet=True, timeout=900)
+    finally:
+        # ansible-runner installs SIGINT and SIGTERM handlers that cancel its job, and leaves them in place:
+        # without this, the test process would go on after a cancelled CI run or a kill, its fixtures undone.
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def describe(runner):
