@@ -257,12 +257,12 @@ def write_file(path, text, mode=0o644):
 
 
 def state_entries(root):
-    """The names in state root ROOT but the code caches "=monitor" and "=bytecode": the containers' directories,
+    """The names in state root ROOT but the monitor's code cache "=monitor": the containers' directories,
     and "=network/ID" for a container's network left behind (its namespace, cache and files; the
     network area's own copy of cni.py, the poststop hook's script, is the runtime's like "=monitor")."""
     if not os.path.isdir(root):
         return []
-    names = [name for name in os.listdir(root) if name not in ("=monitor", "=network", "=bytecode")]
+    names = [name for name in os.listdir(root) if name not in ("=monitor", "=network")]
     area = os.path.join(root, "=network")
     if os.path.isdir(area):
         names.extend("=network/" + name for name in os.listdir(area) if name != "cni.py")

@@ -531,12 +531,8 @@ logs_lines:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
-
 
 def main():
-    # The rest of the collection is imported once the cache of its compiled code is in place.
-    cache = bytecode.install()
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
         CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
@@ -544,7 +540,6 @@ def main():
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
     module = AnsibleModule(argument_spec=container_state_argument_spec(), supports_check_mode=True,
                            required_if=CONTAINER_STATE_REQUIRED_IF)
-    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
     try:
         result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)

@@ -447,12 +447,11 @@ class Host:
         return [pid for pid in cgroup_pids(os.path.join(self.cgroup, "ocirt")) if alive(pid)]
 
     def state_entries(self):
-        """What the host's state root (/run/ocirt) holds, but the code caches of the runtime's monitor and
-        of the modules (=bytecode, which lives under the default state root whatever a task's state_root)."""
+        """What the host's state root (/run/ocirt) holds, but the runtime's code cache."""
         path = "/proc/%d/root/run/ocirt" % self.keeper.pid
         if not os.path.isdir(path):
             return []
-        return sorted(e for e in os.listdir(path) if e not in ("=monitor", "=bytecode"))
+        return sorted(e for e in os.listdir(path) if e != "=monitor")
 
     def sshd_pids(self):
         """The host's sshd processes: the listener and one or two per connection."""
