@@ -30,7 +30,7 @@ import pytest
 
 from helpers import OCIRT, POLL_DELAY, WORDS_BY_ROOT, new_id, poll
 import nspawn_support
-from nspawn_support import REPO
+from nspawn_support import HOST_UNIFIED, REPO, read
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import device_program
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.layout import Hierarchy, Layout
@@ -68,24 +68,6 @@ def probe_device():
 
 def allow_probe(device, access):
     return {"allow": True, "type": "c", "major": device["major"], "minor": device["minor"], "access": access}
-
-
-def _host_unified():
-    """Where this host mounts its cgroup2 hierarchy (the v2 view's /sys/fs/cgroup), or None."""
-    with open("/proc/self/mountinfo") as handle:
-        for line in handle:
-            fields = line.split()
-            if fields[fields.index("-") + 1] == "cgroup2":
-                return fields[4]
-    return None
-
-
-HOST_UNIFIED = _host_unified()
-
-
-def read(path):
-    with open(path) as handle:
-        return handle.read()
 
 
 def host_dir(container_id, name=None):
