@@ -19,11 +19,10 @@ dir, "work": dir}, the layers absolute paths IMAGE_ROOT/layers/sha256/<hex>
 of one store, upper and work relative to the bundle.
 """
 import errno
-import json
 import os
-import re
 import stat
 
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux.paths import (
@@ -140,9 +139,20 @@ def prepare_root(rootfs, propagation):
 
 OVERLAY_ANNOTATION = "org.daemonless.oci.rootfs.overlay"
 OVERLAY_MAX_LOWER = 128
-_LAYER_DIR = re.compile(r"^(/(?:[^/\0]+/)*)layers/sha256/[a-f0-9]{64}$")
+_HEX = frozenset("0123456789abcdef")
 # overlayfs splits its options on "," and lowerdir on ":"; "\\" escapes, and a newline has no business here.
 _OVERLAY_UNSAFE = (",", ":", "\\", "\n")
+
+
+def _layer_store(path):
+    """The store directory (with its trailing /) of PATH = <store>/layers/sha256/<64 hex>, else None.
+
+    Checked by hand, not with a regular expression: `re` (and the enum it imports) would cost
+    every create about as much as the interpreter's own start."""
+    head, sep, digest = path.rpartition("/layers/sha256/")
+    if not sep or (head and not head.startswith("/")) or "\0" in head or len(digest) != 64 or not _HEX.issuperset(digest):
+        return None
+    return head + "/"
 
 
 def parse_overlay(annotations):
@@ -152,7 +162,7 @@ def parse_overlay(annotations):
         return None
     field = 'annotations["%s"]' % OVERLAY_ANNOTATION
     try:
-        value = json.loads(text)
+        value = jsonio.loads(text)
     except (TypeError, ValueError):
         raise OCIError("%s: not JSON" % field)
     if not isinstance(value, dict):
@@ -163,12 +173,12 @@ def parse_overlay(annotations):
     stores = set()
     for index, path in enumerate(lower):
         where = "%s.lower[%d]" % (field, index)
-        match = _LAYER_DIR.match(path) if isinstance(path, str) else None
-        if match is None or os.path.normpath(path) != path:
+        store = _layer_store(path) if isinstance(path, str) else None
+        if store is None or os.path.normpath(path) != path:
             raise OCIError("%s: %r is not an image store's layer directory (/.../layers/sha256/<hex>)" % (where, path))
         if any(c in path for c in _OVERLAY_UNSAFE):
             raise OCIError("%s: %r holds a character overlayfs options cannot carry (, : \\ newline)" % (where, path))
-        stores.add(match.group(1))
+        stores.add(store)
     if len(stores) != 1:
         raise OCIError("%s.lower: the layers must all come from one image store" % field)
     dirs = []
