@@ -64,8 +64,8 @@ def _tree_fingerprint(path, content=False):
         for name in sorted(dirnames + filenames):
             st = os.lstat(name, dir_fd=dir_fd)
             rel = os.path.relpath(os.path.join(dirpath, name), path)
-            line = "%s\0%o\0%d\0%d\0%d\0%d\0%d\0%d" % (rel, st.st_mode, st.st_size, st.st_uid, st.st_gid,
-                                                         st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            fields = (rel, st.st_mode, st.st_size, st.st_uid, st.st_gid, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            line = "%s\0%o\0%d\0%d\0%d\0%d\0%d\0%d" % fields
             if content and stat.S_ISREG(st.st_mode):
                 line += "\0" + _sha256_entry(dir_fd, name)
             elif content and stat.S_ISLNK(st.st_mode):
