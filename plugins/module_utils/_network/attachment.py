@@ -33,7 +33,10 @@ ANNOTATION = "org.daemonless.oci.network."
 PLACEHOLDER_HOSTNAME = "ocirt"
 MAX_HOSTNAME = 64  # the kernel's HOST_NAME_MAX
 DNS_POD_NAMESPACE = "oci"
-LOOPBACK = {"cniVersion": cni.CNI_VERSION, "name": "lo", "plugins": [{"type": "loopback"}]}
+# Plugins that do nothing for a container that gives them no value of their capability (portmap's ADD
+# returns at once without portMappings, and its DEL then has no chain to remove): left out of that
+# container's list, and so of its DEL and CHECK, which use the list as attached (the cache's).
+IDLE_WITHOUT = {"portmap": "portMappings"}
 # Plugins whose CHECK fails on a healthy attachment in the packaged versions (portmap 1.1.1 looks for an
 # IPv6 DNAT chain an IPv4-only container never gets; dnsname 1.3.1 for an addnhost key its own config
 # lacks): their CHECK is skipped. bridge, host-local and firewall still see a lost veth, address or
@@ -156,11 +159,19 @@ def request_from(config, params):
                    etc_hosts, config_dir, cni_path)
 
 
+# The poststop hook starts Python only when there is something to release: the modules release the
+# network before they delete a container, and an interpreter's start is most of the hook's cost.
+HOOK_SHELL = '[ -d "$1" ] || exit 0; shift; exec "$@"'
+
+
 def hook_command(root, container_id):
-    """The poststop hook's argv: cni.py's copy under the state root, run alone by this host's Python."""
+    """The poststop hook's argv: /bin/sh, which runs cni.py's copy under the state root alone by this host's
+    Python when the container's network directory is there."""
     python = sys.executable or "/usr/bin/python3"
-    script = os.path.join(os.path.abspath(root), cni.NETWORK_AREA, "cni.py")
-    return [python, "-I", "-S", script, "delete", os.path.abspath(root), container_id]
+    root = os.path.abspath(root)
+    script = os.path.join(root, cni.NETWORK_AREA, "cni.py")
+    return ["/bin/sh", "-c", HOOK_SHELL, "sh", cni.container_dir(root, container_id),
+            python, "-I", "-S", script, "delete", root, container_id]
 
 
 def with_network(config, request, root, container_id):
@@ -266,11 +277,11 @@ def _add_all(root, container_id, request):
     cache = {"containerId": container_id, "netns": path, "cniPath": request.cni_path, "attachments": []}
     cni.write_cache(root, container_id, cache)
     netns.create(path)
-    planned = [("lo", LOOPBACK, "", {})]
+    planned = []
     for index, (name, network) in enumerate(request.networks.items()):
         runtime_config = {"portMappings": request.mappings, "aliases": {name: [request.hostname]}}
-        planned.append(("eth%d" % index, network, _cni_args(container_id, request.ip if index == 0 else None),
-                        runtime_config))
+        planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
+                        _cni_args(container_id, request.ip if index == 0 else None), runtime_config))
     results = []
     for ifname, network, cni_args, runtime_config in planned:
         attachment = {"network": network["name"], "ifname": ifname, "config": network, "cniArgs": cni_args,
@@ -287,9 +298,15 @@ def _add_all(root, container_id, request):
             raise OCIError("network: %s" % exc)
         attachment["result"] = result
         cni.write_cache(root, container_id, cache)
-        if ifname != "lo":
-            results.append((network, result))
+        results.append((network, result))
     return results
+
+
+def _working_plugins(network, runtime_config):
+    """NETWORK's list without the plugins that would do nothing for this container (IDLE_WITHOUT)."""
+    plugins = [plugin for plugin in network["plugins"]
+               if plugin.get("type") not in IDLE_WITHOUT or runtime_config.get(IDLE_WITHOUT[plugin["type"]])]
+    return dict(network, plugins=plugins)
 
 
 def _write_files(directory, request, results):
