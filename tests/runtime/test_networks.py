@@ -378,7 +378,10 @@ def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(
     directory = os.path.join(state_root, cni.NETWORK_AREA, p["id"])
     assert os.path.ismount(os.path.join(directory, "netns"))  # what the crash left
     gone = container_state.run(dict(p, state="absent"))
-    assert gone["changed"] and gone["actions"] == ["release network: left by an interrupted task"]
+    # The container itself is made while the bridge's ADD runs (its monitor outlives the task): when it was,
+    # absent deletes it and releases its network; when not, only the network was left.
+    assert gone["changed"] and gone["actions"] in (["release network: left by an interrupted task"],
+                                                   ["stop", "delete"]), gone["actions"]
     assert not os.path.exists(directory)
     # The plugin the task left running (when only the task was killed) is gone too: finishing its ADD
     # after the DEL, it would make the bridge and veth again.
@@ -532,3 +535,50 @@ def test_lost_rules_show_as_drift(params, net, make_bundle, state_root):
     facts = networks.container_facts(state_root, p["id"])
     assert facts["drift"] == {"network": "missing"}, facts
     assert any("firewall" in problem for problem in facts["network_problems"])
+
+
+FAILING_FIREWALL = """#!/bin/sh
+# The firewall plugin failing its ADD (after bridge's, which succeeded): the container is made by then.
+if [ "$CNI_COMMAND" = ADD ]; then echo '{"cniVersion": "1.0.0", "code": 999, "msg": "refused by the test"}'; exit 1; fi
+exec %s/firewall
+"""
+
+
+def test_a_plugin_failing_after_the_container_was_made_leaves_neither_behind(
+        params, net, make_bundle, state_root, scratch):
+    """The container is created while the first plugin's ADD runs: a later plugin's failure takes it away too."""
+    network = net(dns=False)
+    cni_dir = os.path.join(scratch, "cnibin")
+    os.makedirs(cni_dir)
+    for name in os.listdir(CNI_BIN):
+        if name != "firewall":
+            os.symlink(os.path.join(CNI_BIN, name), os.path.join(cni_dir, name))
+    with open(os.path.join(cni_dir, "firewall"), "w") as handle:
+        handle.write(FAILING_FIREWALL % CNI_BIN)
+    os.chmod(os.path.join(cni_dir, "firewall"), 0o755)
+    p = params(bundle=make_bundle(["sleep", "1000"]), network=[network["name"]], cni_path=cni_dir)
+    with pytest.raises(OCIError, match="network %s: CNI ADD of plugin firewall failed: error 999: refused by "
+                                       "the test" % network["name"]):
+        container_state.run(p)
+    assert container_state.observe(state_root, p["id"])[0] is None
+    assert not os.path.exists(os.path.join(state_root, cni.NETWORK_AREA, p["id"]))
+
+
+def test_lo_is_up_and_portmap_runs_only_for_a_container_that_publishes(net, state_root):
+    """lo is brought up by the namespace's maker (no loopback plugin); portmap is left out of the list of a
+    container without published ports, and so out of its DEL and CHECK."""
+    network = net(dns=False)
+    try:
+        attach_bare(state_root, net, "quiet", network=[network["name"]])
+        attach_bare(state_root, net, "loud", network=[network["name"]], publish=["%d:80" % random.randint(
+            48000, 49000)])
+        assert ",UP," in netns_run(state_root, "quiet", "ip", "-o", "link", "show", "lo")
+        assert netns_run(state_root, "quiet", "busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1")
+        kinds = {}
+        for name in ("quiet", "loud"):
+            attachments = cni.read_cache(os.path.abspath(state_root), name)["attachments"]
+            kinds[name] = [[plugin["type"] for plugin in a["config"]["plugins"]] for a in attachments]
+        assert kinds == {"quiet": [["bridge", "firewall"]], "loud": [["bridge", "portmap", "firewall"]]}
+    finally:
+        attachment.release(state_root, "quiet")
+        attachment.release(state_root, "loud")

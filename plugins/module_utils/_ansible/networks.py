@@ -143,15 +143,27 @@ class ContainerNetwork:
     def __init__(self, params, bundle_config):
         self.params = params
         self.bundle_config = bundle_config
+        self.attaching = None
 
     def attach(self):
+        """What the container's create needs (the namespace, its files' mount points); the plugins' work
+        goes on meanwhile, ready() waits for it."""
         request = attachment.request_from(self.bundle_config, self.params)
         if request.mode == "cni":
             for network in request.networks.values():
                 check_plugins(network, request.cni_path, "network")
-        attachment.attach(self.params["state_root"], self.params["id"], request)
+        self.attaching = attachment.begin_attach(self.params["state_root"], self.params["id"], request)
+
+    def ready(self):
+        """The attachment complete (before the container starts); OCIError with everything undone when not."""
+        attaching, self.attaching = self.attaching, None
+        if attaching is not None:
+            attaching.finish()
 
     def release(self):
+        attaching, self.attaching = self.attaching, None
+        if attaching is not None:
+            attaching.abandon()
         attachment.release(self.params["state_root"], self.params["id"], self.params.get("cni_path"))
 
 

@@ -245,8 +245,17 @@ def _cni_args(container_id, ip):
 
 def attach(root, container_id, request):
     """Make the container's namespace, ADD it to its networks, write its files; on failure undo all of it."""
+    attaching = begin_attach(root, container_id, request)
+    if attaching is not None:
+        attaching.finish()
+
+
+def begin_attach(root, container_id, request):
+    """What must exist before the container is created (its namespace, its files' mount points), with the
+    first plugin's ADD started: an Attaching to finish() (or abandon()) once the container is created, or
+    None for network none. On failure nothing is left."""
     if request.mode == "none":
-        return
+        return None
     root = os.path.abspath(root)
     for other, mapping in published_elsewhere(root, container_id):
         for mine in request.mappings:
@@ -258,48 +267,93 @@ def attach(root, container_id, request):
     if os.path.isdir(directory):
         release(root, container_id)  # what a crash left: never attach twice
     os.makedirs(directory, mode=0o700)
+    attaching = Attaching(root, container_id, request)
     try:
         _hook_script(root)
-        results = []
+        for name, _destination in FILES:
+            _write_in_place(os.path.join(directory, name), "")  # bind-mounted at create, written by finish()
         if request.mode == "cni":
-            results = _add_all(root, container_id, request)
-        _write_files(directory, request, results)
+            attaching.begin()
     except BaseException:
-        try:
-            release(root, container_id)
-        except OCIError:
-            pass  # the first failure is the one to report; the cache keeps what is left for `absent`
+        attaching.abandon()
         raise
+    return attaching
 
 
-def _add_all(root, container_id, request):
-    path = cni.netns_path(root, container_id)
-    cache = {"containerId": container_id, "netns": path, "cniPath": request.cni_path, "attachments": []}
-    cni.write_cache(root, container_id, cache)
-    netns.create(path)
-    planned = []
-    for index, (name, network) in enumerate(request.networks.items()):
-        runtime_config = {"portMappings": request.mappings, "aliases": {name: [request.hostname]}}
-        planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
-                        _cni_args(container_id, request.ip if index == 0 else None), runtime_config))
-    results = []
-    for ifname, network, cni_args, runtime_config in planned:
-        attachment = {"network": network["name"], "ifname": ifname, "config": network, "cniArgs": cni_args,
-                      "runtimeConfig": runtime_config, "result": None}
+class Attaching:
+    """A container's attachment under way. begin() records the cache, makes the namespace and starts the
+    first plugin's ADD; finish() runs the rest of the lists and writes the container's files. The container
+    is created between the two (its runtime needs the namespace, not its interfaces), so the slowest plugin
+    (bridge's ADD) runs while the container is made; it starts only after finish()."""
+
+    def __init__(self, root, container_id, request):
+        self.root = root
+        self.container_id = container_id
+        self.request = request
+        self.path = cni.netns_path(root, container_id)
+        self.cache = {"containerId": container_id, "netns": self.path, "cniPath": request.cni_path,
+                      "attachments": []}
+        self.planned = []
+        self.started = None
+
+    def begin(self):
+        cni.write_cache(self.root, self.container_id, self.cache)
+        netns.create(self.path)
+        for index, (name, network) in enumerate(self.request.networks.items()):
+            runtime_config = {"portMappings": self.request.mappings, "aliases": {name: [self.request.hostname]}}
+            self.planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
+                                 _cni_args(self.container_id, self.request.ip if index == 0 else None),
+                                 runtime_config))
+        self._record(0)
+        self.started = self._start(0, 0, None)
+
+    def _record(self, index):
+        ifname, network, cni_args, runtime_config = self.planned[index]
         # Recorded before the ADD: a crash in the middle of it leaves what DEL needs.
-        cache["attachments"].append(attachment)
-        cni.write_cache(root, container_id, cache)
-        result = None
+        self.cache["attachments"].append({"network": network["name"], "ifname": ifname, "config": network,
+                                          "cniArgs": cni_args, "runtimeConfig": runtime_config, "result": None})
+        cni.write_cache(self.root, self.container_id, self.cache)
+
+    def _start(self, index, plugin_index, prev_result):
+        ifname, network, cni_args, runtime_config = self.planned[index]
         try:
-            for plugin in network["plugins"]:
-                result = cni.invoke("ADD", plugin, network, container_id, path, ifname, cni_args=cni_args,
-                                    cni_path=request.cni_path, prev_result=result, runtime_config=runtime_config)
+            return cni.start("ADD", network["plugins"][plugin_index], network, self.container_id, self.path,
+                             ifname, cni_args=cni_args, cni_path=self.request.cni_path, prev_result=prev_result,
+                             runtime_config=runtime_config)
         except cni.CNIError as exc:
             raise OCIError("network: %s" % exc)
-        attachment["result"] = result
-        cni.write_cache(root, container_id, cache)
-        results.append((network, result))
-    return results
+
+    def finish(self):
+        """The rest of the ADDs and the container's files; on failure everything is undone (OCIError)."""
+        try:
+            results = []
+            for index, (_ifname, network, _cni_args, _runtime_config) in enumerate(self.planned):
+                if index:
+                    self._record(index)
+                result = None
+                for plugin_index in range(len(network["plugins"])):
+                    started, self.started = self.started or self._start(index, plugin_index, result), None
+                    try:
+                        result = cni.finish(started)
+                    except cni.CNIError as exc:
+                        raise OCIError("network: %s" % exc)
+                self.cache["attachments"][index]["result"] = result
+                cni.write_cache(self.root, self.container_id, self.cache)
+                results.append((network, result))
+            _write_files(cni.container_dir(self.root, self.container_id), self.request, results)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self):
+        """Undo what begin() and finish() made (the plugin under way killed first)."""
+        if self.started is not None:
+            cni.abandon(self.started)
+            self.started = None
+        try:
+            release(self.root, self.container_id)
+        except OCIError:
+            pass  # the first failure is the one to report; the cache keeps what is left for `absent`
 
 
 def _working_plugins(network, runtime_config):
@@ -330,7 +384,16 @@ def _write_files(directory, request, results):
              "hosts": etcfiles.hosts(request.hostname, addresses, request.etc_hosts),
              "hostname": etcfiles.hostname_file(request.hostname)}
     for name, text in texts.items():
-        atomicfile.write(os.path.join(directory, name), text, mode=0o644)
+        _write_in_place(os.path.join(directory, name), text)
+
+
+def _write_in_place(path, text):
+    """PATH's content replaced in the same inode: the container's bind mount of it (made at create, before
+    the text is known) sees the new text, where a rename would leave it the old file. Written before the
+    container starts, so no reader sees it half-written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def release(root, container_id, cni_path=None):
