@@ -582,3 +582,71 @@ def test_lo_is_up_and_portmap_runs_only_for_a_container_that_publishes(net, stat
     finally:
         attachment.release(state_root, "quiet")
         attachment.release(state_root, "loud")
+
+
+def _portmap_rules(container_id):
+    """(chain, [its jump rules]) of the container's DNAT chain, from iptables-save's nat table."""
+    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    jumps = [line for line in out.splitlines()
+             if line.startswith("-A CNI-HOSTPORT-DNAT ") and 'id: \\"%s\\"' % container_id in line]
+    chains = {shlex.split(line)[-1] for line in jumps}
+    assert len(chains) == 1, out
+    return chains.pop(), jumps
+
+
+def test_lost_nat_rules_a_dead_dnsmasq_and_an_unmounted_namespace_are_drift_that_a_converge_repairs(
+        params, net, make_bundle, state_root):
+    """CHECK passes on a healthy attachment (bridge, portmap, firewall, and dnsname's part read by us) and
+    fails once the DNAT chain of a published port is gone; the next converge re-attaches in place: the same
+    process, the same address, the port answers again."""
+    network = net()
+    port = random.randint(50000, 55000)
+    p = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]], publish=["%d:80" % port])
+    container_state.run(p)
+    pid = container_state.observe(state_root, p["id"])[0]["pid"]
+    address = address_of(state_root, p["id"])
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+    healthy = networks.container_facts(state_root, p["id"])
+    assert healthy["drift"] == {} and healthy["network_problems"] == [], healthy
+    assert container_state.run(p)["changed"] is False
+
+    chain, jumps = _portmap_rules(p["id"])
+    for jump in jumps:
+        subprocess.run(["iptables", "-t", "nat", "-D"] + shlex.split(jump)[1:], check=True)
+    subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+    subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5)
+    lost = networks.container_facts(state_root, p["id"])
+    assert lost["drift"] == {"network": "missing"}, lost
+    assert [problem for problem in lost["network_problems"] if "portmap" in problem] == lost["network_problems"]
+    preview = container_state.run(p, check_mode=True)
+    assert preview["changed"] and preview["actions"][0].startswith("repair network: ")
+    assert networks.container_facts(state_root, p["id"])["drift"] == {"network": "missing"}  # check mode
+    repaired = container_state.run(p)
+    assert repaired["changed"] and len(repaired["actions"]) == 1 and "portmap" in repaired["actions"][0]
+    assert container_state.observe(state_root, p["id"])[0]["pid"] == pid  # in place: not recreated
+    assert address_of(state_root, p["id"]) == address
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+    assert networks.container_facts(state_root, p["id"])["drift"] == {}
+    assert container_state.run(p)["changed"] is False
+
+    # dnsname's part: the network's dnsmasq killed, then started again by the repair's ADD.
+    dns_dir = os.path.join(networks.DNSNAME_DIR, network["name"])
+    os.kill(int(read_text(os.path.join(dns_dir, "pidfile")).strip()), signal.SIGKILL)
+    poll(lambda: "dnsmasq is not running" in " ".join(networks.container_facts(state_root, p["id"])[
+        "network_problems"]), "the killed dnsmasq to be seen")
+    assert container_state.run(p)["changed"]
+    answer = subprocess.run(["busybox", "nslookup", "%s.dns.oci" % p["id"], network["gateway"]],
+                            capture_output=True, text=True, check=False).stdout
+    assert "Address: %s" % address in answer, answer
+    assert networks.container_facts(state_root, p["id"])["drift"] == {}
+
+    # The namespace's bind mount removed under the running container: bound again from its process.
+    netns_file = os.path.join(state_root, cni.NETWORK_AREA, p["id"], "netns")
+    subprocess.run(["umount", netns_file], check=True)
+    assert networks.container_facts(state_root, p["id"])["network_problems"] == [
+        "network namespace %s is gone" % os.path.abspath(netns_file)]
+    assert container_state.run(p)["changed"]
+    assert os.path.ismount(netns_file) and networks.container_facts(state_root, p["id"])["drift"] == {}
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]

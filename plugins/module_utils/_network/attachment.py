@@ -37,11 +37,6 @@ DNS_POD_NAMESPACE = "oci"
 # returns at once without portMappings, and its DEL then has no chain to remove): left out of that
 # container's list, and so of its DEL and CHECK, which use the list as attached (the cache's).
 IDLE_WITHOUT = {"portmap": "portMappings"}
-# Plugins whose CHECK fails on a healthy attachment in the packaged versions (portmap 1.1.1 looks for an
-# IPv6 DNAT chain an IPv4-only container never gets; dnsname 1.3.1 for an addnhost key its own config
-# lacks): their CHECK is skipped. bridge, host-local and firewall still see a lost veth, address or
-# forwarding rule.
-CHECK_BROKEN = frozenset(["portmap", "dnsname"])
 FILES = (("resolv.conf", "/etc/resolv.conf"), ("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"))
 
 
@@ -237,7 +232,8 @@ def published_elsewhere(root, container_id):
     return found
 
 
-def _cni_args(container_id, ip):
+def cni_args_for(container_id, ip):
+    """CNI_ARGS of a container's attachment: its name for dnsname, and IP for host-local when it is pinned."""
     args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s" % (
         DNS_POD_NAMESPACE, container_id, container_id)
     return args + (";IP=%s" % ip if ip else "")
@@ -302,7 +298,7 @@ class Attaching:
         for index, (name, network) in enumerate(self.request.networks.items()):
             runtime_config = {"portMappings": self.request.mappings, "aliases": {name: [self.request.hostname]}}
             self.planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
-                                 _cni_args(self.container_id, self.request.ip if index == 0 else None),
+                                 cni_args_for(self.container_id, self.request.ip if index == 0 else None),
                                  runtime_config))
         self._record(0)
         self.started = self._start(0, 0, None)
@@ -432,36 +428,6 @@ def describe(root, container_id):
                       "gateway": next((entry.get("gateway") for entry in ips if entry.get("gateway")), None),
                       "published": (attachment.get("runtimeConfig") or {}).get("portMappings") or []})
     return found
-
-
-def check(root, container_id):
-    """CNI CHECK of every attachment: [] when all is in place, else what is missing (one sentence each)."""
-    root = os.path.abspath(root)
-    try:
-        cache = cni.read_cache(root, container_id)
-    except cni.CNIError as exc:
-        return [str(exc)]
-    if cache is None:
-        return []
-    path = cni.netns_path(root, container_id)
-    problems = []
-    if not os.path.ismount(path):
-        return ["network namespace %s is gone" % path]
-    for attachment in cache.get("attachments") or []:
-        if attachment.get("result") is None:
-            problems.append("network %s: its ADD never finished" % attachment.get("network"))
-            continue
-        network = attachment["config"]
-        for plugin in network.get("plugins") or []:
-            if plugin.get("type") in CHECK_BROKEN:
-                continue
-            try:
-                cni.invoke("CHECK", plugin, network, container_id, path, attachment["ifname"],
-                           cni_args=attachment.get("cniArgs", ""), cni_path=cache.get("cniPath") or cni.DEFAULT_CNI_PATH,
-                           prev_result=attachment["result"], runtime_config=attachment.get("runtimeConfig"))
-            except cni.CNIError as exc:
-                problems.append(str(exc))
-    return problems
 
 
 def users_of(root, name):

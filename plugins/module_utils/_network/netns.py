@@ -59,3 +59,12 @@ def create(path):
     if os.waitstatus_to_exitcode(status) != 0:
         os.unlink(path)
         raise OCIError("network namespace %s: %s" % (path, message or "could not be made"))
+
+
+def bind(source, path):
+    """Bind the namespace SOURCE (a /proc/PID/ns/net) at PATH again (drift.repair: its mount was removed)."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
+    try:
+        syscalls.mount(source, path, None, MS_BIND)
+    except OSError as exc:
+        raise OCIError("network namespace %s: cannot bind %s there: %s" % (path, source, exc.strerror))
