@@ -245,6 +245,9 @@ options:
         into the image).
       - A stopped container keeps its attachment (its address and published ports); a change of
         any network option recreates the container, which re-attaches it.
+      - With O(state=running), a running container kept as it is has its attachments checked (CNI
+        CHECK); one found lost (say, its DNAT or firewall rules flushed) is re-attached in place (CNI
+        DEL, then ADD with the same address) and the task reports a change; the container keeps running.
     type: list
     elements: str
   publish:
