@@ -192,7 +192,7 @@ class Options:
         self.config = config
         # What the new container's monitor supervises (supervise.checked_supervision's record), or None.
         self.supervision = supervision
-        # The container's network (networks.ContainerNetwork: attach(), release()), or None.
+        # The container's network (networks.ContainerNetwork: attach(), ready(), release()), or None.
         self.network = None
 
 
