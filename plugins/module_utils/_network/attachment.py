@@ -253,17 +253,19 @@ def begin_attach(root, container_id, request):
     if request.mode == "none":
         return None
     root = os.path.abspath(root)
-    for other, mapping in published_elsewhere(root, container_id):
+    elsewhere = published_elsewhere(root, container_id)
+    for other, mapping in elsewhere:
         for mine in request.mappings:
             if ports.overlaps(mine, mapping):
                 raise OCIError("publish: host port %d/%s is already published by container %s"
                                % (mine["hostPort"], mine["protocol"], other))
     ports.check_free(request.mappings)
+    mappings = ports.assign_free(request.mappings, [mapping for _other, mapping in elsewhere])
     directory = cni.container_dir(root, container_id)
     if os.path.isdir(directory):
         release(root, container_id)  # what a crash left: never attach twice
     os.makedirs(directory, mode=0o700)
-    attaching = Attaching(root, container_id, request)
+    attaching = Attaching(root, container_id, request, mappings)
     try:
         _hook_script(root)
         for name, _destination in FILES:
@@ -282,8 +284,9 @@ class Attaching:
     is created between the two (its runtime needs the namespace, not its interfaces), so the slowest plugin
     (bridge's ADD) runs while the container is made; it starts only after finish()."""
 
-    def __init__(self, root, container_id, request):
+    def __init__(self, root, container_id, request, mappings):
         self.root = root
+        self.mappings = mappings  # request's, with the host ports chosen (ports.assign_free)
         self.container_id = container_id
         self.request = request
         self.path = cni.netns_path(root, container_id)
@@ -296,7 +299,7 @@ class Attaching:
         cni.write_cache(self.root, self.container_id, self.cache)
         netns.create(self.path)
         for index, (name, network) in enumerate(self.request.networks.items()):
-            runtime_config = {"portMappings": self.request.mappings, "aliases": {name: [self.request.hostname]}}
+            runtime_config = {"portMappings": self.mappings, "aliases": {name: [self.request.hostname]}}
             self.planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
                                  cni_args_for(self.container_id, self.request.ip if index == 0 else None),
                                  runtime_config))
