@@ -13,8 +13,9 @@ is deleted, `ocirt delete --force` included); annotations
 config: published ports, the networks' settings).
 
 The order of the lifecycle (container_state and reconcile call it): attach
-before create (the namespace must exist for the runtime to join it),
-release once the container is stopped, just before its delete (the
+begun before create (the namespace must exist for the runtime to join it)
+and finished before start (the plugins' ADD runs while the container is
+made), release once the container is stopped, just before its delete (the
 poststop hook releases it when something else deletes the container). A
 stopped container keeps its attachment.
 """
