@@ -23,7 +23,7 @@ import pytest
 
 from helpers import WORDS_BY_ROOT, cmdline, poll, read_text
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, networks
-from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, ports
+from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
 
@@ -650,17 +650,6 @@ def test_lost_nat_rules_a_dead_dnsmasq_and_an_unmounted_namespace_are_drift_that
     assert container_state.run(p)["changed"]
     assert os.path.ismount(netns_file) and networks.container_facts(state_root, p["id"])["drift"] == {}
     assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
-
-
-@pytest.mark.parametrize("entry,expected", [
-    ("80", [{"hostPort": 0, "containerPort": 80, "protocol": "tcp"}]),
-    (":53/udp", [{"hostPort": 0, "containerPort": 53, "protocol": "udp"}]),
-    ("127.0.0.1::80", [{"hostPort": 0, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]),
-    ("9000-9001", [{"hostPort": 0, "containerPort": 9000, "protocol": "tcp"},
-                   {"hostPort": 0, "containerPort": 9001, "protocol": "tcp"}]),
-])
-def test_a_container_port_alone_asks_for_any_host_port(entry, expected):
-    assert ports.parse([entry]) == expected
 
 
 def test_a_random_host_port_is_chosen_reported_kept_and_answers(params, net, make_bundle, state_root):
