@@ -149,14 +149,14 @@ def assign_free(mappings, taken, option="publish"):
                 try:
                     probe.bind((address, 0))
                 except OSError as exc:
-                    raise OCIError("%s: no free host port for %d/%s: %s" % (option, mapping["containerPort"],
-                                                                          mapping["protocol"], exc.strerror))
+                    raise OCIError("%s: no free host port for %d/%s: %s"
+                                   % (option, mapping["containerPort"], mapping["protocol"], exc.strerror))
                 port = probe.getsockname()[1]
             chosen = dict(mapping, hostPort=port)
             if not any(overlaps(chosen, other) for other in list(taken) + assigned):
                 assigned.append(chosen)
                 break
         else:
-            raise OCIError("%s: no free host port for %d/%s" % (option, mapping["containerPort"],
-                                                              mapping["protocol"]))
+            raise OCIError("%s: no free host port for %d/%s"
+                           % (option, mapping["containerPort"], mapping["protocol"]))
     return assigned
