@@ -383,11 +383,18 @@ class MemoryRelease:
         except OSError:
             return
         lib.malloc_trim(0)
-        # Code last, the biggest (the interpreter's) at the very end: what runs between a drop of
-        # code and the next wait faults it back, 64 KiB around each touched page.
-        regions.sort(key=lambda region: (region[2], region[2] and region[1] - region[0]))
+        # One call for adjacent mappings (a library's code and constants), code last, the biggest (the
+        # interpreter's) at the very end: what runs between a drop and the next wait faults pages
+        # back, 64 KiB around each one touched (the kernel's fault-around).
+        merged = []
+        for start, end, executable in sorted(regions):
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], end, merged[-1][2] or executable)
+            else:
+                merged.append((start, end, executable))
+        merged.sort(key=lambda region: (region[2], region[2] and region[1] - region[0]))
         cast = self.ffi.cast
-        for start, end, _executable in regions:
+        for start, end, _executable in merged:
             lib.madvise(cast("void *", start), end - start, MADV_DONTNEED)
 
 
