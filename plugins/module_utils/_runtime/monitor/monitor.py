@@ -651,7 +651,7 @@ class Monitor:
         if action == "kill":
             try:
                 posix.close(posix.open(join(self.state_dir, STOP_MARKER),
-                                 posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))
+                                       posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))
             except OSError:
                 pass
         if action:
