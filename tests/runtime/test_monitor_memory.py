@@ -132,8 +132,8 @@ def test_without_its_ffi_options_the_monitor_releases_nothing_and_does_not_fail(
         release.release()
 
 
-def test_an_idle_monitor_releases_and_a_restart_after_it_works_and_releases_again(ocirt, make_bundle,
-                                                                                   idle_interpreter_rss):
+def test_an_idle_monitor_releases_and_a_restart_after_it_works_and_releases_again(
+        ocirt, make_bundle, idle_interpreter_rss):
     cid = new_id("mr")
     bundle = make_bundle(["sh", "-c", "echo started; exec sleep 1000"])
     ocirt("run", "--detach", "--restart", "always", "--bundle", bundle, cid)
