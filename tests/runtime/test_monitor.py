@@ -773,3 +773,54 @@ def test_create_monitored_validates_the_callers_config_and_leaves_nothing(mon, s
     with pytest.raises(OCIError, match="process.args"):
         create.create_monitored(state_root, container_id, bundle, config=given)
     assert mon.ocirt("state", container_id, check=False).returncode != 0
+
+
+# The runtime as an Ansible module carries it: packages inside a zip on sys.path (AnsiballZ), a
+# zip the module's exit removes. The caller removes it as soon as create_monitored returns.
+ZIP_CALLER = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
+assert create.__loader__.__class__.__name__ == "zipimporter", create.__loader__
+pid = create.create_monitored(sys.argv[2], sys.argv[3], sys.argv[4])
+os.unlink(sys.argv[1])
+print(pid)
+"""
+
+
+def test_a_monitor_started_from_a_zip_payload_that_vanishes_at_once_still_logs(mon, scratch):
+    """The monitor's sources (monitor.py, the libc FFI tables) are read from the caller's zip before
+    create_monitored returns: an Ansible module exits right after, and its payload goes with it
+    (the first monitor of every fresh state root was lost this way: no log, monitorPid 0)."""
+    import zipfile
+    from helpers import COLLECTIONS
+    payload = os.path.join(scratch, "payload.zip")
+    package = os.path.join(COLLECTIONS, "ansible_collections")
+    with zipfile.ZipFile(payload, "w") as archive:
+        for dirpath, dirnames, filenames in os.walk(os.path.realpath(os.path.join(package, "daemonless", "oci"))):
+            dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".venv", ".git", "tests", "bench")]
+            for filename in filenames:
+                if filename.endswith(".py"):
+                    full = os.path.join(dirpath, filename)
+                    relative = os.path.relpath(full, os.path.realpath(os.path.join(package, "daemonless", "oci")))
+                    archive.write(full, os.path.join("ansible_collections", "daemonless", "oci", relative))
+        present = set(archive.namelist())
+        for parent in ("ansible_collections", "ansible_collections/daemonless", "ansible_collections/daemonless/oci",
+                       "ansible_collections/daemonless/oci/plugins",
+                       "ansible_collections/daemonless/oci/plugins/module_utils"):
+            if parent + "/__init__.py" not in present:
+                archive.writestr(parent + "/__init__.py", "")
+    assert not os.path.isdir(os.path.join(mon.ocirt.root, "=monitor")), "the state root must be fresh"
+    bundle = mon.bundle(["sh", "-c", "echo hello; exec sleep 1000"])
+    container_id = new_id()
+    result = subprocess.run([sys.executable, "-c", ZIP_CALLER, payload, mon.ocirt.root, container_id, bundle],
+                            capture_output=True, text=True, timeout=WAIT_SECONDS, check=False)
+    assert result.returncode == 0, result
+    assert not os.path.exists(payload)
+    mon.track(container_id)
+    mon.ocirt("start", container_id)
+    mon.wait_for_log(container_id, lambda records: texts(records, "stdout") == [b"hello"],
+                     "the container's output in the log of a monitor started from a vanished zip")
+    state = mon.state(container_id)
+    assert state["status"] == "running" and state["monitorPid"] > 0, state
+    mon.ocirt("delete", "--force", container_id)

@@ -23,7 +23,7 @@ from test_restart import assert_all_gone, params, when
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
 
-# The monitor's interpreter: the runtime execs sys.executable (create._exec_monitor).
+# The monitor's interpreter: the runtime execs sys.executable (create._monitor_command).
 INTERPRETER = os.path.realpath(sys.executable)
 RELEASED = 0.6      # the monitor's interpreter pages resident, at most, as a share of an idle interpreter's
 

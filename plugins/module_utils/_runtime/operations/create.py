@@ -422,27 +422,32 @@ def _become_monitor(root, container_id, bundle, pid_file, preserve_fds, log_path
     os.close(devnull)
     for fd in preserved:
         os.close(fd)
-    os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
-    os.close(result_w)
     options = []
     if supervision:
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import snapshot
         options = snapshot.monitor_options(root, container_id, supervision)
-    _exec_monitor(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size, log_max_files,
-                                  oom_file, "" if oom_before is None else oom_before] + options)
+    command = _monitor_command(root, monitor, [init_pid, out_r, err_r, state_dir, log_path, log_max_size,
+                                               log_max_files, oom_file, "" if oom_before is None else oom_before]
+                               + options)
+    os.write(result_w, (protocol.MONITOR_OK + str(init_pid)).encode())
+    os.close(result_w)
+    os.execv(command[0], command)
 
 
-def _exec_monitor(root, monitor, argv):
-    """Become the monitor: a fresh interpreter running monitor.py's source alone, with ARGV (its main's)."""
+def _monitor_command(root, monitor, argv):
+    """The command line that makes this process the monitor (to exec): a fresh interpreter running
+    monitor.py's source alone, with ARGV (its main's), its stream descriptors made inheritable.
+
+    Made before MONITOR_OK is sent: from then on the caller may exit, and an
+    Ansible module's exit removes the zip payload the sources are read from."""
     for fd in argv[1:3]:
         if fd >= 0:
             os.set_inheritable(fd, True)
     directory, name = _monitor_module(root, monitor, "ocirt_monitor_")
     python = sys.executable or "/usr/bin/python3"
-    os.execv(python, [python, "-I", "-S", "-c",
-                      "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))"
-                      % (directory, name)]
-             + [str(arg) for arg in argv] + _memory_release_options(root))
+    return ([python, "-I", "-S", "-c",
+             "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))" % (directory, name)]
+            + [str(arg) for arg in argv] + _memory_release_options(root))
 
 
 def _memory_release_options(root):
@@ -535,11 +540,13 @@ def _become_adopter(root, container_id, result_w, monitor, syscalls):
         options += snapshot.monitor_options(root, container_id, supervision)
     # The container ran unobserved: OOM kills from then are not this monitor's to report.
     oom_before = monitor.oom_kills(oom_file)
+    command = _monitor_command(root, monitor, [pid, streams[0], streams[1], state_dir, old["logPath"],
+                                               old.get("logMaxSize", DEFAULT_LOG_MAX_SIZE),
+                                               old.get("logMaxFiles", DEFAULT_LOG_MAX_FILES),
+                                               oom_file, "" if oom_before is None else oom_before] + options)
     os.write(result_w, (protocol.MONITOR_OK + str(os.getpid())).encode())
     os.close(result_w)
-    _exec_monitor(root, monitor, [pid, streams[0], streams[1], state_dir, old["logPath"],
-                                  old.get("logMaxSize", DEFAULT_LOG_MAX_SIZE), old.get("logMaxFiles", DEFAULT_LOG_MAX_FILES),
-                                  oom_file, "" if oom_before is None else oom_before] + options)
+    os.execv(command[0], command)
 
 
 def _reopen_pipe(pid, fd):
