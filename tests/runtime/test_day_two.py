@@ -6,6 +6,7 @@ check mode, real results), the containers are real. Tests of the backend
 alone (container_state.run, bundle.ensure) are used where the module adds
 nothing to what is checked.
 """
+import functools
 import gzip
 import io
 import json
@@ -17,11 +18,11 @@ import uuid
 
 import pytest
 
-from helpers import REPO, WORDS_BY_ROOT, cgroup_dirs, new_id, ocirt_cmd, rootfs_of
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, reconcile
+from helpers import REPO, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle as bundle_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
 
 ANSIBLE_BIN = os.path.join(REPO, ".venv", "bin")
 HANG_SECONDS = 300  # stops a hung ansible run; not a timing assertion
@@ -83,18 +84,7 @@ def run_tasks(scratch, tasks, check=False, **module_defaults):
 @pytest.fixture
 def params(state_root):
     """params(**overrides): oci_container_state's parameters with its defaults, for a fresh id."""
-    container_id = new_id("d2")
-    WORDS_BY_ROOT.setdefault(state_root, set()).add(container_id)
-
-    def build(**overrides):
-        result = dict(id=container_id, bundle=None, state="running", recreate=False, restart=False, wait="none",
-                      timeout=argument_specs.DEFAULT_JOB_TIMEOUT, stop_signal=reconcile.DEFAULT_STOP_SIGNAL,
-                      stop_timeout=reconcile.DEFAULT_STOP_TIMEOUT, log_path=None,
-                      log_max_size=create.DEFAULT_LOG_MAX_SIZE, log_max_files=create.DEFAULT_LOG_MAX_FILES,
-                      logs_lines=argument_specs.DEFAULT_LOGS_LINES, state_root=state_root)
-        result.update(overrides)
-        return result
-    return build
+    return functools.partial(container_state_params, state_root, new_id("d2"))
 
 
 def state_dirs(root):
