@@ -470,6 +470,9 @@ def test_the_role_refuses_a_bad_size_before_any_task_and_warns_of_unknown_variab
 
 
 def test_the_role_takes_good_values_without_a_warning(scratch, state_root):
-    done = _run_role(scratch, state_root, container_state="absent", container_memory="256M", container_cpus=0.5)
+    # container_install_cli=false: the launcher's install (test_role_cli.py) is not what this checks, and it
+    # would go to this machine's /usr/local.
+    done = _run_role(scratch, state_root, container_state="absent", container_memory="256M", container_cpus=0.5,
+                     container_install_cli=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[WARNING] container" not in done.stdout and "ignores" not in done.stdout, done.stdout
