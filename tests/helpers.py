@@ -34,6 +34,9 @@ POLL_TRIES = 1200
 POLL_DELAY = 0.05
 HANG_SECONDS = 60  # a hang detector for one command, not a timing assertion
 TIOCSWINSZ = 0x5414
+# A long-running command that ends at once on SIGTERM: sleep as a container's PID 1 ignores SIGTERM, so
+# stopping it waits out the whole stop timeout before SIGKILL.
+SERVICE = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
 TIOCGPTN = 0x80045430
 
 

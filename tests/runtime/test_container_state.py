@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from helpers import container_state_params, new_id
+from helpers import SERVICE, container_state_params, new_id
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
@@ -35,7 +35,7 @@ def set_memory_limit(bundle, limit):
 
 
 def test_running_is_reached_once_then_nothing_changes(params, make_bundle):
-    bundle = make_bundle(["sleep", "1000"])
+    bundle = make_bundle(SERVICE)  # absent stops it with the default SIGTERM
     first = container_state.run(params(bundle=bundle))
     assert first["changed"] and first["actions"] == ["create", "start"]
     container = first["container"]

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from helpers import REPO, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
+from helpers import REPO, SERVICE, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle as bundle_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -94,30 +94,27 @@ def state_dirs(root):
 # --------------------------------------------------------------------------
 # 1. stopped and absent need only the id
 
-def test_stopped_and_absent_need_only_the_id(params, make_bundle, state_root):
-    running = container_state.run(params(bundle=make_bundle(["sleep", "1000"])))["container"]
-    stopped = run_module("oci_container_state", {"id": running["id"], "state": "stopped", "stop_timeout": 30,
-                                                 "state_root": state_root})
-    assert not stopped["failed"] and stopped["changed"], stopped
+def test_stopped_and_absent_need_only_the_id_created_and_running_need_a_bundle(params, make_bundle, scratch,
+                                                                                 state_root):
+    # One play: each ansible run pays the controller's start.
+    running = container_state.run(params(bundle=make_bundle(SERVICE)))["container"]
+    missing = params(id=new_id("d2"))["id"]  # the state_root audit is told of it
+    results = [result for _task, result in run_tasks(scratch, [
+        ("oci_container_state", {"id": running["id"], "state": "stopped", "stop_timeout": 30}),
+        ("oci_container_state", {"id": running["id"], "state": "absent"}),
+        # stopped, for a container that does not exist and without a bundle: nothing to do.
+        ("oci_container_state", {"id": missing, "state": "stopped"}),
+        ("oci_container_state", {"id": missing, "state": "running"}),
+    ], state_root=state_root)]
+    stopped, gone, nothing, refused = results
+    assert not stopped.get("failed") and stopped["changed"], stopped
     assert stopped["container"]["status"] == "stopped" and stopped["actions"] == ["stop"]
     assert running["id"] in stopped["msg"]
-    gone = run_module("oci_container_state", {"id": running["id"], "state": "absent", "state_root": state_root})
-    assert not gone["failed"] and gone["changed"] and gone["container"] is None, gone
+    assert not gone.get("failed") and gone["changed"] and gone["container"] is None, gone
+    assert not nothing.get("failed") and nothing["changed"] is False and nothing["actions"] == [], nothing
+    assert "does not exist" in nothing["msg"] and nothing["container"] is None
+    assert refused.get("failed") and "bundle" in refused["msg"], refused
     assert state_dirs(state_root) == []
-
-
-def test_stopped_of_a_container_that_does_not_exist_without_a_bundle_is_nothing_to_do(params, state_root):
-    result = run_module("oci_container_state", {"id": params()["id"], "state": "stopped",
-                                                "state_root": state_root})
-    assert not result["failed"] and result["changed"] is False and result["actions"] == [], result
-    assert "does not exist" in result["msg"] and result["container"] is None
-    assert state_dirs(state_root) == []
-
-
-def test_created_and_running_still_need_a_bundle(params, state_root):
-    result = run_module("oci_container_state", {"id": params()["id"], "state": "running",
-                                                "state_root": state_root})
-    assert result["failed"] and "bundle" in result["msg"], result
 
 
 # --------------------------------------------------------------------------
