@@ -21,7 +21,7 @@ DEB_PKGS  += linux-libc-dev linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cr
 # `make test` runs: $(PYTEST) $(PYTEST_FLAGS) $(TEST_PATHS)
 # Extend with e.g. `make test TEST_PATHS="tests/unit tests/functional"`.
 PYTEST       := PYTHONPATH=$(VENV)/collections $(PY) -m pytest
-PYTEST_FLAGS ?= -v -rs -p no:cacheprovider
+PYTEST_FLAGS ?= -v -rs -p no:cacheprovider --durations=25
 TEST_PATHS   ?= tests/unit tests/runtime tests/multihost
 
 .PHONY: venv bytecode ffi demo check lint test units sanity integration molecule docs docs-check bench clean

@@ -34,6 +34,9 @@ POLL_TRIES = 1200
 POLL_DELAY = 0.05
 HANG_SECONDS = 60  # a hang detector for one command, not a timing assertion
 TIOCSWINSZ = 0x5414
+# A long-running command that ends at once on SIGTERM: sleep as a container's PID 1 ignores SIGTERM, so
+# stopping it waits out the whole stop timeout before SIGKILL.
+SERVICE = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
 TIOCGPTN = 0x80045430
 
 
@@ -446,6 +449,24 @@ def wait_status(ocirt, container_id, wanted):
 
 def wait_stopped(ocirt, container_id):
     return wait_status(ocirt, container_id, "stopped")
+
+
+# --------------------------------------------------------------------------
+# the modules' parameters, for tests that call the glue (container_state.run) without Ansible
+
+def container_state_params(state_root, container_id, /, **overrides):
+    """oci_container_state's parameters as AnsibleModule fills them in (its argument spec's defaults) for
+    CONTAINER_ID in STATE_ROOT, with OVERRIDES (which may name another id or state_root); the audit of the
+    state_root fixture (STATE_ROOT) is told of the id."""
+    # Imported here: the rest of this file reads the host on its own, never through the collection's code.
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
+        container_state_argument_spec)
+    params = dict((name, option.get("default")) for name, option in container_state_argument_spec().items())
+    params.update(id=container_id, state_root=state_root)
+    params.update(overrides)
+    # The audit looks for cgroups named after the ids it was told of.
+    WORDS_BY_ROOT.setdefault(state_root, set()).add(params["id"])
+    return params
 
 
 # --------------------------------------------------------------------------

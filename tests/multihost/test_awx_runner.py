@@ -4,39 +4,18 @@ become through sudo) through ansible-runner, checked by the job events AWX shows
 Run by hand under the machine's lock: flock /tmp/multihost.lock make units TEST_PATHS=tests/multihost/test_awx_runner.py
 """
 import os
-import shutil
-
-import pytest
 
 import harness
 from runner_events import describe, run_job, stats, task_events
 
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "playbooks")
-HOST_COUNT = 2
-
-OPTIONAL = os.environ.get("CI") != "true"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
-    pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK), reason="needs Debian's openssh-server (%s)" % harness.SSHD),
-    pytest.mark.skipif(OPTIONAL and shutil.which("sudo") is None, reason="needs sudo for become"),
-]
+HOST_COUNT = 2  # the `hosts` fixture of conftest.py
 
 
-@pytest.fixture(scope="module")
-def hosts():
-    machine = harness.Harness(HOST_COUNT).up()
-    try:
-        yield machine
-    finally:
-        errors = machine.teardown()
-        leftovers = machine.leftovers()
-        assert not errors and not leftovers, "teardown: %s; left on the machine: %s" % (errors, leftovers)
-
-
-def job(hosts, tmp_path, name):
-    """PLAYBOOKS/NAME as an AWX job on HOSTS: their inventory (login as the test user, sudo to root), the
-    harness's ansible.cfg and extra vars, as `hosts.playbook` gives ansible-playbook."""
-    inventory = hosts.inventory(harness.TEST_USER, {"ansible_become_method": "sudo", "ansible_become_user": "root"})
+def job(hosts, inventory, tmp_path, name):
+    """PLAYBOOKS/NAME as an AWX job on HOSTS through INVENTORY (conftest.py's sudo_inventory: login as the
+    test user, sudo to root), the harness's ansible.cfg and extra vars, as `hosts.playbook` gives
+    ansible-playbook."""
     results = os.path.join(hosts.base, "results")
     os.makedirs(results, exist_ok=True)
     extravars = {"results_dir": results, "harness_python": harness.CONTROL_PYTHON,
@@ -50,10 +29,10 @@ def by_host(runner, task):
     return dict((host, data["res"]) for host, data in task_events(runner, task))
 
 
-def test_deploy_rerun_and_remove_as_awx_jobs(hosts, tmp_path):
+def test_deploy_rerun_and_remove_as_awx_jobs(hosts, sudo_inventory, tmp_path):
     names = sorted(h.name for h in hosts.hosts)
 
-    first = job(hosts, tmp_path, "deploy.yml")
+    first = job(hosts, sudo_inventory, tmp_path, "deploy.yml")
     assert first.status == "successful" and first.rc == 0, describe(first)
     counts = stats(first)
     assert sorted(counts) == names, counts
@@ -69,7 +48,7 @@ def test_deploy_rerun_and_remove_as_awx_jobs(hosts, tmp_path):
     for name, res in jobs.items():
         assert res["exit_code"] == 0 and res["logs_lines"] == ["job done on %s" % name], (name, res)
 
-    second = job(hosts, tmp_path, "deploy.yml")
+    second = job(hosts, sudo_inventory, tmp_path, "deploy.yml")
     assert second.status == "successful", describe(second)
     for name, count in stats(second).items():
         assert count.get("changed", 0) == 0 and count.get("failures", 0) == 0, (name, count)
@@ -78,7 +57,7 @@ def test_deploy_rerun_and_remove_as_awx_jobs(hosts, tmp_path):
         assert res["changed"] is False and res["actions"] == [], (name, res)
         assert res["container"]["pid"] == web[name]["container"]["pid"], (name, res)
 
-    removed = job(hosts, tmp_path, "remove.yml")
+    removed = job(hosts, sudo_inventory, tmp_path, "remove.yml")
     assert removed.status == "successful", describe(removed)
     for name, count in stats(removed).items():
         assert count["changed"] > 0 and count.get("failures", 0) == 0, (name, count)

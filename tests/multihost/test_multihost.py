@@ -9,10 +9,10 @@ mount tables through their namespaces, and what the modules report.
 The tests run in order on one set of hosts (module-scoped fixture): the main
 scenario logs in as the unprivileged `ocitest` and becomes root through sudo;
 the last test logs in as root with become (no sudo involved). MULTIHOST_HOSTS
-sets the number of hosts (default 3).
+sets the number of hosts (default 3). The hosts, the sudo inventory and what
+the hosts need are in conftest.py.
 """
 import os
-import shutil
 
 import pytest
 
@@ -25,31 +25,6 @@ MIB = 1024 * 1024
 
 # What one test leaves for the next: pids by phase and host.
 SEEN = {}
-
-# In CI (CI=true) a missing package fails the run instead of skipping it: `make venv` installs them.
-OPTIONAL = os.environ.get("CI") != "true"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
-    pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK), reason="needs Debian's openssh-server (%s)" % harness.SSHD),
-    pytest.mark.skipif(OPTIONAL and shutil.which("sudo") is None, reason="needs sudo for the become_user case"),
-]
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    """N hosts up for the whole module; afterwards torn down, and the machine checked clean."""
-    machine = harness.Harness(HOST_COUNT).up()
-    try:
-        yield machine
-    finally:
-        errors = machine.teardown()
-        leftovers = machine.leftovers()
-        assert not errors and not leftovers, "teardown: %s; left on the machine: %s" % (errors, leftovers)
-
-
-@pytest.fixture(scope="module")
-def sudo_inventory(hosts):
-    return hosts.inventory(harness.TEST_USER, {"ansible_become_method": "sudo", "ansible_become_user": "root"})
 
 
 def earlier(key):

@@ -13,15 +13,10 @@ import shutil
 
 import pytest
 
-import harness
 
-OPTIONAL = os.environ.get("CI") != "true"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
-    pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK),
-                       reason="needs Debian's openssh-server (%s)" % harness.SSHD),
-    pytest.mark.skipif(not os.access("/usr/lib/cni/portmap", os.X_OK), reason="needs containernetworking-plugins"),
-]
+# What the hosts need, and the `hosts` fixture (two of them here), are in conftest.py.
+HOST_COUNT = 2
+pytestmark = pytest.mark.skipif(not os.access("/usr/lib/cni/portmap", os.X_OK), reason="needs containernetworking-plugins")
 
 PORT = 18080
 SERVE = """---
@@ -114,27 +109,26 @@ def write(directory, name, text):
     return path
 
 
-def test_a_service_published_on_one_host_is_reached_from_another(tmp_path):
-    machine = harness.Harness(2).up()
+@pytest.fixture
+def ipam_store():
+    """The host-local IPAM store of the test's network, which lives on the machine's /var/lib/cni."""
+    yield "/var/lib/cni/networks/mhweb"
+    shutil.rmtree("/var/lib/cni/networks/mhweb", ignore_errors=True)
+
+
+def test_a_service_published_on_one_host_is_reached_from_another(hosts, ipam_store, tmp_path):
+    inventory = hosts.inventory("root")
+    first = hosts.by_name("mh1")
+    served = hosts.playbook(write(str(tmp_path), "serve.yml", SERVE), inventory)
     try:
-        inventory = machine.inventory("root")
-        first = machine.by_name("mh1")
-        served = machine.playbook(write(str(tmp_path), "serve.yml", SERVE), inventory)
-        try:
-            assert served.rc == 0, str(served)
-            fetched = machine.playbook(write(str(tmp_path), "fetch.yml", FETCH % {"address": first.address,
-                                                                                  "port": PORT}), inventory)
-            assert fetched.rc == 0 and fetched.recap["mh2"]["failed"] == 0, str(fetched)
-        finally:
-            removed = machine.playbook(write(str(tmp_path), "remove.yml", REMOVE), inventory)
-        assert removed.rc == 0, str(removed)
-        assert [e for e in first.state_entries() if e != "=network"] == []
-        area = "/proc/%d/root/run/ocirt/=network" % first.keeper.pid
-        assert not os.path.isdir(area) or os.listdir(area) == ["cni.py"]
-        assert not os.path.isdir("/var/lib/cni/networks/mhweb") or not [
-            f for f in os.listdir("/var/lib/cni/networks/mhweb") if f[0].isdigit()]
+        assert served.rc == 0, str(served)
+        fetched = hosts.playbook(write(str(tmp_path), "fetch.yml", FETCH % {"address": first.address,
+                                                                            "port": PORT}), inventory)
+        assert fetched.rc == 0 and fetched.recap["mh2"]["failed"] == 0, str(fetched)
     finally:
-        errors = machine.teardown()
-        leftovers = machine.leftovers()
-        shutil.rmtree("/var/lib/cni/networks/mhweb", ignore_errors=True)
-        assert not errors and not leftovers, "teardown: %s; left on the machine: %s" % (errors, leftovers)
+        removed = hosts.playbook(write(str(tmp_path), "remove.yml", REMOVE), inventory)
+    assert removed.rc == 0, str(removed)
+    assert [e for e in first.state_entries() if e != "=network"] == []
+    area = "/proc/%d/root/run/ocirt/=network" % first.keeper.pid
+    assert not os.path.isdir(area) or os.listdir(area) == ["cni.py"]
+    assert not os.path.isdir(ipam_store) or not [f for f in os.listdir(ipam_store) if f[0].isdigit()]

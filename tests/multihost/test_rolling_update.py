@@ -8,31 +8,12 @@ healthy. Run only under `flock /tmp/multihost.lock` (fixed namespace names).
 """
 import json
 import os
-import shutil
-
-import pytest
 
 import harness
 from helpers import cmdline
 
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "playbooks")
-OPTIONAL = os.environ.get("CI") != "true"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
-    pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK), reason="needs Debian's openssh-server (%s)" % harness.SSHD),
-    pytest.mark.skipif(OPTIONAL and shutil.which("sudo") is None, reason="needs sudo for the become_user case"),
-]
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    machine = harness.Harness(3).up()
-    try:
-        yield machine
-    finally:
-        errors = machine.teardown()
-        leftovers = machine.leftovers()
-        assert not errors and not leftovers, "teardown: %s; left on the machine: %s" % (errors, leftovers)
+HOST_COUNT = 3  # the `hosts` fixture of conftest.py
 
 
 def roll(hosts, word):

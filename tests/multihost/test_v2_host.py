@@ -6,10 +6,9 @@ cgroup2 is mounted at /sys/fs/cgroup, so every module run over SSH there sees
 a pure v2 host. Outcomes are read on the hosts (what the play reports) and
 from the machine (the host's cgroup directories, pids, state root).
 
-The tests run in order on one set of hosts (module-scoped fixture).
+The tests run in order on one set of hosts (module-scoped fixture, conftest.py).
 """
 import os
-import shutil
 
 import pytest
 
@@ -21,36 +20,10 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups im
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "playbooks")
 V1, V2 = "mh1", "mh2"
 SEEN = {}
-
-OPTIONAL = os.environ.get("CI") != "true"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the hosts need root: namespaces, cgroups, sshd"),
-    pytest.mark.skipif(OPTIONAL and not os.access(harness.SSHD, os.X_OK), reason="needs Debian's openssh-server (%s)" % harness.SSHD),
-    pytest.mark.skipif(OPTIONAL and shutil.which("sudo") is None, reason="needs sudo for become"),
-]
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    """mh1 with the machine's layout, mh2 pure v2; afterwards torn down, and the machine checked clean."""
-    mounts = harness.cgroup_mounts()
-    if harness.unified_mount(mounts) is None:
-        pytest.skip("the machine has no cgroup2 hierarchy to give a pure-v2 host")
-    if [m[1] for m in mounts] == ["cgroup2"]:
-        pytest.skip("the machine is pure v2 itself: no v1/hybrid host to converge beside the v2 one")
-    machine = harness.Harness(2, v2=[2]).up()
-    try:
-        yield machine
-    finally:
-        errors = machine.teardown()
-        leftovers = machine.leftovers()
-        assert not errors and not leftovers, "teardown: %s; left on the machine: %s" % (errors, leftovers)
-
-
-@pytest.fixture(scope="module")
-def inventory(hosts):
-    """Logged in unprivileged, root through sudo, as the main multihost scenario."""
-    return hosts.inventory(harness.TEST_USER, {"ansible_become_method": "sudo", "ansible_become_user": "root"})
+# mh1 with the machine's layout, mh2 pure v2 (the `hosts` fixture of conftest.py); logged in unprivileged,
+# root through sudo (`sudo_inventory`), as the main multihost scenario.
+HOST_COUNT = 2
+V2_HOSTS = (2,)
 
 
 def earlier(key):
@@ -84,8 +57,8 @@ def v2_procs(host, path):
         return [int(p) for p in handle.read().split()]
 
 
-def test_role_converges_on_a_v2_and_a_v1_host_in_one_play(hosts, inventory):
-    result = play(hosts, inventory)
+def test_role_converges_on_a_v2_and_a_v1_host_in_one_play(hosts, sudo_inventory):
+    result = play(hosts, sudo_inventory)
     assert_ok(result, changed=True)
     v1, v2 = hosts.by_name(V1), hosts.by_name(V2)
     pids = {}
@@ -117,9 +90,9 @@ def test_role_converges_on_a_v2_and_a_v1_host_in_one_play(hosts, inventory):
     SEEN["deploy"] = {"pids": pids, "programs": [prog_id for prog_id, _name in programs]}
 
 
-def test_rerun_changes_nothing_on_either_host(hosts, inventory):
+def test_rerun_changes_nothing_on_either_host(hosts, sudo_inventory):
     deployed = earlier("deploy")
-    result = play(hosts, inventory)
+    result = play(hosts, sudo_inventory)
     assert_ok(result, changed=False)
     for name in (V1, V2):
         report = result.report(name, "role")
@@ -131,7 +104,7 @@ def test_rerun_changes_nothing_on_either_host(hosts, inventory):
     assert [p for p, _n in device_program.attached(v2.unified_dir("/ocirt/web"))] == deployed["programs"]
 
 
-def test_a_memory_limit_fails_on_the_v2_host_naming_the_field(hosts, inventory):
+def test_a_memory_limit_fails_on_the_v2_host_naming_the_field(hosts, sudo_inventory):
     """This machine's cgroup2 hierarchy has no memory controller: the v2 host refuses the limit by
     name and its container keeps running; the v1 host applies it in place."""
     deployed = earlier("deploy")
@@ -139,7 +112,7 @@ def test_a_memory_limit_fails_on_the_v2_host_naming_the_field(hosts, inventory):
     with open(os.path.join(harness.unified_mount(hosts.mounts), "cgroup.controllers")) as handle:
         if "memory" in handle.read().split():
             pytest.skip("the machine's cgroup2 hierarchy has the memory controller")
-    result = play(hosts, inventory, service_memory="64M")
+    result = play(hosts, sudo_inventory, service_memory="64M")
     assert result.rc != 0, str(result)
     assert result.recap[V2]["failed"] == 1 and result.recap[V1]["failed"] == 0, str(result)
     assert "Traceback" not in result.output, str(result)
@@ -152,9 +125,9 @@ def test_a_memory_limit_fails_on_the_v2_host_naming_the_field(hosts, inventory):
     assert harness.alive(deployed["pids"][V2])
 
 
-def test_absent_leaves_nothing_on_either_host(hosts, inventory):
+def test_absent_leaves_nothing_on_either_host(hosts, sudo_inventory):
     pids = list(SEEN.get("deploy", {}).get("pids", {}).values())
-    result = play(hosts, inventory, service_state="absent")
+    result = play(hosts, sudo_inventory, service_state="absent")
     assert_ok(result, changed=True)
     for host in hosts.hosts:
         report = result.report(host.name, "role")

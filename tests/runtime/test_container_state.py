@@ -4,16 +4,16 @@ The module only builds its parameters and reports what run() returns, so
 these are the module's behaviours: idempotency, check mode, diff, jobs and
 their log tail, updates in place, and bad input failing before any action.
 """
+import functools
 import json
 import os
-import uuid
 
 import pytest
 
-from helpers import WORDS_BY_ROOT
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, reconcile
+from helpers import SERVICE, container_state_params, new_id
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import process_start_time
 
 MB = 1 << 20
@@ -22,19 +22,7 @@ MB = 1 << 20
 @pytest.fixture
 def params(state_root):
     """params(**overrides): the module's parameters with its defaults, for a fresh id in STATE_ROOT."""
-    container_id = "cs-" + uuid.uuid4().hex[:10]
-    # The audit of the state_root fixture looks for cgroups named after the ids it was told of.
-    WORDS_BY_ROOT.setdefault(state_root, set()).add(container_id)
-
-    def build(**overrides):
-        result = dict(id=container_id, bundle=None, state="running", recreate=False, restart=False, wait="none",
-                      timeout=argument_specs.DEFAULT_JOB_TIMEOUT, stop_signal=reconcile.DEFAULT_STOP_SIGNAL,
-                      stop_timeout=reconcile.DEFAULT_STOP_TIMEOUT, log_path=None,
-                      log_max_size=create.DEFAULT_LOG_MAX_SIZE, log_max_files=create.DEFAULT_LOG_MAX_FILES,
-                      logs_lines=argument_specs.DEFAULT_LOGS_LINES, state_root=state_root)
-        result.update(overrides)
-        return result
-    return build
+    return functools.partial(container_state_params, state_root, new_id("cs"))
 
 
 def set_memory_limit(bundle, limit):
@@ -47,7 +35,7 @@ def set_memory_limit(bundle, limit):
 
 
 def test_running_is_reached_once_then_nothing_changes(params, make_bundle):
-    bundle = make_bundle(["sleep", "1000"])
+    bundle = make_bundle(SERVICE)  # absent stops it with the default SIGTERM
     first = container_state.run(params(bundle=bundle))
     assert first["changed"] and first["actions"] == ["create", "start"]
     container = first["container"]

@@ -6,6 +6,7 @@ check mode, real results), the containers are real. Tests of the backend
 alone (container_state.run, bundle.ensure) are used where the module adds
 nothing to what is checked.
 """
+import functools
 import gzip
 import io
 import json
@@ -17,11 +18,11 @@ import uuid
 
 import pytest
 
-from helpers import REPO, WORDS_BY_ROOT, cgroup_dirs, new_id, ocirt_cmd, rootfs_of
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, reconcile
+from helpers import REPO, SERVICE, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle as bundle_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
 
 ANSIBLE_BIN = os.path.join(REPO, ".venv", "bin")
 HANG_SECONDS = 300  # stops a hung ansible run; not a timing assertion
@@ -83,18 +84,7 @@ def run_tasks(scratch, tasks, check=False, **module_defaults):
 @pytest.fixture
 def params(state_root):
     """params(**overrides): oci_container_state's parameters with its defaults, for a fresh id."""
-    container_id = new_id("d2")
-    WORDS_BY_ROOT.setdefault(state_root, set()).add(container_id)
-
-    def build(**overrides):
-        result = dict(id=container_id, bundle=None, state="running", recreate=False, restart=False, wait="none",
-                      timeout=argument_specs.DEFAULT_JOB_TIMEOUT, stop_signal=reconcile.DEFAULT_STOP_SIGNAL,
-                      stop_timeout=reconcile.DEFAULT_STOP_TIMEOUT, log_path=None,
-                      log_max_size=create.DEFAULT_LOG_MAX_SIZE, log_max_files=create.DEFAULT_LOG_MAX_FILES,
-                      logs_lines=argument_specs.DEFAULT_LOGS_LINES, state_root=state_root)
-        result.update(overrides)
-        return result
-    return build
+    return functools.partial(container_state_params, state_root, new_id("d2"))
 
 
 def state_dirs(root):
@@ -104,30 +94,27 @@ def state_dirs(root):
 # --------------------------------------------------------------------------
 # 1. stopped and absent need only the id
 
-def test_stopped_and_absent_need_only_the_id(params, make_bundle, state_root):
-    running = container_state.run(params(bundle=make_bundle(["sleep", "1000"])))["container"]
-    stopped = run_module("oci_container_state", {"id": running["id"], "state": "stopped", "stop_timeout": 30,
-                                                 "state_root": state_root})
-    assert not stopped["failed"] and stopped["changed"], stopped
+def test_stopped_and_absent_need_only_the_id_created_and_running_need_a_bundle(params, make_bundle, scratch,
+                                                                                 state_root):
+    # One play: each ansible run pays the controller's start.
+    running = container_state.run(params(bundle=make_bundle(SERVICE)))["container"]
+    missing = params(id=new_id("d2"))["id"]  # the state_root audit is told of it
+    results = [result for _task, result in run_tasks(scratch, [
+        ("oci_container_state", {"id": running["id"], "state": "stopped", "stop_timeout": 30}),
+        ("oci_container_state", {"id": running["id"], "state": "absent"}),
+        # stopped, for a container that does not exist and without a bundle: nothing to do.
+        ("oci_container_state", {"id": missing, "state": "stopped"}),
+        ("oci_container_state", {"id": missing, "state": "running"}),
+    ], state_root=state_root)]
+    stopped, gone, nothing, refused = results
+    assert not stopped.get("failed") and stopped["changed"], stopped
     assert stopped["container"]["status"] == "stopped" and stopped["actions"] == ["stop"]
     assert running["id"] in stopped["msg"]
-    gone = run_module("oci_container_state", {"id": running["id"], "state": "absent", "state_root": state_root})
-    assert not gone["failed"] and gone["changed"] and gone["container"] is None, gone
+    assert not gone.get("failed") and gone["changed"] and gone["container"] is None, gone
+    assert not nothing.get("failed") and nothing["changed"] is False and nothing["actions"] == [], nothing
+    assert "does not exist" in nothing["msg"] and nothing["container"] is None
+    assert refused.get("failed") and "bundle" in refused["msg"], refused
     assert state_dirs(state_root) == []
-
-
-def test_stopped_of_a_container_that_does_not_exist_without_a_bundle_is_nothing_to_do(params, state_root):
-    result = run_module("oci_container_state", {"id": params()["id"], "state": "stopped",
-                                                "state_root": state_root})
-    assert not result["failed"] and result["changed"] is False and result["actions"] == [], result
-    assert "does not exist" in result["msg"] and result["container"] is None
-    assert state_dirs(state_root) == []
-
-
-def test_created_and_running_still_need_a_bundle(params, state_root):
-    result = run_module("oci_container_state", {"id": params()["id"], "state": "running",
-                                                "state_root": state_root})
-    assert result["failed"] and "bundle" in result["msg"], result
 
 
 # --------------------------------------------------------------------------
@@ -480,6 +467,9 @@ def test_the_role_refuses_a_bad_size_before_any_task_and_warns_of_unknown_variab
 
 
 def test_the_role_takes_good_values_without_a_warning(scratch, state_root):
-    done = _run_role(scratch, state_root, container_state="absent", container_memory="256M", container_cpus=0.5)
+    # container_install_cli=false: the launcher's install (test_role_cli.py) is not what this checks, and it
+    # would go to this machine's /usr/local.
+    done = _run_role(scratch, state_root, container_state="absent", container_memory="256M", container_cpus=0.5,
+                     container_install_cli=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[WARNING] container" not in done.stdout and "ignores" not in done.stdout, done.stdout

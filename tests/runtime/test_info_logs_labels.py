@@ -10,15 +10,12 @@ import json
 import os
 import re
 import subprocess
-import uuid
 
 import pytest
 
-from helpers import REPO, WORDS_BY_ROOT, poll
+from helpers import REPO, container_state_params, new_id, poll
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import logs as module_logs
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
-    container_state_argument_spec)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import logs as runtime_logs
 
@@ -31,13 +28,10 @@ def params(state_root):
     """params(**overrides): oci_container_state's parameters as AnsibleModule fills them in (its argument
     spec's defaults), with a fresh id in STATE_ROOT."""
     def build(**overrides):
-        result = dict((name, option.get("default")) for name, option in container_state_argument_spec().items())
         # SIGKILL: sleep as PID 1 ignores SIGTERM, and a recreate would wait out stop_timeout.
-        result.update(id="ll-" + uuid.uuid4().hex[:10], state_root=state_root, stop_signal="SIGKILL")
-        result.update(overrides)
-        # The audit of the state_root fixture looks for cgroups named after the ids it was told of.
-        WORDS_BY_ROOT.setdefault(state_root, set()).add(result["id"])
-        return result
+        values = dict(stop_signal="SIGKILL")
+        values.update(overrides)
+        return container_state_params(state_root, values.pop("id", new_id("ll")), **values)
     return build
 
 

@@ -11,12 +11,9 @@ import os
 
 import pytest
 
-from helpers import WORDS_BY_ROOT, new_id, proc_start_time, state_entries, wait_gone
+from helpers import SERVICE, WORDS_BY_ROOT, new_id, proc_start_time, state_entries, wait_gone
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import containers
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-
-# Stops at SIGTERM at once (sleep as PID 1 would ignore it until the stop timeout).
-SERVICE = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
 
 
 @pytest.fixture

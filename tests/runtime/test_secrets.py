@@ -7,6 +7,7 @@ diff. A changed secret recreates the container, an unchanged one does not;
 bad entries fail naming the entry before anything exists; a hostile image
 cannot redirect a secret out of its rootfs.
 """
+import functools
 import hashlib
 import json
 import os
@@ -14,10 +15,8 @@ import uuid
 
 import pytest
 
-from helpers import WORDS_BY_ROOT, new_id
+from helpers import container_state_params, new_id
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_exec, container_state, secrets
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
-    container_state_argument_spec)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
 
@@ -30,13 +29,7 @@ def unique_secret():
 def params(state_root):
     """params(**overrides): the module's parameters with the argument spec's defaults, for a fresh id."""
     container_id = new_id("sec")
-    WORDS_BY_ROOT.setdefault(state_root, set()).add(container_id)
-    defaults = dict((name, option.get("default")) for name, option in container_state_argument_spec().items())
-
-    def build(**overrides):
-        result = dict(defaults, id=container_id, state_root=state_root, stop_timeout=0)  # sleep ignores SIGTERM
-        result.update(overrides)
-        return result
+    build = functools.partial(container_state_params, state_root, container_id, stop_timeout=0)  # sleep ignores SIGTERM
     yield build
     # Whatever a test left, and its secrets directory: the state_root fixture then audits the rest.
     container_state.run(build(state="absent"))
