@@ -35,10 +35,14 @@ COLLECTIONS = os.path.join(bl.REPO, ".venv", "collections")
 PY = os.path.join(bl.REPO, ".venv", "bin", "python")
 OCIRT = os.path.join(bl.REPO, ".venv", "bin", "ocirt")
 
-PULL = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
-        "pull.ensure_present(sys.argv[1], sys.argv[2], pull=sys.argv[3], username=sys.argv[4], "
-        "password=sys.argv[5], ca_path=sys.argv[6])")
-FLOOR = "import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull"
+# Both import what the oci_image module imports before it does anything (AnsibleModule, the pull,
+# the layer unpacker): the floor is a module run that does nothing.
+MODULE_IMPORTS = ("import sys; from ansible.module_utils.basic import AnsibleModule; "
+                  "from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
+                  "from ansible_collections.daemonless.oci.plugins.module_utils._bundle import image_rootfs; ")
+PULL = (MODULE_IMPORTS + "pull.ensure_present(sys.argv[1], sys.argv[2], pull=sys.argv[3], username=sys.argv[4], "
+        "password=sys.argv[5], ca_path=sys.argv[6], unpack=image_rootfs.pull_unpacker())")
+FLOOR = MODULE_IMPORTS.rstrip("; ")
 BUNDLE = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle; "
           "bundle.ensure(sys.argv[1], {'args': ['/bin/true']}, image=sys.argv[2], image_root=sys.argv[3])")
 
@@ -81,11 +85,13 @@ def build_image(work, layers, layer_mb):
     bundle = os.path.join(work, "unpacked")
     rs.run("umoci", "unpack", "--image", layout + ":big", bundle)
     rs.run("cp", "-a", src + "/.", os.path.join(bundle, "rootfs"))
-    rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+    # --refresh-bundle: without it every repack diffs against the first unpack and replaces the
+    # tag's single layer, and the "multi-layer" image had one layer holding everything.
+    rs.run("umoci", "repack", "--refresh-bundle", "--image", layout + ":big", bundle)
     for index in range(layers):
         with open(os.path.join(bundle, "rootfs", "data%d" % index), "wb") as handle:
             handle.write(os.urandom(layer_mb << 20))
-        rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+        rs.run("umoci", "repack", "--refresh-bundle", "--image", layout + ":big", bundle)
     rs.run("umoci", "config", "--image", layout + ":big", "--config.cmd", "/bin/true")
     return rs, layout
 
