@@ -228,8 +228,8 @@ def test_an_overlay_root_in_a_user_namespace_sees_its_files_mapped(registry, pki
     bundle.remove(path, ocirt.root)
 
 
-def test_an_overlay_root_in_a_user_namespace_without_a_root_mapping_is_refused(registry, pki, tmp_path, ocirt,
-                                                                            userns_scratch):
+def test_an_overlay_root_in_a_user_namespace_without_a_root_mapping_is_refused(
+        registry, pki, tmp_path, ocirt, userns_scratch):
     image_root = str(tmp_path / "images")
     name = userns_image(registry, pki, image_root)
     path = userns_bundle(os.path.join(userns_scratch, "userns-nomap"), name, image_root, "true",
