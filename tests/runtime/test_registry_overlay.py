@@ -62,7 +62,7 @@ def test_a_hostile_layer_stays_in_its_directory_and_whiteouts_work(registry, pki
              info("fakewhiteout", tarfile.CHRTYPE, devmajor=0, devminor=0),
              info(".wh.gone"), info("dir/.wh..wh..opq"), info("dir/new", data=b"new\n"),
              info("redirected", data=b"r\n", pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/keep",
-                                                           "SCHILY.xattr.user.overlay.redirect": "/keep"})]
+                                                          "SCHILY.xattr.user.overlay.redirect": "/keep"})]
     manifest, blobs = make_image(None, layers=[lower, upper])
     registry.add("1", manifest, blobs)
     name = pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca)["image"]["name"]

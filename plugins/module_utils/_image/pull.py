@@ -132,7 +132,7 @@ class Puller(object):
         self.unpack = unpack
         self.warnings = []
         self.client = _client().Registry(ref.api_host, username=username, password=password,
-                                               validate_certs=validate_certs, ca_path=ca_path, timeout=timeout)
+                                         validate_certs=validate_certs, ca_path=ca_path, timeout=timeout)
         self.client.ping()
 
     def remote_digest(self):
@@ -218,8 +218,8 @@ class Puller(object):
                         return
                     position, layer = work.pop(0)
                 try:
-                    results[position] = (True, self._layer(layer, "%s layers[%d] %s" % (label, position,
-                                                                                         layer["digest"])))
+                    what = "%s layers[%d] %s" % (label, position, layer["digest"])
+                    results[position] = (True, self._layer(layer, what))
                 except Exception as exc:  # re-raised in the caller's thread, below
                     results[position] = (False, exc)
 
