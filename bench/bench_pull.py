@@ -10,7 +10,9 @@ htpasswd auth; the tests' tests/registry_support.py does it), pushes a
 busybox image with N extra layers of incompressible data, then in each round,
 in a rotating order:
 
-- cold pull: an empty store / layout / podman graph root each time;
+- cold pull: an empty store / layout / podman graph root each time; oci_image
+  unpacks each layer as it lands (as podman does), and is timed once more
+  without unpacking (as skopeo, and oci_image on a host without overlayfs);
 - warm pull: the image already there (oci_image pull=missing, which asks no
   registry; skopeo copy to the same layout; podman pull, which always asks);
 - first start: a bundle from the pulled image and `ocirt run` of /bin/true,
@@ -35,10 +37,16 @@ COLLECTIONS = os.path.join(bl.REPO, ".venv", "collections")
 PY = os.path.join(bl.REPO, ".venv", "bin", "python")
 OCIRT = os.path.join(bl.REPO, ".venv", "bin", "ocirt")
 
-PULL = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
-        "pull.ensure_present(sys.argv[1], sys.argv[2], pull=sys.argv[3], username=sys.argv[4], "
-        "password=sys.argv[5], ca_path=sys.argv[6])")
-FLOOR = "import sys; from ansible_collections.daemonless.oci.plugins.module_utils._image import pull"
+# Both import what the oci_image module imports before it does anything (AnsibleModule, the pull,
+# the layer unpacker): the floor is a module run that does nothing.
+MODULE_IMPORTS = ("import sys; from ansible.module_utils.basic import AnsibleModule; "
+                  "from ansible_collections.daemonless.oci.plugins.module_utils._image import pull; "
+                  "from ansible_collections.daemonless.oci.plugins.module_utils._bundle import image_rootfs; ")
+PULL = (MODULE_IMPORTS + "pull.ensure_present(sys.argv[1], sys.argv[2], pull=sys.argv[3], username=sys.argv[4], "
+        "password=sys.argv[5], ca_path=sys.argv[6], unpack=image_rootfs.pull_unpacker())")
+# The same pull without unpacking (what a host without overlayfs does, and what skopeo does).
+PULL_BLOBS = PULL.replace(", unpack=image_rootfs.pull_unpacker()", "")
+FLOOR = MODULE_IMPORTS.rstrip("; ")
 BUNDLE = ("import sys; from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle; "
           "bundle.ensure(sys.argv[1], {'args': ['/bin/true']}, image=sys.argv[2], image_root=sys.argv[3])")
 
@@ -81,11 +89,13 @@ def build_image(work, layers, layer_mb):
     bundle = os.path.join(work, "unpacked")
     rs.run("umoci", "unpack", "--image", layout + ":big", bundle)
     rs.run("cp", "-a", src + "/.", os.path.join(bundle, "rootfs"))
-    rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+    # --refresh-bundle: without it every repack diffs against the first unpack and replaces the
+    # tag's single layer, and the "multi-layer" image had one layer holding everything.
+    rs.run("umoci", "repack", "--refresh-bundle", "--image", layout + ":big", bundle)
     for index in range(layers):
         with open(os.path.join(bundle, "rootfs", "data%d" % index), "wb") as handle:
             handle.write(os.urandom(layer_mb << 20))
-        rs.run("umoci", "repack", "--image", layout + ":big", bundle)
+        rs.run("umoci", "repack", "--refresh-bundle", "--image", layout + ":big", bundle)
     rs.run("umoci", "config", "--image", layout + ":big", "--config.cmd", "/bin/true")
     return rs, layout
 
@@ -97,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--layer-mb", type=int, default=8, help="MiB of random data per layer (default 8)")
     parser.add_argument("--output", default=os.path.join(bl.BENCH, "results", "pull.json"))
     args = parser.parse_args(argv)
-    samples = dict((key, []) for key in ("ocirt cold", "ocirt warm", "module floor", "skopeo cold", "skopeo warm",
+    samples = dict((key, []) for key in ("ocirt cold", "ocirt cold, blobs only", "ocirt warm", "module floor", "skopeo cold", "skopeo warm",
                                          "podman cold", "podman warm", "ocirt first start", "podman first run"))
     with bl.Workspace("pull") as ws:
         rs, layout = build_image(ws.path, args.layers, args.layer_mb)
@@ -126,6 +136,10 @@ def main(argv=None):
                 samples["ocirt warm"].append(timed([PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD,
                                                     pki.ca], env))
                 samples["module floor"].append(timed([PY, "-c", FLOOR], env))
+                blobs_only = store + "-blobs"
+                samples["ocirt cold, blobs only"].append(timed([PY, "-c", PULL_BLOBS, blobs_only, name, "missing",
+                                                                rs.USER, rs.PASSWORD, pki.ca], env))
+                shutil.rmtree(blobs_only)
                 bundle = os.path.join(ws.path, "bundle%d" % round_number)
                 start = bl.ns()
                 timed([PY, "-c", BUNDLE, bundle, name, store], env)

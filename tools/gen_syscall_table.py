@@ -87,8 +87,9 @@ NUMBER_ONLY_ARCHES = (
 
 # What linux/syscalls.py calls by number (glibc may lack a wrapper, or refuse the call, as its
 # sigaction does for the signals it reserves).
-RUNTIME_SYSCALLS = ("bpf", "close_range", "ioprio_get", "ioprio_set", "openat2", "prlimit64", "rt_sigaction",
-                    "sched_getattr", "sched_setattr", "seccomp", "set_mempolicy")
+RUNTIME_SYSCALLS = ("bpf", "close_range", "ioprio_get", "ioprio_set", "move_mount", "mount_setattr", "open_tree",
+                    "openat2", "prlimit64", "rt_sigaction", "sched_getattr", "sched_setattr", "seccomp",
+                    "set_mempolicy")
 
 # os.uname().machine -> architecture. A 32-bit process on a 64-bit kernel reports the
 # kernel's machine unless a personality says otherwise: this names the native ABI.

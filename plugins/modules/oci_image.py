@@ -13,6 +13,10 @@ description:
   - Blobs are content-addressed and shared between images; every manifest and blob is checked
     against its sha256 before it enters the store, and a name points at an image only once all of
     it is there. Two pulls on one host at once take turns (a lock on the store).
+  - Layers download in parallel, and where the host has overlayfs each layer is unpacked into the
+    store as it arrives (with the archive defences of M(daemonless.oci.oci_bundle); what they
+    dropped, such as device nodes, comes back as warnings), so the first container from the image
+    starts without unpacking anything.
   - The registry's challenge decides the authentication (Bearer tokens from its token service,
     anonymously or with O(username)/O(password), or Basic). A redirect to another host (blob
     storage) never carries the credentials. Rate limits (429) and server errors are retried with
@@ -180,6 +184,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 def main():
     module = AnsibleModule(argument_spec=image_argument_spec(), supports_check_mode=True)
     from ansible_collections.daemonless.oci.plugins.module_utils._image import pull
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle import image_rootfs
     params = module.params
     try:
         if params['state'] == 'absent':
@@ -195,8 +200,12 @@ def main():
                                          platform=params['platform'], username=params['username'],
                                          password=params['password'], auth_file=params['auth_file'],
                                          validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                                         timeout=params['timeout'], check_mode=module.check_mode)
+                                         timeout=params['timeout'], check_mode=module.check_mode,
+                                         unpack=image_rootfs.pull_unpacker())
             before = result.pop('before')
+            warnings = result.pop('warnings', None)
+            if warnings:
+                result['warnings'] = warnings  # exit_json shows each one (from unpacking the layers)
     except OCIError as exc:
         module.fail_json(msg="image %s: %s" % (params['name'], exc))
     if module._diff:

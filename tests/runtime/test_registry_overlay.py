@@ -17,11 +17,12 @@ import uuid
 import pytest
 
 import registry_support as rs
-from helpers import assert_create_fails, edit_config, run_ok
+from helpers import assert_create_fails, edit_config, host_mount_points, run_ok
 from registry_support import FakeRegistry, make_image
-from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle, image_rootfs
 from ansible_collections.daemonless.oci.plugins.module_utils._image import pull
 from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 ANNOTATION = "org.daemonless.oci.rootfs.overlay"
 
@@ -60,7 +61,8 @@ def test_a_hostile_layer_stays_in_its_directory_and_whiteouts_work(registry, pki
              info("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0, mode=0o666),
              info("fakewhiteout", tarfile.CHRTYPE, devmajor=0, devminor=0),
              info(".wh.gone"), info("dir/.wh..wh..opq"), info("dir/new", data=b"new\n"),
-             info("redirected", data=b"r\n", pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/keep"})]
+             info("redirected", data=b"r\n", pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/keep",
+                                                          "SCHILY.xattr.user.overlay.redirect": "/keep"})]
     manifest, blobs = make_image(None, layers=[lower, upper])
     registry.add("1", manifest, blobs)
     name = pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca)["image"]["name"]
@@ -79,9 +81,11 @@ def test_a_hostile_layer_stays_in_its_directory_and_whiteouts_work(registry, pki
     st = os.lstat(os.path.join(top, "gone"))
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
     assert os.getxattr(os.path.join(top, "dir"), "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(os.path.join(top, "dir"), "user.overlay.opaque") == b"y"  # for a userxattr overlay
     assert not os.path.lexists(os.path.join(top, "dev", "sda"))
     assert not os.path.lexists(os.path.join(top, "fakewhiteout"))  # an image's own 0:0 device is no whiteout
     assert "trusted.overlay.redirect" not in os.listxattr(os.path.join(top, "redirected"))
+    assert "user.overlay.redirect" not in os.listxattr(os.path.join(top, "redirected"))
     assert os.path.isfile(os.path.join(top, "tmp", marker))  # the climbing name landed inside
     out = run_ok(ocirt, path).split("\n")
     names = out[0].split()
@@ -168,3 +172,110 @@ def test_an_overlay_root_needs_a_mount_namespace(make_bundle, ocirt, store_layer
     path = overlay_bundle(make_bundle, {"lower": [store_layer], "upper": "overlay/upper", "work": "overlay/work"},
                           namespaces=False)
     assert_create_fails(ocirt, path, ANNOTATION, "needs a new mount namespace")
+
+
+USERNS_MAPS = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def userns_image(registry, pki, image_root):
+    """An image in the store whose layers exercise ownership, copy-up, a whiteout and an opaque directory."""
+    lower = [info("etc", tarfile.DIRTYPE, mode=0o755), info("etc/owned", data=b"lower\n"),
+             info("gone", data=b"x\n"), info("dir", tarfile.DIRTYPE, mode=0o755), info("dir/old", data=b"old\n")]
+    upper = [info(".wh.gone"), info("dir/.wh..wh..opq"), info("dir/new", data=b"new\n")]
+    manifest, blobs = make_image(None, layers=[lower, upper])
+    registry.add("1", manifest, blobs)
+    return pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca,
+                               unpack=image_rootfs.pull_unpacker())["image"]["name"]
+
+
+def userns_bundle(path, name, image_root, script, maps=None):
+    busybox = os.path.realpath("/bin/busybox")
+    options = {"args": [busybox, "sh", "-c", script],
+               "mounts": [{"source": busybox, "destination": busybox, "options": ["ro"]}]}
+    bundle.ensure(path, options, image=name, image_root=image_root)
+
+    def change(config):
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = maps or USERNS_MAPS
+        config["linux"]["gidMappings"] = maps or USERNS_MAPS
+    edit_config(path, change)
+    # The container's root (host uid 100000) needs search permission down to its rootfs mount point,
+    # as for any user-namespaced bundle; the store and the overlay directories stay root's 0700.
+    os.chmod(path, 0o711)
+    return path
+
+
+def test_an_overlay_root_in_a_user_namespace_sees_its_files_mapped(registry, pki, tmp_path, ocirt, userns_scratch):
+    image_root = str(tmp_path / "images")
+    name = userns_image(registry, pki, image_root)
+    store = Store(image_root)
+    layer = store.layer_path(store.lookup(name)["layers"][0]["diff_id"])
+    path = userns_bundle(os.path.join(userns_scratch, "userns-image"), name, image_root,
+                         "stat -c '%u:%g' /etc/owned; echo more >> /etc/owned; cat /etc/owned; ls /dir; "
+                         "ls /gone 2>/dev/null || echo no-gone; id -u; echo w > /written")
+    mounts_before = host_mount_points()
+    # Owned by the container's root (not nobody), copied up on write, the opaque directory and the
+    # whiteout honoured by the userxattr overlay.
+    assert run_ok(ocirt, path).split("\n") == ["0:0", "lower", "more", "new", "no-gone", "0", ""]
+    upper = os.path.join(path, "overlay", "upper")
+    assert os.stat(os.path.join(upper, "written")).st_uid == 100000
+    assert os.stat(os.path.join(upper, "etc", "owned")).st_uid == 100000
+    with open(os.path.join(layer, "etc", "owned")) as handle:
+        assert handle.read() == "lower\n"  # the shared layer is untouched, and still the host root's
+    assert os.stat(os.path.join(layer, "etc", "owned")).st_uid == 0
+    assert stat.S_IMODE(os.stat(image_root).st_mode) == 0o700
+    assert host_mount_points() == mounts_before  # the idmapped layers lived in the container's namespace only
+    bundle.remove(path, ocirt.root)
+
+
+def test_an_overlay_root_in_a_user_namespace_without_a_root_mapping_is_refused(
+        registry, pki, tmp_path, ocirt, userns_scratch):
+    image_root = str(tmp_path / "images")
+    name = userns_image(registry, pki, image_root)
+    path = userns_bundle(os.path.join(userns_scratch, "userns-nomap"), name, image_root, "true",
+                         maps=[{"containerID": 1, "hostID": 100001, "size": 65535}])
+    assert_create_fails(ocirt, path, "linux.uidMappings", "no mapping for the container's root")
+    bundle.remove(path, ocirt.root)
+
+
+def test_a_pull_with_unpack_stores_each_layer_and_reports_its_warnings(registry, pki, tmp_path):
+    image_root = str(tmp_path / "images")
+    layers = [[info("a%d" % n, data=os.urandom(2000)), info("dev", tarfile.DIRTYPE, mode=0o755),
+               info("dev/null%d" % n, tarfile.CHRTYPE, devmajor=1, devminor=3)] for n in range(6)]
+    manifest, blobs = make_image(None, layers=layers)
+    registry.add("1", manifest, blobs)
+    result = pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca,
+                                 unpack=image_rootfs.pull_unpacker())
+    store = Store(image_root)
+    record = store.lookup(result["image"]["name"])
+    assert len(record["layers"]) == 6
+    for position, layer in enumerate(record["layers"]):
+        tree = store.layer_path(layer["diff_id"])
+        assert sorted(os.listdir(tree)) == ["a%d" % position, "dev"]
+        assert os.listdir(os.path.join(tree, "dev")) == []  # the device node was dropped ...
+    assert any("device node" in warning for warning in result["warnings"])  # ... and said so
+    downloads = ["download %s" % d for d in [json.loads(manifest)["config"]["digest"]]
+                 + [layer["digest"] for layer in record["layers"]] + [record["manifest"]]]
+    assert [a for a in result["actions"] if a.startswith("download")] == downloads  # in layer order
+    assert os.listdir(os.path.join(image_root, "tmp")) == []
+
+
+def test_a_layer_whose_content_is_not_its_diff_id_is_refused_by_the_pull_whole(registry, pki, tmp_path):
+    image_root = str(tmp_path / "images")
+    manifest, blobs = make_image({"etc/a": b"a\n"})
+    value = json.loads(manifest)
+    config = json.loads(blobs.pop(value["config"]["digest"]))
+    config["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
+    raw = json.dumps(config).encode()
+    value["config"]["digest"], value["config"]["size"] = rs.digest_of(raw), len(raw)
+    blobs[rs.digest_of(raw)] = raw
+    registry.add("1", json.dumps(value).encode(), blobs)
+    with pytest.raises(OCIError) as caught:
+        pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca,
+                            unpack=image_rootfs.pull_unpacker())
+    assert value["layers"][0]["digest"] in str(caught.value) and "diff_id" in str(caught.value)
+    store = Store(image_root)
+    # A verified download whose content is refused: no name, no layer, not even the blob.
+    assert store.names() == {} and not store.has_blob(value["layers"][0]["digest"])
+    assert os.listdir(os.path.join(image_root, "layers", "sha256")) == []
+    assert os.listdir(os.path.join(image_root, "tmp")) == []

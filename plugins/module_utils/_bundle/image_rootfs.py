@@ -63,29 +63,45 @@ def _apply_layer(store, layer, writer, label):
                        % (label, hashed.hash.hexdigest(), layer["diff_id"]))
 
 
+def unpack_layer(store, layer, label, max_size=None):
+    """Unpack LAYER (an image record's entry) into the store unless it is there; its warnings.
+
+    The caller holds the store's lock. The tree is built in tmp/ and renamed into layers/ only
+    once it is complete and its content hashed to the diff_id: a failure leaves no layer."""
+    if store.has_layer(layer["diff_id"]):
+        return []
+    if not store.has_blob(layer["digest"]):
+        raise OCIError("%s: its blob is not in the store; pull the image again" % label)
+    staging = tempfile.mkdtemp(prefix="layer-", dir=os.path.join(store.root, "tmp"))
+    try:
+        rootfd = open_dest(os.path.join(staging, "tree"))
+        try:
+            writer = OverlayLayerWriter(rootfd, max_size)
+            _apply_layer(store, layer, writer, label)
+            writer.finish()
+        finally:
+            os.close(rootfd)
+        os.rename(os.path.join(staging, "tree"), store.layer_path(layer["diff_id"]))
+        return writer.warnings.render()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def pull_unpacker():
+    """What oci_image passes to pull.ensure_present as `unpack`: the layers unpacked as they
+    arrive, when containers will stack them (overlayfs); None where they would be copied."""
+    return unpack_layer if overlay_supported() else None
+
+
 def unpack_layers(store, name, record, max_size=None):
     """Unpack every layer of RECORD the store lacks (under its lock); the warnings of those unpacked."""
     warnings = []
+    if all(store.has_layer(layer["diff_id"]) for layer in record["layers"]):
+        return warnings  # unpacked by the pull: no lock to wait for
     with store.locked():
         for position, layer in enumerate(record["layers"]):
-            if store.has_layer(layer["diff_id"]):
-                continue
             label = "image %s layer %s (layers[%d])" % (name, layer["digest"], position)
-            if not store.has_blob(layer["digest"]):
-                raise OCIError("%s: its blob is not in the store; pull the image again" % label)
-            staging = tempfile.mkdtemp(prefix="layer-", dir=os.path.join(store.root, "tmp"))
-            try:
-                rootfd = open_dest(os.path.join(staging, "tree"))
-                try:
-                    writer = OverlayLayerWriter(rootfd, max_size)
-                    _apply_layer(store, layer, writer, label)
-                    writer.finish()
-                finally:
-                    os.close(rootfd)
-                os.rename(os.path.join(staging, "tree"), store.layer_path(layer["diff_id"]))
-                warnings.extend(writer.warnings.render())
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            warnings.extend(unpack_layer(store, layer, label, max_size))
     return warnings
 
 

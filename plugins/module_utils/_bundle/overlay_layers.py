@@ -10,10 +10,12 @@ rather than applied one over the other here:
 
 - a whiteout `.wh.NAME` becomes what overlayfs reads as one: a character
   device 0:0 named NAME; an opaque whiteout `.wh..wh..opq` becomes the
-  xattr trusted.overlay.opaque=y on its directory;
-- an image's own trusted.overlay.* xattrs are dropped: they steer overlayfs
-  (redirect, metacopy, opaque) and a layer must not choose where the merged
-  tree looks.
+  xattrs trusted.overlay.opaque=y and user.overlay.opaque=y on its
+  directory (the second is what an overlay mounted with `userxattr`, in a
+  container's user namespace, reads);
+- an image's own trusted.overlay.* and user.overlay.* xattrs are dropped:
+  they steer overlayfs (redirect, metacopy, opaque) and a layer must not
+  choose where the merged tree looks.
 """
 import errno
 import os
@@ -23,8 +25,8 @@ from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer impo
     Writer, _join, fd_path, lstat_at, reason)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-OVERLAY_XATTR_PREFIX = "trusted.overlay."
-OPAQUE_XATTR = "trusted.overlay.opaque"
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
 class OverlayLayerWriter(Writer):
@@ -51,7 +53,7 @@ class OverlayLayerWriter(Writer):
         try:
             fd = self._dir_fd(parent)
             try:
-                os.setxattr(fd_path(fd), OPAQUE_XATTR, b"y")
+                _set_opaque(fd)
                 self._mark_added(self._canon(fd))
             finally:
                 os.close(fd)
@@ -61,7 +63,7 @@ class OverlayLayerWriter(Writer):
     def _set_opaque_at(self, pfd, name):
         fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
-            os.setxattr(fd_path(fd), OPAQUE_XATTR, b"y")
+            _set_opaque(fd)
         finally:
             os.close(fd)
 
@@ -73,8 +75,13 @@ class OverlayLayerWriter(Writer):
             self._set_opaque_at(pfd, name)
 
     def _set_xattrs(self, target, entry, follow):
-        for key in [k for k in entry.xattrs if k.startswith(OVERLAY_XATTR_PREFIX)]:
+        for key in [k for k in entry.xattrs if k.startswith(OVERLAY_XATTR_PREFIXES)]:
             self.warnings.add("xattr %s" % key, OSError(errno.EPERM, "overlayfs xattrs from images are not kept"),
                               entry.path)
             del entry.xattrs[key]
         Writer._set_xattrs(self, target, entry, follow)
+
+
+def _set_opaque(fd):
+    for key in OPAQUE_XATTRS:
+        os.setxattr(fd_path(fd), key, b"y")

@@ -28,15 +28,17 @@ import json
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.daemonless.oci.plugins.module_utils._image.media import (  # noqa: F401 (re-exported)
+    DEFAULT_TIMEOUT, MAX_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-MAX_MANIFEST = 4 << 20   # what distribution itself accepts for a manifest
 MAX_TOKEN_RESPONSE = 1 << 20
 MAX_ERROR_BODY = 4096
 MAX_REDIRECTS = 5
@@ -45,13 +47,8 @@ BACKOFF = 0.25           # seconds, doubled each retry
 MAX_RETRY_AFTER = 5.0
 RESUMES = 3
 CHUNK = 1 << 20
-DEFAULT_TIMEOUT = 30
 TOKEN_LIFETIME = 60      # the distribution token spec's default for expires_in
 
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 ACCEPT_MANIFESTS = ", ".join((MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST))
 
 _CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
@@ -117,6 +114,7 @@ class Registry(object):
         self.challenge = None        # (scheme, params) once /v2/ answered 401
         self.tokens = {}             # scope -> (token, expiry)
         self.downloaded = 0          # bytes of manifests and blobs received
+        self._count_lock = threading.Lock()  # blobs download in parallel threads
 
     # -- HTTP
 
@@ -191,6 +189,10 @@ class Registry(object):
                     attempt += 1
                     continue
                 raise self._describe(exc, what)
+
+    def _count(self, received):
+        with self._count_lock:
+            self.downloaded += received
 
     def _backoff(self, attempt, retry_after):
         delay = BACKOFF * (2 ** attempt)
@@ -299,7 +301,7 @@ class Registry(object):
                     return None, media, None
                 return None, media, digest
             data = _read_capped(response, MAX_MANIFEST, what)
-        self.downloaded += len(data)
+        self._count(len(data))
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError("%s: content hashes to %s, not the digest asked for" % (what, digest))
@@ -308,8 +310,9 @@ class Registry(object):
     def fetch_blob(self, repository, digest, size, handle):
         """Write blob DIGEST (SIZE bytes) of REPOSITORY to HANDLE (a new binary file), resuming with Range.
 
-        Raises RegistryError when the content is longer than SIZE or does
-        not hash to DIGEST; HANDLE then holds something unusable.
+        Returns DIGEST once the content hashed to it (what Store.admit takes). Raises
+        RegistryError when the content is longer than SIZE or does not hash to DIGEST;
+        HANDLE then holds something unusable.
         """
         what = "blob %s of %s/%s" % (digest, self.api_host, repository)
         algorithm, _sep, expected = digest.partition(":")
@@ -333,7 +336,7 @@ class Registry(object):
                     if not chunk:
                         break
                     written += len(chunk)
-                    self.downloaded += len(chunk)
+                    self._count(len(chunk))
                     if written > size:
                         raise RegistryError("%s: more than the %d bytes its descriptor says" % (what, size))
                     hasher.update(chunk)
@@ -356,3 +359,4 @@ class Registry(object):
             raise RegistryError("%s: content hashes to sha256:%s, not its digest; nothing stored"
                                 % (what, hasher.hexdigest()))
         handle.flush()
+        return digest

@@ -130,7 +130,8 @@ class Channel:
     def recv(self):
         """The next message, or None at end of file (the peer exited)."""
         while b"\n" not in self._buffer:
-            chunk, ancillary, _flags, _address = self.sock.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+            # Room for SCM_MAX_FD (253) descriptors: an overlay root in a user namespace sends two per layer.
+            chunk, ancillary, _flags, _address = self.sock.recvmsg(65536, socket.CMSG_SPACE(253 * 4))
             for level, kind, payload in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     count = len(payload) // 4  # array.array would import collections: 2 ms

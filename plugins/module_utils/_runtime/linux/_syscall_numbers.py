@@ -10,31 +10,31 @@ MACHINES = {
 
 NUMBERS = {
     'aarch64': {
-        'bpf': 280, 'close_range': 436, 'ioprio_get': 31, 'ioprio_set': 30, 'openat2': 437, 'prlimit64': 261, 'rt_sigaction': 134, 'sched_getattr': 275,
-        'sched_setattr': 274, 'seccomp': 277, 'set_mempolicy': 237,
+        'bpf': 280, 'close_range': 436, 'ioprio_get': 31, 'ioprio_set': 30, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 261, 'rt_sigaction': 134, 'sched_getattr': 275, 'sched_setattr': 274, 'seccomp': 277, 'set_mempolicy': 237,
     },
     'arm': {
-        'bpf': 386, 'close_range': 436, 'ioprio_get': 315, 'ioprio_set': 314, 'openat2': 437, 'prlimit64': 369, 'rt_sigaction': 174, 'sched_getattr': 381,
-        'sched_setattr': 380, 'seccomp': 383, 'set_mempolicy': 321,
+        'bpf': 386, 'close_range': 436, 'ioprio_get': 315, 'ioprio_set': 314, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 369, 'rt_sigaction': 174, 'sched_getattr': 381, 'sched_setattr': 380, 'seccomp': 383, 'set_mempolicy': 321,
     },
     'ppc64le': {
-        'bpf': 361, 'close_range': 436, 'ioprio_get': 274, 'ioprio_set': 273, 'openat2': 437, 'prlimit64': 325, 'rt_sigaction': 173, 'sched_getattr': 356,
-        'sched_setattr': 355, 'seccomp': 358, 'set_mempolicy': 261,
+        'bpf': 361, 'close_range': 436, 'ioprio_get': 274, 'ioprio_set': 273, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 325, 'rt_sigaction': 173, 'sched_getattr': 356, 'sched_setattr': 355, 'seccomp': 358, 'set_mempolicy': 261,
     },
     'riscv64': {
-        'bpf': 280, 'close_range': 436, 'ioprio_get': 31, 'ioprio_set': 30, 'openat2': 437, 'prlimit64': 261, 'rt_sigaction': 134, 'sched_getattr': 275,
-        'sched_setattr': 274, 'seccomp': 277, 'set_mempolicy': 237,
+        'bpf': 280, 'close_range': 436, 'ioprio_get': 31, 'ioprio_set': 30, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 261, 'rt_sigaction': 134, 'sched_getattr': 275, 'sched_setattr': 274, 'seccomp': 277, 'set_mempolicy': 237,
     },
     's390x': {
-        'bpf': 351, 'close_range': 436, 'ioprio_get': 283, 'ioprio_set': 282, 'openat2': 437, 'prlimit64': 334, 'rt_sigaction': 174, 'sched_getattr': 346,
-        'sched_setattr': 345, 'seccomp': 348, 'set_mempolicy': 270,
+        'bpf': 351, 'close_range': 436, 'ioprio_get': 283, 'ioprio_set': 282, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 334, 'rt_sigaction': 174, 'sched_getattr': 346, 'sched_setattr': 345, 'seccomp': 348, 'set_mempolicy': 270,
     },
     'x86': {
-        'bpf': 357, 'close_range': 436, 'ioprio_get': 290, 'ioprio_set': 289, 'openat2': 437, 'prlimit64': 340, 'rt_sigaction': 174, 'sched_getattr': 352,
-        'sched_setattr': 351, 'seccomp': 354, 'set_mempolicy': 276,
+        'bpf': 357, 'close_range': 436, 'ioprio_get': 290, 'ioprio_set': 289, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 340, 'rt_sigaction': 174, 'sched_getattr': 352, 'sched_setattr': 351, 'seccomp': 354, 'set_mempolicy': 276,
     },
     'x86_64': {
-        'bpf': 321, 'close_range': 436, 'ioprio_get': 252, 'ioprio_set': 251, 'openat2': 437, 'prlimit64': 302, 'rt_sigaction': 13, 'sched_getattr': 315,
-        'sched_setattr': 314, 'seccomp': 317, 'set_mempolicy': 238,
+        'bpf': 321, 'close_range': 436, 'ioprio_get': 252, 'ioprio_set': 251, 'move_mount': 429, 'mount_setattr': 442, 'open_tree': 428, 'openat2': 437,
+        'prlimit64': 302, 'rt_sigaction': 13, 'sched_getattr': 315, 'sched_setattr': 314, 'seccomp': 317, 'set_mempolicy': 238,
     },
 }

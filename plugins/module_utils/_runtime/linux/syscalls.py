@@ -273,6 +273,46 @@ def openat2(dirfd, path, flags, resolve, mode=0):
     return fd
 
 
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+def open_tree(path, flags):
+    # type: (str, int) -> int
+    """open_tree(2) of PATH (OPEN_TREE_CLONE: a detached copy of its mount); O_CLOEXEC always."""
+    libc()
+    raw = ffi.new("char[]", _bytes(path))
+    fd = _syscall(number("open_tree"), -100, ffi.cast("long", raw), flags | os.O_CLOEXEC)
+    if fd < 0:
+        _fail("open_tree %s" % path, path)
+    return fd
+
+
+def mount_setattr_idmap(fd, userns_fd):
+    # type: (int, int) -> None
+    """mount_setattr(2) on the detached mount FD: its files seen through USERNS_FD's id mappings."""
+    libc()
+    attr = ffi.new("uint64_t[4]", [MOUNT_ATTR_IDMAP, 0, 0, userns_fd])  # struct mount_attr
+    empty = ffi.new("char[]", b"")
+    if _syscall(number("mount_setattr"), fd, ffi.cast("long", empty), AT_EMPTY_PATH | AT_RECURSIVE,
+                ffi.cast("long", attr), ffi.sizeof(attr)) != 0:
+        _fail("mount_setattr (idmap)")
+
+
+def move_mount(fd, target):
+    # type: (int, str) -> None
+    """move_mount(2) of the detached mount FD onto the path TARGET."""
+    libc()
+    empty = ffi.new("char[]", b"")
+    raw = ffi.new("char[]", _bytes(target))
+    if _syscall(number("move_mount"), fd, ffi.cast("long", empty), -100, ffi.cast("long", raw),
+                MOVE_MOUNT_F_EMPTY_PATH) != 0:
+        _fail("move_mount onto %s" % target, target)
+
+
 def close_range(first, last=0xFFFFFFFF, flags=0):
     # type: (int, int, int) -> None
     if _syscall(number("close_range"), first, last, flags) != 0:

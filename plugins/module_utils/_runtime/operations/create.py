@@ -184,7 +184,13 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         message = channel.expect(protocol.USERNS, "create") if plan.new_user else None
         if message is not None:
             write_id_maps(child_pid, plan)
-            channel.send(protocol.ACK)
+            # An image's overlay root: its layers id-mapped for the new namespace (setup/mounts.py).
+            overlay_fds = container_init.mounts.userns_overlay_fds(config, bundle, child_pid)
+            try:
+                channel.send(protocol.ACK, fds=overlay_fds)
+            finally:
+                for fd in overlay_fds:
+                    os.close(fd)
         init_pid = channel.expect(protocol.PID, "create")["pid"]
         _failpoint("after-fork")
         _reap(child_pid)

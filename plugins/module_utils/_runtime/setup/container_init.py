@@ -41,6 +41,7 @@ class InitArgs:
         self.preserve_fds = preserve_fds
         # {hierarchy: directory} of the cgroup made before the fork, or None: GO carries them then.
         self.cgroups = cgroups
+        self.overlay_fds = None  # an overlay root's descriptors, with a new user namespace
 
 
 def intermediate(args):
@@ -55,7 +56,7 @@ def intermediate(args):
         namespaces.enter(args.plan, args.joined)
         if args.plan.new_user:
             args.channel.send(protocol.USERNS)
-            args.channel.expect(protocol.ACK, "user namespace")
+            args.overlay_fds = args.channel.expect(protocol.ACK, "user namespace").get("fds")
         if args.plan.in_user_namespace:
             syscalls.setresgid(0, 0, 0)
             syscalls.setresuid(0, 0, 0)
@@ -135,7 +136,7 @@ def container_init(args):
         master = None
         if args.plan.has("mount"):
             mounts.prepare_root(args.rootfs, linux.get("rootfsPropagation"))
-            mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"))
+            mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"), args.overlay_fds)
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
                                      args.cgroups if go is None else go["cgroups"],
                                      linux.get("mountLabel")) as ctx:

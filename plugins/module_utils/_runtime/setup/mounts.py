@@ -17,6 +17,21 @@ before the config's mounts: no host mount exists, and a crash leaves nothing
 mounted. Its value is JSON: {"lower": [layer dirs, topmost first], "upper":
 dir, "work": dir}, the layers absolute paths IMAGE_ROOT/layers/sha256/<hex>
 of one store, upper and work relative to the bundle.
+
+With a new user namespace (linux.namespaces user, linux.uidMappings and
+linux.gidMappings) the layers, owned by the host's root, would show as
+nobody's and could not be copied up. The runtime, still the host's root,
+makes an idmapped detached mount of each layer for the container's user
+namespace, and a detached (not idmapped) mount of the bundle
+(userns_overlay_fds, after it wrote the mappings), and hands them to the
+container's init. overlayfs takes only layers of the mounter's own mount
+namespace: the init attaches them there, stacked under the overlay on the
+rootfs mount point (gone with the old root at pivot_root), and names them
+/proc/self/fd/N, so no directory on the way to the store needs to be
+searchable by the container's root. The overlay is mounted with `userxattr`
+(trusted.* xattrs are the host's). The directories from the bundle to upper
+and work are given to the container's root (its host ids from the
+mappings): it writes the upper directory as itself.
 """
 import errno
 import os
@@ -191,30 +206,109 @@ def parse_overlay(annotations):
     return list(lower), dirs[0], dirs[1]
 
 
-def mount_overlay_root(rootfs, bundle, annotations):
-    """Mount the overlay the annotation describes on ROOTFS (in the container's mount namespace)."""
-    overlay = parse_overlay(annotations)
-    if overlay is None:
-        return
+def _checked_overlay_dirs(bundle, overlay):
+    """(lower, upper, work) as absolute paths, each a real directory (no planted symlink)."""
     lower, upper, work = overlay
     field = 'annotations["%s"]' % OVERLAY_ANNOTATION
-    store = os.path.dirname(lower[0])
     for path in lower:
         # Real directories, not symlinks planted to point elsewhere on the host.
         if os.path.realpath(path) != path or not os.path.isdir(path):
             raise OCIError("%s: layer directory %s is missing or a symbolic link" % (field, path))
     bundle_real = os.path.realpath(bundle)
+    dirs = []
     for path in (upper, work):
         full = os.path.join(bundle_real, path)
         if os.path.realpath(full) != full or not os.path.isdir(full):
             raise OCIError("%s: %s is missing, not a directory, or leaves the bundle through a link" % (field, full))
+        dirs.append(full)
+    return lower, dirs[0], dirs[1]
+
+
+def _host_root(mappings, field):
+    for mapping in mappings or []:
+        if mapping["containerID"] == 0:
+            return mapping["hostID"]
+    raise OCIError("%s: no mapping for the container's root (0), which owns the overlay root's upper directory"
+                   % field)
+
+
+def userns_overlay_fds(config, bundle, pid):
+    """The detached mounts for an overlay root in PID's new user namespace (its maps written), [] without one.
+
+    One per layer, topmost first, idmapped for the namespace; then one of the bundle directory. The
+    directories from the bundle to upper and work are given to the container's root first."""
+    overlay = parse_overlay(config.get("annotations"))
+    if overlay is None:
+        return []
+    field = 'annotations["%s"]' % OVERLAY_ANNOTATION
+    lower, upper, work = _checked_overlay_dirs(bundle, overlay)
+    linux = config.get("linux") or {}
+    uid = _host_root(linux.get("uidMappings"), "linux.uidMappings")
+    gid = _host_root(linux.get("gidMappings"), "linux.gidMappings")
+    bundle_real = os.path.realpath(bundle)
+    fds = []
+    try:
+        userns = os.open("/proc/%d/ns/user" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for path in lower:
+                try:
+                    fds.append(syscalls.open_tree(path, syscalls.OPEN_TREE_CLONE))
+                    syscalls.mount_setattr_idmap(fds[-1], userns)
+                except OSError as exc:
+                    raise OCIError(
+                        "%s: layer %s cannot be id-mapped for the container's user namespace (%s): an overlay root "
+                        "in a user namespace needs idmapped mounts of its layers (Linux 5.19 or later, on a "
+                        "filesystem that supports them); run it without a user namespace" % (
+                            field, path, exc.strerror or exc))
+        finally:
+            os.close(userns)
+        fds.append(syscalls.open_tree(bundle_real, syscalls.OPEN_TREE_CLONE))
+        for path in (upper, work):
+            while path != bundle_real:
+                os.lchown(path, uid, gid)
+                path = os.path.dirname(path)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _mount_overlay_userns(rootfs, overlay, fds):
+    """The container's side of userns_overlay_fds: attach the detached mounts, mount through /proc/self/fd."""
+    lower, upper, work = overlay
+    if len(fds) != len(lower) + 1:
+        raise OCIError("overlay root: %d descriptors for %d layers" % (len(fds), len(lower)))
+    try:
+        for fd in fds:
+            # Stacked on the rootfs mount point, under the overlay: overlayfs takes only layers of the
+            # mounter's own namespace, and these go with the old root at pivot_root.
+            syscalls.move_mount(fd, rootfs)
+        data = "lowerdir=%s,upperdir=/proc/self/fd/%d/%s,workdir=/proc/self/fd/%d/%s,userxattr" % (
+            ":".join("/proc/self/fd/%d" % fd for fd in fds[:-1]), fds[-1], upper, fds[-1], work)
+        syscalls.mount("overlay", rootfs, "overlay", 0, data)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def mount_overlay_root(rootfs, bundle, annotations, userns_fds=None):
+    """Mount the overlay the annotation describes on ROOTFS (in the container's mount namespace).
+
+    USERNS_FDS: what userns_overlay_fds made for a container in a new user namespace."""
+    overlay = parse_overlay(annotations)
+    if overlay is None:
+        return
+    if userns_fds:
+        _mount_overlay_userns(rootfs, overlay, userns_fds)
+        return
+    lower, upper, work = _checked_overlay_dirs(bundle, overlay)
+    store = os.path.dirname(lower[0])
     # Relative lower dirs keep the option string short (one page): mount resolves them from the cwd.
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.chdir(store)
-        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (
-            ":".join(os.path.basename(p) for p in lower), os.path.join(bundle_real, upper),
-            os.path.join(bundle_real, work))
+        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(os.path.basename(p) for p in lower), upper, work)
         syscalls.mount("overlay", rootfs, "overlay", 0, data)
     finally:
         os.fchdir(cwd)
