@@ -289,7 +289,7 @@ options:
   boot_record:
     description:
       - Boot persistence (the M(daemonless.oci.container) role's C(container_boot_persistence)). When
-        set, the task changes no container: it writes the options that shape the container (all but
+        set, the task changes no container; it writes the options that shape the container (all but
         O(state), O(wait), O(timeout), O(recreate), O(restart) and O(logs_lines)), with the cgroup
         manager it would use, to this file, only when they differ from what it holds.
       - The role's systemd unit runs C(ocirt-boot), which reads the file and creates the container
@@ -297,7 +297,7 @@ options:
         networks, published ports and cgroup manager), then hands the container's monitor to systemd
         as the unit's main process. A later task without O(boot_record) finds that container as it
         wants it and changes nothing.
-      - The file may hold the secrets' content (as podman's file secret driver keeps them): it is
+      - The file may hold the secrets' content, as podman's file secret driver keeps them, so it is
         written with mode C(0600) (its directory, when made, C(0700)), and C(ocirt-boot) refuses a file
         that is not a regular file of its own user with that mode. In the diff each secret's content
         is masked.
@@ -546,6 +546,13 @@ boot_record:
   returned: when O(boot_record) is set
   type: str
   sample: /var/lib/ocirt/boot/web.json
+python:
+  description:
+    - The Python the module ran with. A container on CNI networks names it in its poststop hook, so the
+      boot unit's C(ocirt-boot) must run the same one (the role checks this).
+  returned: when O(boot_record) is set
+  type: str
+  sample: /usr/bin/python3
 exit_code:
   description: The job's exit code.
   returned: when O(wait=exited)

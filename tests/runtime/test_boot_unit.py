@@ -39,6 +39,8 @@ from helpers import REPO, poll, proc_start_time, wait_gone
 from test_day_two import ANSIBLE_BIN, ansible_env
 from test_networks import HTTPD, _missing_host_feature, http_get, net, params  # noqa: F401  (fixtures)
 from test_restart import when
+from test_role_cli import role_run  # noqa: F401  (a fixture)
+from runner_events import describe, stats
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import boot
 
 ROLE = os.path.join(REPO, "roles", "container")
@@ -372,3 +374,53 @@ def test_the_unit_boots_supervises_and_stops_cleanly_under_systemd(scratch):
         left = host.sh("for p in %s; do kill -0 $p 2>/dev/null && echo $p; done; true"
                        % " ".join(map(str, pids))).stdout.split()
         assert left == [], "processes outlived the units: %s" % left
+
+
+# --------------------------------------------------------------------------
+# the role: record, unit, launchers (no systemd here: the unit is only rendered, as container_unit_render_only)
+
+def test_the_role_records_the_task_renders_the_unit_and_installs_a_working_ocirt_boot(role_run, scratch,  # noqa: F811
+                                                                                        state_root, ocirt):
+    record_dir = os.path.join(scratch, "boot")
+    extra = dict(container_boot_persistence=True, container_unit_render_only=True,
+                 container_unit_dir=os.path.join(scratch, "units"), container_boot_record_dir=record_dir,
+                 container_restart_policy="on-failure", container_wait="healthy", container_timeout=60,
+                 container_healthcheck=dict(test=["true"], interval="0.3s", retries=2))
+    os.makedirs(os.path.join(scratch, "units"))
+    first = role_run(**extra)
+    assert first.status == "successful", describe(first)
+    record_path = os.path.join(record_dir, role_run.name + ".json")
+    assert stat.S_IMODE(os.stat(record_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(record_dir).st_mode) == 0o700
+    recorded = boot.load(record_path, role_run.name)
+    assert recorded["restart_policy"] == "on-failure" and recorded["healthcheck"]["test"] == ["true"]
+    assert recorded["state_root"] == state_root and recorded["stop_signal"] == "SIGKILL"
+    with open(os.path.join(scratch, "units", "ocirt-%s.service" % role_run.name)) as handle:
+        unit = directives(handle.read())
+    boot_launcher = os.path.join(scratch, "bin", "ocirt-boot")
+    pid_file = "/run/ocirt-%s.monitor.pid" % role_run.name
+    assert unit["ExecStart"] == ["%s --record %s --pid-file %s %s" % (boot_launcher, record_path, pid_file,
+                                                                     role_run.name)]
+    # No unit runs here: the deploy task made the container, health check and policy included.
+    state = ocirt.state(role_run.name)
+    assert state["restartPolicy"] == "on-failure" and state["health"]["status"] == "healthy", state
+
+    second = role_run(**extra)
+    assert second.status == "successful", describe(second)
+    assert stats(second)["localhost"].get("changed", 0) == 0, stats(second)
+
+    # The installed ocirt-boot, as the unit runs it: the same container again (recreated: a boot finds
+    # none or a leftover), its monitor's pid written. (That the deploy task then has nothing to do is
+    # tested above, on a network.)
+    own_pid_file = os.path.join(scratch, "monitor.pid")
+    started = subprocess.run([boot_launcher, "--record", record_path, "--pid-file", own_pid_file, role_run.name],
+                             env={}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    again = ocirt.state(role_run.name)
+    assert again["pid"] != state["pid"] and again["restartPolicy"] == "on-failure"
+    with open(own_pid_file) as handle:
+        assert int(handle.read()) == again["monitorPid"]
+
+    gone = role_run(**dict(extra, container_state="absent"))
+    assert gone.status == "successful", describe(gone)
+    assert not os.path.exists(record_path) and ocirt.ids() == []

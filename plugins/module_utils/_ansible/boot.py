@@ -77,7 +77,10 @@ def record(params, check_mode=False, diff=False):
     text = jsonio.dumps(content, indent=2) + "\n"
     before = _current_text(path)
     changed = before != text
+    # python: a networked container's poststop hook names the interpreter that made its config, so ocirt-boot
+    # must run this one for the task after the unit's start to find the container as it wants it.
     result = dict(changed=changed, boot_record=path, cgroup_manager=recorded["cgroup_manager"], actions=[],
+                  python=sys.executable,
                   msg="container %s: boot record %s %s%s" % (
                       params["id"], path, ("would be written" if check_mode else "written") if changed
                       else "unchanged", " (check mode)" if check_mode else ""))
