@@ -11,6 +11,12 @@ MAX_POLLS = 1000          # `state` polls while waiting for a /bin/true containe
 MAX_WAIT_NS = 20 * 10 ** 9
 
 
+# The floor of any command written in Python: the interpreter the ocirt launcher runs, started with the
+# launcher's flags, doing nothing. runc and crun pay no such start; a round's ocirt commands pay one each.
+FLOOR = "python -IS floor"
+FLOOR_ARGV = [bl.VENV_PYTHON, "-IS", "-c", "pass"]
+
+
 def _setup(ws):
     bundle = bl.busybox_bundle(os.path.join(ws.path, "bundle"), ["/bin/true"])
     state_base = os.path.join(ws.path, "state")
@@ -35,13 +41,16 @@ def bench_run(rounds, prefix):
         samples = {r.name: [] for r in runtimes}
         if wrapper_argv:
             samples["wrapper"] = []
+        samples[FLOOR] = []
         cpu = {name: [] for name in samples}
         by_name = {r.name: r for r in runtimes}
-        jobs = list(by_name) + (["wrapper"] if wrapper_argv else [])
+        jobs = list(by_name) + (["wrapper"] if wrapper_argv else []) + [FLOOR]
         for round_number in range(-1, rounds):  # round -1 warms the caches and is dropped
             for name in bl.order(jobs, max(round_number, 0)):
                 if name == "wrapper":
                     elapsed = runner.time(wrapper_argv)[0]
+                elif name == FLOOR:
+                    elapsed = runner.time(FLOOR_ARGV)[0]
                 else:
                     runtime = by_name[name]
                     container_id = "%s-%s-%d" % (prefix, name, round_number + 1)
@@ -76,6 +85,9 @@ def _report_times(key, title, samples, cpu, rounds, targets):
         for other in ("runc", "crun", "crun (net of wrapper)"):
             if base and other in series:
                 ratios["ocirt / %s" % other] = bl.paired_ratios(base, series[other])
+        if FLOOR in series and "runc" in series:
+            # How close to runc a Python command can come at all: its interpreter starts alone, over runc's whole time.
+            ratios["%s / runc" % FLOOR] = bl.paired_ratios(series[FLOOR], series["runc"])
         for against, kind in targets:
             for candidate in ("ocirt / %s (net of wrapper)" % against, "ocirt / %s" % against):
                 if candidate in ratios:
@@ -131,10 +143,16 @@ def bench_lifecycle(rounds, prefix):
         cpu = {r.name: [] for r in runtimes}
         polls = {r.name: [] for r in runtimes}
         wrapper = []
+        floor = []
         by_name = {r.name: r for r in runtimes}
-        jobs = list(by_name) + (["wrapper"] if wrapper_argv else [])
+        jobs = list(by_name) + (["wrapper"] if wrapper_argv else []) + [FLOOR]
         for round_number in range(-1, rounds):
             for name in bl.order(jobs, max(round_number, 0)):
+                if name == FLOOR:
+                    elapsed = bl.ms(runner.time(FLOOR_ARGV)[0])
+                    if round_number >= 0:
+                        floor.append((elapsed, bl.ms(runner.last_cpu_ns)))
+                    continue
                 if name == "wrapper":
                     elapsed = bl.ms(runner.time(wrapper_argv)[0])
                     if round_number >= 0:
@@ -155,6 +173,11 @@ def bench_lifecycle(rounds, prefix):
         crun_calls = [3 + n for n in polls["crun"]]
         _net_of_wrapper(totals, crun_calls)
         _net_of_wrapper(cpu, crun_calls)
+    if "ocirt" in steps and floor:
+        # One interpreter start per ocirt command of the same round: create, start, delete and its polls.
+        calls = [3 + n for n in polls["ocirt"]]
+        totals[FLOOR] = [wall * n for (wall, _cpu), n in zip(floor, calls)]
+        cpu[FLOOR] = [cpu_ms * n for (_wall, cpu_ms), n in zip(floor, calls)]
     result, text = _report_times("lifecycle", "create + start + wait (poll state) + delete, four+ commands",
                                  totals, cpu, rounds, targets=(("runc", "must"),))
     lower = [r for r in result["ratios"].items() if r[0] == "ocirt / runc"]
