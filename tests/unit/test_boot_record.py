@@ -180,7 +180,7 @@ def test_a_missing_foreign_linked_or_huge_record_is_refused(tmp_path):
 
 
 def test_the_entry_point_says_what_is_wrong_and_exits_non_zero(tmp_path, capsys):
-    assert boot.main(["--record", "x"]) == 2
+    assert boot.main(["--pid-file", "x", "web"]) == 2
     assert "usage: ocirt-boot" in capsys.readouterr().err
     path = str(tmp_path / "missing.json")
     assert boot.main(["--record", path, "--pid-file", str(tmp_path / "pid"), "web"]) == 1

@@ -201,10 +201,14 @@ def _checked(what, name, value, option):
 
 
 def start(record_path, pid_file, container_id):
-    """The unit's ExecStart: create and start the container from the record; write its monitor's pid to PID_FILE."""
+    """The unit's ExecStart: create and start the container from the record; write its monitor's pid to
+    PID_FILE (None: a job's unit, which waits for the container with `ocirt wait`, and whose container
+    may be done already)."""
     params = load(record_path, container_id)
     container_state.run(params)
     state = container_state.observe(params["state_root"], container_id)[0]
+    if pid_file is None:
+        return state
     pid = state and state.get("monitorPid")
     if not pid:
         raise OCIError("container %s: created from %s, but no monitor runs it (status %s)"
@@ -214,22 +218,23 @@ def start(record_path, pid_file, container_id):
     return state
 
 
-USAGE = "usage: ocirt-boot --record FILE --pid-file FILE ID"
+USAGE = "usage: ocirt-boot --record FILE [--pid-file FILE] ID"
 
 
 def main(argv=None):
-    """`ocirt-boot --record FILE --pid-file FILE ID`: exit 0 once the container runs, its monitor's pid written."""
+    """`ocirt-boot --record FILE [--pid-file FILE] ID`: exit 0 once the container is started (its monitor's pid
+    written)."""
     argv = sys.argv[1:] if argv is None else argv
     options = {}
     words = list(argv)
     while len(words) > 1 and words[0] in ("--record", "--pid-file"):
         options[words[0]] = words[1]
         words = words[2:]
-    if len(words) != 1 or set(options) != {"--record", "--pid-file"}:
+    if len(words) != 1 or "--record" not in options:
         sys.stderr.write(USAGE + "\n")
         return 2
     try:
-        start(options["--record"], options["--pid-file"], words[0])
+        start(options["--record"], options.get("--pid-file"), words[0])
     except (OCIError, OSError, ValueError) as exc:
         sys.stderr.write("ocirt-boot: container %s: %s\n" % (words[0], exc))
         return 1
