@@ -37,11 +37,13 @@ import yaml
 import nspawn_support
 from helpers import REPO, poll, proc_start_time, wait_gone
 from test_day_two import ANSIBLE_BIN, ansible_env
-from test_networks import HTTPD, _missing_host_feature, http_get, net, params  # noqa: F401  (fixtures)
+from test_networks import HTTPD, _missing_host_feature, http_get
+from test_networks import net, params  # noqa: F401  # pylint: disable=unused-import  (fixtures)
 from test_restart import when
-from test_role_cli import role_run  # noqa: F401  (a fixture)
+from test_role_cli import role_run  # noqa: F401  # pylint: disable=unused-import  (a fixture)
 from runner_events import describe, stats
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import boot
+from ansible_collections.daemonless.oci.plugins.module_utils._network import cni
 
 ROLE = os.path.join(REPO, "roles", "container")
 HOST_PYTHON = "/usr/bin/python3"  # the role's container_cli_python: the system's, without Ansible
@@ -223,14 +225,16 @@ def test_ocirt_boot_brings_back_network_port_and_health_and_the_monitor_restarts
         good = handle.read()
     with open(record_path, "w") as handle:
         handle.write(good.replace('"publish": [', '"publish": 8080, "was": ['))
-    failed = subprocess.run(boot_command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    failed = subprocess.run(boot_command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                            check=False)
     assert failed.returncode == 1 and "boot record %s: " % record_path in failed.stderr, failed.stderr
     assert ocirt.ids() == [] and not os.path.exists(pid_file)
-    assert not os.path.exists(os.path.join(state_root, "cni", cid)), "network made for a bad record"
+    assert not os.path.exists(os.path.join(state_root, cni.NETWORK_AREA, cid)), "network made for a bad record"
     with open(record_path, "w") as handle:
         handle.write(good)
 
-    started = subprocess.run(boot_command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    started = subprocess.run(boot_command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                            check=False)
     assert started.returncode == 0, started.stderr
     state = ocirt.state(cid)
     with open(pid_file) as handle:
@@ -260,10 +264,10 @@ def test_ocirt_boot_brings_back_network_port_and_health_and_the_monitor_restarts
     for words in (["kill", cid, "SIGTERM"], ["wait", "--timeout", "2", cid], ["delete", "--force", cid],
                   ["delete", "--force", cid]):
         subprocess.run([launcher, "--root", state_root] + words, capture_output=True, stdin=subprocess.DEVNULL,
-                       timeout=120)
+                       timeout=120, check=False)
     wait_gone(*monitor)
     assert ocirt.ids() == []
-    assert not os.path.exists(os.path.join(state_root, "cni", cid)), "the network namespace outlived the unit"
+    assert not os.path.exists(os.path.join(state_root, cni.NETWORK_AREA, cid)), "the network namespace outlived the unit"
 
 
 # --------------------------------------------------------------------------
@@ -415,7 +419,8 @@ def test_the_role_records_the_task_renders_the_unit_and_installs_a_working_ocirt
     # tested above, on a network.)
     own_pid_file = os.path.join(scratch, "monitor.pid")
     started = subprocess.run([boot_launcher, "--record", record_path, "--pid-file", own_pid_file, role_run.name],
-                             env={}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+                             env={}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                             check=False)
     assert started.returncode == 0, started.stderr
     again = ocirt.state(role_run.name)
     assert again["pid"] != state["pid"] and again["restartPolicy"] == "on-failure"
