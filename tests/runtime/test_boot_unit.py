@@ -234,7 +234,7 @@ def test_ocirt_boot_brings_back_network_port_and_health_and_the_monitor_restarts
         handle.write(good)
 
     started = subprocess.run(boot_command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                            check=False)
+                             check=False)
     assert started.returncode == 0, started.stderr
     state = ocirt.state(cid)
     with open(pid_file) as handle:
