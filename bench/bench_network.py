@@ -10,7 +10,7 @@ running /bin/true from creation to removal:
   exited) then absent, with `network: none` and with `network: [bench]` (a
   bridge with portmap and firewall, no dns; podman's default
   network has none, and adds tuning); the difference is the set-up and teardown of the
-  network (namespace, CNI ADD of lo and the network, the files; DEL, unmount).
+  network (namespace with lo up, CNI ADD of the network, the files; DEL, unmount).
 - podman: `podman run --rm --network none` and `--network podman` (its CNI
   backend and /etc/cni/net.d/87-podman-bridge.conflist here) of the same rootfs.
 

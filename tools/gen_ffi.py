@@ -55,6 +55,8 @@ int capset(struct ocirt_cap_header *header, const struct ocirt_cap_data *data);
 long syscall(long number, long a1, long a2, long a3, long a4, long a5);
 int fstatfs(int fd, void *buf);
 int personality(unsigned long persona);
+int malloc_trim(size_t pad);
+int madvise(void *addr, size_t length, int advice);
 """
 
 MODULE_NAME = "_libc_ffi"
@@ -67,6 +69,15 @@ HEADER = """# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 \"\"\"cffi out-of-line ABI tables for the libc calls in tools/gen_ffi.py's CDEF.\"\"\"
 """
+
+
+# The one way to make the FFI from the tables: syscalls.py and the monitor (which cannot afford to
+# import syscalls.py, see monitor.py) both call it with the _cffi_backend module they loaded.
+BUILD = """
+
+def build(backend):
+    \"\"\"The FFI of these tables, made by BACKEND (the _cffi_backend module).\"\"\"
+    return backend.FFI(NAME, _version=VERSION, _types=TYPES, _globals=GLOBALS, _struct_unions=STRUCT_UNIONS)"""
 
 
 def _tables():
@@ -124,6 +135,7 @@ def render():
             out.append("%s = %s" % (name, _format_bytes(value, 4)))
         else:
             out.append("%s = %s" % (name, _format_tuple(value, 4)))
+    out.append(BUILD)
     return "\n".join(out) + "\n"
 
 

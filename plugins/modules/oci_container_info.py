@@ -74,8 +74,10 @@ containers:
     - Each also has C(networks), its network attachments (M(daemonless.oci.oci_container_state)'s
       O(daemonless.oci.oci_container_state#module:network)), each with C(network), C(interface),
       C(addresses), C(mac), C(gateway) and C(published) (the port mappings); C(drift), which is
-      a dict that maps C(network) to V(missing) when CNI CHECK finds an attachment lost (say, its firewall rules
-      flushed; recreate the container to re-attach it); and C(network_problems), CHECK's messages.
+      a dict that maps C(network) to V(missing) when CNI CHECK finds an attachment lost (say, its DNAT or
+      firewall rules flushed, or the network's dnsmasq killed; the next M(daemonless.oci.oci_container_state)
+      run with O(daemonless.oci.oci_container_state#module:state=running) re-attaches it in place); and
+      C(network_problems), CHECK's messages.
   returned: always
   type: list
   elements: dict

@@ -245,6 +245,9 @@ options:
         into the image).
       - A stopped container keeps its attachment (its address and published ports); a change of
         any network option recreates the container, which re-attaches it.
+      - With O(state=running), a running container kept as it is has its attachments checked (CNI
+        CHECK); one found lost (say, its DNAT or firewall rules flushed) is re-attached in place (CNI
+        DEL, then ADD with the same address) and the task reports a change; the container keeps running.
     type: list
     elements: str
   publish:
@@ -253,6 +256,9 @@ options:
         (DNAT rules, nothing listens on the host) - V(8080:80), V(127.0.0.1:8443:443/tcp),
         V(5353:53/udp), V(8000-8009:9000-9009).
       - A host port that a process of the host or another container of O(state_root) holds is refused.
+      - A container port alone (V(80), V(:80), V(127.0.0.1::80), V(53/udp)) gets a free host port, chosen
+        when the container is attached and reported in the facts' C(networks[].published); it stays while
+        the container lives (later runs keep it), and a recreate chooses again.
       - Needs O(network) to be a list of networks.
     type: list
     elements: str

@@ -140,7 +140,7 @@ def monitor_cache(process_guard, state_root):
         for dirpath, _dirnames, filenames in os.walk(cache):
             for filename in filenames:
                 rel = os.path.relpath(os.path.join(dirpath, filename), cache)
-                assert re.match(r"^(__pycache__/)?ocirt_monitor_[0-9a-f]{16}\.", rel), \
+                assert re.match(r"^(__pycache__/)?ocirt_(monitor|libc_ffi)_[0-9a-f]{16}\.", rel), \
                     "unexpected file in the monitor cache %s: %s" % (cache, rel)
         shutil.rmtree(cache)
 

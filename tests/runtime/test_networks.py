@@ -378,7 +378,10 @@ def test_kill_9_in_the_middle_of_network_setup_then_absent_cleans_up(
     directory = os.path.join(state_root, cni.NETWORK_AREA, p["id"])
     assert os.path.ismount(os.path.join(directory, "netns"))  # what the crash left
     gone = container_state.run(dict(p, state="absent"))
-    assert gone["changed"] and gone["actions"] == ["release network: left by an interrupted task"]
+    # The container itself is made while the bridge's ADD runs (its monitor outlives the task): when it was,
+    # absent deletes it and releases its network; when not, only the network was left.
+    assert gone["changed"] and gone["actions"] in (["release network: left by an interrupted task"],
+                                                   ["stop", "delete"]), gone["actions"]
     assert not os.path.exists(directory)
     # The plugin the task left running (when only the task was killed) is gone too: finishing its ADD
     # after the DEL, it would make the bridge and veth again.
@@ -532,3 +535,142 @@ def test_lost_rules_show_as_drift(params, net, make_bundle, state_root):
     facts = networks.container_facts(state_root, p["id"])
     assert facts["drift"] == {"network": "missing"}, facts
     assert any("firewall" in problem for problem in facts["network_problems"])
+
+
+FAILING_FIREWALL = """#!/bin/sh
+# The firewall plugin failing its ADD (after bridge's, which succeeded): the container is made by then.
+if [ "$CNI_COMMAND" = ADD ]; then echo '{"cniVersion": "1.0.0", "code": 999, "msg": "refused by the test"}'; exit 1; fi
+exec %s/firewall
+"""
+
+
+def test_a_plugin_failing_after_the_container_was_made_leaves_neither_behind(
+        params, net, make_bundle, state_root, scratch):
+    """The container is created while the first plugin's ADD runs: a later plugin's failure takes it away too."""
+    network = net(dns=False)
+    cni_dir = os.path.join(scratch, "cnibin")
+    os.makedirs(cni_dir)
+    for name in os.listdir(CNI_BIN):
+        if name != "firewall":
+            os.symlink(os.path.join(CNI_BIN, name), os.path.join(cni_dir, name))
+    with open(os.path.join(cni_dir, "firewall"), "w") as handle:
+        handle.write(FAILING_FIREWALL % CNI_BIN)
+    os.chmod(os.path.join(cni_dir, "firewall"), 0o755)
+    p = params(bundle=make_bundle(["sleep", "1000"]), network=[network["name"]], cni_path=cni_dir)
+    with pytest.raises(OCIError, match="network %s: CNI ADD of plugin firewall failed: error 999: refused by "
+                                       "the test" % network["name"]):
+        container_state.run(p)
+    assert container_state.observe(state_root, p["id"])[0] is None
+    assert not os.path.exists(os.path.join(state_root, cni.NETWORK_AREA, p["id"]))
+
+
+def test_lo_is_up_and_portmap_runs_only_for_a_container_that_publishes(net, state_root):
+    """lo is brought up by the namespace's maker (no loopback plugin); portmap is left out of the list of a
+    container without published ports, and so out of its DEL and CHECK."""
+    network = net(dns=False)
+    try:
+        attach_bare(state_root, net, "quiet", network=[network["name"]])
+        attach_bare(state_root, net, "loud", network=[network["name"]], publish=["%d:80" % random.randint(
+            48000, 49000)])
+        assert ",UP," in netns_run(state_root, "quiet", "ip", "-o", "link", "show", "lo")
+        assert netns_run(state_root, "quiet", "busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1")
+        kinds = {}
+        for name in ("quiet", "loud"):
+            attachments = cni.read_cache(os.path.abspath(state_root), name)["attachments"]
+            kinds[name] = [[plugin["type"] for plugin in a["config"]["plugins"]] for a in attachments]
+        assert kinds == {"quiet": [["bridge", "firewall"]], "loud": [["bridge", "portmap", "firewall"]]}
+    finally:
+        attachment.release(state_root, "quiet")
+        attachment.release(state_root, "loud")
+
+
+def _portmap_rules(container_id):
+    """(chain, [its jump rules]) of the container's DNAT chain, from iptables-save's nat table."""
+    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    jumps = [line for line in out.splitlines()
+             if line.startswith("-A CNI-HOSTPORT-DNAT ") and 'id: \\"%s\\"' % container_id in line]
+    chains = {shlex.split(line)[-1] for line in jumps}
+    assert len(chains) == 1, out
+    return chains.pop(), jumps
+
+
+def test_lost_nat_rules_a_dead_dnsmasq_and_an_unmounted_namespace_are_drift_that_a_converge_repairs(
+        params, net, make_bundle, state_root):
+    """CHECK passes on a healthy attachment (bridge, portmap, firewall, and dnsname's part read by us) and
+    fails once the DNAT chain of a published port is gone; the next converge re-attaches in place: the same
+    process, the same address, the port answers again."""
+    network = net()
+    port = random.randint(50000, 55000)
+    p = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]], publish=["%d:80" % port])
+    container_state.run(p)
+    pid = container_state.observe(state_root, p["id"])[0]["pid"]
+    address = address_of(state_root, p["id"])
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+    healthy = networks.container_facts(state_root, p["id"])
+    assert healthy["drift"] == {} and healthy["network_problems"] == [], healthy
+    assert container_state.run(p)["changed"] is False
+
+    chain, jumps = _portmap_rules(p["id"])
+    for jump in jumps:
+        subprocess.run(["iptables", "-t", "nat", "-D"] + shlex.split(jump)[1:], check=True)
+    subprocess.run(["iptables", "-t", "nat", "-F", chain], check=True)
+    subprocess.run(["iptables", "-t", "nat", "-X", chain], check=True)
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5)
+    lost = networks.container_facts(state_root, p["id"])
+    assert lost["drift"] == {"network": "missing"}, lost
+    assert [problem for problem in lost["network_problems"] if "portmap" in problem] == lost["network_problems"]
+    preview = container_state.run(p, check_mode=True)
+    assert preview["changed"] and preview["actions"][0].startswith("repair network: ")
+    assert networks.container_facts(state_root, p["id"])["drift"] == {"network": "missing"}  # check mode
+    repaired = container_state.run(p)
+    assert repaired["changed"] and len(repaired["actions"]) == 1 and "portmap" in repaired["actions"][0]
+    assert container_state.observe(state_root, p["id"])[0]["pid"] == pid  # in place: not recreated
+    assert address_of(state_root, p["id"]) == address
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+    assert networks.container_facts(state_root, p["id"])["drift"] == {}
+    assert container_state.run(p)["changed"] is False
+
+    # dnsname's part: the network's dnsmasq killed, then started again by the repair's ADD.
+    dns_dir = os.path.join(networks.DNSNAME_DIR, network["name"])
+    os.kill(int(read_text(os.path.join(dns_dir, "pidfile")).strip()), signal.SIGKILL)
+    poll(lambda: "dnsmasq is not running" in " ".join(networks.container_facts(state_root, p["id"])[
+        "network_problems"]), "the killed dnsmasq to be seen")
+    assert container_state.run(p)["changed"]
+    answer = subprocess.run(["busybox", "nslookup", "%s.dns.oci" % p["id"], network["gateway"]],
+                            capture_output=True, text=True, check=False).stdout
+    assert "Address: %s" % address in answer, answer
+    assert networks.container_facts(state_root, p["id"])["drift"] == {}
+
+    # The namespace's bind mount removed under the running container: bound again from its process.
+    netns_file = os.path.join(state_root, cni.NETWORK_AREA, p["id"], "netns")
+    subprocess.run(["umount", netns_file], check=True)
+    assert networks.container_facts(state_root, p["id"])["network_problems"] == [
+        "network namespace %s is gone" % os.path.abspath(netns_file)]
+    assert container_state.run(p)["changed"]
+    assert os.path.ismount(netns_file) and networks.container_facts(state_root, p["id"])["drift"] == {}
+    assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+
+
+def test_a_random_host_port_is_chosen_reported_kept_and_answers(params, net, make_bundle, state_root):
+    """publish "80" (podman's -p 80): a free host port is chosen at attach, shown in the facts, and kept by
+    the next runs (the plan compares the request, not the port chosen)."""
+    network = net(dns=False)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        p = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]],
+                   publish=["80", "127.0.0.1::80"])
+        container_state.run(p)
+        published = networks.container_facts(state_root, p["id"])["networks"][0]["published"]
+        chosen = [m["hostPort"] for m in published]
+        assert len(set(chosen)) == 2 and all(1024 <= port <= 65535 for port in chosen), published
+        assert busy.getsockname()[1] not in chosen
+        assert published[1]["hostIP"] == "127.0.0.1"
+        for port in chosen:
+            assert http_get("http://127.0.0.1:%d/" % port).strip() == "hello-from-%s" % p["id"]
+        assert container_state.run(p)["changed"] is False
+        assert networks.container_facts(state_root, p["id"])["networks"][0]["published"] == published
+    finally:
+        busy.close()

@@ -29,7 +29,7 @@ def test_a_range_maps_port_for_port():
 
 @pytest.mark.parametrize("entry,needle", [
     ("99999:80", "port 99999 is outside 1-65535"), ("80:abc", "'abc' is not a port"), ("0:80", "port 0"),
-    ("80", "write HOST_PORT:CONTAINER_PORT"), ("a:b:c:d", "write HOST_PORT"), ("80:80/icmp", "tcp or udp"),
+    ("a:b:c:d", "write HOST_PORT"), ("80:80/icmp", "tcp or udp"),
     ("9-1:1-9", "ends before it starts"), ("1-5000:1-5000", "more than 1000"), ("x.y:80:80", "not an IP"),
     ("[::1:80:80", "IPv6"), ("", "not a port mapping"), ("80:80\n", "not a port"), ("+80:80", "not a port"),
 ])
@@ -152,3 +152,44 @@ def test_a_missing_plugin_names_its_package(tmp_path):
     with pytest.raises(cni.CNIError, match="CNI plugin 'dnsname' not found in .*: install the Debian package "
                                            "golang-github-containernetworking-plugin-dnsname"):
         cni.find_plugin("dnsname", str(tmp_path), "n")
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ("80", [{"hostPort": 0, "containerPort": 80, "protocol": "tcp"}]),
+    (":53/udp", [{"hostPort": 0, "containerPort": 53, "protocol": "udp"}]),
+    ("127.0.0.1::80", [{"hostPort": 0, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]),
+    ("9000-9001", [{"hostPort": 0, "containerPort": 9000, "protocol": "tcp"},
+                   {"hostPort": 0, "containerPort": 9001, "protocol": "tcp"}]),
+])
+def test_a_container_port_alone_asks_for_any_host_port(entry, expected):
+    assert ports.parse([entry]) == expected
+
+
+def test_a_chosen_port_avoids_the_ports_other_containers_publish():
+    """assign_free takes the kernel's free port, but never one another container of the state root holds."""
+    wanted = ports.parse(["80", "8080:81"])
+    taken = []
+    for _attempt in range(20):  # whatever the kernel hands out, a port in TAKEN is never chosen
+        chosen = ports.assign_free(wanted, taken)
+        assert chosen[1] == wanted[1] and chosen[0]["hostPort"] not in [m["hostPort"] for m in taken]
+        taken.append(dict(chosen[0]))
+
+
+@pytest.mark.parametrize("pidfile,addnhosts,needle", [
+    (None, None, "dnsmasq is not running"),
+    (b"not a pid\n", b"", "dnsmasq is not running"),
+    (b"1\n", b"", "dnsmasq is not running"),  # a live process, but not a dnsmasq
+    (b"99999999999999999999999999\n", b"", "dnsmasq is not running"),
+])
+def test_dnsnames_files_are_hostile_input(tmp_path, monkeypatch, pidfile, addnhosts, needle):
+    """drift reads dnsname's pidfile and addnhosts (a plugin's output): garbage reads as 'not in place'."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._network import drift
+    monkeypatch.setattr(drift, "DNSNAME_DIR", str(tmp_path))
+    directory = tmp_path / "net1"
+    directory.mkdir()
+    if pidfile is not None:
+        (directory / "pidfile").write_bytes(pidfile)
+    if addnhosts is not None:
+        (directory / "addnhosts").write_bytes(addnhosts)
+    attachment = {"result": {"cniVersion": "1.0.0", "ips": [{"address": "10.1.2.3/24"}]}}
+    assert needle in drift._dnsname_problem({"name": "net1"}, attachment, "c1")

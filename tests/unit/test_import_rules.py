@@ -10,7 +10,9 @@
   `_ansible/`.
 - `_runtime/monitor/monitor.py` imports the standard library only: the
   monitor runs its source alone with `python -I -S`, nothing of the
-  collection on its path.
+  collection on its path. (To give memory back it loads cffi's backend and
+  the `_libc_ffi` tables from files the runtime names, by path, not by
+  import: without them it runs the same, only bigger.)
 - `_bundle/` (bundles and images) never imports `_ansible/` (the glue that
   knows AnsibleModule).
 - `_network/` (CNI networks) imports the standard library and `_runtime/`:

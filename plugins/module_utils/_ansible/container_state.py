@@ -197,9 +197,14 @@ def run(params, check_mode=False, diff=False, known_config=None):
         raise OCIError("wait=healthy: needs a healthcheck and state=running")
     # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
     network_leftover = absent and not actions and networks.leftover(root, container_id)
-    result = dict(changed=bool(actions) or network_leftover, actions=[action.describe() for action in actions])
+    # A running container kept as it is whose network drifted (CNI CHECK) is re-attached in place.
+    network_repair = networks.repair_needed(root, container_id, params, current, actions)
+    result = dict(changed=bool(actions) or network_leftover or bool(network_repair),
+                  actions=[action.describe() for action in actions])
     if network_leftover:
         result["actions"].append("release network: left by an interrupted task")
+    if network_repair:
+        result["actions"].append("repair network: %s" % "; ".join(network_repair))
     if not absent:
         result["cgroup_manager"] = manager
     if diff:
@@ -213,6 +218,8 @@ def run(params, check_mode=False, diff=False, known_config=None):
     apply_with_secrets(root, container_id, bundle, actions, options, params)
     if network_leftover:
         networks.release(root, container_id, params.get("cni_path"))
+    if network_repair:
+        networks.repair(root, container_id, current)
     final = observe(root, container_id)[0]
     if job and final is not None:
         try:

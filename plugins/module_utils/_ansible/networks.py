@@ -9,11 +9,11 @@ import os
 import shutil
 import subprocess
 
-from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, conflist
+from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, conflist, drift
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 IPAM_DIR = "/var/lib/cni/networks"  # host-local's reservations, one directory per network
-DNSNAME_DIR = "/run/containers/cni/dnsname"  # dnsname's dnsmasq files, one directory per network
+DNSNAME_DIR = drift.DNSNAME_DIR  # dnsname's dnsmasq files, one directory per network
 
 
 def network_argument_spec():
@@ -143,15 +143,27 @@ class ContainerNetwork:
     def __init__(self, params, bundle_config):
         self.params = params
         self.bundle_config = bundle_config
+        self.attaching = None
 
     def attach(self):
+        """What the container's create needs (the namespace, its files' mount points); the plugins' work
+        goes on meanwhile, ready() waits for it."""
         request = attachment.request_from(self.bundle_config, self.params)
         if request.mode == "cni":
             for network in request.networks.values():
                 check_plugins(network, request.cni_path, "network")
-        attachment.attach(self.params["state_root"], self.params["id"], request)
+        self.attaching = attachment.begin_attach(self.params["state_root"], self.params["id"], request)
+
+    def ready(self):
+        """The attachment complete (before the container starts); OCIError with everything undone when not."""
+        attaching, self.attaching = self.attaching, None
+        if attaching is not None:
+            attaching.finish()
 
     def release(self):
+        attaching, self.attaching = self.attaching, None
+        if attaching is not None:
+            attaching.abandon()
         attachment.release(self.params["state_root"], self.params["id"], self.params.get("cni_path"))
 
 
@@ -170,5 +182,25 @@ def release(root, container_id, cni_path=None):
 def container_facts(root, container_id):
     """{networks, drift} of a container: its attachments, and CNI CHECK's verdict when one was lost."""
     found = attachment.describe(root, container_id)
-    problems = attachment.check(root, container_id) if found else []
+    problems = [problem for _index, problem in drift.problems(os.path.abspath(root), container_id)] if found else []
     return {"networks": found, "drift": {"network": "missing"} if problems else {}, "network_problems": problems}
+
+
+# --------------------------------------------------------------------------
+# drift repaired by a converge
+
+def repair_needed(root, container_id, params, current, actions):
+    """What CNI CHECK finds missing of a running container that this converge keeps running as it is ([]
+    otherwise): the converge re-attaches it in place (repair)."""
+    if params["state"] != "running" or not current or current.get("status") != "running":
+        return []
+    if any(action.verb in ("stop", "delete", "create") for action in actions):
+        return []  # made again, with a new attachment
+    if not attachment.has_attachment(root, container_id):
+        return []
+    return [problem for _index, problem in drift.problems(os.path.abspath(root), container_id)]
+
+
+def repair(root, container_id, current):
+    """Re-attach in place what repair_needed found (drift.repair); the networks re-attached."""
+    return drift.repair(root, container_id, current.get("pid"))

@@ -192,7 +192,7 @@ class Options:
         self.config = config
         # What the new container's monitor supervises (supervise.checked_supervision's record), or None.
         self.supervision = supervision
-        # The container's network (networks.ContainerNetwork: attach(), release()), or None.
+        # The container's network (networks.ContainerNetwork: attach(), ready(), release()), or None.
         self.network = None
 
 
@@ -234,12 +234,18 @@ def apply(root, container_id, bundle, actions, options):
         elif action.verb == "create":
             if options.network is not None:
                 options.network.attach()  # the namespace the config names must exist before create
+            created = False
             try:
                 create.create_monitored(root, container_id, bundle, systemd_cgroup=options.systemd_cgroup,
                                         config=options.config, supervision=options.supervision, **options.log)
+                created = True
+                if options.network is not None:
+                    options.network.ready()  # its plugins ran while the container was made
             except BaseException:
                 if options.network is not None:
                     options.network.release()  # a failed create leaves no attachment behind
+                    if created:  # nor a container without its network
+                        lifecycle.delete(root, container_id, force=True)
                 raise
         elif action.verb == "start":
             lifecycle.start(root, container_id)

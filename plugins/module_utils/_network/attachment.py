@@ -13,8 +13,9 @@ is deleted, `ocirt delete --force` included); annotations
 config: published ports, the networks' settings).
 
 The order of the lifecycle (container_state and reconcile call it): attach
-before create (the namespace must exist for the runtime to join it),
-release once the container is stopped, just before its delete (the
+begun before create (the namespace must exist for the runtime to join it)
+and finished before start (the plugins' ADD runs while the container is
+made), release once the container is stopped, just before its delete (the
 poststop hook releases it when something else deletes the container). A
 stopped container keeps its attachment.
 """
@@ -33,12 +34,10 @@ ANNOTATION = "org.daemonless.oci.network."
 PLACEHOLDER_HOSTNAME = "ocirt"
 MAX_HOSTNAME = 64  # the kernel's HOST_NAME_MAX
 DNS_POD_NAMESPACE = "oci"
-LOOPBACK = {"cniVersion": cni.CNI_VERSION, "name": "lo", "plugins": [{"type": "loopback"}]}
-# Plugins whose CHECK fails on a healthy attachment in the packaged versions (portmap 1.1.1 looks for an
-# IPv6 DNAT chain an IPv4-only container never gets; dnsname 1.3.1 for an addnhost key its own config
-# lacks): their CHECK is skipped. bridge, host-local and firewall still see a lost veth, address or
-# forwarding rule.
-CHECK_BROKEN = frozenset(["portmap", "dnsname"])
+# Plugins that do nothing for a container that gives them no value of their capability (portmap's ADD
+# returns at once without portMappings, and its DEL then has no chain to remove): left out of that
+# container's list, and so of its DEL and CHECK, which use the list as attached (the cache's).
+IDLE_WITHOUT = {"portmap": "portMappings"}
 FILES = (("resolv.conf", "/etc/resolv.conf"), ("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"))
 
 
@@ -156,11 +155,19 @@ def request_from(config, params):
                    etc_hosts, config_dir, cni_path)
 
 
+# The poststop hook starts Python only when there is something to release: the modules release the
+# network before they delete a container, and an interpreter's start is most of the hook's cost.
+HOOK_SHELL = '[ -d "$1" ] || exit 0; shift; exec "$@"'
+
+
 def hook_command(root, container_id):
-    """The poststop hook's argv: cni.py's copy under the state root, run alone by this host's Python."""
+    """The poststop hook's argv: /bin/sh, which runs cni.py's copy under the state root alone by this host's
+    Python when the container's network directory is there."""
     python = sys.executable or "/usr/bin/python3"
-    script = os.path.join(os.path.abspath(root), cni.NETWORK_AREA, "cni.py")
-    return [python, "-I", "-S", script, "delete", os.path.abspath(root), container_id]
+    root = os.path.abspath(root)
+    script = os.path.join(root, cni.NETWORK_AREA, "cni.py")
+    return ["/bin/sh", "-c", HOOK_SHELL, "sh", cni.container_dir(root, container_id),
+            python, "-I", "-S", script, "delete", root, container_id]
 
 
 def with_network(config, request, root, container_id):
@@ -226,7 +233,8 @@ def published_elsewhere(root, container_id):
     return found
 
 
-def _cni_args(container_id, ip):
+def cni_args_for(container_id, ip):
+    """CNI_ARGS of a container's attachment: its name for dnsname, and IP for host-local when it is pinned."""
     args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s" % (
         DNS_POD_NAMESPACE, container_id, container_id)
     return args + (";IP=%s" % ip if ip else "")
@@ -234,62 +242,125 @@ def _cni_args(container_id, ip):
 
 def attach(root, container_id, request):
     """Make the container's namespace, ADD it to its networks, write its files; on failure undo all of it."""
+    attaching = begin_attach(root, container_id, request)
+    if attaching is not None:
+        attaching.finish()
+
+
+def begin_attach(root, container_id, request):
+    """What must exist before the container is created (its namespace, its files' mount points), with the
+    first plugin's ADD started: an Attaching to finish() (or abandon()) once the container is created, or
+    None for network none. On failure nothing is left."""
     if request.mode == "none":
-        return
+        return None
     root = os.path.abspath(root)
-    for other, mapping in published_elsewhere(root, container_id):
+    elsewhere = published_elsewhere(root, container_id)
+    for other, mapping in elsewhere:
         for mine in request.mappings:
             if ports.overlaps(mine, mapping):
                 raise OCIError("publish: host port %d/%s is already published by container %s"
                                % (mine["hostPort"], mine["protocol"], other))
     ports.check_free(request.mappings)
+    mappings = ports.assign_free(request.mappings, [mapping for _other, mapping in elsewhere])
     directory = cni.container_dir(root, container_id)
     if os.path.isdir(directory):
         release(root, container_id)  # what a crash left: never attach twice
     os.makedirs(directory, mode=0o700)
+    attaching = Attaching(root, container_id, request, mappings)
     try:
         _hook_script(root)
-        results = []
+        for name, _destination in FILES:
+            _write_in_place(os.path.join(directory, name), "")  # bind-mounted at create, written by finish()
         if request.mode == "cni":
-            results = _add_all(root, container_id, request)
-        _write_files(directory, request, results)
+            attaching.begin()
     except BaseException:
-        try:
-            release(root, container_id)
-        except OCIError:
-            pass  # the first failure is the one to report; the cache keeps what is left for `absent`
+        attaching.abandon()
         raise
+    return attaching
 
 
-def _add_all(root, container_id, request):
-    path = cni.netns_path(root, container_id)
-    cache = {"containerId": container_id, "netns": path, "cniPath": request.cni_path, "attachments": []}
-    cni.write_cache(root, container_id, cache)
-    netns.create(path)
-    planned = [("lo", LOOPBACK, "", {})]
-    for index, (name, network) in enumerate(request.networks.items()):
-        runtime_config = {"portMappings": request.mappings, "aliases": {name: [request.hostname]}}
-        planned.append(("eth%d" % index, network, _cni_args(container_id, request.ip if index == 0 else None),
-                        runtime_config))
-    results = []
-    for ifname, network, cni_args, runtime_config in planned:
-        attachment = {"network": network["name"], "ifname": ifname, "config": network, "cniArgs": cni_args,
-                      "runtimeConfig": runtime_config, "result": None}
+class Attaching:
+    """A container's attachment under way. begin() records the cache, makes the namespace and starts the
+    first plugin's ADD; finish() runs the rest of the lists and writes the container's files. The container
+    is created between the two (its runtime needs the namespace, not its interfaces), so the slowest plugin
+    (bridge's ADD) runs while the container is made; it starts only after finish()."""
+
+    def __init__(self, root, container_id, request, mappings):
+        self.root = root
+        self.mappings = mappings  # request's, with the host ports chosen (ports.assign_free)
+        self.container_id = container_id
+        self.request = request
+        self.path = cni.netns_path(root, container_id)
+        self.cache = {"containerId": container_id, "netns": self.path, "cniPath": request.cni_path,
+                      "attachments": []}
+        self.planned = []
+        self.started = None
+
+    def begin(self):
+        cni.write_cache(self.root, self.container_id, self.cache)
+        netns.create(self.path)
+        for index, (name, network) in enumerate(self.request.networks.items()):
+            runtime_config = {"portMappings": self.mappings, "aliases": {name: [self.request.hostname]}}
+            self.planned.append(("eth%d" % index, _working_plugins(network, runtime_config),
+                                 cni_args_for(self.container_id, self.request.ip if index == 0 else None),
+                                 runtime_config))
+        self._record(0)
+        self.started = self._start(0, 0, None)
+
+    def _record(self, index):
+        ifname, network, cni_args, runtime_config = self.planned[index]
         # Recorded before the ADD: a crash in the middle of it leaves what DEL needs.
-        cache["attachments"].append(attachment)
-        cni.write_cache(root, container_id, cache)
-        result = None
+        self.cache["attachments"].append({"network": network["name"], "ifname": ifname, "config": network,
+                                          "cniArgs": cni_args, "runtimeConfig": runtime_config, "result": None})
+        cni.write_cache(self.root, self.container_id, self.cache)
+
+    def _start(self, index, plugin_index, prev_result):
+        ifname, network, cni_args, runtime_config = self.planned[index]
         try:
-            for plugin in network["plugins"]:
-                result = cni.invoke("ADD", plugin, network, container_id, path, ifname, cni_args=cni_args,
-                                    cni_path=request.cni_path, prev_result=result, runtime_config=runtime_config)
+            return cni.start("ADD", network["plugins"][plugin_index], network, self.container_id, self.path,
+                             ifname, cni_args=cni_args, cni_path=self.request.cni_path, prev_result=prev_result,
+                             runtime_config=runtime_config)
         except cni.CNIError as exc:
             raise OCIError("network: %s" % exc)
-        attachment["result"] = result
-        cni.write_cache(root, container_id, cache)
-        if ifname != "lo":
-            results.append((network, result))
-    return results
+
+    def finish(self):
+        """The rest of the ADDs and the container's files; on failure everything is undone (OCIError)."""
+        try:
+            results = []
+            for index, (_ifname, network, _cni_args, _runtime_config) in enumerate(self.planned):
+                if index:
+                    self._record(index)
+                result = None
+                for plugin_index in range(len(network["plugins"])):
+                    started, self.started = self.started or self._start(index, plugin_index, result), None
+                    try:
+                        result = cni.finish(started)
+                    except cni.CNIError as exc:
+                        raise OCIError("network: %s" % exc)
+                self.cache["attachments"][index]["result"] = result
+                cni.write_cache(self.root, self.container_id, self.cache)
+                results.append((network, result))
+            _write_files(cni.container_dir(self.root, self.container_id), self.request, results)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self):
+        """Undo what begin() and finish() made (the plugin under way killed first)."""
+        if self.started is not None:
+            cni.abandon(self.started)
+            self.started = None
+        try:
+            release(self.root, self.container_id)
+        except OCIError:
+            pass  # the first failure is the one to report; the cache keeps what is left for `absent`
+
+
+def _working_plugins(network, runtime_config):
+    """NETWORK's list without the plugins that would do nothing for this container (IDLE_WITHOUT)."""
+    plugins = [plugin for plugin in network["plugins"]
+               if plugin.get("type") not in IDLE_WITHOUT or runtime_config.get(IDLE_WITHOUT[plugin["type"]])]
+    return dict(network, plugins=plugins)
 
 
 def _write_files(directory, request, results):
@@ -313,7 +384,16 @@ def _write_files(directory, request, results):
              "hosts": etcfiles.hosts(request.hostname, addresses, request.etc_hosts),
              "hostname": etcfiles.hostname_file(request.hostname)}
     for name, text in texts.items():
-        atomicfile.write(os.path.join(directory, name), text, mode=0o644)
+        _write_in_place(os.path.join(directory, name), text)
+
+
+def _write_in_place(path, text):
+    """PATH's content replaced in the same inode: the container's bind mount of it (made at create, before
+    the text is known) sees the new text, where a rename would leave it the old file. Written before the
+    container starts, so no reader sees it half-written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def release(root, container_id, cni_path=None):
@@ -352,36 +432,6 @@ def describe(root, container_id):
                       "gateway": next((entry.get("gateway") for entry in ips if entry.get("gateway")), None),
                       "published": (attachment.get("runtimeConfig") or {}).get("portMappings") or []})
     return found
-
-
-def check(root, container_id):
-    """CNI CHECK of every attachment: [] when all is in place, else what is missing (one sentence each)."""
-    root = os.path.abspath(root)
-    try:
-        cache = cni.read_cache(root, container_id)
-    except cni.CNIError as exc:
-        return [str(exc)]
-    if cache is None:
-        return []
-    path = cni.netns_path(root, container_id)
-    problems = []
-    if not os.path.ismount(path):
-        return ["network namespace %s is gone" % path]
-    for attachment in cache.get("attachments") or []:
-        if attachment.get("result") is None:
-            problems.append("network %s: its ADD never finished" % attachment.get("network"))
-            continue
-        network = attachment["config"]
-        for plugin in network.get("plugins") or []:
-            if plugin.get("type") in CHECK_BROKEN:
-                continue
-            try:
-                cni.invoke("CHECK", plugin, network, container_id, path, attachment["ifname"],
-                           cni_args=attachment.get("cniArgs", ""), cni_path=cache.get("cniPath") or cni.DEFAULT_CNI_PATH,
-                           prev_result=attachment["result"], runtime_config=attachment.get("runtimeConfig"))
-            except cni.CNIError as exc:
-                problems.append(str(exc))
-    return problems
 
 
 def users_of(root, name):

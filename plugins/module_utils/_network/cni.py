@@ -90,6 +90,16 @@ def _plugin_error(network, plugin_type, command, returncode, stdout, stderr):
 def invoke(command, plugin, network_config, container_id, netns, ifname, cni_args="", cni_path=DEFAULT_CNI_PATH,
            prev_result=None, runtime_config=None):
     """Run one PLUGIN (a dict of the list's plugins) for COMMAND; the parsed result for ADD, None otherwise."""
+    return finish(start(command, plugin, network_config, container_id, netns, ifname, cni_args, cni_path,
+                        prev_result, runtime_config))
+
+
+def start(command, plugin, network_config, container_id, netns, ifname, cni_args="", cni_path=DEFAULT_CNI_PATH,
+          prev_result=None, runtime_config=None, path=CLEAN_PATH):
+    """Start one plugin for COMMAND, its configuration written to its stdin; finish() collects its answer.
+
+    Started and finished apart, the caller may work while the plugin does (the container is created
+    while its first plugin's ADD runs). PATH: the plugin's PATH (the tools it may find)."""
     import json  # here, as subprocess: a poststop hook with nothing to release imports neither
     network = network_config["name"]
     plugin_type = plugin.get("type")
@@ -105,20 +115,53 @@ def invoke(command, plugin, network_config, container_id, netns, ifname, cni_arg
         conf["runtimeConfig"] = wanted
     import subprocess  # here: a poststop hook with nothing to release starts without it
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
-           "CNI_ARGS": cni_args, "CNI_PATH": cni_path, "PATH": CLEAN_PATH}
+           "CNI_ARGS": cni_args, "CNI_PATH": cni_path, "PATH": path}
+    stdin_r, stdin_w = os.pipe()
     try:
-        done = subprocess.run([executable], input=json.dumps(conf).encode("utf-8"), env=env, cwd="/",
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=PLUGIN_TIMEOUT, check=False)
+        try:
+            process = subprocess.Popen([executable], stdin=stdin_r, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, env=env, cwd="/")
+        except OSError as exc:
+            raise CNIError("network %s: cannot run CNI plugin %s: %s" % (network, executable, exc.strerror))
+        os.close(stdin_r)
+        stdin_r = None
+        payload = memoryview(json.dumps(conf).encode("utf-8"))
+        # A plugin reads all of its stdin before it writes anything: this cannot block for good.
+        while payload:
+            payload = payload[os.write(stdin_w, payload):]
+    except BrokenPipeError:
+        pass  # it exited without reading: its status and stderr say why
+    finally:
+        for fd in (stdin_r, stdin_w):
+            if fd is not None:
+                os.close(fd)
+    return (process, network, plugin_type, command)
+
+
+def finish(started):
+    """Wait for a plugin start() started: its parsed result for ADD, None otherwise; CNIError when it failed."""
+    import subprocess
+    process, network, plugin_type, command = started
+    try:
+        stdout, stderr = process.communicate(timeout=PLUGIN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         raise CNIError("network %s: CNI %s of plugin %s did not answer in %d seconds"
                        % (network, command, plugin_type, PLUGIN_TIMEOUT))
-    except OSError as exc:
-        raise CNIError("network %s: cannot run CNI plugin %s: %s" % (network, executable, exc.strerror))
-    if done.returncode != 0:
-        raise _plugin_error(network, plugin_type, command, done.returncode, done.stdout, done.stderr)
+    if process.returncode != 0:
+        raise _plugin_error(network, plugin_type, command, process.returncode, stdout, stderr)
     if command != "ADD":
         return None
-    return parse_result(done.stdout[:MAX_OUTPUT + 1], "network %s: plugin %s" % (network, plugin_type))
+    return parse_result(stdout[:MAX_OUTPUT + 1], "network %s: plugin %s" % (network, plugin_type))
+
+
+def abandon(started):
+    """Kill and reap a plugin start() started whose answer is no longer wanted (the task failed meanwhile)."""
+    process = started[0]
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
 def _check(condition, where, what):

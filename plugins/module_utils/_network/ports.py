@@ -8,6 +8,12 @@ No config.json field is applied here. An entry is
 port for port and both sides must be as long. The result is the CNI
 `portMappings` capability's list (one mapping per port), which the portmap
 plugin turns into DNAT rules.
+
+Without a host port (`80`, `:80`, `127.0.0.1::80`, as podman's `-p`), a
+mapping has hostPort 0 until the container is attached: assign_free() then
+picks a port the kernel calls free and no other container of the state root
+publishes. The 0 is what the plan compares (so the task stays idempotent);
+the port chosen is in the container's cache and its facts.
 """
 import errno
 import ipaddress
@@ -54,6 +60,8 @@ def parse_one(entry, option="publish"):
     parts = text.split(":")
     if len(parts) == 3 and not host_ip:
         host_ip = parts.pop(0)
+    if len(parts) == 1:
+        parts.insert(0, "")  # a container port alone: any host port
     if len(parts) != 2:
         raise OCIError("%s: %r: write HOST_PORT:CONTAINER_PORT, optionally IP: before and /udp after" % (option, entry))
     if host_ip:
@@ -61,8 +69,8 @@ def parse_one(entry, option="publish"):
             host_ip = str(ipaddress.ip_address(host_ip))
         except ValueError:
             raise OCIError("%s: %r: %r is not an IP address" % (option, entry, host_ip))
-    host_ports = _port_range(parts[0], entry, option)
     container_ports = _port_range(parts[1], entry, option)
+    host_ports = _port_range(parts[0], entry, option) if parts[0] else [0] * len(container_ports)
     if len(host_ports) != len(container_ports):
         raise OCIError("%s: %r: the host range has %d ports, the container range %d"
                        % (option, entry, len(host_ports), len(container_ports)))
@@ -82,6 +90,8 @@ def parse(entries, option="publish"):
         mappings.extend(parse_one(entry, option))
     seen = {}
     for mapping in mappings:
+        if not mapping["hostPort"]:
+            continue  # chosen at attach, never one taken
         key = (mapping["hostPort"], mapping["protocol"])
         address = mapping.get("hostIP", "")
         for other in seen.get(key, []):
@@ -93,7 +103,7 @@ def parse(entries, option="publish"):
 
 def overlaps(mapping, other):
     """True when two mappings claim the same host port (the same address, or one of them on every address)."""
-    if (mapping["hostPort"], mapping["protocol"]) != (other["hostPort"], other["protocol"]):
+    if (mapping["hostPort"], mapping["protocol"]) != (other["hostPort"], other["protocol"]) or not mapping["hostPort"]:
         return False
     mine, theirs = mapping.get("hostIP", ""), other.get("hostIP", "")
     return not mine or not theirs or mine == theirs
@@ -102,6 +112,8 @@ def overlaps(mapping, other):
 def check_free(mappings, option="publish"):
     """OCIError naming OPTION when a host port is taken by a process of the host (it could not be reached)."""
     for mapping in mappings:
+        if not mapping["hostPort"]:
+            continue
         address = mapping.get("hostIP", "")
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         kind = socket.SOCK_STREAM if mapping["protocol"] == "tcp" else socket.SOCK_DGRAM
@@ -119,3 +131,32 @@ def check_free(mappings, option="publish"):
             raise OCIError("%s: %s is not an address of this host" % (option, address))
         finally:
             probe.close()
+
+
+def assign_free(mappings, taken, option="publish"):
+    """MAPPINGS with each hostPort 0 replaced by a port free on the host (the kernel's choice of a bound
+    socket's port) that none of TAKEN (other containers' mappings) holds; OCIError naming OPTION when none."""
+    assigned = []
+    for mapping in mappings:
+        if mapping["hostPort"]:
+            assigned.append(mapping)
+            continue
+        address = mapping.get("hostIP", "")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        kind = socket.SOCK_STREAM if mapping["protocol"] == "tcp" else socket.SOCK_DGRAM
+        for _attempt in range(100):
+            with socket.socket(family, kind) as probe:
+                try:
+                    probe.bind((address, 0))
+                except OSError as exc:
+                    raise OCIError("%s: no free host port for %d/%s: %s"
+                                   % (option, mapping["containerPort"], mapping["protocol"], exc.strerror))
+                port = probe.getsockname()[1]
+            chosen = dict(mapping, hostPort=port)
+            if not any(overlaps(chosen, other) for other in list(taken) + assigned):
+                assigned.append(chosen)
+                break
+        else:
+            raise OCIError("%s: no free host port for %d/%s"
+                           % (option, mapping["containerPort"], mapping["protocol"]))
+    return assigned

@@ -9,9 +9,9 @@ create.create_monitored) and then replaces it, by exec, with a fresh
 interpreter running only this file's source (`python -I -S -c SOURCE ARGS`),
 so that a monitor costs one small interpreter, not a copy of the runtime.
 That is why this file imports nothing but the standard library and is
-complete in itself, and why it uses the C modules _thread and _signal:
-threading and signal import functools, collections and enum, which would
-cost more memory than the whole rest of the monitor.
+complete in itself, and why it uses the C modules posix, _thread and _signal:
+os brings stat, posixpath and _collections_abc (265 KiB of a monitor's
+memory), threading and signal functools, collections and enum.
 
 It holds the read ends of the container's stdout and stderr pipes and
 appends each line to the log as `TIMESTAMP STREAM F|P TEXT` (the CRI log
@@ -21,10 +21,18 @@ writing, with a bounded backlog whose overflow is recorded in the log. As
 subreaper it inherits the container's process, reaps it, and writes
 exit.json (exit code, signal, whether the OOM killer was involved, finish
 time) beside the state, then exits.
+
+An idle monitor gives memory back (MemoryRelease): once nothing happened
+for RELEASE_IDLE seconds it returns the freed heap to the kernel
+(malloc_trim) and drops its pages of read-only file mappings (the
+interpreter's and the libraries' code and constants, madvise
+MADV_DONTNEED): they come back from the page cache by minor faults when
+the code runs again (a log line, a child's exit, a health check), and go
+again at the next idle moment. No config.json field is applied here.
 """
 import _signal
 import _thread
-import os
+import posix
 import select
 import sys
 import time
@@ -39,6 +47,18 @@ def timestamp(seconds_ns=None):
     now = time.time_ns() if seconds_ns is None else seconds_ns
     seconds, nanos = divmod(now, 1000000000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%09dZ" % nanos
+
+
+def join(directory, name):
+    return directory + "/" + name
+
+
+def exists(path):
+    try:
+        posix.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def oom_kills(path):
@@ -74,11 +94,11 @@ class LogWriter:
         self.finished = _thread.allocate_lock()
         self.finished.acquire()
         self.fd = self._open()
-        self.size = os.fstat(self.fd).st_size
+        self.size = posix.fstat(self.fd).st_size
         _thread.start_new_thread(self._run, ())
 
     def _open(self):
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        return posix.open(self.path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_CLOEXEC, 0o640)
 
     def _wake(self):
         try:
@@ -102,7 +122,7 @@ class LogWriter:
             self.closed = True
         self._wake()
         self.finished.acquire()
-        os.close(self.fd)
+        posix.close(self.fd)
 
     def _run(self):
         try:
@@ -144,7 +164,7 @@ class LogWriter:
         view = memoryview(data)
         while view:
             try:
-                written = os.write(self.fd, view)
+                written = posix.write(self.fd, view)
             except InterruptedError:
                 continue
             except OSError:
@@ -154,17 +174,17 @@ class LogWriter:
 
     def _rotate(self):
         """log -> log.1 -> ... -> log.<max_files-1>; the oldest goes, and the new log says how much."""
-        os.close(self.fd)
+        posix.close(self.fd)
         oldest = self.path if self.max_files <= 1 else "%s.%d" % (self.path, self.max_files - 1)
         removed = 0
         try:
-            if os.path.exists(oldest):
-                removed = os.stat(oldest).st_size
-                os.unlink(oldest)
+            if exists(oldest):
+                removed = posix.stat(oldest).st_size
+                posix.unlink(oldest)
             for index in range(self.max_files - 1, 0, -1):
                 newer = self.path if index == 1 else "%s.%d" % (self.path, index - 1)
-                if os.path.exists(newer):
-                    os.rename(newer, "%s.%d" % (self.path, index))
+                if exists(newer):
+                    posix.rename(newer, "%s.%d" % (self.path, index))
         except OSError:
             pass
         self.fd = self._open()
@@ -213,15 +233,15 @@ class Stream:
 
 def write_json(state_dir, name, record):
     # Its own temp + rename, not atomicfile.write: this file imports nothing of the package (see above).
-    path = os.path.join(state_dir, name)
+    path = join(state_dir, name)
     tmp = path + ".tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json_text(record).encode("utf-8", "replace"))
+            posix.write(fd, json_text(record).encode("utf-8", "replace"))
         finally:
-            os.close(fd)
-        os.rename(tmp, path)
+            posix.close(fd)
+        posix.rename(tmp, path)
     except OSError:
         pass  # deleted under us: nobody is left to read it
 
@@ -263,10 +283,10 @@ def exit_record(status, oom_before, oom_path):
     record = {"exitCode": None, "signal": None, "oomKilled": False, "finished": timestamp()}
     if status is None:
         record["exitReason"] = ADOPTED_EXIT
-    elif os.WIFEXITED(status):
-        record["exitCode"] = os.WEXITSTATUS(status)
-    elif os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
+    elif posix.WIFEXITED(status):
+        record["exitCode"] = posix.WEXITSTATUS(status)
+    elif posix.WIFSIGNALED(status):
+        signum = posix.WTERMSIG(status)
         record["exitCode"] = 128 + signum
         record["signal"] = signal_name(signum)
     after = oom_kills(oom_path)
@@ -288,6 +308,94 @@ RESTART_TIMES_KEPT = 20
 HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import supervise; "
           "sys.exit(supervise.main(sys.argv[2:]))")
+
+
+MADV_DONTNEED = 4
+RELEASE_IDLE = 0.5     # seconds without an event before the monitor gives memory back
+
+
+def releasable(smaps):
+    """(start, end, executable) of the mappings in SMAPS (lines of /proc/PID/smaps) whose pages can be dropped.
+
+    Only file-backed, non-writable mappings without anonymous pages: their
+    pages are the file's, read back on the next touch. A private mapping
+    that was ever written (the relocated RELRO region is r--p but holds
+    copy-on-write pages) has Anonymous > 0, and dropping those pages would
+    revert them to the file's bytes: it is left alone, as is any mapping
+    whose Anonymous line is missing. Line by line, so that the whole file
+    (tens of KiB) is never held at once: what the monitor allocates here it
+    keeps, in the allocator's pools.
+    """
+    found = []
+    current = None
+    for line in smaps:
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0].endswith(b":"):
+            if current is not None and fields[0] == b"Anonymous:":
+                if fields[1:2] == [b"0"]:
+                    found.append(current)
+                current = None
+            continue
+        current = None
+        bounds = fields[0].split(b"-")
+        if len(fields) < 6 or len(bounds) != 2 or not fields[5].startswith(b"/"):
+            continue
+        perms = fields[1]
+        if perms[:1] != b"r" or perms[1:2] != b"-":
+            continue
+        try:
+            current = (int(bounds[0], 16), int(bounds[1], 16), perms[2:3] == b"x")
+        except ValueError:
+            current = None
+    return found
+
+
+class MemoryRelease:
+    """malloc_trim and madvise through the runtime's libc FFI (its generated tables, not syscalls.py)."""
+
+    def __init__(self, options):
+        self.lib = None
+        backend_path, tables = options.get("cffi"), options.get("ffi")
+        if not backend_path or not tables:
+            return
+        try:
+            # Loaded from its path: putting its directory (site-packages) on sys.path would cache a
+            # listing of every package there.
+            import _frozen_importlib
+            import _frozen_importlib_external
+            loader = _frozen_importlib_external.ExtensionFileLoader("_cffi_backend", backend_path)
+            backend = _frozen_importlib.module_from_spec(_frozen_importlib.spec_from_loader("_cffi_backend", loader))
+            loader.exec_module(backend)
+            self.ffi = __import__(tables).build(backend)
+            self.lib = self.ffi.dlopen(None)
+        except Exception:  # noqa: BLE001 - without it the monitor works the same, only bigger
+            self.lib = None
+
+    def release(self):
+        lib = self.lib
+        if lib is None:
+            return
+        try:
+            with open("/proc/self/smaps", "rb") as smaps:
+                regions = releasable(smaps)
+        except OSError:
+            return
+        lib.malloc_trim(0)
+        # One call for adjacent mappings (a library's code and constants), code last, the biggest (the
+        # interpreter's) at the very end: what runs between a drop and the next wait faults pages
+        # back, 64 KiB around each one touched (the kernel's fault-around).
+        merged = []
+        for start, end, executable in sorted(regions):
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], end, merged[-1][2] or executable)
+            else:
+                merged.append((start, end, executable))
+        merged.sort(key=lambda region: (region[2], region[2] and region[1] - region[0]))
+        cast = self.ffi.cast
+        for start, end, _executable in merged:
+            lib.madvise(cast("void *", start), end - start, MADV_DONTNEED)
 
 
 class Supervisor:
@@ -403,23 +511,25 @@ class Monitor:
         self.check_deadline = None
         self.next_check = None
         self.orphans = {}           # wait statuses of children reaped before a restart named them
+        self.memory = MemoryRelease(options)
+        self.release_at = self.started + RELEASE_IDLE
         if self.supervisor and self.supervisor.health:
             self.next_check = self.started + min(self.supervisor.interval, 0.5)
 
     def stop_requested(self):
-        return os.path.exists(os.path.join(self.state_dir, STOP_MARKER))
+        return exists(join(self.state_dir, STOP_MARKER))
 
     def add_stream(self, fd, name):
         if fd >= 0:
-            os.set_blocking(fd, False)
-            os.set_inheritable(fd, False)
+            posix.set_blocking(fd, False)
+            posix.set_inheritable(fd, False)
             self.streams[fd] = Stream(fd, name)
             self.poller.register(fd, select.POLLIN)
 
     def adopt(self):
         """Watch a container that is not our child: a pidfd says when it exits (its code stays unknown)."""
         try:
-            self.pidfd = os.pidfd_open(self.pid)
+            self.pidfd = posix.pidfd_open(self.pid)
         except OSError:
             self.container_exited(None)
             return
@@ -434,7 +544,7 @@ class Monitor:
     def reap(self):
         while True:
             try:
-                child, status = os.waitpid(-1, os.WNOHANG)
+                child, status = posix.waitpid(-1, posix.WNOHANG)
             except ChildProcessError:
                 if self.pid is not None and self.pidfd is None:
                     self.container_exited(255 << 8)  # not our child after all: nothing to learn
@@ -455,7 +565,7 @@ class Monitor:
     def container_exited(self, status):
         if self.pidfd is not None:
             self.poller.unregister(self.pidfd)
-            os.close(self.pidfd)
+            posix.close(self.pidfd)
             self.pidfd = None
         self.pid = None
         self.exit_status = status
@@ -482,11 +592,11 @@ class Monitor:
             self.supervisor.gave_up = "stop requested"
             self.finish()
             return
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
+        err_r, err_w = posix.pipe2(posix.O_CLOEXEC)
         self.restarter = self.spawn(["restart", self.options["id"]], (out_w, err_w))
-        os.close(out_w)
-        os.close(err_w)
+        posix.close(out_w)
+        posix.close(err_w)
         self.pending_streams = (out_r, err_r)
 
     def restart_done(self):
@@ -508,8 +618,8 @@ class Monitor:
             self.orphans.clear()
             self.write_supervision()
             return
-        os.close(out_r)
-        os.close(err_r)
+        posix.close(out_r)
+        posix.close(err_r)
         self.supervisor.gave_up = ("stop requested" if words[:1] == ["STOPPED"]
                                    else "restart failed: %s" % (answer or "no answer"))
         self.finish()
@@ -520,68 +630,68 @@ class Monitor:
 
     def start_check(self):
         self.next_check = None
-        if os.path.exists(os.path.join(self.state_dir, "exec.fifo")):
+        if exists(join(self.state_dir, "exec.fifo")):
             self.next_check = time.monotonic() + min(self.supervisor.interval, 0.5)  # not started yet
             return
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
         self.check = self.spawn(["health", self.options["id"], repr(self.supervisor.timeout)], (out_w, out_w),
                                 answer_fd=out_r)
-        os.close(out_w)
+        posix.close(out_w)
         self.check_deadline = time.monotonic() + self.supervisor.timeout + CHECK_GRACE
 
     def check_done(self):
         helper, self.check = self.check, None
         output = read_answer(self.poller, helper, text=False)
         status = helper.status
-        code = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 255
+        code = posix.WEXITSTATUS(status) if status is not None and posix.WIFEXITED(status) else 255
         if self.pid is None:
             return  # the container is gone: its check says nothing
         action = self.supervisor.checked(code, output, time.monotonic() - self.started)
         self.next_check = time.monotonic() + self.supervisor.interval
         if action == "kill":
             try:
-                os.close(os.open(os.path.join(self.state_dir, STOP_MARKER),
-                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                posix.close(posix.open(join(self.state_dir, STOP_MARKER),
+                                       posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o600))
             except OSError:
                 pass
         if action:
             self.forced_restart = action == "restart"
             try:
-                os.kill(self.pid, _signal.SIGKILL)
+                posix.kill(self.pid, _signal.SIGKILL)
             except OSError:
                 pass
         self.write_supervision()
 
     def kill_check(self):
         try:
-            os.killpg(self.check.pid, _signal.SIGKILL)
+            posix.killpg(self.check.pid, _signal.SIGKILL)
         except OSError:
             pass
 
     def spawn(self, args, stdio, answer_fd=None):
         """Fork a helper: the runtime's snapshot in a fresh interpreter, ARGS for supervise.main."""
         if answer_fd is None:
-            answer_fd, answer_w = os.pipe2(os.O_CLOEXEC)
+            answer_fd, answer_w = posix.pipe2(posix.O_CLOEXEC)
         else:
             answer_w = None
         python = self.options["python"]
         argv = [python, "-I", "-c", HELPER, self.options["runtime"], self.options["root"]] + args
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             try:
-                os.setsid()  # its own process group: a check that hangs is killed whole
-                moved = [os.dup(fd) for fd in (stdio[0], stdio[1], answer_w if answer_w is not None else stdio[1])]
+                posix.setsid()  # its own process group: a check that hangs is killed whole
+                moved = [posix.dup(fd) for fd in (stdio[0], stdio[1], answer_w if answer_w is not None else stdio[1])]
                 for target, fd in enumerate(moved, 1):
-                    os.dup2(fd, target + 100)
+                    posix.dup2(fd, target + 100)
                 for target in range(3):
-                    os.dup2(target + 101, target + 1)
-                    os.close(target + 101)
-                os.execv(python, argv)
+                    posix.dup2(target + 101, target + 1)
+                    posix.close(target + 101)
+                posix.execv(python, argv)
             finally:
-                os._exit(127)
+                posix._exit(127)
         if answer_w is not None:
-            os.close(answer_w)
-        os.set_blocking(answer_fd, False)
+            posix.close(answer_w)
+        posix.set_blocking(answer_fd, False)
         self.poller.register(answer_fd, select.POLLIN)
         return Helper(pid, answer_fd)
 
@@ -589,7 +699,7 @@ class Monitor:
 
     def timeout_ms(self):
         waiting_check = self.next_check if self.check is None and self.pid is not None else None
-        deadlines = [d for d in (self.next_restart, waiting_check,
+        deadlines = [d for d in (self.next_restart, waiting_check, self.release_at,
                                  self.check_deadline if self.check is not None else None) if d is not None]
         if not deadlines:
             return None
@@ -605,10 +715,18 @@ class Monitor:
             self.reap()
             if self.done():
                 break
-            for fd, _events in self.poller.poll(self.timeout_ms()):
+            timeout = self.timeout_ms()
+            if self.release_at is not None and self.release_at <= time.monotonic():
+                # Last before the wait: what runs between the release and the wait takes pages back.
+                self.release_at = None
+                timeout = self.timeout_ms()
+                self.memory.release()
+            events = self.poller.poll(timeout)
+            busy = bool(events)
+            for fd, _events in events:
                 if fd == wake_r:
                     try:
-                        os.read(wake_r, 4096)
+                        posix.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
                 elif fd == self.pidfd:
@@ -622,16 +740,21 @@ class Monitor:
             now = time.monotonic()
             if self.next_restart is not None and (now >= self.next_restart or self.stop_requested()):
                 self.start_restart()
+                busy = True
             if self.check is None and self.next_check is not None and now >= self.next_check \
                     and self.pid is not None:
                 self.start_check()
+                busy = True
             if self.check is not None and now >= self.check_deadline:
                 self.kill_check()
+                busy = True
+            if busy:
+                self.release_at = now + RELEASE_IDLE
         return self.exit_status
 
     def read_stream(self, stream):
         try:
-            chunk = os.read(stream.fd, 65536)
+            chunk = posix.read(stream.fd, 65536)
         except BlockingIOError:
             return
         except OSError:
@@ -641,14 +764,14 @@ class Monitor:
         else:
             self.writer.put(stream.flush())
             self.poller.unregister(stream.fd)
-            os.close(stream.fd)
+            posix.close(stream.fd)
             del self.streams[stream.fd]
 
 
 def drain(helper):
     while True:
         try:
-            chunk = os.read(helper.answer_fd, 65536)
+            chunk = posix.read(helper.answer_fd, 65536)
         except (BlockingIOError, OSError):
             return
         if not chunk:
@@ -659,7 +782,7 @@ def drain(helper):
 def read_answer(poller, helper, text=True):
     drain(helper)
     poller.unregister(helper.answer_fd)  # a closed descriptor left in the poll set would wake it forever
-    os.close(helper.answer_fd)
+    posix.close(helper.answer_fd)
     return helper.answer.decode("utf-8", "replace").strip() if text else helper.answer
 
 
@@ -667,7 +790,7 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
             options=None):
     options = options or {}
     writer = LogWriter(log_path, max_size, max_files)
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    wake_r, wake_w = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
     _signal.set_wakeup_fd(wake_w)
     _signal.signal(_signal.SIGCHLD, lambda *args: None)
     # kill and delete send SIGUSR2 after writing the stop marker: a restart waiting out its backoff is called off.
@@ -688,7 +811,7 @@ def monitor(pid, stdout_fd, stderr_fd, state_dir, log_path, max_size, max_files,
     # The monitor ends as the container ended: under systemd (the role's unit, PIDFile=) the monitor
     # is the service's main process, and Restart=on-failure reads this.
     # A stop that was asked for (kill, delete: the marker) is a clean end.
-    if os.path.exists(os.path.join(state_dir, STOP_MARKER)):
+    if exists(join(state_dir, STOP_MARKER)):
         return 0
     return 255 if record["exitCode"] is None else record["exitCode"]
 

@@ -437,16 +437,27 @@ def _exec_monitor(root, monitor, argv):
     for fd in argv[1:3]:
         if fd >= 0:
             os.set_inheritable(fd, True)
-    directory, name = _monitor_module(root, monitor)
+    directory, name = _monitor_module(root, monitor, "ocirt_monitor_")
     python = sys.executable or "/usr/bin/python3"
     os.execv(python, [python, "-I", "-S", "-c",
                       "import sys; sys.path[:0] = [%r]; import %s as m; sys.exit(m.main(sys.argv[1:]))"
                       % (directory, name)]
-             + [str(arg) for arg in argv])
+             + [str(arg) for arg in argv] + _memory_release_options(root))
 
 
-def _monitor_module(root, monitor):
-    """monitor.py's source as a file under the state root, named by its hash.
+def _memory_release_options(root):
+    """The monitor's options for MemoryRelease: where _cffi_backend is (-S leaves site-packages off
+    its path) and the libc FFI tables' module, beside monitor.py's; none without cffi."""
+    backend = getattr(sys.modules.get("_cffi_backend"), "__file__", None)
+    if not backend:
+        return []
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import _libc_ffi
+    return ["cffi=" + backend, "ffi=" + _monitor_module(root, _libc_ffi, "ocirt_libc_ffi_")[1]]
+
+
+def _monitor_module(root, module, prefix):
+    """MODULE's source (monitor.py's, or the FFI tables the monitor loads) as a file under the state
+    root, named PREFIX + its hash.
 
     The monitor imports it from there rather than compiling it from -c: the
     interpreter then loads cached bytecode, and a compile would cost each
@@ -454,8 +465,8 @@ def _monitor_module(root, monitor):
     from the loader, so this works inside an Ansible module's zip payload too.
     """
     import hashlib
-    source = monitor.__loader__.get_source(monitor.__name__)
-    name = "ocirt_monitor_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    source = module.__loader__.get_source(module.__name__)
+    name = prefix + hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     directory = os.path.join(root, INTERNAL_PREFIX + "monitor")
     path = os.path.join(directory, name + ".py")
     if not os.path.exists(path):
