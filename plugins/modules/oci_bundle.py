@@ -61,15 +61,18 @@ options:
     default: false
   rootfs_check:
     description:
-      - How a rootfs tarball already unpacked is known to be unchanged.
-      - V(identity) compares its device, inode, size, modification and change times with those recorded
-        when its digest was computed, and reads it again only when one differs; an unchanged bundle then
+      - How a root filesystem source already unpacked or copied is known to be unchanged.
+      - For a tarball, V(identity) compares its device, inode, size, modification and change times with those
+        recorded when its digest was computed, and reads it again only when one differs; an unchanged bundle then
         costs a C(stat), not a read of the whole file. A file rewritten in place with the same size and with
         its modification and change times set back (which needs the clock or the file system itself to be
-        changed) would be missed.
-      - V(digest) computes its sha256 on every run.
-      - An OCI image layout is always identified by its C(index.json), a copied directory by a walk of its
-        metadata (names, sizes, modes, owners, modification times), a directory used in place by its path.
+        changed) would be missed. V(digest) computes its sha256 on every run.
+      - For a directory copied (O(rootfs_copy=true)), V(identity) walks the tree's metadata (every entry's name,
+        type, mode, size, owner, inode, modification and change times) and opens no file; a file rewritten,
+        replaced, touched or chmodded anywhere in the tree has a new change time, which no user can set back,
+        and is copied again; the same blind spot as for a tarball remains. V(digest) also reads the content of
+        every file (and every link's target) on every run.
+      - An OCI image layout is always identified by its C(index.json), a directory used in place by its path.
     type: str
     choices: [identity, digest]
     default: identity

@@ -116,6 +116,9 @@ def test_the_role_installs_an_ocirt_that_operators_can_run(role_run, scratch, st
     second = role_run()
     assert second.status == "successful", describe(second)
     assert stats(second)["localhost"].get("changed", 0) == 0, stats(second)
+    # Installed and unchanged: one shell command looked, and none of cli.yml's module runs happened.
+    assert task_events(second, "Look at the installed ocirt command")
+    assert task_events(second, "Install the launcher") == [] and task_events(second, "Send the runtime core") == []
 
     # A core whose version is not the collection's is refused before the launcher is touched.
     with open(ocirt) as handle:
@@ -147,3 +150,10 @@ def test_the_launcher_refuses_an_incomplete_core_and_false_installs_nothing(role
     refused = launcher(ocirt, "--version")
     assert refused.returncode == 1 and "runtime core" in refused.stderr and "missing or incomplete" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+    # The look before cli.yml sees the missing marker, and the next run installs the core again.
+    again = role_run()
+    assert again.status == "successful", describe(again)
+    assert task_events(again, "Install the launcher")
+    repaired = launcher(ocirt, "--version")
+    assert repaired.returncode == 0 and repaired.stdout.splitlines()[0] == "ocirt version " + VERSION, repaired

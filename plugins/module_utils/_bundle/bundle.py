@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import config as bundle_config
@@ -41,18 +42,36 @@ def _sha256_file(path):
     return "sha256:" + digest.hexdigest()
 
 
-def _tree_fingerprint(path):
-    """A cheap identity of a directory tree: names, types, sizes, modes, owners, mtimes."""
+def _sha256_entry(dir_fd, name):
+    """The sha256 of the regular file NAME in DIR_FD, never following a link that replaced it since its lstat."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
+    with os.fdopen(fd, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tree_fingerprint(path, content=False):
+    """An identity of a directory tree from a walk of its metadata: every entry's name, type, mode, size,
+    owner, inode, modification and change times. A file rewritten, replaced, touched or chmodded anywhere in
+    the tree changes its change time, which no user can set back; a change made with the clock or the file
+    system itself altered is beyond a stat (CONTENT=True: each regular file's sha256 and each link's target
+    are in it too, rootfs_check=digest)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames, dir_fd in os.fwalk(path):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            line = "%s\0%o\0%d\0%d\0%d\0%d\n" % (os.path.relpath(full, path), st.st_mode, st.st_size,
-                                                 st.st_uid, st.st_gid, st.st_mtime_ns)
-            digest.update(line.encode("utf-8", "surrogateescape"))
-    return "tree:" + digest.hexdigest()
+            st = os.lstat(name, dir_fd=dir_fd)
+            rel = os.path.relpath(os.path.join(dirpath, name), path)
+            fields = (rel, st.st_mode, st.st_size, st.st_uid, st.st_gid, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            line = "%s\0%o\0%d\0%d\0%d\0%d\0%d\0%d" % fields
+            if content and stat.S_ISREG(st.st_mode):
+                line += "\0" + _sha256_entry(dir_fd, name)
+            elif content and stat.S_ISLNK(st.st_mode):
+                line += "\0" + os.readlink(name, dir_fd=dir_fd)
+            digest.update((line + "\n").encode("utf-8", "surrogateescape"))
+    return ("tree-content:" if content else "tree-stat:") + digest.hexdigest()
 
 
 def source_kind(source):
@@ -77,8 +96,9 @@ def source_identity(source):
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def source_key(source, kind, reference, platform, copy):
-    """What identifies the source's content: unchanged key, nothing to unpack."""
+def source_key(source, kind, reference, platform, copy, content=False):
+    """What identifies the source's content: unchanged key, nothing to unpack (CONTENT: a copied directory's
+    file contents are read into it, rootfs_check=digest)."""
     if kind == "tarball":
         return _sha256_file(source)
     if kind == "oci-layout":
@@ -86,7 +106,11 @@ def source_key(source, kind, reference, platform, copy):
         # Blobs are content-addressed: the index and the choice made in it identify the image.
         return "layout:%s:%s:%s" % (oci_layout.index_digest(source), reference or "", platform or "")
     if copy:
-        return _tree_fingerprint(source)
+        try:
+            return _tree_fingerprint(source, content=content)
+        except OSError as exc:
+            # A link swapped in (O_NOFOLLOW), an unreadable file: named, never followed.
+            raise OCIError("rootfs_from %s: reading %s: %s" % (source, exc.filename, exc.strerror))
     return "in-place:" + source
 
 
@@ -211,7 +235,8 @@ def ensure(path, options, source=None, reference=None, platform=None, copy=False
     is the one recorded when its digest was computed as unchanged, without
     reading it (an unchanged bundle then decides in a stat); "digest" reads
     it again. An OCI layout is always identified by its index (one small
-    file), a copied directory by a walk of its metadata.
+    file), a copied directory by a walk of its metadata (_tree_fingerprint),
+    with "digest" by the content of its files too.
     All or nothing: a failure (a corrupt image, a bad option) removes the
     directories this call made, and leaves an existing bundle as it was.
     """
@@ -269,7 +294,7 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
                 and stamp.get("identity") == identity and stamp.get("key")):
             key = stamp["key"]
         else:
-            key = source_key(source, kind, reference, platform, copy)
+            key = source_key(source, kind, reference, platform, copy, content=rootfs_check == "digest")
         if in_place:
             rootfs_path = source
             if stamp.get("key") != key:
