@@ -129,7 +129,8 @@ class SystemdHost:
 @contextlib.contextmanager
 def booted_systemd(files=None):
     """A SystemdHost: systemd booted by systemd-nspawn on an overlay of the cached root, with FILES
-    ({path in the root: text, "->target" for a symlink, or ("copy", directory)}) in place before the boot; or skip."""
+    ({path in the root: text, "->target" for a symlink, ("text", text, mode), or ("copy", directory)}) in place
+    before the boot; or skip."""
     if not shutil.which("systemd-nspawn"):
         pytest.skip("no systemd-nspawn (apt-get install systemd-container)")
     if HOST_UNIFIED is None:
@@ -150,7 +151,13 @@ def booted_systemd(files=None):
         for path, text in (files or {}).items():
             target = os.path.join(session, "root", path.lstrip("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            if isinstance(text, tuple):
+            if isinstance(text, tuple) and text[0] == "text":
+                # ("text", content, mode): a file with that mode (a boot record 0600, a launcher 0755)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, text[2])
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(text[1])
+                os.chmod(target, text[2])
+            elif isinstance(text, tuple):
                 shutil.copytree(text[1], target, symlinks=True)  # ("copy", a directory of this host)
             elif text.startswith("->"):
                 os.symlink(text[2:], target)

@@ -292,6 +292,22 @@ options:
     description: Where the CNI plugins are (directories separated by C(:)).
     type: str
     default: /usr/lib/cni:/opt/cni/bin
+  boot_record:
+    description:
+      - Boot persistence (the M(daemonless.oci.container) role's C(container_boot_persistence)). When
+        set, the task changes no container; it writes the options that shape the container (all but
+        O(state), O(wait), O(timeout), O(recreate), O(restart) and O(logs_lines)), with the cgroup
+        manager it would use, to this file, only when they differ from what it holds.
+      - The role's systemd unit runs C(ocirt-boot), which reads the file and creates the container
+        from it as this module would (the same health check, restart policy, labels, secrets,
+        networks, published ports and cgroup manager), then hands the container's monitor to systemd
+        as the unit's main process. A later task without O(boot_record) finds that container as it
+        wants it and changes nothing.
+      - The file may hold the secrets' content, as podman's file secret driver keeps them, so it is
+        written with mode C(0600) (its directory, when made, C(0700)), and C(ocirt-boot) refuses a file
+        that is not a regular file of its own user with that mode. In the diff each secret's content
+        is masked.
+    type: path
 notes:
   - Run as root (C(become=true)) on Linux hosts.
 seealso:
@@ -370,6 +386,17 @@ EXAMPLES = r'''
   daemonless.oci.oci_container_state:
     id: web
     state: absent
+
+- name: Record how web runs, for a systemd unit that runs ocirt-boot (the container role does this)
+  daemonless.oci.oci_container_state:
+    id: web
+    bundle: /srv/bundles/web
+    network: [web]
+    publish: ["8080:80"]
+    restart_policy: on-failure
+    healthcheck:
+      test: [wget, -q, -O, /dev/null, "http://127.0.0.1:80/"]
+    boot_record: /var/lib/ocirt/boot/web.json
 '''
 
 RETURN = r'''
@@ -520,6 +547,18 @@ cgroup_manager:
   returned: unless O(state=absent)
   type: str
   sample: cgroupfs
+boot_record:
+  description: The boot record written (or found unchanged).
+  returned: when O(boot_record) is set
+  type: str
+  sample: /var/lib/ocirt/boot/web.json
+python:
+  description:
+    - The Python the module ran with. A container on CNI networks names it in its poststop hook, so the
+      boot unit's C(ocirt-boot) must run the same one (the role checks this).
+  returned: when O(boot_record) is set
+  type: str
+  sample: /usr/bin/python3
 exit_code:
   description: The job's exit code.
   returned: when O(wait=exited)
@@ -544,11 +583,17 @@ def main():
         CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import error_text, require_cffi
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-    module = AnsibleModule(argument_spec=container_state_argument_spec(), supports_check_mode=True,
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import boot
+    argument_spec = container_state_argument_spec()
+    argument_spec.update(boot.BOOT_RECORD_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=CONTAINER_STATE_REQUIRED_IF)
     require_cffi(module)
     try:
-        result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)
+        if module.params['boot_record']:
+            result = boot.record(module.params, check_mode=module.check_mode, diff=module._diff)
+        else:
+            result = container_state.run(module.params, check_mode=module.check_mode, diff=module._diff)
     except container_state.TaskFailed as exc:
         module.fail_json(msg=container_state.failure_message(module.params['id'], exc), **exc.result)
     except (OCIError, OSError, ValueError) as exc:

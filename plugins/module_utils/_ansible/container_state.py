@@ -13,7 +13,7 @@ import os
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, networks, reconcile, secrets, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import container_result
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.results import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id

@@ -334,11 +334,32 @@ def release(root, container_id, cni_path=None):
     return True
 
 
+# The mark of a restart's poststop (_runtime/operations/lifecycle.py RESTARTING_ANNOTATION; this file
+# runs alone and imports nothing of ours).
+RESTARTING_ANNOTATION = "org.daemonless.oci.restarting"
+
+
+def restarting(stream):
+    """Whether the OCI state on STREAM (a poststop hook's stdin) says the monitor creates the container again
+    at once, into the same network namespace: then nothing is released (a later delete releases it)."""
+    if stream is None or stream.isatty():
+        return False
+    import json  # here: only the hook reads it
+    try:
+        state = json.loads(stream.read(1 << 20) or "null")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    annotations = state.get("annotations") if isinstance(state, dict) else None
+    return isinstance(annotations, dict) and annotations.get(RESTARTING_ANNOTATION) == "true"
+
+
 def main(argv):
-    """As a poststop hook: `cni.py delete ROOT ID` (the OCI state on stdin is not needed)."""
+    """As a poststop hook: `cni.py delete ROOT ID`, with the OCI state on stdin (a restart's keeps the network)."""
     if len(argv) != 3 or argv[0] != "delete":
         sys.stderr.write("usage: cni.py delete STATE_ROOT CONTAINER_ID\n")
         return 2
+    if restarting(sys.stdin):
+        return 0
     try:
         release(argv[1], argv[2])
     except (CNIError, OSError) as exc:

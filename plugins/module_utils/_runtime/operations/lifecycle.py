@@ -282,6 +282,10 @@ def request_stop(container):
             pass
 
 
+# In the state the poststop hooks of a restart read on stdin (clear_for_restart).
+RESTARTING_ANNOTATION = "org.daemonless.oci.restarting"
+
+
 def clear_for_restart(container):
     """What a stopped container leaves before its monitor creates it again: processes, cgroup, fifo, exit
     record; its poststop hooks run, as at delete."""
@@ -299,7 +303,11 @@ def clear_for_restart(container):
     hooks_config = container.config().get("hooks") or {}
     if hooks_config.get("poststop"):
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
-        hooks.run_reporting(hooks_config, "poststop", final_state, _warn)
+        # The container is created again at once from the same config: the hooks are told, so that one
+        # that releases what the next incarnation reuses (the CNI hook: the network namespace, its
+        # address and published ports) keeps it. A delete later runs them without the mark.
+        annotations = dict(final_state.get("annotations") or {}, **{RESTARTING_ANNOTATION: "true"})
+        hooks.run_reporting(hooks_config, "poststop", dict(final_state, annotations=annotations), _warn)
 
 
 def _stop_monitor(container):
