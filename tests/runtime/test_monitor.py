@@ -824,3 +824,33 @@ def test_a_monitor_started_from_a_zip_payload_that_vanishes_at_once_still_logs(m
     state = mon.state(container_id)
     assert state["status"] == "running" and state["monitorPid"] > 0, state
     mon.ocirt("delete", "--force", container_id)
+
+
+def test_forked_first_monitors_of_a_state_root_do_not_trip_over_each_others_bytecode(scratch):
+    """oci_containers' forked workers start the first monitors of a state root at once: each writes
+    the monitor's source and bytecode there (create._monitor_module), and none may fail for another's."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor import monitor
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
+    root = os.path.join(scratch, "root")
+    os.mkdir(root)
+    children = []
+    for _number in range(8):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                create._monitor_module(root, monitor, "ocirt_monitor_")
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert codes == [0] * 8, codes
+    cache = os.path.join(root, "=monitor")
+    names = sorted(os.listdir(cache)) + sorted(os.listdir(os.path.join(cache, "__pycache__")))
+    assert len(names) == 3 and not [n for n in names if n.endswith(".tmp")], names
+    source = [n for n in os.listdir(cache) if n.endswith(".py")][0]
+    loaded = subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path[:0] = [sys.argv[1]]; "
+                             "import %s as m; print(m.__cached__)" % source[:-3], cache],
+                            capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip().endswith(".pyc"), loaded

@@ -190,6 +190,7 @@ def test_exclusive_check_mode_names_what_it_would_remove_and_removes_nothing(fle
     assert result["changed"] and [r["id"] for r in result["removed"]] == [ids[1]]
     assert result["removed"][0]["actions"] == ["stop", "delete"]
     assert sorted(state_entries(state_root)) == sorted(ids)
-    assert fleet([dict(id=i, bundle=bundle) for i in ids], exclusive=True)["changed"] is False
+    rerun = fleet([dict(id=i, bundle=bundle) for i in ids], exclusive=True)
+    assert rerun["changed"] is False, [(r["id"], r.get("actions"), r.get("msg")) for r in rerun["containers"] + rerun["removed"]]
     fleet([], exclusive=True)
     assert state_entries(state_root) == []

@@ -487,9 +487,22 @@ def _monitor_module(root, module, prefix):
     # Compiled here, by the process about to become the monitor, whose memory the exec gives back:
     # else the first monitor of a state root compiles it and keeps the cost (5.1 MiB of PSS, not 3).
     import importlib.util
-    if not os.path.exists(importlib.util.cache_from_source(path)):
+    cache = importlib.util.cache_from_source(path)
+    if not os.path.exists(cache):
+        # Into a name of this process's own, then renamed: py_compile's temporary name is made from
+        # id() of a string, which forked processes (oci_containers' workers) share, so two
+        # first monitors of a state root would write, or rename away, each other's file.
         import py_compile
-        py_compile.compile(path, doraise=False)
+        mine = "%s.%d.tmp" % (cache, os.getpid())
+        try:
+            py_compile.compile(path, cfile=mine, doraise=True)
+            os.replace(mine, cache)
+        except (OSError, py_compile.PyCompileError):
+            # Only the memory of this monitor depends on it: without the cache it compiles the source.
+            try:
+                os.unlink(mine)
+            except OSError:
+                pass
     return directory, name
 
 
