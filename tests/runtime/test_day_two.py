@@ -94,8 +94,8 @@ def state_dirs(root):
 # --------------------------------------------------------------------------
 # 1. stopped and absent need only the id
 
-def test_stopped_and_absent_need_only_the_id_created_and_running_need_a_bundle(params, make_bundle, scratch,
-                                                                                 state_root):
+def test_stopped_and_absent_need_only_the_id_created_and_running_need_a_bundle(
+        params, make_bundle, scratch, state_root):
     # One play: each ansible run pays the controller's start.
     running = container_state.run(params(bundle=make_bundle(SERVICE)))["container"]
     missing = params(id=new_id("d2"))["id"]  # the state_root audit is told of it
