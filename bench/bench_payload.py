@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: daemonless.oci contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: what the controller pays to build each module's AnsiballZ payload, and what it ships.
+
+    .venv/bin/python bench/bench_payload.py [--rounds N] [--module NAME ...] [--json FILE]
+
+Every task pays one payload build per playbook run (the cache lives in the
+run's own temporary directory): ansible's `module_common.modify_module`, whose
+finder parses every module_utils file the module reaches, lazy imports
+included. Per module and round, a child forked from a process that has loaded
+ansible and the collection (as ansible-playbook's workers are) builds the
+payload into a fresh cache directory; its CPU time (user + sys) is measured
+by the child itself. Reported per module: the number of this collection's
+module_utils files in the payload and their bytes, the zip's size, and the
+median CPU of a build. `ping` is the floor. Needs no root and changes nothing
+outside a temporary directory.
+"""
+import argparse
+import base64
+import io
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import zipfile
+
+import benchlib as bl
+
+MODULES = ("ansible.builtin.ping", "daemonless.oci.oci_bundle", "daemonless.oci.oci_container_state",
+           "daemonless.oci.oci_containers", "daemonless.oci.oci_container_exec", "daemonless.oci.oci_container_info")
+OURS = "ansible_collections/daemonless/oci/plugins/module_utils/"
+COLLECTIONS = os.path.join(bl.VENV, "collections")
+
+
+def _setup():
+    """Load ansible's plugin machinery as ansible-playbook's main process has it before it forks workers."""
+    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
+    # pylint: disable=import-outside-toplevel
+    from ansible.executor import module_common  # noqa: F401  (loaded before the fork, as in a worker)
+    from ansible.plugins.loader import init_plugin_loader
+    init_plugin_loader([COLLECTIONS])
+
+
+def _resolve(name):
+    from ansible.plugins.loader import module_loader  # pylint: disable=import-outside-toplevel
+    context = module_loader.find_plugin_with_context(name)
+    if not context.resolved:
+        raise bl.BenchError("module %s not found under %s" % (name, COLLECTIONS))
+    return context.plugin_resolved_path
+
+
+def _build(name, path, cache_dir):
+    """Build NAME's payload into CACHE_DIR as a task does; return (CPU seconds, zip bytes)."""
+    # pylint: disable=import-outside-toplevel
+    from ansible import constants as C
+    from ansible.executor import module_common
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    C.DEFAULT_LOCAL_TMP = cache_dir
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    module_common.modify_module(module_name=name, module_path=path, module_args={},
+                                templar=Templar(loader=DataLoader()),
+                                task_vars={"ansible_python_interpreter": sys.executable})
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cached = [os.path.join(top, f) for top, _dirs, files in os.walk(cache_dir) for f in files
+              if not f.endswith(".lock")]
+    if len(cached) != 1:
+        raise bl.BenchError("expected one cached payload under %s, found %s" % (cache_dir, cached))
+    return cpu, base64.b64decode(module_common._CachedModule.load(cached[0]).zip_data)  # pylint: disable=protected-access
+
+
+def _in_child(name, path):
+    """One build in a forked child (a fresh worker each time): {"cpu": s, "zip": base64 of the payload}."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        cache_dir = tempfile.mkdtemp(prefix="bench-payload-")
+        try:
+            os.close(read_end)
+            cpu, data = _build(name, path, cache_dir)
+            payload = json.dumps({"cpu": cpu, "zip": base64.b64encode(data).decode()}).encode()
+        except BaseException as error:  # pylint: disable=broad-except
+            payload = json.dumps({"error": "%s: %s" % (type(error).__name__, error)}).encode()
+            code = 1
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = json.loads(pipe.read() or b'{"error": "no answer"}')
+    os.waitpid(pid, 0)
+    if "error" in answer:
+        raise bl.BenchError("building %s's payload: %s" % (name, answer["error"]))
+    return answer["cpu"], base64.b64decode(answer["zip"])
+
+
+def contents(data):
+    """{path in the zip: size} of this collection's module_utils in payload DATA (bytes of the zip)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return dict((info.filename, info.file_size) for info in archive.infolist()
+                    if info.filename.startswith(OURS) and info.filename.endswith(".py"))
+
+
+def measure(modules=MODULES, rounds=5):
+    """{module: {"files": [...], "bytes": n, "zip_bytes": n, "cpu_ms": [per round], "cpu_ms_median": m}}."""
+    _setup()
+    paths = dict((name, _resolve(name)) for name in modules)
+    results = dict((name, {"cpu_ms": []}) for name in modules)
+    for round_number in range(rounds):
+        for name in bl.order(modules, round_number):
+            cpu, data = _in_child(name, paths[name])
+            results[name]["cpu_ms"].append(round(cpu * 1000.0, 1))
+            files = contents(data)
+            results[name].update(files=sorted(f[len(OURS):] for f in files), bytes=sum(files.values()),
+                                 zip_bytes=len(data))
+    for result in results.values():
+        result["cpu_ms_median"] = bl.median(result["cpu_ms"])
+    return results
+
+
+def text(results):
+    rows = [[name, len(r["files"]), "%.0f KiB" % (r["bytes"] / 1024.0), "%.0f KiB" % (r["zip_bytes"] / 1024.0),
+             "%.0f ms" % r["cpu_ms_median"], "%.0f-%.0f ms" % (min(r["cpu_ms"]), max(r["cpu_ms"]))]
+            for name, r in results.items()]
+    return bl.table(rows, ["module", "our files", "their source", "zip", "build CPU (median)", "range"])
+
+
+def bench_payload(quick, _prefix=None):
+    """run.py's entry point: (result, text)."""
+    results = measure(rounds=3 if quick else 7)
+    return {"modules": results}, "Controller payload build, per module (%d rounds)\n%s" % (
+        len(next(iter(results.values()))["cpu_ms"]), text(results))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--module", nargs="+", default=list(MODULES), metavar="NAME")
+    parser.add_argument("--files", action="store_true", help="list each module's files of ours")
+    parser.add_argument("--json", metavar="FILE", help="write the results there")
+    args = parser.parse_args(argv)
+    load_before = bl.load()
+    results = measure(args.module, args.rounds)
+    print("%d rounds; load before %s, after %s" % (args.rounds, load_before, bl.load()))
+    print(text(results))
+    if args.files:
+        for name, result in results.items():
+            print("\n%s:\n  %s" % (name, "\n  ".join(result["files"])))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"load_before": load_before, "load_after": bl.load(), "git": bl.git_revision(),
+                       "modules": results}, handle, indent=1, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
