@@ -4,7 +4,7 @@
 
 
 class ModuleDocFragment(object):
-    # The labels selector that oci_container_info and oci_container_facts share (module_support.SELECTION_ARGSPEC).
+    # The labels selector that oci_container_info and oci_container_facts share (selection.SELECTION_ARGSPEC).
     DOCUMENTATION = r'''
 options:
   labels:

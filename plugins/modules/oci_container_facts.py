@@ -90,7 +90,7 @@ msg:
   sample: "1 container(s) in /run/ocirt; absent: db"
 '''
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.selection import (
     absent_result, gather, selection_message)
 
 

@@ -180,7 +180,7 @@ host:
       returned: always
 '''
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import (
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.selection import (
     INFO_ARGSPEC, add_logs, gather, selection_message)
 
 

@@ -8,13 +8,22 @@ module: whatever converges several containers at once takes the same options
 per item, and must not keep a second copy that drifts.  Each module's
 DOCUMENTATION describes these options; `ansible-test sanity` checks that the
 two agree.
-"""
-from ansible_collections.daemonless.oci.plugins.module_utils._image.store import DEFAULT_IMAGE_ROOT
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import DEFAULT_ROOT
 
-# oci_container_state's defaults that are its own; the others are the runtime's (state root,
-# log rotation) and reconcile's (stop signal and timeout).
+Every module imports this file, and Ansible's payload builder ships every
+module_utils file a module's imports reach (lazy ones too) and parses each
+one on the controller: so this file imports constants only, from leaf
+modules (the layers' defaults.py), never the code that applies them.
+tests/unit/test_payload.py keeps it so.
+"""
+from ansible_collections.daemonless.oci.plugins.module_utils._image.defaults import DEFAULT_IMAGE_ROOT
+from ansible_collections.daemonless.oci.plugins.module_utils._network.defaults import DEFAULT_CNI_PATH, DEFAULT_CONFIG_DIR
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, DEFAULT_ROOT
+
+# oci_container_state's defaults that are its own (reconcile.py applies the stop signal and timeout);
+# the others are the runtime's (state root, log rotation).
 DEFAULT_JOB_TIMEOUT = 300  # seconds a job (wait=exited) may run; 0 waits without limit
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL
 DEFAULT_LOGS_LINES = 20
 CGROUP_MANAGERS = ("cgroupfs", "systemd")
 
@@ -86,11 +95,6 @@ SUPERVISION_ARGSPEC = dict(
 
 def container_state_argument_spec():
     """oci_container_state's argument_spec (a new dict each call)."""
-    # Imported here: the defaults come from the layers that apply them, and the bundle module needs none of them.
-    from ansible_collections.daemonless.oci.plugins.module_utils._ansible.reconcile import (
-        DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT)
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.create import (
-        DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE)
     spec = dict(
         id=dict(type='str', required=True, aliases=['name']),
         bundle=dict(type='path'),
@@ -118,8 +122,6 @@ def container_state_argument_spec():
 
 def container_network_argument_spec():
     """oci_container_state's network options (issue 16: _network/, _ansible/networks.py)."""
-    from ansible_collections.daemonless.oci.plugins.module_utils._network.cni import DEFAULT_CNI_PATH
-    from ansible_collections.daemonless.oci.plugins.module_utils._network.conflist import DEFAULT_CONFIG_DIR
     return dict(
         network=dict(type='list', elements='str'),
         publish=dict(type='list', elements='str', aliases=['ports']),

@@ -13,6 +13,7 @@ reports it and unit tests check it without containers.
 import signal as signals
 import time
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.values import parse_signal
 
@@ -27,8 +28,6 @@ LIVE = ("created", "running", "paused")
 _STATUS_AFTER = {"create": "created", "start": "running", "resume": "running", "stop": "stopped",
                  "delete": "absent"}
 
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL
 # After SIGKILL: how long the processes, and the monitor recording the exit, may take to be gone.
 KILL_SETTLE_SECONDS = 10.0
 

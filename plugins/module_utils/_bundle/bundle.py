@@ -192,7 +192,7 @@ def _protect(path, access):
 
 def users_of(path, state_root):
     """Ids of the containers in STATE_ROOT created from the bundle at PATH."""
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers
     try:
         states = list_containers(state_root)
     except OSError as exc:
@@ -457,7 +457,7 @@ def _replace_rootfs(path, kind, source, reference, platform, state_root, max_siz
 def _remove_old_rootfs(path, state_root):
     """Old root filesystems are removed once no container of this bundle is alive to use them."""
     if state_root:
-        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers
         if any(s.get("bundle") == path and s["status"] != "stopped" for s in list_containers(state_root)):
             return
     for name in os.listdir(path):

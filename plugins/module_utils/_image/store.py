@@ -27,10 +27,10 @@ import re
 import shutil
 import tempfile
 
+from ansible_collections.daemonless.oci.plugins.module_utils._image.defaults import DEFAULT_IMAGE_ROOT
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-DEFAULT_IMAGE_ROOT = "/var/lib/ocirt/images"
 REPOSITORIES = "repositories.json"
 _HEX = re.compile(r"^[a-f0-9]{64}$")
 

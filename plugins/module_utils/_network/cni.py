@@ -29,7 +29,7 @@ import time
 
 CNI_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
-DEFAULT_CNI_PATH = "/usr/lib/cni:/opt/cni/bin"
+DEFAULT_CNI_PATH = "/usr/lib/cni:/opt/cni/bin"  # defaults.DEFAULT_CNI_PATH: this file runs alone, importing nothing of ours
 PLUGIN_TIMEOUT = 120  # seconds one plugin may take; a hung plugin must not hang the task
 MAX_OUTPUT = 1 << 20  # bytes of a plugin's stdout that are read as its result
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

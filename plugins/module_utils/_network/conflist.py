@@ -18,10 +18,10 @@ import os
 import re
 
 from ansible_collections.daemonless.oci.plugins.module_utils._network.cni import CNI_VERSION, SUPPORTED_VERSIONS
+from ansible_collections.daemonless.oci.plugins.module_utils._network.defaults import DEFAULT_CONFIG_DIR  # noqa: F401  (as conflist.DEFAULT_CONFIG_DIR)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-DEFAULT_CONFIG_DIR = "/etc/cni/net.d"
 SUFFIX = ".conflist"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DRIVERS = ("bridge", "macvlan")

@@ -18,6 +18,7 @@ import stat
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_ROOT  # noqa: F401  (the state root; used as state.DEFAULT_ROOT)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.cgroup import Cgroup
 
-DEFAULT_ROOT = "/run/ocirt"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 EXIT_FILE = "exit.json"  # written by the monitor (monitor.EXIT_FILE)
@@ -379,6 +379,18 @@ def container_ids(root: str, report: "Any" = None) -> "list[str]":
             continue
         ids.append(container_id)
     return sorted(ids)
+
+
+def list_containers(root: str, report: "Any" = None) -> "list[dict[str, Any]]":
+    """The states of ROOT's containers; REPORT(message), when given, hears of entries skipped."""
+    states = []
+    for container_id in container_ids(root, report):
+        try:
+            with Container.open(root, container_id) as container:
+                states.append(container.oci_state())
+        except OCIError:
+            continue  # deleted meanwhile, or unreadable: `state ID` says which
+    return states
 
 
 def wait_for_exit(pid: int, start_time: "int | None" = None, reap: bool = False,

@@ -26,6 +26,8 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.pl
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.protocol import Channel
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+# The log defaults live in a leaf so that the modules' options need not import this file; create.DEFAULT_LOG_* still work.
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
     NamespacePlan, host_id, namespace_paths, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
@@ -314,8 +316,6 @@ def write_pid_file(path, pid):
     atomicfile.write(os.path.abspath(path), str(pid))
 
 
-DEFAULT_LOG_MAX_SIZE = 20 << 20
-DEFAULT_LOG_MAX_FILES = 5
 LOG_FILE = "container.log"
 
 

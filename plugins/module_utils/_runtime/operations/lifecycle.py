@@ -16,8 +16,11 @@ import sys
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
-    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, container_ids, process_start_time, utc_now,
+    CREATED, EXEC_FIFO, PAUSED, RUNNING, STOPPED, Container, process_start_time, utc_now,
     wait_for_exit)
+# list_containers is a state reader, in state.py so that what only reads (oci_bundle) need not ship this
+# file; lifecycle.list_containers, as `ocirt list` and callers know it, is the same function.
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers  # noqa: F401
 
 
 def start(root, container_id):
@@ -82,18 +85,6 @@ def _warn(message):
 def state(root, container_id):
     with Container.open(root, container_id) as container:
         return container.oci_state()
-
-
-def list_containers(root, report=None):
-    """The states of ROOT's containers; REPORT(message), when given, hears of entries skipped."""
-    states = []
-    for container_id in container_ids(root, report):
-        try:
-            with Container.open(root, container_id) as container:
-                states.append(container.oci_state())
-        except OCIError:
-            continue  # deleted meanwhile, or unreadable: `state ID` says which
-    return states
 
 
 def _pids_in_namespace(record):
