@@ -28,7 +28,7 @@ def gather(argument_spec=None):
     """The info and facts modules' work: (their AnsibleModule, containers as results, named ids that
     do not exist, host capabilities). Both take the same options (SELECTION_ARGSPEC) and change nothing."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.host_info import host_capabilities
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import list_containers
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers
     module = AnsibleModule(argument_spec=argument_spec or SELECTION_ARGSPEC, supports_check_mode=True)
     require_cffi(module)
     try:
