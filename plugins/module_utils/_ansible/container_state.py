@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, networks, reconcile, secrets, supervision
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, networks, reconcile, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.results import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -70,7 +70,9 @@ def desired(bundle_config, params, manager):
     """
     config = with_cgroup_manager(bundle_config, manager, params["id"])
     config = labels.with_labels(config, params.get("labels"))
-    config = secrets.with_secrets(config, params)
+    if params.get("secrets"):  # secrets.py (hmac, json, re, ...) is imported only for a task that has secrets
+        from ansible_collections.daemonless.oci.plugins.module_utils._ansible import secrets
+        config = secrets.with_secrets(config, params)
     config = supervision.with_supervision(config, params)
     config = networks.container_config(config, params)
     return config
@@ -80,6 +82,10 @@ def apply_with_secrets(root, container_id, bundle, actions, options, params):
     """reconcile.apply, with the task's secrets written before a create (so a failure leaves the old
     container as it was) and removed with the container (absent, or a create that failed)."""
     creates = any(action.verb == "create" for action in actions)
+    if not creates and params["state"] != "absent":
+        reconcile.apply(root, container_id, bundle, actions, options)  # no secret is written or removed
+        return
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import secrets
     if creates:
         secrets.deliver(options.config, params)
     try:

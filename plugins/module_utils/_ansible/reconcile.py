@@ -220,6 +220,8 @@ def stop(root, container_id, signum, timeout, poll=0.05):
 
 
 def apply(root, container_id, bundle, actions, options):
+    if not actions:
+        return  # an unchanged container: the idempotent run need not import create (and all it imports)
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
     for action in actions:
         if action.verb == "stop":
