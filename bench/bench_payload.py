@@ -126,10 +126,13 @@ def measure(modules=MODULES, rounds=5):
 
 
 def text(results):
+    floor = results.get("ansible.builtin.ping", {}).get("cpu_ms_median")
     rows = [[name, len(r["files"]), "%.0f KiB" % (r["bytes"] / 1024.0), "%.0f KiB" % (r["zip_bytes"] / 1024.0),
-             "%.0f ms" % r["cpu_ms_median"], "%.0f-%.0f ms" % (min(r["cpu_ms"]), max(r["cpu_ms"]))]
+             "%.0f ms" % r["cpu_ms_median"], "%.0f-%.0f ms" % (min(r["cpu_ms"]), max(r["cpu_ms"])),
+             "-" if floor is None else "%+.0f ms" % (r["cpu_ms_median"] - floor)]
             for name, r in results.items()]
-    return bl.table(rows, ["module", "our files", "their source", "zip", "build CPU (median)", "range"])
+    return bl.table(rows, ["module", "our files", "their source", "zip", "build CPU (median)", "range",
+                           "above ping"])
 
 
 def bench_payload(quick, _prefix=None):

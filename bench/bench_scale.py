@@ -156,12 +156,12 @@ def _monitor_pid(runner, runtime, container_id):
 # the API (the CLI has --restart but no health check option), as oci_container_state starts them.
 SUPERVISED_RUN = """
 import sys
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import run
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.monitor.supervise import checked_supervision
 root, bundle, container_id = sys.argv[1:4]
 check = {"test": ["true"], "interval": "%s", "timeout": "5s", "retries": 3}
 supervision = checked_supervision(restart="always", healthcheck=check)
-lifecycle.run(root, container_id, bundle, detach=True, log_options={"supervision": supervision})
+run.run(root, container_id, bundle, detach=True, log_options={"supervision": supervision})
 """ % HEALTH_INTERVAL
 
 

@@ -18,7 +18,7 @@ import time
 
 import benchlib as bl
 
-BENCHMARKS = ("run", "lifecycle", "ansible", "scale", "memory", "profile", "startup")
+BENCHMARKS = ("run", "lifecycle", "ansible", "payload", "scale", "memory", "profile", "startup")
 DEFAULT_OUTPUT = os.path.join(bl.BENCH, "results", "latest.json")
 
 
@@ -50,6 +50,9 @@ def _run_one(name, args, prefix):
     if name == "ansible":
         import bench_ansible  # pylint: disable=import-outside-toplevel
         return bench_ansible.bench_ansible(args.quick, prefix)
+    if name == "payload":
+        import bench_payload  # pylint: disable=import-outside-toplevel
+        return bench_payload.bench_payload(args.quick, prefix)
     if name == "scale":
         import bench_scale  # pylint: disable=import-outside-toplevel
         return bench_scale.bench_scale(args.quick, prefix)

@@ -213,10 +213,11 @@ def _run_command(root, command, options, systemd_cgroup=False):
         log_options = _log_options(options)
         if options.get("restart"):
             log_options["supervision"] = _supervision(options)
-        code = lifecycle.run(root, options["id"], options.get("bundle", "."),
-                             pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
-                             detach=options.get("detach", False), keep=options.get("keep", False),
-                             log_options=log_options, systemd_cgroup=systemd_cgroup)
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import run
+        code = run.run(root, options["id"], options.get("bundle", "."),
+                       pid_file=options.get("pid_file"), preserve_fds=_preserve_fds(options),
+                       detach=options.get("detach", False), keep=options.get("keep", False),
+                       log_options=log_options, systemd_cgroup=systemd_cgroup)
         if options.get("detach"):
             _write_monitor_pid(root, options)
         return code
