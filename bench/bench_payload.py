@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: what the controller pays to build each module's AnsiballZ payload, and what it ships.
 
-    .venv/bin/python bench/bench_payload.py [--rounds N] [--module NAME ...] [--json FILE]
+    .venv/bin/python bench/bench_payload.py [--rounds N] [--module NAME ...] [--json FILE] [--collections DIR]
 
 Every task pays one payload build per playbook run (the cache lives in the
 run's own temporary directory): ansible's `module_common.modify_module`, whose
@@ -14,7 +14,9 @@ payload into a fresh cache directory; its CPU time (user + sys) is measured
 by the child itself. Reported per module: the number of this collection's
 module_utils files in the payload and their bytes, the zip's size, and the
 median CPU of a build. `ping` is the floor. Needs no root and changes nothing
-outside a temporary directory.
+outside a temporary directory. --collections measures another tree (for a
+before/after: `git archive REV | tar -x -C DIR/tree` and a symlink
+DIR/coll/ansible_collections/daemonless/oci -> DIR/tree).
 """
 import argparse
 import base64
@@ -35,20 +37,20 @@ OURS = "ansible_collections/daemonless/oci/plugins/module_utils/"
 COLLECTIONS = os.path.join(bl.VENV, "collections")
 
 
-def _setup():
+def _setup(collections):
     """Load ansible's plugin machinery as ansible-playbook's main process has it before it forks workers."""
-    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = collections
     # pylint: disable=import-outside-toplevel
     from ansible.executor import module_common  # noqa: F401  (loaded before the fork, as in a worker)
     from ansible.plugins.loader import init_plugin_loader
-    init_plugin_loader([COLLECTIONS])
+    init_plugin_loader([collections])
 
 
 def _resolve(name):
     from ansible.plugins.loader import module_loader  # pylint: disable=import-outside-toplevel
     context = module_loader.find_plugin_with_context(name)
     if not context.resolved:
-        raise bl.BenchError("module %s not found under %s" % (name, COLLECTIONS))
+        raise bl.BenchError("module %s not found under %s" % (name, os.environ["ANSIBLE_COLLECTIONS_PATH"]))
     return context.plugin_resolved_path
 
 
@@ -108,9 +110,9 @@ def contents(data):
                     if info.filename.startswith(OURS) and info.filename.endswith(".py"))
 
 
-def measure(modules=MODULES, rounds=5):
+def measure(modules=MODULES, rounds=5, collections=COLLECTIONS):
     """{module: {"files": [...], "bytes": n, "zip_bytes": n, "cpu_ms": [per round], "cpu_ms_median": m}}."""
-    _setup()
+    _setup(collections)
     paths = dict((name, _resolve(name)) for name in modules)
     results = dict((name, {"cpu_ms": []}) for name in modules)
     for round_number in range(rounds):
@@ -148,9 +150,11 @@ def main(argv=None):
     parser.add_argument("--module", nargs="+", default=list(MODULES), metavar="NAME")
     parser.add_argument("--files", action="store_true", help="list each module's files of ours")
     parser.add_argument("--json", metavar="FILE", help="write the results there")
+    parser.add_argument("--collections", default=COLLECTIONS, metavar="DIR",
+                        help="the collections path to build from (default %(default)s)")
     args = parser.parse_args(argv)
     load_before = bl.load()
-    results = measure(args.module, args.rounds)
+    results = measure(args.module, args.rounds, args.collections)
     print("%d rounds; load before %s, after %s" % (args.rounds, load_before, bl.load()))
     print(text(results))
     if args.files:
