@@ -148,7 +148,8 @@ class Ansible:
             "ANSIBLE_HOME": os.path.join(base, "home"),
             "ANSIBLE_LOCAL_TEMP": os.path.join(base, "tmp"),
             "ANSIBLE_REMOTE_TEMP": os.path.join(base, "tmp"),
-            "ANSIBLE_COLLECTIONS_PATH": os.path.join(bl.VENV, "collections"),
+            # BENCH_COLLECTIONS: another tree's collection (a before/after pair at the same load).
+            "ANSIBLE_COLLECTIONS_PATH": os.environ.get("BENCH_COLLECTIONS") or os.path.join(bl.VENV, "collections"),
             "ANSIBLE_RETRY_FILES_ENABLED": "false",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_DEPRECATION_WARNINGS": "false",

@@ -417,7 +417,7 @@ def _image_config(config, options, annotation):
     """The image bundle's additions: the overlay annotation for the runtime, and a writable root unless
     readonly_rootfs (alias read_only) says otherwise (podman's default, not runc spec's)."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
-    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.mounts import OVERLAY_ANNOTATION
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime.overlay import OVERLAY_ANNOTATION
     if options.get("readonly_rootfs") is None:
         config["root"]["readonly"] = False
     if annotation is not None:

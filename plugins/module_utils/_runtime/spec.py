@@ -265,12 +265,12 @@ def validate(config: "Any") -> None:
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
         hooks.validate(config["hooks"])
     if config.get("annotations"):
-        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import mounts
-        overlay = mounts.parse_overlay(config["annotations"])
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime import overlay as overlay_root
+        overlay = overlay_root.parse_overlay(config["annotations"])
         if overlay is not None and not any(ns.get("type") == "mount" and not ns.get("path") for ns in
                                            (config.get("linux") or {}).get("namespaces") or []
                                            if isinstance(ns, dict)):
-            check.fail('annotations["%s"]' % mounts.OVERLAY_ANNOTATION,
+            check.fail('annotations["%s"]' % overlay_root.OVERLAY_ANNOTATION,
                        "an overlay root needs a new mount namespace (linux.namespaces: mount)")
 
 
