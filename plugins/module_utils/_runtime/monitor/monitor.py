@@ -449,7 +449,7 @@ class MemoryRelease:
             lib.madvise(cast("void *", start), end - start, MADV_DONTNEED)
         if base is None:
             return False
-        self._chain(base, chained, fds, -1 if timeout is None else timeout)
+        self._chain(base, chained, fds, -1 if timeout is None else min(timeout, 0x7FFFFFFF))
         return True
 
     def _chain(self, base, regions, fds, timeout):
