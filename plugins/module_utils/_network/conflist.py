@@ -18,7 +18,7 @@ import os
 import re
 
 from ansible_collections.daemonless.oci.plugins.module_utils._network.cni import CNI_VERSION, SUPPORTED_VERSIONS
-from ansible_collections.daemonless.oci.plugins.module_utils._network.defaults import DEFAULT_CONFIG_DIR  # noqa: F401  (as conflist.DEFAULT_CONFIG_DIR)
+from ansible_collections.daemonless.oci.plugins.module_utils._network.defaults import DEFAULT_CONFIG_DIR  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 

@@ -18,7 +18,8 @@ import stat
 import time
 
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_ROOT  # noqa: F401  (the state root; used as state.DEFAULT_ROOT)
+# The state root, as state.DEFAULT_ROOT: defined in a leaf that the modules' options import without this file.
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_ROOT  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import INTERNAL_PREFIX, directory_name, validate_id
 

@@ -20,7 +20,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state impo
     wait_for_exit)
 # list_containers is a state reader, in state.py so that what only reads (oci_bundle) need not ship this
 # file; lifecycle.list_containers, as `ocirt list` and callers know it, is the same function.
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers  # noqa: F401
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers  # noqa: F401  # pylint: disable=unused-import
 
 
 def start(root, container_id):
