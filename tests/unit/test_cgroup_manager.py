@@ -15,7 +15,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._ansible import con
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import cli
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups import systemd
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, lifecycle
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create, run
 
 SLEEP = ["sleep", "1000"]
 NO_SYSTEMD = not os.path.isdir("/run/systemd/system")
@@ -78,7 +78,7 @@ def test_a_cgroup_path_is_refused_naming_the_field_and_the_option(given):
 def recorded(monkeypatch):
     """create, create_monitored and run replaced by recorders of their keyword arguments."""
     calls = []
-    for module, name in ((create, "create"), (create, "create_monitored"), (lifecycle, "run")):
+    for module, name in ((create, "create"), (create, "create_monitored"), (run, "run")):
         monkeypatch.setattr(module, name, lambda *args, _name=name, **kwargs: calls.append((_name, kwargs)) or 0)
     return calls
 
