@@ -16,7 +16,10 @@ registry idle between blobs. A caller may pass `unpack` (oci_image passes
 the overlay layer writer of _bundle, which this package must not import):
 each layer is unpacked into the store in its download's thread as soon as
 its blob is admitted, so the first container from the image does not wait
-for it, as podman unpacks while it pulls.
+for it, as podman unpacks while it pulls. At most LAYER_THREADS downloads
+run at once, but an unpack does not hold a download's place: a base layer
+of a few hundred symlinks and small files takes longer to unpack than an
+8 MiB layer to download, and the next download starts meanwhile.
 
 The registry client (and with it Ansible's HTTP stack, about 0.3 s of
 imports) is imported only when the registry is asked: a pull that finds its
@@ -185,7 +188,8 @@ class Puller(object):
 
     def _layer(self, layer, label):
         """Fetch one layer (LAYER: the record's entry) and unpack it when asked; (downloaded, warnings)."""
-        downloaded = self.fetch(dict(digest=layer["digest"], size=layer["size"]), label)
+        with self._downloads:
+            downloaded = self.fetch(dict(digest=layer["digest"], size=layer["size"]), label)
         warnings = []
         if self.unpack is not None:
             try:
@@ -223,8 +227,11 @@ class Puller(object):
                 except Exception as exc:  # re-raised in the caller's thread, below
                     results[position] = (False, exc)
 
+        self._downloads = threading.BoundedSemaphore(LAYER_THREADS)
+        # Twice as many threads as downloads: a thread unpacking its layer leaves its download's
+        # place to another.
         threads = [threading.Thread(target=worker, name="layer-%d" % n, daemon=True)
-                   for n in range(min(LAYER_THREADS, len(work)))]
+                   for n in range(min(2 * LAYER_THREADS if self.unpack is not None else LAYER_THREADS, len(work)))]
         for thread in threads:
             thread.start()
         for thread in threads:
