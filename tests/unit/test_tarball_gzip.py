@@ -20,12 +20,15 @@ import zlib
 
 import pytest
 
-from test_image import HostGuard, member, snapshot, tar_bytes  # noqa: F401 (HostGuard: the guard fixture's)
-from test_image import guard  # noqa: F401 (a fixture)
+import test_image
+from test_image import member, snapshot, tar_bytes
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import image_rootfs, tarball
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle.writer import CHUNK, READ_ERRORS
 from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
+
+guard = test_image.guard  # the host guard fixture, under both path resolvers
 
 
 def read_all(data, size):

@@ -44,6 +44,10 @@ import urllib.error
 import urllib.parse
 from http import cookiejar
 
+from ansible_collections.daemonless.oci.plugins.module_utils._image.media import (  # noqa: F401 (re-exported)
+    DEFAULT_TIMEOUT, MAX_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST)
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
+
 # ansible.module_utils.urls imports cryptography.x509 only to hash a server's certificate
 # for GSSAPI channel binding, which a registry pull never uses: 40 ms of the pull's start
 # (a third of what the engine adds to the module floor). Hidden while urls is imported (it
@@ -57,10 +61,6 @@ try:
 finally:
     if _HIDE_X509 and sys.modules.get("cryptography.x509", False) is None:
         del sys.modules["cryptography.x509"]
-
-from ansible_collections.daemonless.oci.plugins.module_utils._image.media import (  # noqa: F401 (re-exported)
-    DEFAULT_TIMEOUT, MAX_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST)
-from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 MAX_TOKEN_RESPONSE = 1 << 20
 MAX_ERROR_BODY = 4096
