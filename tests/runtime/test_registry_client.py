@@ -136,3 +136,65 @@ def test_the_unpacker_is_imported_only_to_unpack(server, pki, image_root, tmp_pa
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
     assert os.path.isdir(str(tmp_path / "bundle" / "rootfs"))  # no container: tmp_path holds it all
+
+
+def _with_config(manifest, blobs, change):
+    """MANIFEST and BLOBS with the config changed by CHANGE (a function of the config dict)."""
+    value = json.loads(manifest)
+    config = json.loads(blobs.pop(value["config"]["digest"]))
+    change(config)
+    data = json.dumps(config).encode() if not isinstance(config, bytes) else config
+    value["config"].update(digest=rs.digest_of(data), size=len(data))
+    blobs[rs.digest_of(data)] = data
+    return json.dumps(value).encode(), blobs
+
+
+def test_the_layers_download_while_the_config_is_fetched(server, pki, image_root):
+    manifest, blobs = three_layers()
+    server.add("1", manifest, blobs)
+    value = json.loads(manifest)
+    config_path = "/v2/repo/blobs/" + value["config"]["digest"]
+    server.script[config_path] = [("delay", 1.0)]
+    result = pull.ensure_present(image_root, server.host + "/repo:1", ca_path=pki.ca, username=rs.USER,
+                                 password=rs.PASSWORD, unpack=image_rootfs.pull_unpacker())
+    assert result["changed"]
+    layer_paths = ["/v2/repo/blobs/" + layer["digest"] for layer in value["layers"]]
+    # Every layer was sent whole before the (slow) config was: they did not wait for it.
+    assert server.served.index(config_path) > max(server.served.index(p) for p in layer_paths), server.served
+    store = Store(image_root)
+    record = store.lookup(result["image"]["name"])
+    assert all(layer["diff_id"] and store.has_layer(layer["diff_id"]) for layer in record["layers"])
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda c: c["rootfs"].update(diff_ids=c["rootfs"]["diff_ids"][:2]), "must list one digest per layer"),
+    (lambda c: c["rootfs"]["diff_ids"].__setitem__(1, "sha256:../../etc"), "rootfs.diff_ids[1]"),
+    (lambda c: c.update(architecture="arm64"), "the image is for linux/arm64"),
+    (lambda c: c.clear(), "must list one digest per layer"),
+], ids=["diff-ids-short", "diff-id-path", "other-platform", "empty"])
+def test_a_refused_config_leaves_none_of_the_layers_it_raced(server, pki, image_root, change, needle):
+    manifest, blobs = _with_config(*three_layers(), change)
+    server.add("1", manifest, blobs)
+    config_path = "/v2/repo/blobs/" + json.loads(manifest)["config"]["digest"]
+    server.script[config_path] = [("delay", 0.5)]  # the layers land first
+    with pytest.raises(OCIError) as info:
+        pull.ensure_present(image_root, server.host + "/repo:1", ca_path=pki.ca, username=rs.USER,
+                            password=rs.PASSWORD, unpack=image_rootfs.pull_unpacker(), platform="linux/amd64")
+    assert needle in str(info.value)
+    assert sum(1 for p in server.served if "/blobs/" in p) == 4  # they did download, then went
+    nothing_stored(image_root)
+
+
+def test_a_config_that_is_not_json_is_named_and_nothing_stays(server, pki, image_root):
+    manifest, blobs = three_layers()
+    value = json.loads(manifest)
+    del blobs[value["config"]["digest"]]
+    garbage = b"\x00not json\xff" * 10
+    value["config"].update(digest=rs.digest_of(garbage), size=len(garbage))
+    blobs[rs.digest_of(garbage)] = garbage
+    server.add("1", json.dumps(value).encode(), blobs)
+    with pytest.raises(OCIError) as info:
+        pull.ensure_present(image_root, server.host + "/repo:1", ca_path=pki.ca, username=rs.USER,
+                            password=rs.PASSWORD, unpack=image_rootfs.pull_unpacker())
+    assert "config %s: not JSON" % rs.digest_of(garbage) in str(info.value)
+    nothing_stored(image_root)
