@@ -173,6 +173,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
         args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
                                        joined, preserve_fds, cgroup.dirs if cgroup is not None else None)
+        args.cgroup_hierarchies = layout.hierarchies
         _flush_stdio()
         child_pid = os.fork()
         if child_pid == 0:

@@ -42,6 +42,9 @@ class InitArgs:
         # {hierarchy: directory} of the cgroup made before the fork, or None: GO carries them then.
         self.cgroups = cgroups
         self.overlay_fds = None  # an overlay root's descriptors, with a new user namespace
+        # The host's cgroup hierarchies (Layout.hierarchies) read before the fork: a cgroup mount
+        # needs them, and the container's process would read mountinfo and /proc/cgroups again.
+        self.cgroup_hierarchies = None
 
 
 def intermediate(args):
@@ -139,7 +142,7 @@ def container_init(args):
             mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"), args.overlay_fds)
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
                                      args.cgroups if go is None else go["cgroups"],
-                                     linux.get("mountLabel")) as ctx:
+                                     linux.get("mountLabel"), args.cgroup_hierarchies) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)
