@@ -57,6 +57,23 @@ int fstatfs(int fd, void *buf);
 int personality(unsigned long persona);
 int malloc_trim(size_t pad);
 int madvise(void *addr, size_t length, int advice);
+struct ocirt_context_head {
+    unsigned long uc_flags;
+    void *uc_link;
+    void *ss_sp;
+    int ss_flags;
+    size_t ss_size;
+};
+struct ocirt_pollfd {
+    int fd;
+    short events;
+    short revents;
+};
+void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
+int getcontext(void *context);
+void makecontext(void *context, void (*function)(void), int argc, ...);
+int swapcontext(void *save, const void *context);
+int poll(struct ocirt_pollfd *fds, unsigned long count, int timeout);
 """
 
 MODULE_NAME = "_libc_ffi"

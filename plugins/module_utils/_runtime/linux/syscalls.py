@@ -15,8 +15,9 @@ OSError with errno set and a message naming the operation and the path.
 
 The monitor, a resident process that must stay small, does not import this
 module (it would bring os, fcntl and this module's code: about 480 KiB): it
-builds the same FFI from the same tables (`_libc_ffi.build`) for the two
-calls it makes, malloc_trim and madvise (monitor.MemoryRelease).
+builds the same FFI from the same tables (`_libc_ffi.build`) for the few
+calls it makes (monitor.MemoryRelease: malloc_trim, madvise, and the
+ucontext calls, mmap and poll of its chained wait).
 
 Callers look the functions up on this module at call time
 (`syscalls.mount(...)`), never bind them by name: the unit tests swap in a

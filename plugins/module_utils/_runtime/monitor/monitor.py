@@ -26,9 +26,11 @@ An idle monitor gives memory back (MemoryRelease): once nothing happened
 for RELEASE_IDLE seconds it returns the freed heap to the kernel
 (malloc_trim) and drops its pages of read-only file mappings (the
 interpreter's and the libraries' code and constants, madvise
-MADV_DONTNEED): they come back from the page cache by minor faults when
-the code runs again (a log line, a child's exit, a health check), and go
-again at the next idle moment. No config.json field is applied here.
+MADV_DONTNEED), the last of them from a chain of libc calls that goes on
+into the wait, so that no Python runs to take them back: they come back
+from the page cache by minor faults when the code runs again (a log line,
+a child's exit, a health check), and go again at the next idle moment.
+No config.json field is applied here.
 """
 import _signal
 import _thread
@@ -312,6 +314,14 @@ HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
 
 MADV_DONTNEED = 4
 RELEASE_IDLE = 0.5     # seconds without an event before the monitor gives memory back
+# The last drops and the wait run as a chain of ucontexts (makecontext), all in libc. Their layout
+# is glibc's: uc_link and uc_stack at the same offsets on these two, a ucontext_t under STRIDE bytes.
+CONTEXT_STRIDE = {"x86_64": 1024, "aarch64": 4608}
+MAX_CHAINED = 48        # regions dropped in the chain; any more are dropped from Python first
+CHAIN_STACK = 65536     # one stack for every context (each starts 128 bytes below the one after it)
+MAX_WAITED = 16         # descriptors the chain's poll waits for (a monitor has 3 to 6)
+PROT_READ_WRITE = 3
+MAP_PRIVATE_ANONYMOUS = 0x22
 
 
 def releasable(smaps):
@@ -352,11 +362,37 @@ def releasable(smaps):
     return found
 
 
+def release_order(regions):
+    """REGIONS merged where adjacent (a library's code and constants: one call), code last and the
+    biggest code (the interpreter's) at the very end."""
+    merged = []
+    for start, end, executable in sorted(regions):
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end, merged[-1][2] or executable)
+        else:
+            merged.append((start, end, executable))
+    merged.sort(key=lambda region: (region[2], region[2] and region[1] - region[0]))
+    return merged
+
+
 class MemoryRelease:
-    """malloc_trim and madvise through the runtime's libc FFI (its generated tables, not syscalls.py)."""
+    """Gives an idle monitor's memory back: malloc_trim, and madvise(MADV_DONTNEED) of its read-only
+    file mappings, through the runtime's libc FFI (its generated tables, not syscalls.py).
+
+    Dropped code comes back by minor faults when it runs, and the kernel maps
+    64 KiB (more with large folios) around each page touched. Run from
+    Python, the drops would be undone at once: returning to the interpreter
+    and into the wait touches its evaluation loop, its call paths and cffi's,
+    which took back 0.8-1 MiB of code. So where glibc's ucontext calls are
+    there, the last drops and the wait itself run as a chain of contexts
+    (makecontext: madvise, madvise, ..., poll), all in libc, and control
+    returns to Python only when the wait ends: the code stays dropped for as
+    long as the monitor is idle.
+    """
 
     def __init__(self, options):
         self.lib = None
+        self.area = None
         backend_path, tables = options.get("cffi"), options.get("ffi")
         if not backend_path or not tables:
             return
@@ -372,30 +408,95 @@ class MemoryRelease:
             self.lib = self.ffi.dlopen(None)
         except Exception:  # noqa: BLE001 - without it the monitor works the same, only bigger
             self.lib = None
+            return
+        self.stride = CONTEXT_STRIDE.get(posix.uname().machine)
+        if self.stride is not None:
+            try:
+                lib, ffi = self.lib, self.ffi
+                # musl has no makecontext: the lookup fails, and the drops run from Python.
+                self.functions = (ffi.cast("void (*)(void)", ffi.addressof(lib, "madvise")),
+                                  ffi.cast("void (*)(void)", ffi.addressof(lib, "poll")))
+            except (AttributeError, TypeError):
+                self.stride = None
 
-    def release(self):
+    def _context_area(self):
+        """Memory for the chain: its contexts, one stack, the pollfds. Mapped, not allocated: the
+        pages a chain never touches (most of the stack) cost nothing."""
+        if self.area is None:
+            size = (MAX_CHAINED + 2) * self.stride + CHAIN_STACK + MAX_WAITED * 8
+            area = self.lib.mmap(self.ffi.NULL, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0)
+            if int(self.ffi.cast("long", area)) == -1:
+                return None
+            self.area = int(self.ffi.cast("unsigned long", area))
+        return self.area
+
+    def release_and_wait(self, fds, timeout):
+        """Give memory back; then, if it can without returning to Python, wait for FDS to be readable
+        (poll, TIMEOUT ms, None for ever). True when it waited: the caller then polls without waiting."""
         lib = self.lib
         if lib is None:
-            return
+            return False
         try:
             with open("/proc/self/smaps", "rb") as smaps:
-                regions = releasable(smaps)
+                regions = release_order(releasable(smaps))
         except OSError:
-            return
+            return False
         lib.malloc_trim(0)
-        # One call for adjacent mappings (a library's code and constants), code last, the biggest (the
-        # interpreter's) at the very end: what runs between a drop and the next wait faults pages
-        # back, 64 KiB around each one touched (the kernel's fault-around).
-        merged = []
-        for start, end, executable in sorted(regions):
-            if merged and merged[-1][1] == start:
-                merged[-1] = (merged[-1][0], end, merged[-1][2] or executable)
-            else:
-                merged.append((start, end, executable))
-        merged.sort(key=lambda region: (region[2], region[2] and region[1] - region[0]))
+        base = self._context_area() if self.stride is not None and len(fds) <= MAX_WAITED else None
+        chained = regions[-MAX_CHAINED:] if base is not None else []
         cast = self.ffi.cast
-        for start, end, _executable in merged:
+        for start, end, _executable in regions[:len(regions) - len(chained)]:
             lib.madvise(cast("void *", start), end - start, MADV_DONTNEED)
+        if base is None:
+            return False
+        self._chain(base, chained, fds, -1 if timeout is None else min(timeout, 0x7FFFFFFF))
+        return True
+
+    def _chain(self, base, regions, fds, timeout):
+        ffi, lib, stride = self.ffi, self.lib, self.stride
+        madvise, poll = self.functions
+        stack = base + (MAX_CHAINED + 2) * stride
+        pollfds_address = stack + CHAIN_STACK
+        pollfds = ffi.cast("struct ocirt_pollfd *", pollfds_address)
+        for index, fd in enumerate(fds):
+            pollfds[index].fd = fd
+            pollfds[index].events = select.POLLIN
+            pollfds[index].revents = 0
+        here = ffi.cast("void *", base)
+        contexts = [ffi.cast("void *", base + (index + 1) * stride) for index in range(len(regions) + 1)]
+        word = lambda value: ffi.cast("unsigned long", value)  # noqa: E731 - makecontext's arguments are words
+        for index, context in enumerate(contexts):
+            lib.getcontext(context)
+            head = ffi.cast("struct ocirt_context_head *", context)
+            # Each context's start frame sits below the next one's: a context's own calls grow down
+            # over the frames of those already run, never over those still to run.
+            head.ss_sp = ffi.cast("void *", stack)
+            head.ss_size = CHAIN_STACK - (len(contexts) - 1 - index) * 128
+            head.uc_link = contexts[index + 1] if index + 1 < len(contexts) else here
+        for context, (start, end, _executable) in zip(contexts, regions):
+            lib.makecontext(context, madvise, 3, word(start), word(end - start), word(MADV_DONTNEED))
+        lib.makecontext(contexts[-1], poll, 3, word(pollfds_address), word(len(fds)), word(timeout & 0xFFFFFFFF))
+        lib.swapcontext(here, contexts[0])
+
+
+class Poller:
+    """select.poll for readable descriptors that also lists them, for MemoryRelease's wait."""
+
+    def __init__(self):
+        self.poll_object = select.poll()
+        self.fds = []
+
+    def register(self, fd):
+        self.poll_object.register(fd, select.POLLIN)
+        if fd not in self.fds:
+            self.fds.append(fd)
+
+    def unregister(self, fd):
+        self.poll_object.unregister(fd)
+        self.fds.remove(fd)
+
+    def poll(self, timeout):
+        return self.poll_object.poll(timeout)
 
 
 class Supervisor:
@@ -498,7 +599,7 @@ class Monitor:
         self.oom_before = oom_before
         self.options = options
         self.supervisor = Supervisor(options) if options.get("runtime") else None
-        self.poller = select.poll()
+        self.poller = Poller()
         self.streams = {}
         self.pidfd = None
         self.exit_status = None     # the last incarnation's wait status, once it exited
@@ -524,7 +625,7 @@ class Monitor:
             posix.set_blocking(fd, False)
             posix.set_inheritable(fd, False)
             self.streams[fd] = Stream(fd, name)
-            self.poller.register(fd, select.POLLIN)
+            self.poller.register(fd)
 
     def adopt(self):
         """Watch a container that is not our child: a pidfd says when it exits (its code stays unknown)."""
@@ -533,7 +634,7 @@ class Monitor:
         except OSError:
             self.container_exited(None)
             return
-        self.poller.register(self.pidfd, select.POLLIN)
+        self.poller.register(self.pidfd)
 
     def write_supervision(self):
         if self.supervisor:
@@ -692,7 +793,7 @@ class Monitor:
         if answer_w is not None:
             posix.close(answer_w)
         posix.set_blocking(answer_fd, False)
-        self.poller.register(answer_fd, select.POLLIN)
+        self.poller.register(answer_fd)
         return Helper(pid, answer_fd)
 
     # -- the loop ------------------------------------------------------------------
@@ -709,7 +810,7 @@ class Monitor:
         return (self.exited and not self.streams and self.restarter is None and self.check is None)
 
     def run(self, wake_r):
-        self.poller.register(wake_r, select.POLLIN)
+        self.poller.register(wake_r)
         self.write_supervision()
         while True:
             self.reap()
@@ -717,10 +818,12 @@ class Monitor:
                 break
             timeout = self.timeout_ms()
             if self.release_at is not None and self.release_at <= time.monotonic():
-                # Last before the wait: what runs between the release and the wait takes pages back.
+                # Last before the wait: what runs between the drops and the wait takes pages back (so
+                # release_and_wait waits itself where it can).
                 self.release_at = None
                 timeout = self.timeout_ms()
-                self.memory.release()
+                if self.memory.release_and_wait(self.poller.fds, timeout):
+                    timeout = 0
             events = self.poller.poll(timeout)
             busy = bool(events)
             for fd, _events in events:
