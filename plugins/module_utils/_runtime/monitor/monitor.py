@@ -464,7 +464,10 @@ class MemoryRelease:
             pollfds[index].revents = 0
         here = ffi.cast("void *", base)
         contexts = [ffi.cast("void *", base + (index + 1) * stride) for index in range(len(regions) + 1)]
-        word = lambda value: ffi.cast("unsigned long", value)  # noqa: E731 - makecontext's arguments are words
+
+        def word(value):  # makecontext's arguments are machine words
+            return ffi.cast("unsigned long", value)
+
         for index, context in enumerate(contexts):
             lib.getcontext(context)
             head = ffi.cast("struct ocirt_context_head *", context)
