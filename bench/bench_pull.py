@@ -21,11 +21,15 @@ in a rotating order:
 oci_image runs as a subprocess calling its backend (pull.ensure_present), as
 a module would, beside a subprocess that only imports it: the "module floor".
 Podman runs from a private scratch configuration (bench/setup.sh and
-/work/shared/notes). Run as root. Prints a table, writes JSON.
+/work/shared/notes). Run as root. Prints a table of wall times and of CPU
+times (user + system of the timed processes and their children; the
+registry's own CPU is in neither), the paired ratios of the targets, and
+writes JSON.
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,14 +55,33 @@ BUNDLE = ("import sys; from ansible_collections.daemonless.oci.plugins.module_ut
           "bundle.ensure(sys.argv[1], {'args': ['/bin/true']}, image=sys.argv[2], image_root=sys.argv[3])")
 
 
-def timed(argv, env=None):
+CPU = {}  # what -> CPU ns of each sample, beside the wall-time samples
+
+
+def _children_cpu_ns():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
+
+
+def timed(argv, env=None, cpu_into=None):
+    """Wall ns of ARGV; its CPU ns (user + system, children included) added to CPU_INTO[0] when given."""
+    cpu = _children_cpu_ns()
     start = bl.ns()
     result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, check=False)
     elapsed = bl.ns() - start
+    if cpu_into is not None:
+        cpu_into[0] += _children_cpu_ns() - cpu
     if result.returncode != 0:
         raise bl.BenchError("%s failed (%d): %s" % (" ".join(argv[:3]), result.returncode, result.stderr[-2000:]))
     return elapsed
+
+
+def sample(samples, what, argv, env=None):
+    """Time ARGV into SAMPLES[WHAT] (wall) and CPU[WHAT]."""
+    cpu = [0]
+    samples[what].append(timed(argv, env, cpu))
+    CPU.setdefault(what, []).append(cpu[0])
 
 
 def podman_env(base):
@@ -131,49 +154,61 @@ def main(argv=None):
             oci = os.path.join(ws.path, "oci%d" % round_number)
 
             def ocirt_cold():
-                samples["ocirt cold"].append(timed([PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD,
-                                                    pki.ca], env))
-                samples["ocirt warm"].append(timed([PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD,
-                                                    pki.ca], env))
-                samples["module floor"].append(timed([PY, "-c", FLOOR], env))
+                sample(samples, "ocirt cold", [PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD, pki.ca],
+                       env)
+                sample(samples, "ocirt warm", [PY, "-c", PULL, store, name, "missing", rs.USER, rs.PASSWORD, pki.ca],
+                       env)
+                sample(samples, "module floor", [PY, "-c", FLOOR], env)
                 blobs_only = store + "-blobs"
-                samples["ocirt cold, blobs only"].append(timed([PY, "-c", PULL_BLOBS, blobs_only, name, "missing",
-                                                                rs.USER, rs.PASSWORD, pki.ca], env))
+                sample(samples, "ocirt cold, blobs only", [PY, "-c", PULL_BLOBS, blobs_only, name, "missing",
+                                                           rs.USER, rs.PASSWORD, pki.ca], env)
                 shutil.rmtree(blobs_only)
                 bundle = os.path.join(ws.path, "bundle%d" % round_number)
+                cpu = [0]
                 start = bl.ns()
-                timed([PY, "-c", BUNDLE, bundle, name, store], env)
-                timed([OCIRT, "--root", state_root, "run", "--bundle", bundle, "first%d" % round_number])
+                timed([PY, "-c", BUNDLE, bundle, name, store], env, cpu)
+                timed([OCIRT, "--root", state_root, "run", "--bundle", bundle, "first%d" % round_number], None, cpu)
                 samples["ocirt first start"].append(bl.ns() - start)
+                CPU.setdefault("ocirt first start", []).append(cpu[0])
 
             def skopeo():
                 argv = ["skopeo", "copy", "--quiet", "--src-cert-dir", pki.cert_dir, "--src-creds", creds,
                         "docker://" + name, "oci:%s:big" % oci]
-                samples["skopeo cold"].append(timed(argv))
-                samples["skopeo warm"].append(timed(argv))
+                sample(samples, "skopeo cold", argv)
+                sample(samples, "skopeo warm", argv)
 
             def podman():
                 podman_clean()
                 argv = ["podman", "pull", "-q", "--cert-dir", pki.cert_dir, "--creds", creds, name]
-                samples["podman cold"].append(timed(argv, penv))
-                samples["podman warm"].append(timed(argv, penv))
-                samples["podman first run"].append(timed(["podman", "run", "--rm", name, "/bin/true"], penv))
+                sample(samples, "podman cold", argv, penv)
+                sample(samples, "podman warm", argv, penv)
+                sample(samples, "podman first run", ["podman", "run", "--rm", name, "/bin/true"], penv)
 
             for step in bl.order([ocirt_cold, skopeo, podman], round_number):
                 step()
             shutil.rmtree(store, ignore_errors=True)
             shutil.rmtree(oci, ignore_errors=True)
     stats = dict((key, bl.summary([bl.ms(v) for v in values])) for key, values in samples.items())
-    rows = [[key, bl.fmt_ms(value["median"]), bl.fmt_ms(value["p25"]), bl.fmt_ms(value["p75"]), value["n"]]
-            for key, value in stats.items()]
+    cpu_stats = dict((key, bl.summary([bl.ms(v) for v in values])) for key, values in CPU.items())
+    rows = [[key, bl.fmt_ms(value["median"]), bl.fmt_ms(value["p25"]), bl.fmt_ms(value["p75"]),
+             bl.fmt_ms(cpu_stats[key]["median"]), value["n"]] for key, value in stats.items()]
     print("image: busybox + %d layers of %d MiB; load %s" % (args.layers, args.layer_mb, bl.uptime_text()))
-    print(bl.table(rows, ["what", "median ms", "p25", "p75", "n"]))
+    print(bl.table(rows, ["what", "median ms", "p25", "p75", "CPU median", "n"]))
     warm_beyond_floor = stats["ocirt warm"]["median"] - stats["module floor"]["median"]
     print("warm check beyond the module floor: %.1f ms (target < 100 ms)" % warm_beyond_floor)
+    ratios = {}
+    for ours, theirs in (("ocirt cold", "podman cold"), ("ocirt cold, blobs only", "skopeo cold"),
+                         ("ocirt first start", "podman first run")):
+        # Paired: each round's ratio, then the median of those.
+        wall = bl.paired_ratios(samples[ours], samples[theirs])["median"]
+        cpu = bl.paired_ratios(CPU[ours], CPU[theirs])["median"]
+        ratios["%s / %s" % (ours, theirs)] = dict(wall=wall, cpu=cpu)
+        print("%s / %s: wall %.2f, CPU %.2f (target <= 1)" % (ours, theirs, wall, cpu))
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as handle:
-        json.dump(dict(stats=stats, samples=samples, warm_beyond_floor_ms=warm_beyond_floor,
-                       layers=args.layers, layer_mb=args.layer_mb, revision=bl.git_revision()), handle, indent=1)
+        json.dump(dict(stats=stats, cpu_stats=cpu_stats, samples=samples, cpu_samples=CPU, ratios=ratios,
+                       warm_beyond_floor_ms=warm_beyond_floor, layers=args.layers, layer_mb=args.layer_mb,
+                       revision=bl.git_revision(), load=bl.uptime_text()), handle, indent=1)
 
 
 if __name__ == "__main__":

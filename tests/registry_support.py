@@ -12,7 +12,8 @@
 - `build_layout`: umoci layouts pushed with skopeo: a single-platform image,
   one sharing its base layer, a zstd one and a two-platform index;
 - `FakeRegistry` and `make_image`: a registry that misbehaves as each test
-  scripts it, serving images made of hand-written (hostile) layers.
+  scripts it (status codes, redirects, flipped bytes, broken and delayed
+  answers), serving images made of hand-written (hostile) layers.
 """
 import base64
 import gzip
@@ -347,6 +348,7 @@ class FakeRegistry(object):
         self.manifests, self.blobs = {}, {}
         self.script = {}            # path -> list of actions consumed one per request
         self.seen = []              # (path, headers dict)
+        self.served = []            # paths whose answer was sent whole, in order
         self.basic_auth = basic_auth
         fake = self
 
@@ -387,6 +389,10 @@ class FakeRegistry(object):
             handler.wfile.write(body)
 
     def answer(self, handler):
+        self._answer(handler)
+        self.served.append(handler.path)
+
+    def _answer(self, handler):
         path = handler.path
         self.seen.append((path, dict(handler.headers.items())))
         if self.basic_auth and path.startswith("/v2/") and handler.headers.get("Authorization") != \
@@ -398,6 +404,8 @@ class FakeRegistry(object):
             return self.send(handler, action, headers={"Retry-After": "0"})
         if isinstance(action, tuple) and action[0] == "redirect":
             return self.send(handler, 307, headers={"Location": action[1]})
+        if isinstance(action, tuple) and action[0] == "delay":
+            time.sleep(action[1])  # then the answer as usual: a slow registry, not a broken one
         if path == "/v2/":
             return self.send(handler, 200)
         kind, _sep, ref = path[len("/v2/repo/"):].partition("/")

@@ -16,7 +16,10 @@ registry idle between blobs. A caller may pass `unpack` (oci_image passes
 the overlay layer writer of _bundle, which this package must not import):
 each layer is unpacked into the store in its download's thread as soon as
 its blob is admitted, so the first container from the image does not wait
-for it, as podman unpacks while it pulls.
+for it, as podman unpacks while it pulls. At most LAYER_THREADS downloads
+run at once, but an unpack does not hold a download's place: a base layer
+of a few hundred symlinks and small files takes longer to unpack than an
+8 MiB layer to download, and the next download starts meanwhile.
 
 The registry client (and with it Ansible's HTTP stack, about 0.3 s of
 imports) is imported only when the registry is asked: a pull that finds its
@@ -184,10 +187,15 @@ class Puller(object):
         return True
 
     def _layer(self, layer, label):
-        """Fetch one layer (LAYER: the record's entry) and unpack it when asked; (downloaded, warnings)."""
-        downloaded = self.fetch(dict(digest=layer["digest"], size=layer["size"]), label)
+        """Fetch one layer (LAYER: the record's entry) and unpack it when asked; (downloaded, warnings).
+
+        The layer's diff_id comes from the image config, which the caller fetches meanwhile: the
+        unpack waits for it, and does not happen when the config was refused."""
+        with self._downloads:
+            downloaded = self.fetch(dict(digest=layer["digest"], size=layer["size"]), label)
         warnings = []
-        if self.unpack is not None:
+        self._config_read.wait()
+        if self.unpack is not None and not self._config_refused:
             try:
                 warnings = self.unpack(self.store, layer, label)
             except Exception:
@@ -198,11 +206,9 @@ class Puller(object):
                 raise
         return downloaded, warnings
 
-    def fetch_layers(self, entries, label):
-        """Every layer of ENTRIES (record entries), LAYER_THREADS at a time; the digests downloaded.
-
-        Each distinct blob is handled once; the first failure (in layer order) is raised after every
-        thread has finished, so nothing is still writing into the store when the caller cleans up."""
+    def start_layers(self, entries, label):
+        """Start fetching every layer of ENTRIES (record entries), LAYER_THREADS at a time; what
+        finish_layers takes. Each distinct blob is handled once."""
         work, seen = [], set()
         for position, layer in enumerate(entries):
             if layer["digest"] not in seen:
@@ -223,10 +229,20 @@ class Puller(object):
                 except Exception as exc:  # re-raised in the caller's thread, below
                     results[position] = (False, exc)
 
+        self._downloads = threading.BoundedSemaphore(LAYER_THREADS)
+        # Twice as many threads as downloads: a thread unpacking its layer leaves its download's
+        # place to another.
         threads = [threading.Thread(target=worker, name="layer-%d" % n, daemon=True)
-                   for n in range(min(LAYER_THREADS, len(work)))]
+                   for n in range(min(2 * LAYER_THREADS if self.unpack is not None else LAYER_THREADS, len(work)))]
         for thread in threads:
             thread.start()
+        return threads, results
+
+    def finish_layers(self, started, entries):
+        """The digests downloaded, once every thread of STARTED has finished; the first failure (in
+        layer order) is raised only then, so nothing is still writing into the store when the
+        caller cleans up."""
+        threads, results = started
         for thread in threads:
             thread.join()
         downloaded = []
@@ -249,24 +265,29 @@ class Puller(object):
             raise OCIError("%s: layers must be a list of at most %d descriptors" % (label, MAX_LAYERS))
         for position, layer in enumerate(layers):
             _descriptor(layer, "%s layers[%d]" % (label, position), LAYER_MEDIA)
-        downloaded = []
-        if self.fetch(config_desc, label + " config"):
-            downloaded.append(config_desc["digest"])
-        config = _json(self.store.read_blob(config_desc["digest"], MAX_CONFIG), "config " + config_desc["digest"])
-        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
-        diff_ids = rootfs.get("diff_ids")
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
-            raise OCIError("config %s of %s: rootfs.diff_ids must list one digest per layer (%d layers)"
-                           % (config_desc["digest"], self.ref, len(layers)))
-        for position, diff_id in enumerate(diff_ids):
-            digest_hex(diff_id, "config %s rootfs.diff_ids[%d]" % (config_desc["digest"], position))
-        if not platform_matches(self.platform, dict((k, config.get(k)) for k in ("os", "architecture", "variant"))):
-            raise OCIError("%s: the image is for %s, not %s" % (
-                self.ref, platform_text(dict((k, config.get(k)) for k in ("os", "architecture", "variant")
-                                             if config.get(k))), platform_text(self.platform)))
-        entries = [dict(digest=layer["digest"], size=layer["size"], media_type=layer["mediaType"],
-                        diff_id=diff_ids[position]) for position, layer in enumerate(layers)]
-        downloaded.extend(self.fetch_layers(entries, label))
+        # The layers download while the config is fetched and checked (one round trip less before
+        # the first layer's request); their diff_ids, which the unpack needs, come from the config.
+        entries = [dict(digest=layer["digest"], size=layer["size"], media_type=layer["mediaType"], diff_id=None)
+                   for layer in layers]
+        self._config_read, self._config_refused = threading.Event(), False
+        had = set(desc["digest"] for desc in entries + [config_desc] if self.store.has_blob(desc["digest"]))
+        started = self.start_layers(entries, label)
+        try:
+            downloaded, config = self._config(config_desc, label, entries)
+        except BaseException:
+            self._config_refused = True
+            self._config_read.set()
+            try:
+                self.finish_layers(started, entries)
+            except Exception:  # the config's refusal is the error to report
+                pass
+            # Downloaded only because the config was expected to be good: nothing of this pull stays.
+            for desc in entries + [config_desc]:
+                if desc["digest"] not in had and self.store.has_blob(desc["digest"]):
+                    os.unlink(self.store.blob_path(desc["digest"]))
+            raise
+        self._config_read.set()
+        downloaded.extend(self.finish_layers(started, entries))
         if self.store.put_bytes(digest, body):
             downloaded.append(digest)
         if top_digest != digest and self.store.put_bytes(top_digest, top_body):
@@ -279,6 +300,27 @@ class Puller(object):
             size=len(body) + config_desc["size"] + sum(layer["size"] for layer in layers),
             image_config=image_config, pulled=int(time.time()))
         return record, downloaded
+
+    def _config(self, config_desc, label, entries):
+        """Fetch and check the image config; ENTRIES get their diff_ids. ([config digest if downloaded], config)."""
+        downloaded = []
+        if self.fetch(config_desc, label + " config"):
+            downloaded.append(config_desc["digest"])
+        config = _json(self.store.read_blob(config_desc["digest"], MAX_CONFIG), "config " + config_desc["digest"])
+        rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
+        diff_ids = rootfs.get("diff_ids")
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(entries):
+            raise OCIError("config %s of %s: rootfs.diff_ids must list one digest per layer (%d layers)"
+                           % (config_desc["digest"], self.ref, len(entries)))
+        for position, diff_id in enumerate(diff_ids):
+            digest_hex(diff_id, "config %s rootfs.diff_ids[%d]" % (config_desc["digest"], position))
+        if not platform_matches(self.platform, dict((k, config.get(k)) for k in ("os", "architecture", "variant"))):
+            raise OCIError("%s: the image is for %s, not %s" % (
+                self.ref, platform_text(dict((k, config.get(k)) for k in ("os", "architecture", "variant")
+                                             if config.get(k))), platform_text(self.platform)))
+        for position, entry in enumerate(entries):
+            entry["diff_id"] = diff_ids[position]
+        return downloaded, config
 
 
 class _NothingDownloaded(object):

@@ -11,6 +11,8 @@ container's first process ("init", setup/container_init.py), in this order:
   ACK       runtime -> intermediate: the maps are written; it takes root there
             and forks the init (pid and time namespaces apply to children).
   PID       intermediate -> runtime: the init's pid ("pid"); the intermediate exits.
+            (No USERNS, ACK or PID when create forks the init itself:
+            namespaces.forks_once.)
   GO        runtime -> init: its pid is recorded; carries the cgroup directories
             ("cgroups"), the state ("state", for hooks and a seccomp listener) and
             whether prestart/createRuntime hooks run ("runtime_hooks"). The cgroup

@@ -261,14 +261,20 @@ def _syscall(number, *args):
     return libc().syscall(number, *padded)
 
 
+_OPENAT2 = None  # (its syscall number, sizeof(struct open_how)): looked up once, not per path
+
+
 def openat2(dirfd, path, flags, resolve, mode=0):
     # type: (int, str, int, int, int) -> int
     """openat2(2); raises OSError (ENOSYS on kernels before 5.6)."""
-    libc()
-    how = ffi.new("struct ocirt_open_how *", {"flags": flags, "mode": mode, "resolve": resolve})
+    global _OPENAT2
+    lib = libc()
+    if _OPENAT2 is None:
+        _OPENAT2 = (number("openat2"), ffi.sizeof("struct ocirt_open_how"))
+    # The container's every mount point is resolved through here (about 80 a create): no lookup per call.
+    how = ffi.new("struct ocirt_open_how *", (flags, mode, resolve))
     raw = ffi.new("char[]", _bytes(path))
-    fd = _syscall(number("openat2"), dirfd, ffi.cast("long", raw), ffi.cast("long", how),
-                  ffi.sizeof("struct ocirt_open_how"))
+    fd = lib.syscall(_OPENAT2[0], dirfd, ffi.cast("long", raw), ffi.cast("long", how), _OPENAT2[1], 0)
     if fd < 0:
         _fail("openat2 %s" % path, path)
     return fd
@@ -301,6 +307,24 @@ def mount_setattr_idmap(fd, userns_fd):
     if _syscall(number("mount_setattr"), fd, ffi.cast("long", empty), AT_EMPTY_PATH | AT_RECURSIVE,
                 ffi.cast("long", attr), ffi.sizeof(attr)) != 0:
         _fail("mount_setattr (idmap)")
+
+
+# mount_setattr's attributes: the same bits as MS_RDONLY, MS_NOSUID, MS_NODEV and MS_NOEXEC.
+MOUNT_ATTR_FLAGS = 0x1 | 0x2 | 0x4 | 0x8
+
+
+def mount_setattr(fd, attr_set, recursive=True):
+    # type: (int, int, bool) -> None
+    """mount_setattr(2): set ATTR_SET (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC bits) on the mount
+    whose root FD (an O_PATH descriptor) opens, and with RECURSIVE on every mount below it, in one
+    call; attributes not named are left as they are (a user namespace's locked ones too).
+    OSError ENOSYS before Linux 5.12."""
+    libc()
+    attr = ffi.new("uint64_t[4]", [attr_set & MOUNT_ATTR_FLAGS, 0, 0, 0])  # struct mount_attr
+    empty = ffi.new("char[]", b"")
+    if _syscall(number("mount_setattr"), fd, ffi.cast("long", empty),
+                AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0), ffi.cast("long", attr), ffi.sizeof(attr)) != 0:
+        _fail("mount_setattr 0x%x" % attr_set)
 
 
 def move_mount(fd, target):

@@ -29,7 +29,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 # The log defaults live in a leaf so that the modules' options need not import this file; create.DEFAULT_LOG_* still work.
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.defaults import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup.namespaces import (
-    NamespacePlan, host_id, namespace_paths, write_id_maps)
+    NamespacePlan, forks_once, host_id, namespace_paths, pid_namespace_for_children, write_id_maps)
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import (
     CONFIG_COPY, CREATED, CREATING, EXEC_FIFO, STOPPED, INTERNAL_PREFIX, Container, directory_name,
     process_start_time, utc_now, wait_for_exit, write_json_atomic)
@@ -175,28 +175,29 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import container_init
         args = container_init.InitArgs(config, rootfs, bundle, plan, child_channel, fifo_fd,
                                        joined, preserve_fds, cgroup.dirs if cgroup is not None else None)
+        args.cgroup_hierarchies = layout.hierarchies
+        once = forks_once(plan)
         _flush_stdio()
-        child_pid = os.fork()
-        if child_pid == 0:
-            channel.close()
-            container_init.intermediate(args)
+        restore = pid_namespace_for_children() if once and "pid" in plan.new else None
+        try:
+            child_pid = os.fork()
+            if child_pid == 0:
+                channel.close()
+                (container_init.first_process if once else container_init.intermediate)(args)
+        finally:
+            if restore is not None:
+                restore()  # hooks and later children of this process stay in its pid namespace
         for entry in joined:
             os.close(entry[2])
         child_channel.close()
-        message = channel.expect(protocol.USERNS, "create") if plan.new_user else None
-        if message is not None:
-            write_id_maps(child_pid, plan)
-            # An image's overlay root: its layers id-mapped for the new namespace (setup/mounts.py).
-            overlay_fds = container_init.mounts.userns_overlay_fds(config, bundle, child_pid)
-            try:
-                channel.send(protocol.ACK, fds=overlay_fds)
-            finally:
-                for fd in overlay_fds:
-                    os.close(fd)
-        init_pid = channel.expect(protocol.PID, "create")["pid"]
+        if once:
+            init_pid, child_pid = child_pid, None
+        else:
+            init_pid = _intermediate_reports(channel, plan, config, bundle, child_pid)
         _failpoint("after-fork")
-        _reap(child_pid)
-        child_pid = None
+        if child_pid is not None:
+            _reap(child_pid)
+            child_pid = None
         start_time = process_start_time(init_pid)
         # Written now, not with `created`: a create killed from here on leaves a live process that
         # state must report (creating) and delete --force must find.
@@ -269,6 +270,22 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if fifo_fd is not None:
             os.close(fifo_fd)
         container.close()
+
+
+def _intermediate_reports(channel, plan, config, bundle, child_pid):
+    """The runtime's side of the intermediate process's work: the id maps, then the init's pid."""
+    message = channel.expect(protocol.USERNS, "create") if plan.new_user else None
+    if message is not None:
+        write_id_maps(child_pid, plan)
+        # An image's overlay root: its layers id-mapped for the new namespace (setup/mounts.py).
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import mounts
+        overlay_fds = mounts.userns_overlay_fds(config, bundle, child_pid)
+        try:
+            channel.send(protocol.ACK, fds=overlay_fds)
+        finally:
+            for fd in overlay_fds:
+                os.close(fd)
+    return channel.expect(protocol.PID, "create")["pid"]
 
 
 def _make_cgroup(container, layout, path, linux, writes, pid, scope):

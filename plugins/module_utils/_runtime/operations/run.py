@@ -32,7 +32,7 @@ def run(root, container_id, bundle, pid_file=None, preserve_fds=0, detach=False,
         start(root, container_id)
         return 0
     # As subreaper the runtime inherits the container's process when the
-    # intermediate child exits, and so can wait for it.
+    # intermediate child exits (when there is one), and so can wait for it.
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.linux import syscalls
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     masters = []

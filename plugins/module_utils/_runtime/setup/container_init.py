@@ -10,6 +10,8 @@ runtime ──fork──> intermediate: setns/unshare, id maps (written by the r
                   recorded it), mounts, /dev, kernel settings, root switch,
                   then finalize.py's sequence (the same as exec's): process
                   settings, READY, the exec fifo until `start`, exec.
+Without a user namespace and with no namespace joined by path, the runtime
+forks the container init directly (first_process; namespaces.forks_once).
 The messages are named and described in protocol.py.
 Neither ever returns into the caller's code: both leave with os._exit or exec.
 """
@@ -42,15 +44,15 @@ class InitArgs:
         # {hierarchy: directory} of the cgroup made before the fork, or None: GO carries them then.
         self.cgroups = cgroups
         self.overlay_fds = None  # an overlay root's descriptors, with a new user namespace
+        # The host's cgroup hierarchies (Layout.hierarchies) read before the fork: a cgroup mount
+        # needs them, and the container's process would read mountinfo and /proc/cgroups again.
+        self.cgroup_hierarchies = None
 
 
 def intermediate(args):
     """Child of the runtime: enter the namespaces, fork the container init, report it."""
     try:
-        keep = set([0, 1, 2, args.channel.fileno(), args.fifo_fd])
-        keep.update(range(3, 3 + args.preserve_fds))
-        keep.update(entry[2] for entry in args.joined)
-        process.close_fds_except(keep)
+        _close_inherited(args)
         # Die with the runtime rather than linger half set up.
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         namespaces.enter(args.plan, args.joined)
@@ -67,6 +69,24 @@ def intermediate(args):
     except BaseException as exc:
         report_and_exit(args.channel, exc)
     os._exit(0)
+
+
+def first_process(args):
+    """Child of the runtime when one fork is enough (namespaces.forks_once): the intermediate's
+    own work, without its fork, then the container init. The runtime made the pid namespace."""
+    try:
+        _close_inherited(args)
+        namespaces.enter(args.plan, args.joined, made=namespaces.CLONE_NEWPID)
+    except BaseException as exc:
+        report_and_exit(args.channel, exc)
+    container_init(args)
+
+
+def _close_inherited(args):
+    keep = set([0, 1, 2, args.channel.fileno(), args.fifo_fd])
+    keep.update(range(3, 3 + args.preserve_fds))
+    keep.update(entry[2] for entry in args.joined)
+    process.close_fds_except(keep)
 
 
 def _check_fifo_writable(proc_fds, fifo_fd):
@@ -139,7 +159,7 @@ def container_init(args):
             mounts.mount_overlay_root(args.rootfs, args.bundle, config.get("annotations"), args.overlay_fds)
             with mounts.MountContext(args.rootfs, args.bundle, args.plan.in_user_namespace,
                                      args.cgroups if go is None else go["cgroups"],
-                                     linux.get("mountLabel")) as ctx:
+                                     linux.get("mountLabel"), args.cgroup_hierarchies) as ctx:
                 mounts.mount_all(ctx, config.get("mounts"))
                 if devices.runtime_populates_dev(config.get("mounts")):
                     devices.populate(ctx.rootfd, linux.get("devices"), args.plan.in_user_namespace)

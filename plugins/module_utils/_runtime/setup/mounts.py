@@ -268,14 +268,16 @@ class MountContext:
     """What the mount phase needs: the rootfs fd, the bundle (relative bind sources),
     userns-ness, and the container's cgroup directories (Cgroup.dirs)."""
 
-    def __init__(self, rootfs, bundle, in_user_namespace, cgroups, mount_label=None):
+    def __init__(self, rootfs, bundle, in_user_namespace, cgroups, mount_label=None, cgroup_hierarchies=None):
         self.rootfs = rootfs
         self.mount_label = mount_label  # linux.mountLabel: context= on the mounts that take it
         self.cgroups = cgroups
+        # The host's cgroup hierarchies as the runtime read them before the fork (None: read them again).
+        self.cgroup_hierarchies = cgroup_hierarchies
         self.bundle = bundle
         self.in_user_namespace = in_user_namespace
         self.rootfd = None
-        self.deferred_remounts = []  # (container path, flags), applied last
+        self.deferred_remounts = []  # (container path, flags, subtree or None), applied last: finish_readonly
 
     def __enter__(self):
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -305,7 +307,8 @@ def _mount_one(ctx, mount, field):
         return
     if mtype == "cgroup":
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.cgroups.mount import mount_cgroup_fs
-        ctx.deferred_remounts.extend(mount_cgroup_fs(ctx.rootfd, destination, flags, ctx.cgroups))
+        ctx.deferred_remounts.extend(mount_cgroup_fs(ctx.rootfd, destination, flags, ctx.cgroups,
+                                                     ctx.cgroup_hierarchies))
         return
     if not mtype:
         raise OCIError("%s.type: required for a mount that is not a bind mount" % field)
@@ -316,7 +319,7 @@ def _mount_one(ctx, mount, field):
     try:
         if mtype == "tmpfs" and flags & MS_RDONLY:
             # Later mounts and devices may need to create entries in it.
-            ctx.deferred_remounts.append((destination, flags & ~MS_REMOUNT))
+            ctx.deferred_remounts.append((destination, flags & ~MS_REMOUNT, None))
             flags &= ~MS_RDONLY
         try:
             syscalls.mount(mount.get("source") or mtype, fd_path(target), mtype, flags, data)
@@ -324,7 +327,7 @@ def _mount_one(ctx, mount, field):
             if mtype == "sysfs" and exc.errno == errno.EPERM and ctx.in_user_namespace:
                 # sysfs needs a network namespace owned by our user namespace: fall back to the host's.
                 syscalls.mount("/sys", fd_path(target), None, MS_BIND | MS_REC)
-                ctx.deferred_remounts.append((destination, flags | MS_RDONLY))
+                ctx.deferred_remounts.append((destination, flags | MS_RDONLY, None))
             else:
                 raise
     finally:
@@ -410,16 +413,37 @@ def readonly_paths(ctx, paths):
             os.close(target)
 
 
+_mount_setattr_missing = False
+
+
 def finish_readonly(ctx, root_readonly):
-    """The last mount step: deferred read-only remounts, then root.readonly."""
-    for destination, flags in ctx.deferred_remounts:
-        target = open_in_root(ctx.rootfd, destination)
-        try:
-            remount(fd_path(target), flags & ~MS_REMOUNT)
-        except OSError as exc:
-            raise OCIError("mounts: read-only remount of %s: %s" % (destination, exc.strerror))
-        finally:
-            os.close(target)
+    """The last mount step: deferred read-only remounts, then root.readonly.
+
+    A deferred SUBTREE (the v1 cgroup tmpfs and its binds) takes its flags in
+    one recursive mount_setattr rather than a remount per mount; where the
+    kernel lacks that call (before 5.12), each of its mounts is remounted."""
+    global _mount_setattr_missing
+    for destination, flags, subtree in ctx.deferred_remounts:
+        if subtree is not None and not _mount_setattr_missing:
+            target = open_in_root(ctx.rootfd, destination)
+            try:
+                syscalls.mount_setattr(target, flags & ~MS_REMOUNT)
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    raise OCIError("mounts: read-only remount of %s and what is below it: %s"
+                                   % (destination, exc.strerror))
+                _mount_setattr_missing = True
+            finally:
+                os.close(target)
+        for path, path_flags in subtree or [(destination, flags)]:
+            target = open_in_root(ctx.rootfd, path)
+            try:
+                remount(fd_path(target), path_flags & ~MS_REMOUNT)
+            except OSError as exc:
+                raise OCIError("mounts: read-only remount of %s: %s" % (path, exc.strerror))
+            finally:
+                os.close(target)
     if root_readonly:
         try:
             remount(ctx.rootfs, MS_RDONLY)

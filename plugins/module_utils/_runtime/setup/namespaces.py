@@ -4,7 +4,8 @@
 """linux.namespaces (type, path), linux.uidMappings, linux.gidMappings: which namespaces to
 create, which to join by path, and the id maps.
 
-Runs in the intermediate child of create (see lifecycle): joined namespaces
+Runs in the intermediate child of create, or in the container's process when
+there is no intermediate (forks_once): joined namespaces
 are entered with setns, new ones made with one unshare, so that every new
 namespace is owned by the new user namespace when there is one.
 
@@ -137,8 +138,11 @@ def _refuse_host_mount(identity, path):
                            "re-root the host" % (path, whose))
 
 
-def enter(plan, opened):
-    """Join the namespaces given by path, then unshare the new ones, in this process."""
+def enter(plan, opened, made=0):
+    """Join the namespaces given by path, then unshare the new ones, in this process.
+
+    MADE: clone flags of new namespaces already made for this process (the pid namespace the
+    runtime made for its child: pid_namespace_for_children)."""
     for kind, path, fd in opened:
         try:
             syscalls.setns(fd, NAMESPACES[kind][0])
@@ -147,13 +151,45 @@ def enter(plan, opened):
                            % (kind, path, exc.strerror))
         finally:
             os.close(fd)
-    flags = plan.unshare_flags()
+    flags = plan.unshare_flags() & ~made
     if flags:
         try:
             syscalls.unshare(flags)
         except OSError as exc:
             raise OCIError("linux.namespaces: cannot create %s namespaces: %s"
                            % (", ".join(sorted(plan.new)), exc.strerror))
+
+
+def forks_once(plan):
+    """Whether create's child can be the container's process itself, with no intermediate process.
+
+    The intermediate exists for what applies only to a process's children (a pid namespace
+    joined by path, a time namespace) and for the user namespace's handshake (id maps written
+    from outside, then the other namespaces made under it). Without a user namespace and with
+    nothing joined, the one pid namespace to make is made by the runtime for its next child
+    (pid_namespace_for_children), and the child unshares the rest itself: one fork, and one
+    Python process fewer to copy, run and tear down before the container's exec."""
+    return not plan.join and not plan.has("user") and "time" not in plan.new
+
+
+def pid_namespace_for_children():
+    """unshare(CLONE_NEWPID) in the runtime: its next child is PID 1 of a new pid namespace.
+
+    Returns the function that points this process's later children back at its own pid
+    namespace (setns to it), to call once that child is forked."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(CLONE_NEWPID)
+    except OSError as exc:
+        os.close(own)
+        raise OCIError("linux.namespaces: cannot create the pid namespace: %s" % exc.strerror)
+
+    def restore():
+        try:
+            syscalls.setns(own, CLONE_NEWPID)
+        finally:
+            os.close(own)
+    return restore
 
 
 def host_id(mappings, container_id=0):
