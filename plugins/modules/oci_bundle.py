@@ -291,13 +291,18 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
+
 
 def main():
+    # The rest of the collection is imported once its compiled code can come from the host's cache.
+    cache = bytecode.install()
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bundle_task
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import bundle_argument_spec
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
     module = AnsibleModule(argument_spec=bundle_argument_spec(), supports_check_mode=True)
+    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
     try:
         result = bundle_task.run(module.params, check_mode=module.check_mode, diff=module._diff)

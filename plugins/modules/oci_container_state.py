@@ -576,8 +576,12 @@ logs_lines:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
+
 
 def main():
+    # The rest of the collection is imported once its compiled code can come from the host's cache.
+    cache = bytecode.install()
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import (
         CONTAINER_STATE_REQUIRED_IF, container_state_argument_spec)
@@ -588,6 +592,7 @@ def main():
     argument_spec.update(boot.BOOT_RECORD_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=CONTAINER_STATE_REQUIRED_IF)
+    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
     try:
         if module.params['boot_record']:

@@ -181,8 +181,12 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
+
 
 def main():
+    # The rest of the collection is imported once its compiled code can come from the host's cache.
+    cache = bytecode.install()
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible import containers
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
     from ansible_collections.daemonless.oci.plugins.module_utils._ansible.module_support import require_cffi
@@ -194,6 +198,7 @@ def main():
     )
     argument_spec.update(STATE_ROOT_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    bytecode.persist(cache, not module.check_mode)
     require_cffi(module)
     try:
         result = containers.run(module.params, check_mode=module.check_mode, diff=module._diff)
