@@ -11,7 +11,7 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, networks, reconcile, supervision
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, network_gate, reconcile, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.results import container_result
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
@@ -74,7 +74,7 @@ def desired(bundle_config, params, manager):
         from ansible_collections.daemonless.oci.plugins.module_utils._ansible import secrets
         config = secrets.with_secrets(config, params)
     config = supervision.with_supervision(config, params)
-    config = networks.container_config(config, params)
+    config = network_gate.container_config(config, params)
     return config
 
 
@@ -192,7 +192,7 @@ def run(params, check_mode=False, diff=False, known_config=None):
                                 systemd_cgroup=manager == "systemd", config=desired_config,
                                 supervision=None if absent else supervision.supervision_of(params))
     # Networks: attached before create, released when stopped, before delete (reconcile.apply calls it).
-    options.network = networks.ContainerNetwork(params, bundle_cfg)
+    options.network = network_gate.container_network(params, bundle_cfg)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job, unknown=unknown)
@@ -202,9 +202,9 @@ def run(params, check_mode=False, diff=False, known_config=None):
     if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
         raise OCIError("wait=healthy: needs a healthcheck and state=running")
     # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
-    network_leftover = absent and not actions and networks.leftover(root, container_id)
+    network_leftover = absent and not actions and network_gate.has_attachment(root, container_id)
     # A running container kept as it is whose network drifted (CNI CHECK) is re-attached in place.
-    network_repair = networks.repair_needed(root, container_id, params, current, actions)
+    network_repair = network_gate.repair_needed(root, container_id, params, current, actions)
     result = dict(changed=bool(actions) or network_leftover or bool(network_repair),
                   actions=[action.describe() for action in actions])
     if network_leftover:
@@ -222,10 +222,12 @@ def run(params, check_mode=False, diff=False, known_config=None):
         result["msg"] = summary(container_id, result["actions"], reconcile.status_after(current, actions), True)
         return result
     apply_with_secrets(root, container_id, bundle, actions, options, params)
-    if network_leftover:
-        networks.release(root, container_id, params.get("cni_path"))
-    if network_repair:
-        networks.repair(root, container_id, current)
+    if network_leftover or network_repair:
+        from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks
+        if network_leftover:
+            networks.release(root, container_id, params.get("cni_path"))
+        if network_repair:
+            networks.repair(root, container_id, current)
     final = observe(root, container_id)[0]
     if job and final is not None:
         try:

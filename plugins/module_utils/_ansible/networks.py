@@ -167,11 +167,6 @@ class ContainerNetwork:
         attachment.release(self.params["state_root"], self.params["id"], self.params.get("cni_path"))
 
 
-def leftover(root, container_id):
-    """True when a crash left the container's network behind (its namespace or cache)."""
-    return attachment.has_attachment(root, container_id)
-
-
 def release(root, container_id, cni_path=None):
     return attachment.release(root, container_id, cni_path)
 

@@ -26,13 +26,11 @@ import os
 import sys
 
 from ansible_collections.daemonless.oci.plugins.module_utils._network import cni, conflist, etcfiles, netns, ports
+from ansible_collections.daemonless.oci.plugins.module_utils._network.hostname import HOSTNAME_RE, choose_hostname, with_hostname
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 ANNOTATION = "org.daemonless.oci.network."
-# The hostname spec.default_config() writes: a bundle with it did not choose one, so the container id wins.
-PLACEHOLDER_HOSTNAME = "ocirt"
-MAX_HOSTNAME = 64  # the kernel's HOST_NAME_MAX
 DNS_POD_NAMESPACE = "oci"
 # Plugins that do nothing for a container that gives them no value of their capability (portmap's ADD
 # returns at once without portMappings, and its DEL then has no chain to remove): left out of that
@@ -76,19 +74,6 @@ def _strings(value, option):
                                               for v in value):
         raise OCIError("%s: must be a list of words (no spaces), not %r" % (option, value))
     return list(value)
-
-
-def choose_hostname(config, params):
-    """The container's hostname: the task's `hostname`, else the bundle's when it chose one (anything but
-    the default config's placeholder), else the container id (its first 64 bytes), as podman does."""
-    wanted = params.get("hostname")
-    if wanted is None:
-        wanted = config.get("hostname")
-        if not wanted or wanted == PLACEHOLDER_HOSTNAME:
-            wanted = params["id"][:MAX_HOSTNAME]
-    if not etcfiles.HOSTNAME_RE.match(wanted) or len(wanted.encode("utf-8")) > MAX_HOSTNAME:
-        raise OCIError("hostname: %r is not a host name (at most %d of A-Za-z0-9_.+-)" % (wanted, MAX_HOSTNAME))
-    return wanted
 
 
 def request_from(config, params):
@@ -141,7 +126,7 @@ def request_from(config, params):
     if not isinstance(etc_hosts, dict):
         raise OCIError("etc_hosts: must be a dict of host name: address")
     for name, address in etc_hosts.items():
-        if not isinstance(name, str) or not etcfiles.HOSTNAME_RE.match(name):
+        if not isinstance(name, str) or not HOSTNAME_RE.match(name):
             raise OCIError("etc_hosts: %r is not a host name" % (name,))
         try:
             ipaddress.ip_address(str(address))
@@ -172,11 +157,9 @@ def hook_command(root, container_id):
 
 def with_network(config, request, root, container_id):
     """CONFIG with what REQUEST adds: the hostname, the namespace, the files, the hook, the annotations."""
-    config = dict(config)
+    config = with_hostname(config, request.hostname)
     linux = dict(config.get("linux") or {})
     namespaces = [dict(ns) for ns in linux.get("namespaces") or []]
-    if any(ns.get("type") == "uts" for ns in namespaces):
-        config["hostname"] = request.hostname  # without a UTS namespace of its own there is no name to set
     if request.mode == "none":
         return config
     namespaces = [ns for ns in namespaces if ns.get("type") != "network"]

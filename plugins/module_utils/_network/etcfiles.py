@@ -10,10 +10,8 @@ loopback name servers where the container has a network of its own (the
 host's 127.0.0.53 is not the container's).
 """
 import ipaddress
-import re
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
-HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.+-]{0,252})$")
 
 
 def read_host_resolv(path=HOST_RESOLV_CONF):
