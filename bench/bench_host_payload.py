@@ -105,7 +105,7 @@ def _measure_one(path):
 
 
 def _importtime(path):
-    """{our module (short name): cumulative import ms} of one run under -X importtime."""
+    """{module (ours by short name): (self, cumulative) import ms} of one run under -X importtime."""
     done = subprocess.run([PYTHON, "-X", "importtime", path], cwd=os.path.dirname(path), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False, timeout=120)
     found = {}
@@ -113,13 +113,15 @@ def _importtime(path):
         if not line.startswith("import time:") or "|" not in line:
             continue
         _self, cumulative, name = [part.strip() for part in line[len("import time:"):].split("|")]
-        if name.startswith(PREFIX) and cumulative.isdigit():
-            found[name[len(PREFIX):]] = int(cumulative) / 1000.0
+        if cumulative.isdigit():
+            short = name[len(PREFIX):] if name.startswith(PREFIX) else name
+            found[short] = (int(_self) / 1000.0, int(cumulative) / 1000.0)
     return found
 
 
 def measure(rounds, collections):
-    results = {"load_before": bl.uptime_text(), "cache": "hidden" if os.environ.get(HIDDEN) else "used"}
+    results = {"load_before": bl.uptime_text(), "collections": collections,
+               "cache": "hidden" if os.environ.get(HIDDEN) else "not hidden"}
     with bl.Workspace("host-payload") as ws:
         for folder in ("tmp", "remote", "home"):
             os.makedirs(os.path.join(ws.path, "ansible", folder))
@@ -148,24 +150,29 @@ def measure(rounds, collections):
         results["above_ping_ms"] = dict(
             (name, bl.median([a - b for a, b in zip(samples[name], samples["ping"])])) for name in MODULES[1:])
         results["samples"] = samples
-        results["importtime_ms"] = dict((name, _importtime(payloads[name])) for name in MODULES[1:])
+        results["importtime_ms"] = dict((name, _importtime(payloads[name])) for name in MODULES)
     results["load_after"] = bl.uptime_text()
     return results
 
 
 def text(results, importtime):
-    lines = ["host CPU of unchanged payloads, cache %s; load before: %s; after: %s"
-             % (results["cache"], results["load_before"], results["load_after"]),
+    lines = ["host CPU of unchanged payloads, %s, cache %s; load before: %s; after: %s"
+             % (results["collections"], results["cache"], results["load_before"], results["load_after"]),
              "payload               CPU median   above ping's (paired median)"]
     for name in MODULES:
         above = results["above_ping_ms"].get(name)
         lines.append("%-20s  %7.1f ms   %s" % (name, results["cpu_ms"][name],
                                               "" if above is None else "%+.1f ms" % above))
     if importtime:
-        for name, found in results["importtime_ms"].items():
-            top = sorted(found.items(), key=lambda item: -item[1])[:12]
-            lines.append("%s: our imports, cumulative (one run): %s" % (
-                name, ", ".join("%s %.1f" % item for item in top)))
+        ping = results["importtime_ms"]["ping"]
+        for name in MODULES[1:]:
+            found = results["importtime_ms"][name]
+            extra = dict((module, times) for module, times in found.items() if module not in ping)
+            lines.append("%s: imports ping's payload does not make: %d, %.1f ms of their own (one run)" % (
+                name, len(extra), sum(own for own, _cumulative in extra.values())))
+            top = sorted(extra.items(), key=lambda item: -item[1][0])[:14]
+            lines.append("  most costly by their own time: " + ", ".join(
+                "%s %.1f" % (module, times[0]) for module, times in top))
     return "\n".join(lines)
 
 
