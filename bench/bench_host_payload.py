@@ -140,7 +140,7 @@ def measure(rounds, collections):
         _run_playbook(ws, playbook, collections, keep=True)
         payloads = _payloads(ws)
         samples = dict((name, []) for name in MODULES)
-        for _ in range(2):  # warm-up, dropped: page cache, the modules' cache of compiled code
+        for _warmup in range(2):  # warm-up, dropped: page cache, the modules' cache of compiled code
             for name in MODULES:
                 _measure_one(payloads[name])
         for round_number in range(rounds):
@@ -161,8 +161,8 @@ def text(results, importtime):
              "payload               CPU median   above ping's (paired median)"]
     for name in MODULES:
         above = results["above_ping_ms"].get(name)
-        lines.append("%-20s  %7.1f ms   %s" % (name, results["cpu_ms"][name],
-                                              "" if above is None else "%+.1f ms" % above))
+        shown = "" if above is None else "%+.1f ms" % above
+        lines.append("%-20s  %7.1f ms   %s" % (name, results["cpu_ms"][name], shown))
     if importtime:
         ping = results["importtime_ms"]["ping"]
         for name in MODULES[1:]:

@@ -1,4 +1,4 @@
-"""oci_container_state imports the network code only when a task or a container has a network (_ansible/network_gate.py).
+"""oci_container_state imports the network code only when a task or a container has a network (container_state.py).
 
 Each case runs container_state.run in a fresh interpreter on a real
 container and reports which of the network modules that run imported: none
@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from helpers import COLLECTIONS, SERVICE, container_state_params, new_id
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, network_gate, networks
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state, networks
 from ansible_collections.daemonless.oci.plugins.module_utils._network import cni
 from ansible_collections.daemonless.oci.plugins.module_utils._network.hostname import PLACEHOLDER_HOSTNAME
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -69,7 +69,7 @@ def test_network_options_import_it_and_a_recorded_attachment_is_released_by_a_ta
     made, loaded = run_fresh(with_net)
     assert made["changed"] and "_ansible.networks" in loaded and "_network.attachment" in loaded
     directory = cni.container_dir(os.path.abspath(state_root), cid)
-    assert network_gate.has_attachment(state_root, cid) and os.path.isdir(directory)
+    assert container_state.has_attachment(state_root, cid) and os.path.isdir(directory)
     # The same container without the options: made again, its attachment released, through the network code.
     plain = container_state_params(state_root, cid, bundle=bundle, state="running")
     remade, loaded = run_fresh(plain)
@@ -107,14 +107,14 @@ CONFIGS = [
 @pytest.mark.parametrize("hostname", [None, "given"])
 def test_the_gate_gives_the_config_the_network_code_gives_without_a_network(config, hostname):
     params = container_state_params("/run/ocirt-gate-unused", "ctr-1", hostname=hostname)
-    assert not network_gate.asks_network(params)
-    assert network_gate.container_config(config, params) == networks.container_config(config, params)
+    assert not container_state.asks_network(params)
+    assert container_state.network_config(config, params) == networks.container_config(config, params)
     assert "hostname" not in config or config["hostname"] in (PLACEHOLDER_HOSTNAME, "chosen", "kept")  # not edited
 
 
 @pytest.mark.parametrize("overrides", [dict(network=["none"]), dict(network=None), dict(publish=[]), dict(etc_hosts={})])
 def test_what_asks_for_no_network(overrides):
-    assert not network_gate.asks_network(container_state_params("/run/x", "c", **overrides))
+    assert not container_state.asks_network(container_state_params("/run/x", "c", **overrides))
 
 
 @pytest.mark.parametrize("overrides", [dict(network=["host"]), dict(network=["net1"]), dict(network=[]),
@@ -122,14 +122,14 @@ def test_what_asks_for_no_network(overrides):
                                        dict(dns_search=["x"]), dict(etc_hosts={"a": "192.0.2.1"})])
 def test_what_asks_for_the_network_code_so_that_its_checks_still_apply(overrides):
     params = container_state_params("/run/x", "c", **overrides)
-    assert network_gate.asks_network(params)
+    assert container_state.asks_network(params)
 
 
 def test_a_bad_hostname_is_refused_naming_the_option_without_the_network_code():
     params = container_state_params("/run/x", "c", hostname="not a name")
     with pytest.raises(OCIError, match="^hostname: "):
-        network_gate.container_config({"linux": {"namespaces": [{"type": "uts"}]}}, params)
+        container_state.network_config({"linux": {"namespaces": [{"type": "uts"}]}}, params)
 
 
 def test_the_gates_network_area_is_cnis():
-    assert network_gate.NETWORK_AREA == cni.NETWORK_AREA
+    assert container_state.NETWORK_AREA == cni.NETWORK_AREA

@@ -124,10 +124,17 @@ class Cache(object):
         pending, self.pending = self.pending, {}
         if not pending or not trusted(self.directory):
             return
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        except OSError:
-            return
+        # Each missing component made 0700 (makedirs gives the parents the umask's modes, which may let
+        # others write them, and the cache would then never be trusted).
+        path = "/"
+        for part in [p for p in self.directory.split("/") if p]:
+            path = os.path.join(path, part)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+            except OSError:
+                return
         if not trusted(self.directory, missing_ok=False):
             return
         for name, (digest, code) in pending.items():
@@ -198,14 +205,6 @@ def install(directory=CACHE_DIR, archive=None):
         if path == archive or path.startswith(archive + "/"):
             del sys.path_importer_cache[path]
     return cache
-
-
-def uninstall():
-    """Remove the hook (for tests)."""
-    sys.path_hooks[:] = [hook for hook in sys.path_hooks if getattr(hook, "bytecode_cache", None) is None]
-    for path, finder in list(sys.path_importer_cache.items()):
-        if isinstance(finder, CachingZipImporter):
-            del sys.path_importer_cache[path]
 
 
 def persist(cache, allowed):

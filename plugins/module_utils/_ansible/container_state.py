@@ -11,9 +11,10 @@ reconcile's. Nothing here knows AnsibleModule.
 """
 import os
 
-from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, network_gate, reconcile, supervision
+from ansible_collections.daemonless.oci.plugins.module_utils._ansible import labels, reconcile, supervision
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import CGROUP_MANAGERS
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.results import container_result
+from ansible_collections.daemonless.oci.plugins.module_utils._network.hostname import choose_hostname, with_hostname
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
@@ -74,7 +75,7 @@ def desired(bundle_config, params, manager):
         from ansible_collections.daemonless.oci.plugins.module_utils._ansible import secrets
         config = secrets.with_secrets(config, params)
     config = supervision.with_supervision(config, params)
-    config = network_gate.container_config(config, params)
+    config = network_config(config, params)
     return config
 
 
@@ -192,7 +193,7 @@ def run(params, check_mode=False, diff=False, known_config=None):
                                 systemd_cgroup=manager == "systemd", config=desired_config,
                                 supervision=None if absent else supervision.supervision_of(params))
     # Networks: attached before create, released when stopped, before delete (reconcile.apply calls it).
-    options.network = network_gate.container_network(params, bundle_cfg)
+    options.network = container_network(params, bundle_cfg)
     job = params["wait"] == "exited"
     actions = reconcile.plan(current, current_config, desired_config, bundle, params["state"],
                              recreate=params["recreate"], restart=params["restart"], job=job, unknown=unknown)
@@ -202,9 +203,9 @@ def run(params, check_mode=False, diff=False, known_config=None):
     if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
         raise OCIError("wait=healthy: needs a healthcheck and state=running")
     # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
-    network_leftover = absent and not actions and network_gate.has_attachment(root, container_id)
+    network_leftover = absent and not actions and has_attachment(root, container_id)
     # A running container kept as it is whose network drifted (CNI CHECK) is re-attached in place.
-    network_repair = network_gate.repair_needed(root, container_id, params, current, actions)
+    network_repair = network_repair_needed(root, container_id, params, current, actions)
     result = dict(changed=bool(actions) or network_leftover or bool(network_repair),
                   actions=[action.describe() for action in actions])
     if network_leftover:
@@ -249,3 +250,58 @@ def run(params, check_mode=False, diff=False, known_config=None):
     result["msg"] = summary(container_id, result["actions"], final["status"] if final else "absent",
                             exit_code=result.get("exit_code"))
     return result
+
+
+# --------------------------------------------------------------------------
+# The network code only when needed.
+#
+# The network code (networks.py, _network's attachment, conflist, ports,
+# drift ...) was imported by every run, since every container gets its
+# hostname there and a container that had a network must release it when it
+# is deleted or made again. It is imported only for a task with network
+# options (anything but network none and no DNS, hosts or ports options) or a
+# container with an attachment recorded (its directory in the state root's
+# network area: made before its create, removed by its release). Any other
+# container gets only its hostname (the leaf _network/hostname.py), as network
+# none gives it. (Here rather than in a file of its own: ocirt-boot runs this
+# file from the role's copy of the glue.)
+
+# cni.NETWORK_AREA (kept equal by a test): cni.py runs alone as the poststop hook and imports nothing of
+# ours, and importing it here would load what this block exists to spare.
+NETWORK_AREA = "=network"
+# The options that ask the network code for something (request_from refuses them with network none).
+NETWORK_OPTIONS = ("publish", "ip", "dns_servers", "dns_search", "etc_hosts")
+
+
+def asks_network(params):
+    """Whether the task's options ask for a network of any kind."""
+    return params.get("network") not in (None, "none", ["none"]) or any(params.get(o) for o in NETWORK_OPTIONS)
+
+
+def has_attachment(root, container_id):
+    return os.path.isdir(os.path.join(os.path.abspath(root), NETWORK_AREA, container_id))
+
+
+def network_config(config, params):
+    """CONFIG with what the task's network options add (desired's step): the hostname alone without any."""
+    if not asks_network(params):
+        return with_hostname(config, choose_hostname(config, params))
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks
+    return networks.container_config(config, params)
+
+
+def container_network(params, bundle_config):
+    """reconcile.Options.network: networks.ContainerNetwork, or None when neither the task nor the container
+    has a network (nothing to attach, nothing to release)."""
+    if not asks_network(params) and not has_attachment(params["state_root"], params["id"]):
+        return None
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks
+    return networks.ContainerNetwork(params, bundle_config)
+
+
+def network_repair_needed(root, container_id, params, current, actions):
+    """networks.repair_needed, for a container with an attachment ([] otherwise)."""
+    if not has_attachment(root, container_id):
+        return []
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import networks
+    return networks.repair_needed(root, container_id, params, current, actions)

@@ -7,7 +7,7 @@ Applies: hostname (set only where the container has a UTS namespace of its
 own). A leaf (the standard library's re only): every container gets its
 hostname, but the network code (attachment.py, the plugins' driver, the
 ports) is imported only for a task with network options or a container
-with an attachment (_ansible/network_gate.py).
+with an attachment (_ansible/container_state.py decides).
 """
 import re
 
