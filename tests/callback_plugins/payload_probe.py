@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A test callback: records every payload build (call of ansible's recursive finder) and every task result.
 
-tests/runtime/test_payload_cache.py enables it. It is loaded by ansible-playbook's
+tests/runtime/test_payload_cache_playbooks.py enables it. It is loaded by ansible-playbook's
 main process before the workers fork, so the finder it wraps is the one every
 worker runs: a build is counted where it happens, not inferred from a time.
 """

@@ -7,7 +7,7 @@ hostile and stale stores: truncated, corrupt, foreign and symlinked entries,
 a store that is another user's or writable by others, an unwritable store,
 sources changed in content, in mtime alone, by a new file beside them. Each
 must be ignored (never an error, never a wrong payload) and, where the store
-is usable, replaced by the next build. tests/runtime/test_payload_cache.py
+is usable, replaced by the next build. tests/runtime/test_payload_cache_playbooks.py
 proves the same through real playbook runs.
 """
 import ast
