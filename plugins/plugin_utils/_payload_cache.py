@@ -37,6 +37,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -281,7 +282,7 @@ class Slot:
         zip_data = bytes(cached.zip_data)
         started = time.time_ns()
         files, absent, dirs = {}, [], {}
-        with zipfile.ZipFile(_bytes_io(base64.b64decode(zip_data))) as archive:
+        with zipfile.ZipFile(io.BytesIO(base64.b64decode(zip_data))) as archive:
             for member in archive.infolist():
                 content = archive.read(member)
                 path = self._source_of(member.filename, content)
@@ -341,11 +342,6 @@ class Slot:
             raise Skip("cannot write to the store %s: %s" % (self.store_dir, error.strerror))
         finally:
             os.close(fd)
-
-
-def _bytes_io(data):
-    import io  # pylint: disable=import-outside-toplevel
-    return io.BytesIO(data)
 
 
 def _unlink_quietly(path, dir_fd=None):
