@@ -19,9 +19,13 @@ description:
   - When an item gives any of M(daemonless.oci.oci_bundle)'s options, the task makes its bundle
     match them first (once per bundle directory; items naming one bundle directory must declare it
     alike). An item with only C(bundle) uses that bundle as it is, so a C(config.json) written by other
-    means is never rewritten. Bundles are never removed, not even with O(exclusive).
+    means is never rewritten. Bundles are removed only by an item's C(remove_bundle), never by O(exclusive).
   - Every item is validated before anything is done; an invalid item (an unknown option, a wrong type,
     a duplicate id) fails the task and nothing changes. Errors name the item, as C(containers[3]).
+  - An item with C(state=absent) and C(remove_bundle=true) also removes its C(bundle) directory after
+    the container, as M(daemonless.oci.oci_bundle) with C(state=absent) does, but without its C(force):
+    a bundle another container still uses is refused, naming that container. C(remove_bundle) needs
+    C(state=absent) and C(bundle).
   - An item that fails while converging (a bundle that cannot be made, a container that cannot be
     created) does not stop the others. The task fails at the end, after converging every other item,
     with a RV(msg) listing the failed ids; each item's result says why. Use C(failed_when) to accept

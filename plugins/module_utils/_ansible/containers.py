@@ -54,6 +54,7 @@ def item_argument_spec():
         if name in spec and spec[name] != option:
             raise ValueError("option %s differs between oci_bundle and oci_container_state" % name)
         spec[name] = option
+    spec.update(REMOVE_BUNDLE_ARGSPEC)
     return spec
 
 
@@ -87,6 +88,7 @@ def validate(items):
         valid.append(params)
     if not errors:
         errors.extend(_bundle_clashes(valid))
+        errors.extend(_remove_bundle_errors(valid))
     return valid, errors
 
 
@@ -269,11 +271,52 @@ def run(params, check_mode=False, diff=False):
     outcomes = parallel_map(lambda job: _converge_container(job, check_mode, diff), jobs, workers)
     for slot, outcome in zip(slots, outcomes):
         results[slot] = outcome
+    bundles = bundles + _remove_bundles(items, results, state_root, check_mode, diff, workers)
     removed = outcomes[len(slots):]
     for outcome, container_id in zip(removed, removed_ids):
         outcome["id"] = container_id
 
     return _result(bundles, results, removed, diff)
+
+
+# -- remove_bundle: an item's bundle removed with its container (the role's removal in one task) ----------
+
+# Not an option of either module: oci_container_state never touches a bundle, and oci_bundle's own removal
+# (state=absent) is its `state`, which an item's `state` (the container's) already names.
+REMOVE_BUNDLE_ARGSPEC = dict(remove_bundle=dict(type="bool", default=False))
+
+
+def _remove_bundle_errors(items):
+    errors = []
+    for index, item in enumerate(items):
+        if item["remove_bundle"] and (item["state"] != "absent" or not item["bundle"]):
+            errors.append("containers[%d] (id %s): remove_bundle: needs state=absent and bundle (the directory "
+                          "to remove after the container)" % (index, item["id"]))
+    return errors
+
+
+def _remove_bundles(items, results, state_root, check_mode, diff, workers):
+    """After the containers: the bundles of items with remove_bundle, once each, as oci_bundle state=absent.
+
+    Without force: a bundle that another container still uses is refused (that container is named), not
+    deleted with it. An item whose container could not be removed keeps its bundle; an item whose bundle
+    removal fails is failed with that message.
+    """
+    jobs, owners = [], {}
+    for index, item in enumerate(items):
+        if not item["remove_bundle"] or results[index]["failed"]:
+            continue
+        path = os.path.abspath(item["bundle"])
+        if path not in owners:
+            owners[path] = []
+            jobs.append(dict(path=path, state="absent", force=False, state_root=state_root))
+        owners[path].append(index)
+    outcomes = parallel_map(lambda job: _converge_bundle(job, check_mode, diff), jobs, workers)
+    for job, outcome in zip(jobs, outcomes):
+        for index in owners[job["path"]]:
+            if outcome["failed"]:
+                results[index].update(failed=True, msg="container %s: %s" % (items[index]["id"], outcome["msg"]))
+    return outcomes
 
 
 def _result(bundles, results, removed, diff):
