@@ -311,12 +311,27 @@ def _remove_bundles(items, results, state_root, check_mode, diff, workers):
             owners[path] = []
             jobs.append(dict(path=path, state="absent", force=False, state_root=state_root))
         owners[path].append(index)
-    outcomes = parallel_map(lambda job: _converge_bundle(job, check_mode, diff), jobs, workers)
+    leaving = dict((job["path"], set(items[index]["id"] for index in owners[job["path"]])) for job in jobs)
+    outcomes = parallel_map(lambda job: _remove_bundle(job, leaving[job["path"]], check_mode, diff), jobs, workers)
     for job, outcome in zip(jobs, outcomes):
         for index in owners[job["path"]]:
             if outcome["failed"]:
                 results[index].update(failed=True, msg="container %s: %s" % (items[index]["id"], outcome["msg"]))
     return outcomes
+
+
+def _remove_bundle(job, leaving, check_mode, diff):
+    """oci_bundle state=absent of JOB; in check mode the containers LEAVING (this task's removals, not done
+    in check mode) do not count as the bundle's users, as they will not when it runs."""
+    if not check_mode:
+        return _converge_bundle(job, check_mode, diff)
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle.bundle import users_of
+    others = [cid for cid in users_of(job["path"], job["state_root"]) if cid not in leaving]
+    result = _converge_bundle(dict(job, force=not others), check_mode, diff)
+    result["actions"] = [action for action in result["actions"]
+                         if action not in set("delete container %s" % cid for cid in leaving)]
+    result["changed"] = bool(result["actions"])
+    return result
 
 
 def _result(bundles, results, removed, diff):
