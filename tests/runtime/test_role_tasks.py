@@ -80,10 +80,10 @@ def test_an_unchanged_container_takes_one_module_task_and_its_removal_one(role_r
     assert Ocirt(state_root).state(role_run.name)["pid"] == state["pid"]
     with open(log_path) as handle:
         assert "hello from %s" % role_run.name in handle.read()
-    # container_result is the container's result, as oci_container_state's was.
-    result = [res for name, _action, res in ran(again) if name == "Keep the container's result"][0]
-    kept = result["ansible_facts"]["container_result"]
+    # The task's result (container_result) is the container's, as oci_container_state's was.
+    kept = [res for name, _action, res in ran(again) if name == "Bring the container to the wanted state"][0]
     assert kept["id"] == role_run.name and kept["container"]["pid"] == state["pid"] and kept["actions"] == []
+    assert kept["changed"] is False and kept["msg"] == "container %s: nothing to do; running" % role_run.name, kept
 
     gone = role_run(container_state="absent")
     assert gone.status == "successful", describe(gone)
@@ -102,7 +102,7 @@ def test_a_failing_deploy_fails_the_role_with_the_containers_message_and_leaves_
     assert failed.status == "failed", describe(failed)
     failures = [((event.get("event_data") or {}).get("task"), event["event_data"]["res"]) for event in failed.events
                 if event.get("event") == "runner_on_failed"]
-    assert [name for name, _res in failures] == ["Fail with the container's message"], failures
+    assert [name for name, _res in failures] == ["Bring the container to the wanted state"], failures
     message = failures[0][1]["msg"]
     assert message.startswith("container %s: bundle " % role_run.name) and missing in message, message
     assert "Traceback" not in json.dumps(failures)

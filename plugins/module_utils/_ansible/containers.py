@@ -226,6 +226,8 @@ def run(params, check_mode=False, diff=False):
     workers = params["parallel"]
     if workers < 1:
         raise OCIError("parallel: must be 1 or more, not %d" % workers)
+    if params.get("single") and len(params["containers"]) != 1:
+        raise OCIError("single: needs exactly one item in containers, not %d" % len(params["containers"]))
     items, errors = validate(params["containers"])
     if errors:
         raise OCIError("invalid containers, nothing done: " + "; ".join(errors))
@@ -276,7 +278,8 @@ def run(params, check_mode=False, diff=False):
     for outcome, container_id in zip(removed, removed_ids):
         outcome["id"] = container_id
 
-    return _result(bundles, results, removed, diff)
+    result = _result(bundles, results, removed, diff)
+    return single_result(result) if params.get("single") else result
 
 
 # -- remove_bundle: an item's bundle removed with its container (the role's removal in one task) ----------
@@ -332,6 +335,24 @@ def _remove_bundle(job, leaving, check_mode, diff):
                          if action not in set("delete container %s" % cid for cid in leaving)]
     result["changed"] = bool(result["actions"])
     return result
+
+
+# -- single: one container's task, its result shaped as oci_container_state's (the role's deploy and removal) --
+
+SINGLE_ARGSPEC = dict(single=dict(type="bool", default=False))
+
+
+def single_result(result):
+    """RESULT of a one-item task with that container's result at the top level (id, actions, container, msg,
+    exit_code, ...), as oci_container_state returns it, beside bundles/containers/removed; changed is the
+    task's (the bundle's too); a failure's msg is the container's own."""
+    item = result["containers"][0]
+    flat = dict((key, value) for key, value in item.items() if key != "failed")
+    flat.update((key, result[key]) for key in ("changed", "bundles", "containers", "removed", "diff") if key in result)
+    if result.get("failed"):
+        flat["failed"] = True
+        flat["msg"] = item["msg"] if item["failed"] else result["msg"]
+    return flat
 
 
 def _result(bundles, results, removed, diff):

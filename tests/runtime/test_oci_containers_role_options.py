@@ -1,7 +1,11 @@
-"""oci_containers' remove_bundle (what the role's removal runs as its one module task) on real containers:
-the container goes, then its bundle directory, as oci_bundle state=absent removes it; a bundle another
-container still uses is refused, naming it, and both stay; check mode says so and removes nothing; bad
-input fails before anything is done.
+"""oci_containers' options for the role daemonless.oci.container (its deploy and its removal are one task
+each), on real containers.
+
+remove_bundle: the container goes, then its bundle directory, as oci_bundle state=absent removes it; a
+bundle another container still uses is refused, naming it, and both stay; check mode says so and removes
+nothing; bad input fails before anything is done.
+single: the one container's result at the top level, as oci_container_state returns it (what the role
+registers as container_result), a failure's msg the container's own.
 """
 import os
 
@@ -83,3 +87,34 @@ def test_remove_bundle_without_state_absent_and_a_bundle_fails_before_anything(
     assert str(error.value).startswith("invalid containers, nothing done: containers[0] (id a)")
     assert "remove_bundle" in str(error.value)
     assert state_entries(state_root) == [] and os.path.isfile(os.path.join(innocent, "config.json"))
+
+
+def test_single_returns_the_containers_result_as_oci_container_state_does(fleet, rootfs, scratch, state_root):  # noqa: F811
+    bundle = os.path.join(scratch, "declared")
+    cid = new_id("sg")
+    item = dict(id=cid, bundle=bundle, rootfs_from=rootfs, args=["sh", "-c", "echo done; exit 3"], wait="exited",
+                timeout=60)
+    job = fleet([item], single=True)
+    assert job["changed"] and "failed" not in job, job
+    assert job["id"] == cid and job["actions"] == ["create", "start"] and job["exit_code"] == 3
+    assert job["container"]["status"] == "stopped" and "done" in " ".join(job["logs_lines"])
+    assert job["msg"] == "container %s: create, start; job exited with code 3" % cid, job
+    assert [c["id"] for c in job["containers"]] == [cid] and job["bundles"][0]["path"] == bundle
+
+    # The bundle's change alone changes the task (the container, a finished job, is recreated with it).
+    changed = fleet([dict(item, env={"A": "1"})], single=True)
+    assert changed["changed"] and changed["bundles"][0]["changed"], changed
+
+    failed = fleet([dict(id=new_id("sg"), bundle=os.path.join(scratch, "other"),
+                         rootfs_from=os.path.join(scratch, "missing"))], single=True)
+    assert failed["failed"] and failed["msg"].startswith("container %s: bundle " % failed["id"]), failed
+    assert "missing" in failed["msg"] and failed["container"] is None
+
+
+def test_single_needs_exactly_one_item(fleet, make_bundle, state_root):
+    bundle = make_bundle(SERVICE)
+    for items in ([], [dict(id=new_id("sg"), bundle=bundle), dict(id=new_id("sg"), bundle=bundle)]):
+        with pytest.raises(OCIError) as error:
+            fleet(items, single=True)
+        assert str(error.value) == "single: needs exactly one item in containers, not %d" % len(items)
+    assert state_entries(state_root) == []
