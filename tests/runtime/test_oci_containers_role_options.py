@@ -46,7 +46,7 @@ def test_remove_bundle_removes_the_container_then_its_bundle_and_check_mode_remo
 
 
 def test_a_bundle_another_container_uses_is_refused_naming_it_and_both_stay(
-        fleet, make_bundle, state_root):
+        fleet, make_bundle, state_root):  # noqa: F811
     bundle = make_bundle(SERVICE)
     leaving, staying = new_id("rb"), new_id("rb")
     fleet([dict(id=leaving, bundle=bundle), dict(id=staying, bundle=bundle)])
@@ -60,7 +60,7 @@ def test_a_bundle_another_container_uses_is_refused_naming_it_and_both_stay(
     assert state_entries(state_root) == [staying]
 
 
-def test_a_bundle_path_that_is_not_a_directory_is_left_and_reported(fleet, make_bundle, scratch, state_root):
+def test_a_bundle_path_that_is_not_a_directory_is_left_and_reported(fleet, make_bundle, scratch, state_root):  # noqa: F811
     target = make_bundle(SERVICE)
     link = os.path.join(scratch, "link")
     os.symlink(target, link)
@@ -80,7 +80,7 @@ def test_a_bundle_path_that_is_not_a_directory_is_left_and_reported(fleet, make_
     dict(id="a", bundle="/x", state="absent", remove_bundle="sometimes"),
 ])
 def test_remove_bundle_without_state_absent_and_a_bundle_fails_before_anything(
-        fleet, make_bundle, scratch, state_root, item):
+        fleet, make_bundle, scratch, state_root, item):  # noqa: F811
     innocent = make_bundle(SERVICE)
     with pytest.raises(OCIError) as error:
         fleet([item, dict(id=new_id("rb"), bundle=innocent)])
@@ -111,7 +111,7 @@ def test_single_returns_the_containers_result_as_oci_container_state_does(fleet,
     assert "missing" in failed["msg"] and failed["container"] is None
 
 
-def test_single_needs_exactly_one_item(fleet, make_bundle, state_root):
+def test_single_needs_exactly_one_item(fleet, make_bundle, state_root):  # noqa: F811
     bundle = make_bundle(SERVICE)
     for items in ([], [dict(id=new_id("sg"), bundle=bundle), dict(id=new_id("sg"), bundle=bundle)]):
         with pytest.raises(OCIError) as error:
