@@ -59,7 +59,7 @@ options:
       - The task names exactly one container (O(containers) must have one item), and returns that
         container's result at the top level as M(daemonless.oci.oci_container_state) returns it (RV(id),
         RV(actions), RV(container), RV(msg), and a job's C(exit_code), C(oom_killed), C(logs_lines)), beside
-        RV(bundles), RV(containers) and RV(removed); RV(changed) is the task's (its bundle's change too),
+        RV(bundles), RV(containers) and RV(removed); C(changed) is the task's (its bundle's change too),
         and when it fails RV(msg) is the container's own message. The role daemonless.oci.container
         deploys and removes its container with it.
     type: bool
