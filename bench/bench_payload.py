@@ -4,6 +4,7 @@
 """Benchmark: what the controller pays to build each module's AnsiballZ payload, and what it ships.
 
     .venv/bin/python bench/bench_payload.py [--rounds N] [--module NAME ...] [--json FILE] [--collections DIR]
+                                            [--warm]
 
 Every task pays one payload build per playbook run (the cache lives in the
 run's own temporary directory): ansible's `module_common.modify_module`, whose
@@ -13,8 +14,14 @@ ansible and the collection (as ansible-playbook's workers are) builds the
 payload into a fresh cache directory; its CPU time (user + sys) is measured
 by the child itself. Reported per module: the number of this collection's
 module_utils files in the payload and their bytes, the zip's size, and the
-median CPU of a build. `ping` is the floor. Needs no root and changes nothing
-outside a temporary directory. --collections measures another tree (for a
+median CPU of a build. `ping` is the floor. The "warm" column is a task's
+controller CPU with the collection's persistent payload cache
+(plugins/plugin_utils/_payload_cache.py) holding an unchanged build, as on a
+playbook's second run: the action plugin's plant (a stat of every file in
+the payload, the entry read and checked) plus modify_module loading what was
+planted (ping has no such cache: its row is its build). Both columns use the
+configured compression (ZIP_DEFLATED, as a task). Needs no root and changes
+nothing outside a temporary directory. --collections measures another tree (for a
 before/after: `git archive REV | tar -x -C DIR/tree` and a symlink
 DIR/coll/ansible_collections/daemonless/oci -> DIR/tree).
 """
@@ -54,18 +61,30 @@ def _resolve(name):
     return context.plugin_resolved_path
 
 
-def _build(name, path, cache_dir):
-    """Build NAME's payload into CACHE_DIR as a task does; return (CPU seconds, zip bytes)."""
+def _build(name, path, cache_dir, store=None):
+    """Build NAME's payload into CACHE_DIR as a task does (through the payload cache in STORE, if given);
+    return (CPU seconds, zip bytes)."""
     # pylint: disable=import-outside-toplevel
     from ansible import constants as C
     from ansible.executor import module_common
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
     C.DEFAULT_LOCAL_TMP = cache_dir
+    task_vars = {"ansible_python_interpreter": sys.executable}
+    compression = C.config.get_config_value("DEFAULT_MODULE_COMPRESSION")
     before = resource.getrusage(resource.RUSAGE_SELF)
+    slot = None
+    if store is not None:
+        from ansible_collections.daemonless.oci.plugins.plugin_utils import _payload_cache
+        os.environ[_payload_cache.ENV_DIR] = store
+        slot = _payload_cache.slot_for(path, compression, task_vars)
+        if slot is not None:
+            slot.plant()
     module_common.modify_module(module_name=name, module_path=path, module_args={},
-                                templar=Templar(loader=DataLoader()),
-                                task_vars={"ansible_python_interpreter": sys.executable})
+                                templar=Templar(loader=DataLoader()), task_vars=task_vars,
+                                module_compression=compression)
+    if slot is not None:
+        slot.save()
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     cached = [os.path.join(top, f) for top, _dirs, files in os.walk(cache_dir) for f in files
@@ -75,7 +94,7 @@ def _build(name, path, cache_dir):
     return cpu, base64.b64decode(module_common._CachedModule.load(cached[0]).zip_data)  # pylint: disable=protected-access
 
 
-def _in_child(name, path):
+def _in_child(name, path, store=None):
     """One build in a forked child (a fresh worker each time): {"cpu": s, "zip": base64 of the payload}."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -84,7 +103,7 @@ def _in_child(name, path):
         cache_dir = tempfile.mkdtemp(prefix="bench-payload-")
         try:
             os.close(read_end)
-            cpu, data = _build(name, path, cache_dir)
+            cpu, data = _build(name, path, cache_dir, store)
             payload = json.dumps({"cpu": cpu, "zip": base64.b64encode(data).decode()}).encode()
         except BaseException as error:  # pylint: disable=broad-except
             payload = json.dumps({"error": "%s: %s" % (type(error).__name__, error)}).encode()
@@ -110,36 +129,60 @@ def contents(data):
                     if info.filename.startswith(OURS) and info.filename.endswith(".py"))
 
 
-def measure(modules=MODULES, rounds=5, collections=COLLECTIONS):
-    """{module: {"files": [...], "bytes": n, "zip_bytes": n, "cpu_ms": [per round], "cpu_ms_median": m}}."""
+def measure(modules=MODULES, rounds=5, collections=COLLECTIONS, warm=False):
+    """{module: {"files": [...], "bytes": n, "zip_bytes": n, "cpu_ms": [per round], "cpu_ms_median": m,
+    and with WARM "warm_cpu_ms": [...], "warm_cpu_ms_median": m}}."""
     _setup(collections)
     paths = dict((name, _resolve(name)) for name in modules)
-    results = dict((name, {"cpu_ms": []}) for name in modules)
-    for round_number in range(rounds):
-        for name in bl.order(modules, round_number):
-            cpu, data = _in_child(name, paths[name])
-            results[name]["cpu_ms"].append(round(cpu * 1000.0, 1))
-            files = contents(data)
-            results[name].update(files=sorted(f[len(OURS):] for f in files), bytes=sum(files.values()),
-                                 zip_bytes=len(data))
+    results = dict((name, {"cpu_ms": [], "warm_cpu_ms": []}) for name in modules)
+    store = tempfile.mkdtemp(prefix="bench-payload-store-") if warm else None
+    try:
+        if warm:
+            for name in modules:  # the first run of a playbook: builds kept in the store
+                _in_child(name, paths[name], store)
+        for round_number in range(rounds):
+            for name in bl.order(modules, round_number):
+                cpu, data = _in_child(name, paths[name])
+                results[name]["cpu_ms"].append(round(cpu * 1000.0, 1))
+                files = contents(data)
+                results[name].update(files=sorted(f[len(OURS):] for f in files), bytes=sum(files.values()),
+                                     zip_bytes=len(data))
+                if warm:
+                    cpu, warm_data = _in_child(name, paths[name], store)
+                    if contents(warm_data) != files:
+                        raise bl.BenchError("%s: the cached payload's files differ from a build's" % name)
+                    results[name]["warm_cpu_ms"].append(round(cpu * 1000.0, 1))
+    finally:
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
     for result in results.values():
         result["cpu_ms_median"] = bl.median(result["cpu_ms"])
+        if warm:
+            result["warm_cpu_ms_median"] = bl.median(result["warm_cpu_ms"])
+        else:
+            del result["warm_cpu_ms"]
     return results
 
 
 def text(results):
     floor = results.get("ansible.builtin.ping", {}).get("cpu_ms_median")
-    rows = [[name, len(r["files"]), "%.0f KiB" % (r["bytes"] / 1024.0), "%.0f KiB" % (r["zip_bytes"] / 1024.0),
-             "%.0f ms" % r["cpu_ms_median"], "%.0f-%.0f ms" % (min(r["cpu_ms"]), max(r["cpu_ms"])),
-             "-" if floor is None else "%+.0f ms" % (r["cpu_ms_median"] - floor)]
-            for name, r in results.items()]
+    warm = all("warm_cpu_ms" in r for r in results.values())
+    rows = []
+    for name, r in results.items():
+        row = [name, len(r["files"]), "%.0f KiB" % (r["bytes"] / 1024.0), "%.0f KiB" % (r["zip_bytes"] / 1024.0),
+               "%.0f ms" % r["cpu_ms_median"], "%.0f-%.0f ms" % (min(r["cpu_ms"]), max(r["cpu_ms"])),
+               "-" if floor is None else "%+.0f ms" % (r["cpu_ms_median"] - floor)]
+        if warm:
+            row += ["%.0f ms" % r["warm_cpu_ms_median"], "%.0f-%.0f ms" % (min(r["warm_cpu_ms"]), max(r["warm_cpu_ms"])),
+                    "-" if floor is None else "%+.0f ms" % (r["warm_cpu_ms_median"] - floor)]
+        rows.append(row)
     return bl.table(rows, ["module", "our files", "their source", "zip", "build CPU (median)", "range",
-                           "above ping"])
+                           "above ping"] + (["warm cache CPU (median)", "range", "above ping's build"] if warm else []))
 
 
 def bench_payload(quick, _prefix=None):
     """run.py's entry point: (result, text)."""
-    results = measure(rounds=3 if quick else 7)
+    results = measure(rounds=3 if quick else 7, warm=True)
     return {"modules": results}, "Controller payload build, per module (%d rounds)\n%s" % (
         len(next(iter(results.values()))["cpu_ms"]), text(results))
 
@@ -150,11 +193,13 @@ def main(argv=None):
     parser.add_argument("--module", nargs="+", default=list(MODULES), metavar="NAME")
     parser.add_argument("--files", action="store_true", help="list each module's files of ours")
     parser.add_argument("--json", metavar="FILE", help="write the results there")
+    parser.add_argument("--warm", action="store_true",
+                        help="also measure each task's CPU with the payload cache warm (run.py's bench does)")
     parser.add_argument("--collections", default=COLLECTIONS, metavar="DIR",
                         help="the collections path to build from (default %(default)s)")
     args = parser.parse_args(argv)
     load_before = bl.load()
-    results = measure(args.module, args.rounds, args.collections)
+    results = measure(args.module, args.rounds, args.collections, args.warm)
     print("%d rounds; load before %s, after %s" % (args.rounds, load_before, bl.load()))
     print(text(results))
     if args.files:
