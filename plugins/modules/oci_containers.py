@@ -19,9 +19,13 @@ description:
   - When an item gives any of M(daemonless.oci.oci_bundle)'s options, the task makes its bundle
     match them first (once per bundle directory; items naming one bundle directory must declare it
     alike). An item with only C(bundle) uses that bundle as it is, so a C(config.json) written by other
-    means is never rewritten. Bundles are never removed, not even with O(exclusive).
+    means is never rewritten. Bundles are removed only by an item's C(remove_bundle), never by O(exclusive).
   - Every item is validated before anything is done; an invalid item (an unknown option, a wrong type,
     a duplicate id) fails the task and nothing changes. Errors name the item, as C(containers[3]).
+  - An item with C(state=absent) and C(remove_bundle=true) also removes its C(bundle) directory after
+    the container, as M(daemonless.oci.oci_bundle) with C(state=absent) does, but without its C(force);
+    a bundle another container still uses is refused, naming that container. C(remove_bundle) needs
+    C(state=absent) and C(bundle).
   - An item that fails while converging (a bundle that cannot be made, a container that cannot be
     created) does not stop the others. The task fails at the end, after converging every other item,
     with a RV(msg) listing the failed ids; each item's result says why. Use C(failed_when) to accept
@@ -48,6 +52,16 @@ options:
       - Also stop and delete every container of O(state_root) that O(containers) does not name, as
         C(docker_compose_v2) and C(podman_play) users expect. They are stopped with SIGTERM and
         SIGKILL after 10 seconds, as M(daemonless.oci.oci_container_state) does by default.
+    type: bool
+    default: false
+  single:
+    description:
+      - The task names exactly one container (O(containers) must have one item), and returns that
+        container's result at the top level as M(daemonless.oci.oci_container_state) returns it (RV(id),
+        RV(actions), RV(container), RV(msg), and a job's C(exit_code), C(oom_killed), C(logs_lines)), beside
+        RV(bundles), RV(containers) and RV(removed); C(changed) is the task's (its bundle's change too),
+        and when it fails RV(msg) is the container's own message. The role daemonless.oci.container
+        deploys and removes its container with it.
     type: bool
     default: false
   parallel:
@@ -167,14 +181,29 @@ bundles:
       description: The sha256 of its C(config.json).
       type: str
       returned: unless failed
+id:
+  description: With O(single=true), the container's id.
+  returned: when O(single=true)
+  type: str
+actions:
+  description: With O(single=true), what was done to the container, as M(daemonless.oci.oci_container_state) says.
+  returned: when O(single=true)
+  type: list
+  elements: str
+  sample: ["create", "start"]
+container:
+  description: With O(single=true), the container as M(daemonless.oci.oci_container_state) returns it.
+  returned: when O(single=true)
+  type: dict
 removed:
   description: With O(exclusive=true), the containers of O(state_root) that O(containers) did not name, as in RV(containers).
   returned: always
   type: list
   elements: dict
 msg:
-  description: Which containers failed.
-  returned: when an item failed
+  description: Which containers failed; with O(single=true) the container's own message, as
+    M(daemonless.oci.oci_container_state) words it (also when nothing failed).
+  returned: when an item failed, and always with O(single=true)
   type: str
   sample: "1 of 3 containers failed: db (each one's msg says why; the others were converged)"
 '''
@@ -197,6 +226,7 @@ def main():
         parallel=dict(type='int', default=containers.DEFAULT_PARALLEL),
     )
     argument_spec.update(STATE_ROOT_ARGSPEC)
+    argument_spec.update(containers.SINGLE_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     bytecode.persist(cache, not module.check_mode)
     require_cffi(module)

@@ -12,7 +12,7 @@ def test_an_item_takes_every_option_of_both_modules_but_the_task_wide_ones():
     spec = containers.item_argument_spec()
     bundle, state = bundle_argument_spec(), container_state_argument_spec()
     expected = (set(bundle) | set(state)) - {"path", "force", "state_root"}
-    assert set(spec) == expected
+    assert set(spec) == expected | set(containers.REMOVE_BUNDLE_ARGSPEC)  # the one option of neither module
     assert spec["state"] == state["state"]  # the container's state, not the bundle's present/absent
     for name in set(bundle) - set(containers.NOT_PER_ITEM):
         assert spec[name] == bundle[name]

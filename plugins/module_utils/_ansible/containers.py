@@ -54,6 +54,7 @@ def item_argument_spec():
         if name in spec and spec[name] != option:
             raise ValueError("option %s differs between oci_bundle and oci_container_state" % name)
         spec[name] = option
+    spec.update(REMOVE_BUNDLE_ARGSPEC)
     return spec
 
 
@@ -87,6 +88,7 @@ def validate(items):
         valid.append(params)
     if not errors:
         errors.extend(_bundle_clashes(valid))
+        errors.extend(_remove_bundle_errors(valid))
     return valid, errors
 
 
@@ -224,6 +226,8 @@ def run(params, check_mode=False, diff=False):
     workers = params["parallel"]
     if workers < 1:
         raise OCIError("parallel: must be 1 or more, not %d" % workers)
+    if params.get("single") and len(params["containers"]) != 1:
+        raise OCIError("single: needs exactly one item in containers, not %d" % len(params["containers"]))
     items, errors = validate(params["containers"])
     if errors:
         raise OCIError("invalid containers, nothing done: " + "; ".join(errors))
@@ -269,11 +273,86 @@ def run(params, check_mode=False, diff=False):
     outcomes = parallel_map(lambda job: _converge_container(job, check_mode, diff), jobs, workers)
     for slot, outcome in zip(slots, outcomes):
         results[slot] = outcome
+    bundles = bundles + _remove_bundles(items, results, state_root, check_mode, diff, workers)
     removed = outcomes[len(slots):]
     for outcome, container_id in zip(removed, removed_ids):
         outcome["id"] = container_id
 
-    return _result(bundles, results, removed, diff)
+    result = _result(bundles, results, removed, diff)
+    return single_result(result) if params.get("single") else result
+
+
+# -- remove_bundle: an item's bundle removed with its container (the role's removal in one task) ----------
+
+# Not an option of either module: oci_container_state never touches a bundle, and oci_bundle's own removal
+# (state=absent) is its `state`, which an item's `state` (the container's) already names.
+REMOVE_BUNDLE_ARGSPEC = dict(remove_bundle=dict(type="bool", default=False))
+
+
+def _remove_bundle_errors(items):
+    errors = []
+    for index, item in enumerate(items):
+        if item["remove_bundle"] and (item["state"] != "absent" or not item["bundle"]):
+            errors.append("containers[%d] (id %s): remove_bundle: needs state=absent and bundle (the directory "
+                          "to remove after the container)" % (index, item["id"]))
+    return errors
+
+
+def _remove_bundles(items, results, state_root, check_mode, diff, workers):
+    """After the containers: the bundles of items with remove_bundle, once each, as oci_bundle state=absent.
+
+    Without force: a bundle that another container still uses is refused (that container is named), not
+    deleted with it. An item whose container could not be removed keeps its bundle; an item whose bundle
+    removal fails is failed with that message.
+    """
+    jobs, owners = [], {}
+    for index, item in enumerate(items):
+        if not item["remove_bundle"] or results[index]["failed"]:
+            continue
+        path = os.path.abspath(item["bundle"])
+        if path not in owners:
+            owners[path] = []
+            jobs.append(dict(path=path, state="absent", force=False, state_root=state_root))
+        owners[path].append(index)
+    leaving = dict((job["path"], set(items[index]["id"] for index in owners[job["path"]])) for job in jobs)
+    outcomes = parallel_map(lambda job: _remove_bundle(job, leaving[job["path"]], check_mode, diff), jobs, workers)
+    for job, outcome in zip(jobs, outcomes):
+        for index in owners[job["path"]]:
+            if outcome["failed"]:
+                results[index].update(failed=True, msg="container %s: %s" % (items[index]["id"], outcome["msg"]))
+    return outcomes
+
+
+def _remove_bundle(job, leaving, check_mode, diff):
+    """oci_bundle state=absent of JOB; in check mode the containers LEAVING (this task's removals, not done
+    in check mode) do not count as the bundle's users, as they will not when it runs."""
+    if not check_mode:
+        return _converge_bundle(job, check_mode, diff)
+    from ansible_collections.daemonless.oci.plugins.module_utils._bundle.bundle import users_of
+    others = [cid for cid in users_of(job["path"], job["state_root"]) if cid not in leaving]
+    result = _converge_bundle(dict(job, force=not others), check_mode, diff)
+    result["actions"] = [action for action in result["actions"]
+                         if action not in set("delete container %s" % cid for cid in leaving)]
+    result["changed"] = bool(result["actions"])
+    return result
+
+
+# -- single: one container's task, its result shaped as oci_container_state's (the role's deploy and removal) --
+
+SINGLE_ARGSPEC = dict(single=dict(type="bool", default=False))
+
+
+def single_result(result):
+    """RESULT of a one-item task with that container's result at the top level (id, actions, container, msg,
+    exit_code, ...), as oci_container_state returns it, beside bundles/containers/removed; changed is the
+    task's (the bundle's too); a failure's msg is the container's own."""
+    item = result["containers"][0]
+    flat = dict((key, value) for key, value in item.items() if key != "failed")
+    flat.update((key, result[key]) for key in ("changed", "bundles", "containers", "removed", "diff") if key in result)
+    if result.get("failed"):
+        flat["failed"] = True
+        flat["msg"] = item["msg"] if item["failed"] else result["msg"]
+    return flat
 
 
 def _result(bundles, results, removed, diff):
