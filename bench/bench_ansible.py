@@ -103,13 +103,15 @@ def _tasks(output):
     """{task name: (seconds, [changed of each item])} from the json callback's output.
 
     The items are a loop's results, or oci_containers' per-container results.
-    A task that was skipped is left out (the role skips most of its tasks).
+    A task that was skipped is left out (the role skips most of its tasks), and so is a meta task.
     """
     data = json.loads(output)
     tasks = {}
     for play in data.get("plays", []):
         for task in play.get("tasks", []):
             duration = task["task"]["duration"]
+            if "end" not in duration:
+                continue  # a meta task (the role's end_role) has no end and no result
             seconds = (_parse_time(duration["end"]) - _parse_time(duration["start"])).total_seconds()
             host = task["hosts"].get("localhost", {})
             if host.get("skipped"):
