@@ -657,3 +657,17 @@ def typing(data):
     def action(master):
         os.write(master, data)
     return action
+
+
+def ansible_env(stdout_callback="ansible.builtin.default"):
+    """The environment of an ansible/ansible-playbook run of this checkout's collection: nothing of the
+    caller's ANSIBLE_* or PYTHONPATH, the venv's collections only, no warnings or colours to parse around."""
+    env = dict((key, value) for key, value in os.environ.items()
+               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
+    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
+               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+               ANSIBLE_NOCOLOR="true")
+    if stdout_callback:
+        env["ANSIBLE_STDOUT_CALLBACK"] = stdout_callback
+    return env

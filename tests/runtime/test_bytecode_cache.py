@@ -27,7 +27,7 @@ import zipfile
 
 import pytest
 
-from helpers import REPO, SERVICE, new_id
+from helpers import REPO, SERVICE, ansible_env, new_id
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import bytecode
 
 TOP = "ansible_collections/daemonless/oci/plugins/module_utils/"
@@ -278,15 +278,6 @@ def test_trusted_checks_each_component(private_dir):
 
 # --------------------------------------------------------------------------
 # real Ansible runs, the default cache directory on an empty tmpfs
-
-def ansible_env():
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="true", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
-    return env
 
 
 LISTING = "=== cache ==="

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from helpers import REPO, SERVICE, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
+from helpers import REPO, SERVICE, ansible_env, cgroup_dirs, container_state_params, new_id, ocirt_cmd, rootfs_of
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bundle as bundle_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -26,16 +26,6 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations
 
 ANSIBLE_BIN = os.path.join(REPO, ".venv", "bin")
 HANG_SECONDS = 300  # stops a hung ansible run; not a timing assertion
-
-
-def ansible_env():
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="true", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
-    return env
 
 
 def run_module(module, args, check=False):

@@ -39,7 +39,7 @@ from ansible_collections.daemonless.oci.plugins.module_utils._bundle import bund
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import tarball as tarball_mod
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.spec import default_config
-from helpers import REPO
+from helpers import REPO, ansible_env
 import busybox_bundle
 
 DEFAULT_MOUNTS = default_config()["mounts"]
@@ -566,21 +566,11 @@ def test_a_failed_unpack_keeps_the_previous_root_filesystem(tmp_path):
     assert bundle_mod.read_stamp(path)["source"] == good
 
 
-def ansible_env():
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="true")
-    return env
-
-
 def run_module(args):
     """The module as an ad-hoc task on localhost: (CompletedProcess, its result as a dict, "failed" added)."""
     result = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-c", "local",
                              "-m", "daemonless.oci.oci_bundle", "-a", json.dumps(args)],
-                            env=ansible_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+                            env=ansible_env(stdout_callback=None), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     # The ad-hoc (minimal) callback prints "localhost | STATUS => {json}".
     text = result.stdout[result.stdout.index("localhost | "):]
     outcome = json.loads(text[text.index("=>") + 2:])

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO, container_state_params, new_id, poll
+from helpers import REPO, ansible_env, container_state_params, new_id, poll
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import logs as module_logs
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -35,21 +35,11 @@ def params(state_root):
     return build
 
 
-def ansible_env():
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="true")
-    return env
-
-
 def run_module(module, args):
     """daemonless.oci.MODULE as an ad-hoc task on localhost: its result as a dict, with "failed"."""
     result = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-c", "local",
                              "-m", "daemonless.oci." + module, "-a", json.dumps(args)],
-                            env=ansible_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            env=ansible_env(stdout_callback=None), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             check=False, timeout=300)
     # The ad-hoc (minimal) callback prints "localhost | STATUS => {json}".
     text = result.stdout[result.stdout.index("localhost | "):]
