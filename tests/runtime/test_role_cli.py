@@ -7,6 +7,7 @@ stats are read from its job events.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -157,3 +158,60 @@ def test_the_role_installs_an_ocirt_that_operators_can_run(role_run, scratch, st
     assert task_events(again, "Install the launcher")
     repaired = launcher(ocirt, "--version")
     assert repaired.returncode == 0 and repaired.stdout.splitlines()[0] == "ocirt version " + VERSION, repaired
+
+
+UNPACK_TASK = "Unpack it, compile its bytecode (so that no start of ocirt pays for it), check its version"
+
+
+def test_the_install_check_follows_the_sources_identity(role_run, scratch):
+    # The role's copy of the core's sources (__container_cli_src, given as an extra var), so that the test
+    # can touch and change them without touching the checkout.
+    src = os.path.join(scratch, "module_utils")
+    shutil.copytree(os.path.join(REPO, "plugins", "module_utils"), src,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    core = os.path.join(scratch, "lib", VERSION)
+    recorded = os.path.join(core, ".source")
+
+    first = role_run(__container_cli_src=src)
+    assert first.status == "successful", describe(first)
+    with open(recorded) as handle:
+        identity = handle.read().strip()
+    assert len(identity) == 64 and int(identity, 16) >= 0
+
+    # Only the modification time of one source changes: the look sees another identity and cli.yml runs,
+    # but the archive is the same bytes, so nothing is sent or unpacked again, and nothing is reported.
+    target = os.path.join(src, "_runtime", "defaults.py")
+    info = os.stat(target)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns + 10 ** 9))
+    touched = role_run(__container_cli_src=src)
+    assert touched.status == "successful", describe(touched)
+    sent = task_events(touched, "Send the runtime core")
+    assert sent and not any(data["res"]["changed"] for host, data in sent), sent
+    unpacked = task_events(touched, UNPACK_TASK)
+    assert unpacked and unpacked[0][1]["res"]["stdout_lines"] == ["unchanged"], unpacked
+    assert stats(touched)["localhost"].get("changed", 0) == 0, stats(touched)
+    with open(recorded) as handle:
+        assert handle.read().strip() not in ("", identity)
+
+    # A source whose content changes: sent and unpacked again, and the host's core has the new content.
+    with open(target, "a") as handle:
+        handle.write("\n# changed by test_the_install_check_follows_the_sources_identity\n")
+    changed = role_run(__container_cli_src=src)
+    assert changed.status == "successful", describe(changed)
+    sent = task_events(changed, "Send the runtime core")
+    assert sent and sent[0][1]["res"]["changed"], sent
+    unpacked = task_events(changed, UNPACK_TASK)
+    assert unpacked and unpacked[0][1]["res"]["stdout_lines"] == ["unpacked"], unpacked
+    installed = os.path.join(core, "ansible_collections", "daemonless", "oci", "plugins", "module_utils",
+                             "_runtime", "defaults.py")
+    with open(installed) as handle:
+        assert handle.read().endswith("# changed by test_the_install_check_follows_the_sources_identity\n")
+
+    # The archive on the host no longer matching what was unpacked (an unpack that did not finish) is seen
+    # on the host, whatever the recorded identity says: the next run unpacks again.
+    with open(os.path.join(core, ".unpacked"), "w") as handle:
+        handle.write("0" * 64 + "  -\n")
+    repaired = role_run(__container_cli_src=src)
+    assert repaired.status == "successful", describe(repaired)
+    unpacked = task_events(repaired, UNPACK_TASK)
+    assert unpacked and unpacked[0][1]["res"]["stdout_lines"] == ["unpacked"], unpacked
