@@ -80,6 +80,10 @@ SSHD = "/usr/sbin/sshd"
 SSH = "/usr/bin/ssh"
 MANAGED_PYTHON = "/usr/bin/python3"
 TEST_USER = "ocitest"
+# One harness at a time on the machine, whichever checkout it runs from (the bridge, the addresses and
+# the cgroup names are fixed): a lock of one fixed path, not of this file, which each clone has its own
+# copy of. Not /tmp/multihost.lock, which the documented `flock` command around a run holds already.
+LOCK_PATH = "/run/lock/daemonless-oci-multihost-harness.lock"
 TEST_UID = 4242
 PRIVATE_DIRS = ("/run", "/var/log", "/root", "/home", "/srv")
 KEEPER_SECONDS = int(os.environ.get("MULTIHOST_LIFETIME", "3600"))
@@ -638,7 +642,7 @@ class Harness:
     # -- up and down -----------------------------------------------------------------------
     def acquire_lock(self, timeout=120.0):
         """One harness at a time on this machine (the bridge, addresses and cgroup names are fixed)."""
-        self.lock = open(os.path.abspath(__file__), "rb")  # pylint: disable=consider-using-with
+        self.lock = _lock_file()
         wait_for(lambda: _try_lock(self.lock), timeout, "another multihost harness to finish")
 
     def up(self):
@@ -761,6 +765,11 @@ class Harness:
                                 env=self.ansible_env(forks, pipelining), timeout=timeout, cwd=self.base)
         return PlayResult(result.returncode, result.stdout + result.stderr, time.monotonic() - started,
                           variables["results_dir"])
+
+
+def _lock_file():
+    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+    return open(LOCK_PATH, "ab")  # pylint: disable=consider-using-with
 
 
 def _try_lock(handle):
@@ -926,7 +935,7 @@ def main(argv=None):
             print("%s %s keeper=%d sshd=%d" % (host.name, host.address, host.keeper.pid, host.sshd.pid))
         return 0
     if args.command == "down":
-        lock = open(os.path.abspath(__file__), "rb")  # pylint: disable=consider-using-with
+        lock = _lock_file()
         try:
             wait_for(lambda: _try_lock(lock), 120.0, "another multihost harness to finish")
             clean_stale()
