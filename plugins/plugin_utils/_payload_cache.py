@@ -27,6 +27,20 @@ holds JSON (the zip as base64 with its sha256), never pickle: a pickle is made
 only of the data read here, into the run's own directory, as ansible makes
 it.
 
+What is kept is ansible's build plus compiled code: beside each of
+ansible's own sources in the zip (`ansible/...py`, which the AnsiballZ
+wrapper imports before any module code runs, so no cache on the managed host
+can serve them) a checked hash-based `.pyc` (PEP 552) compiled here by the
+controller's interpreter. zipimport takes a `.pyc` before the `.py` beside
+it; a host whose Python has another magic number, or a source whose hash
+differs, falls back to the `.py` as without it. That saves the host about 45
+ms of CPU per task (compiling `ansible.module_utils.basic` and what it
+imports, twice, as zipimport does) when its Python is the controller's; the
+cost is a payload about twice as large. Our own module_utils get none: the
+host's bytecode cache (module_utils/_ansible/bytecode.py) serves them, for
+any host Python. Tracebacks through ansible's code name the zip member
+(`ansible/module_utils/basic.py`), not the payload's temporary path.
+
 Environment: DAEMONLESS_OCI_PAYLOAD_CACHE=0 (or false/no/off) disables it;
 DAEMONLESS_OCI_PAYLOAD_CACHE_DIR moves the store (default
 `{ANSIBLE_HOME}/daemonless.oci/payloads`).
@@ -37,8 +51,10 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
+import marshal
 import os
 import pickle
 import stat
@@ -48,12 +64,17 @@ import zipfile
 
 ENV_SWITCH = "DAEMONLESS_OCI_PAYLOAD_CACHE"
 ENV_DIR = "DAEMONLESS_OCI_PAYLOAD_CACHE_DIR"
-FORMAT = 1
+# 2: the zip holds compiled code for ansible's own sources (entries of format 1 are rebuilt).
+FORMAT = 2
 # The ansible-core series whose _CachedModule and cache path this was written against.
 VERIFIED_SERIES = (2, 19)
 CACHED_MODULE_FIELDS = ("zip_data", "metadata", "source_mapping")
 OUR_FQN_PREFIX = "ansible_collections.daemonless.oci.plugins.modules."
 OUR_MEMBER_PREFIX = "ansible_collections/daemonless/oci/"
+# Sources given compiled code beside them in a kept build: ansible's own (see the docstring).
+BYTECODE_MEMBER_PREFIX = "ansible/"
+# PEP 552: a hash-based pyc whose source's hash the importer checks before using it.
+CHECKED_HASH_PYC_FLAGS = 0b11
 # Members recursive_finder writes from its own constants, not from a file: ansible's version covers them.
 ANSIBLE_SYNTHESIZED = frozenset(["ansible/__init__.py", "ansible/module_utils/__init__.py"])
 # Namespace packages above the collection, written empty by ansible.
@@ -264,9 +285,11 @@ class Slot:
         if self.planted or self.run_file_existed:
             return
         try:
-            entry = self._entry_of_build()
+            entry, cached = self._entry_of_build()
             self._write_entry(entry)
             _note("kept %s" % self.entry_name)
+            # The rest of this run's tasks of this module take the build with compiled code too.
+            self._write_run_file(cached)
         except Skip as reason:
             _note("build not kept: %s" % reason)
         except Exception as error:  # pylint: disable=broad-except
@@ -305,10 +328,12 @@ class Slot:
                 parent = os.path.dirname(path)
                 if parent not in dirs:
                     dirs[parent] = _dir_identity(os.stat(parent))
-        return {"format": FORMAT, "identity": self.identity, "files": files, "absent": sorted(absent), "dirs": dirs,
-                "zip_sha256": hashlib.sha256(zip_data).hexdigest(), "zip_data": zip_data.decode("ascii"),
-                "serialization_profile": cached.metadata.serialization_profile,
-                "source_mapping": dict(cached.source_mapping)}
+        zip_data = base64.b64encode(with_bytecode(base64.b64decode(zip_data)))
+        entry = {"format": FORMAT, "identity": self.identity, "files": files, "absent": sorted(absent), "dirs": dirs,
+                 "zip_sha256": hashlib.sha256(zip_data).hexdigest(), "zip_data": zip_data.decode("ascii"),
+                 "serialization_profile": cached.metadata.serialization_profile,
+                 "source_mapping": dict(cached.source_mapping)}
+        return entry, dataclasses.replace(cached, zip_data=zip_data)
 
     def _source_of(self, member, content):
         """The controller path MEMBER was read from, or None for a member ansible writes itself."""
@@ -342,6 +367,32 @@ class Slot:
             raise Skip("cannot write to the store %s: %s" % (self.store_dir, error.strerror))
         finally:
             os.close(fd)
+
+
+def with_bytecode(payload):
+    """PAYLOAD (a module's zip, as ansible built it) with a checked hash-based .pyc, compiled by this
+    interpreter, after each source under BYTECODE_MEMBER_PREFIX; every member of PAYLOAD is kept as it is."""
+    magic = importlib.util.MAGIC_NUMBER + CHECKED_HASH_PYC_FLAGS.to_bytes(4, "little")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(payload)) as source, zipfile.ZipFile(out, "w") as target:
+        names = set(source.namelist())
+        for member in source.infolist():
+            data = source.read(member)
+            target.writestr(member, data)
+            compiled = member.filename[:-3] + ".pyc"
+            if not (member.filename.startswith(BYTECODE_MEMBER_PREFIX) and member.filename.endswith(".py")) \
+                    or compiled in names:
+                continue
+            try:
+                # optimize=0: what a host interpreter started without -O would compile.
+                code = compile(data, member.filename, "exec", dont_inherit=True, optimize=0)
+            except (SyntaxError, ValueError):
+                continue  # the host compiles it, or fails on it, as without this
+            pyc = zipfile.ZipInfo(compiled, date_time=member.date_time)
+            pyc.compress_type = member.compress_type
+            pyc.external_attr = member.external_attr
+            target.writestr(pyc, magic + importlib.util.source_hash(data) + marshal.dumps(code))
+    return out.getvalue()
 
 
 def _unlink_quietly(path, dir_fd=None):

@@ -4,7 +4,7 @@ through real ansible-playbook runs of the collection's modules on localhost.
 What is proved, structurally (each payload build is counted where ansible
 makes it, by tests/callback_plugins/payload_probe.py; nothing is timed): a
 second playbook run builds none of our payloads; the payload it uses is the
-one a fresh build makes; a source file whose mtime alone changed is rebuilt
+one a fresh build makes, plus compiled code beside ansible's own sources; a source file whose mtime alone changed is rebuilt
 into exactly the payloads that hold it; a corrupt entry is ignored and
 replaced; and check mode, diff mode and async still behave through the action
 plugins. Each test works on its own copy of the collection, its own
@@ -81,8 +81,10 @@ def test_a_second_run_builds_no_payload_and_uses_what_a_fresh_build_makes(worksp
     for module in ("oci_containers",):  # the largest payload; one fresh build costs a second of CPU
         cached = zip_members(stored[module]["zip_data"])
         fresh = fresh_build(collections_path, module)
-        assert sorted(cached) == sorted(fresh) and len(cached) > 50
-        assert [name for name in fresh if cached[name] != fresh[name]] == []
+        assert len(fresh) > 50 and [name for name in fresh if cached.get(name) != fresh[name]] == []
+        # Beyond them, only compiled code of ansible's own sources, which the modules above ran with.
+        assert sorted(set(cached) - set(fresh)) == sorted(name[:-3] + ".pyc" for name in fresh
+                                                          if name.startswith("ansible/"))
         ours = [name for name in cached if name.startswith("ansible_collections/daemonless/oci/plugins/module_utils/")]
         assert len([path for path in stored[module]["files"] if path.startswith(root)]) >= len(ours) > 40
 

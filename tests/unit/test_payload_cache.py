@@ -11,15 +11,20 @@ is usable, replaced by the next build. tests/runtime/test_payload_cache_playbook
 proves the same through real playbook runs.
 """
 import ast
+import base64
 import dataclasses
 import glob
 import hashlib
 import importlib
+import importlib.util
+import io
 import json
+import marshal
 import os
 import shutil
 import stat
 import subprocess
+import zipfile
 
 import pytest
 
@@ -99,16 +104,22 @@ def saved(built, tmp_path):
     after_build(new_slot(root, base), build_file).save()
     entry = os.path.join(base, "store", FQN + "-0123456789abcdef.json")
     assert os.path.isfile(entry)
-    return root, base, entry, module_common._CachedModule.load(build_file).zip_data
+    with open(entry) as handle:
+        return root, base, entry, json.load(handle)["zip_data"].encode()
 
 
-def test_a_saved_build_is_planted_exactly_as_ansible_built_it(built, saved):
+def test_a_saved_build_is_planted_as_ansible_built_it_with_compiled_code_beside_ansibles_sources(built, saved):
     root, base, entry, zip_data = saved
-    got = planted(new_slot(root, base))
-    assert got == zip_data
+    got = zip_members(planted(new_slot(root, base)))
+    assert got == zip_members(zip_data)
+    members = zip_members(module_common._CachedModule.load(built[1]).zip_data)
+    # Every member of ansible's build, unchanged; and a .pyc beside each of ansible's own sources, none beside ours.
+    assert dict((name, got[name]) for name in members) == members
+    compiled = sorted(name for name in got if name not in members)
+    assert compiled == sorted(name[:-3] + ".pyc" for name in members if name.startswith("ansible/"))
+    assert "ansible/module_utils/basic.pyc" in compiled
     with open(entry) as handle:
         recorded = json.load(handle)
-    members = zip_members(zip_data)
     # Every member is accounted for: a recorded file, a package known to be absent, or one ansible writes.
     mapped = len(recorded["files"]) + len(recorded["absent"])
     synthesized = [name for name in members if name in cache.ANSIBLE_SYNTHESIZED | cache.EMPTY_NAMESPACE_MEMBERS]
@@ -120,7 +131,95 @@ def test_a_saved_build_is_planted_exactly_as_ansible_built_it(built, saved):
     built_module = module_common._CachedModule.load(built[1])
     slot = new_slot(root, base)
     slot.plant()
-    assert module_common._CachedModule.load(slot.run_file) == built_module
+    assert dataclasses.replace(module_common._CachedModule.load(slot.run_file), zip_data=built_module.zip_data) \
+        == built_module
+
+
+def test_the_build_that_is_kept_also_serves_the_rest_of_the_run(built, tmp_path):
+    root, build_file = built
+    slot = after_build(new_slot(root, str(tmp_path)), build_file)
+    slot.save()
+    assert "ansible/module_utils/basic.pyc" in zip_members(module_common._CachedModule.load(slot.run_file).zip_data)
+
+
+IMPORT_BASIC = r"""
+import json, sys
+compiled = []
+sys.addaudithook(lambda event, args: compiled.append(args[1]) if event == "compile" else None)
+sys.path.insert(0, sys.argv[1])
+import ansible.module_utils.basic as basic
+import ansible.module_utils.parsing.convert_bool as convert_bool
+print(json.dumps({"basic": basic.__file__, "compiled": [str(name) for name in compiled if str(name).endswith(".py")],
+                  "marked": hasattr(convert_bool, "MARKED_IN_THE_ZIP")}))
+"""
+
+
+def import_basic_from(zip_bytes, directory):
+    """What importing ansible.module_utils.basic from ZIP_BYTES does in a host interpreter (the tests' own,
+    the controller's version): basic's __file__, the ansible sources it compiled, and whether convert_bool
+    is the changed source's (see below)."""
+    path = os.path.join(directory, "payload-%d.zip" % len(os.listdir(directory)))
+    with open(path, "wb") as handle:
+        handle.write(zip_bytes)
+    done = subprocess.run([PYTHON, "-I", "-c", IMPORT_BASIC, path], capture_output=True, text=True, check=True,
+                          timeout=HANG_SECONDS)
+    result = json.loads(done.stdout)
+    assert result["basic"].startswith(path + os.sep), result  # from the zip, not from the venv
+    result["compiled"] = sorted(name[len(path) + 1:] if name.startswith(path + os.sep) else name
+                                for name in result["compiled"])
+    return result
+
+
+def _rezipped(members, change):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, change(name, data))
+    return out.getvalue()
+
+
+def test_ansibles_code_is_imported_compiled_and_falls_back_to_its_sources_where_the_code_cannot_serve(
+        built, saved, tmp_path):
+    root, base, _entry, _zip_data = saved
+    kept = base64.b64decode(planted(new_slot(root, base)))
+    as_built = base64.b64decode(module_common._CachedModule.load(built[1]).zip_data)
+    directory = str(tmp_path / "imports")
+    os.mkdir(directory)
+
+    # ansible's build: basic and everything it imports compiled on the host, on every run.
+    plain = import_basic_from(as_built, directory)
+    assert plain["basic"].endswith("basic.py") and len(plain["compiled"]) > 20, plain
+    # The kept build: nothing of ansible's compiled.
+    fast = import_basic_from(kept, directory)
+    assert fast["basic"].endswith("basic.pyc") and fast["compiled"] == [], fast
+
+    members = zip_members(base64.b64encode(kept))
+    # Another Python (another magic number): every source compiled, as without the code beside it.
+    other_python = _rezipped(members, lambda name, data: b"\0\0" + data[2:] if name.endswith(".pyc") else data)
+    foreign = import_basic_from(other_python, directory)
+    assert foreign["basic"].endswith("basic.py") and foreign["compiled"] == plain["compiled"]
+    # A source that differs from what its code was compiled from: the source runs, not the code.
+    changed = "ansible/module_utils/parsing/convert_bool.py"
+    assert changed[:-3] + ".pyc" in members
+    edited = import_basic_from(_rezipped(members, lambda name, data: data + b"\nMARKED_IN_THE_ZIP = 1\n"
+                                         if name == changed else data), directory)
+    assert edited["marked"] and set(edited["compiled"]) == {changed}, edited  # (zipimport compiles twice)
+    assert not fast["marked"]
+
+
+def test_a_source_this_python_cannot_compile_is_left_to_the_host():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("ansible/module_utils/new_syntax.py", b"def f(:\n")
+        archive.writestr("ansible/module_utils/fine.py", b"X = 1\n")
+        archive.writestr("ansible_collections/daemonless/oci/plugins/module_utils/ours.py", b"Y = 2\n")
+    with zipfile.ZipFile(io.BytesIO(cache.with_bytecode(out.getvalue()))) as archive:
+        assert archive.namelist() == ["ansible/module_utils/new_syntax.py", "ansible/module_utils/fine.py",
+                                      "ansible/module_utils/fine.pyc",
+                                      "ansible_collections/daemonless/oci/plugins/module_utils/ours.py"]
+        pyc = archive.read("ansible/module_utils/fine.pyc")
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 0b11
+    assert pyc[8:16] == importlib.util.source_hash(b"X = 1\n") and marshal.loads(pyc[16:]).co_names == ("X",)
 
 
 def _truncate(entry):
