@@ -84,6 +84,15 @@ options:
         and RV(container) as it is (the job is left running).
     type: int
     default: 300
+  expected_exit_codes:
+    description:
+      - With O(wait=exited), the exit codes that count as the job's success; any other fails the task with
+        the code, whether the OOM killer killed the job, and the tail of its log (RV(logs_lines)), and
+        C(changed=true) when the task ran the job. A finished job that is not run again is judged again.
+      - Not given (or an empty list), any exit code is a success; test RV(exit_code) in C(failed_when).
+    type: list
+    elements: int
+    version_added: 0.1.0
   restart_policy:
     description:
       - What the container's monitor does when the container's process exits by itself.
@@ -339,6 +348,13 @@ EXAMPLES = r'''
     timeout: 600
   register: job
   failed_when: job.exit_code != 0
+
+- name: Run a job that may also end with 3 (nothing to do), failing with its output otherwise
+  daemonless.oci.oci_container_state:
+    id: sync
+    bundle: /srv/bundles/sync
+    wait: exited
+    expected_exit_codes: [0, 3]
 
 - name: Run with a database password at /run/secrets/db_password, readable by the container's user only
   daemonless.oci.oci_container_state:

@@ -75,6 +75,34 @@ def test_a_job_runs_to_its_end_and_returns_its_exit_code_and_log_tail(params, ma
     assert again["changed"] is False and again["actions"] == []
 
 
+def test_a_job_whose_exit_code_is_not_expected_fails_with_its_code_and_output_every_run(params, make_bundle):
+    bundle = make_bundle(["sh", "-c", "echo half done; echo disk full >&2; exit 3"])
+    job = params(bundle=bundle, wait="exited", expected_exit_codes=[0, 2])
+    with pytest.raises(container_state.TaskFailed) as caught:
+        container_state.run(job)
+    assert str(caught.value) == ("container %s: job exited with code 3, expected 0 or 2; its last output: "
+                                 "half done | disk full" % job["id"])
+    # What the task did is the failure's result, as for a job that times out.
+    done = caught.value.result
+    assert done["changed"] and done["actions"] == ["create", "start"] and done["exit_code"] == 3, done
+    assert done["container"]["status"] == "stopped" and done["container"]["exit_code"] == 3
+    # The finished job is not run again, and is judged again.
+    with pytest.raises(container_state.TaskFailed) as again:
+        container_state.run(job)
+    assert again.value.result["changed"] is False and again.value.result["exit_code"] == 3
+    # Among the expected codes (or none given): a success.
+    accepted = container_state.run(dict(job, expected_exit_codes=[0, 3]))
+    assert accepted["exit_code"] == 3 and not accepted["changed"], accepted
+    assert container_state.run(dict(job, expected_exit_codes=[]))["exit_code"] == 3
+
+
+def test_expected_exit_codes_are_for_jobs_only(params, make_bundle, state_root):
+    with pytest.raises(OCIError) as caught:
+        container_state.run(params(bundle=make_bundle(["sleep", "1000"]), expected_exit_codes=[0]))
+    assert str(caught.value) == "expected_exit_codes: only with wait=exited (a job's exit code)"
+    assert not os.path.isdir(state_root) or [e for e in os.listdir(state_root) if not e.startswith("=")] == []
+
+
 def test_a_changed_limit_is_applied_in_place_and_becomes_the_stored_config(params, make_bundle, state_root):
     bundle = make_bundle(["sleep", "1000"], config={"linux": {"resources": {"memory": {"limit": 64 * MB}}}})
     first = container_state.run(params(bundle=bundle))["container"]

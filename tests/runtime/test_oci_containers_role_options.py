@@ -118,3 +118,16 @@ def test_single_needs_exactly_one_item(fleet, make_bundle, state_root):  # noqa:
             fleet(items, single=True)
         assert str(error.value) == "single: needs exactly one item in containers, not %d" % len(items)
     assert state_entries(state_root) == []
+
+
+def test_a_failing_job_item_says_what_it_did_and_the_others_converge(fleet, rootfs, make_bundle, scratch, state_root):  # noqa: F811
+    job_id, service_id = new_id("jb"), new_id("jb")
+    job = dict(id=job_id, bundle=os.path.join(scratch, "job"), rootfs_from=rootfs, args=["sh", "-c", "echo x; exit 4"],
+               wait="exited", expected_exit_codes=[0])
+    result = fleet([job, dict(id=service_id, bundle=make_bundle(SERVICE))])
+    failed, converged = result["containers"]
+    assert result["failed"] and failed["failed"] and not converged["failed"], result
+    assert failed["msg"] == "container %s: job exited with code 4, expected 0; its last output: x" % job_id, failed
+    # Not changed=False and no container, as before: the job was created, started and ran.
+    assert failed["changed"] and failed["actions"] == ["create", "start"] and failed["exit_code"] == 4, failed
+    assert failed["container"]["status"] == "stopped" and converged["container"]["status"] == "running"

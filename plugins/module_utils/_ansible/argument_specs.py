@@ -103,6 +103,7 @@ def container_state_argument_spec():
         restart=dict(type='bool', default=False),
         wait=dict(type='str', default='none', choices=['none', 'exited', 'healthy']),
         timeout=dict(type='int', default=DEFAULT_JOB_TIMEOUT),
+        expected_exit_codes=dict(type='list', elements='int'),
         stop_signal=dict(type='str', default=DEFAULT_STOP_SIGNAL),
         stop_timeout=dict(type='int', default=DEFAULT_STOP_TIMEOUT),
         log_path=dict(type='path'),

@@ -40,8 +40,9 @@ RECORD_VERSION = 1
 MAX_RECORD_BYTES = 1 << 20
 # What a task says to do now, not what the container is: never recorded. At boot the container is
 # created (recreated if a leftover of the same id exists) and left running.
-NOT_RECORDED = ("state", "wait", "timeout", "recreate", "restart", "logs_lines")
-AT_BOOT = dict(state="running", wait="none", timeout=0, recreate=True, restart=False, logs_lines=0)
+NOT_RECORDED = ("state", "wait", "timeout", "expected_exit_codes", "recreate", "restart", "logs_lines")
+AT_BOOT = dict(state="running", wait="none", timeout=0, expected_exit_codes=None, recreate=True, restart=False,
+               logs_lines=0)
 # oci_container_state's own option (not oci_containers': a record per container is the role's business).
 BOOT_RECORD_ARGSPEC = dict(boot_record=dict(type='path'))
 SECRET_MASK = "********"

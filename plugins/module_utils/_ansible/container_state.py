@@ -152,6 +152,13 @@ def failure_message(container_id, exc):
     return message if message.startswith(prefix) else prefix + message
 
 
+def unexpected_exit(container_id, result, expected):
+    """The message of a job whose exit code is not among EXPECTED (with the tail of its log)."""
+    return "container %s: job exited with code %s%s, expected %s; its last output: %s" % (
+        container_id, result["exit_code"], " (killed by the OOM killer)" if result["oom_killed"] else "",
+        " or ".join(str(code) for code in expected), " | ".join(result["logs_lines"]) or "(none)")
+
+
 def run(params, check_mode=False, diff=False, known_config=None):
     """Bring the container to params['state']; return the module's result (OCIError when it cannot).
 
@@ -202,6 +209,8 @@ def run(params, check_mode=False, diff=False, known_config=None):
         actions.append(adopt)
     if params["wait"] == "healthy" and not (params.get("healthcheck") and params["state"] == "running"):
         raise OCIError("wait=healthy: needs a healthcheck and state=running")
+    if params.get("expected_exit_codes") and not job:
+        raise OCIError("expected_exit_codes: only with wait=exited (a job's exit code)")
     # A network that an interrupted task left behind (the container itself never made) goes with `absent`.
     network_leftover = absent and not actions and has_attachment(root, container_id)
     # A running container kept as it is whose network drifted (CNI CHECK) is re-attached in place.
@@ -239,6 +248,10 @@ def run(params, check_mode=False, diff=False, known_config=None):
         result["exit_code"] = final.get("exitCode")
         result["oom_killed"] = bool(final.get("oomKilled"))
         result["logs_lines"] = log_tail(root, container_id, params["logs_lines"])
+        expected = params.get("expected_exit_codes")
+        if expected and result["exit_code"] not in expected:
+            result["container"] = container_result(final)
+            raise TaskFailed(unexpected_exit(container_id, result, expected), result)
     if params["wait"] == "healthy" and final is not None:
         try:
             final = supervision.wait_healthy(lambda: observe(root, container_id)[0], container_id, params["timeout"])

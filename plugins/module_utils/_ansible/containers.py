@@ -157,8 +157,12 @@ def _converge_container(job, check_mode, diff):
         result["failed"] = False
     except Exception as exc:  # one container's failure is its result; the others go on
         message = exc if isinstance(exc, OCIError) else OCIError(_failure(exc))
-        result = dict(changed=False, actions=[], container=None, failed=True,
-                      msg=container_state.failure_message(params["id"], message))
+        result = dict(changed=False, actions=[], container=None)
+        # A failure after the task changed the host (a job that outlived its timeout or ended with an
+        # unexpected code, a container that did not become healthy) says what it did, as the module does.
+        if isinstance(exc, container_state.TaskFailed):
+            result.update(exc.result)
+        result.update(failed=True, msg=container_state.failure_message(params["id"], message))
     result["id"] = params["id"]
     return result
 
