@@ -128,7 +128,7 @@ def test_the_role_installs_an_ocirt_that_operators_can_run(role_run, scratch, st
     assert second.status == "successful", describe(second)
     assert stats(second)["localhost"].get("changed", 0) == 0, stats(second)
     # Installed and unchanged: one shell command looked, and none of cli.yml's module runs happened.
-    assert task_events(second, "Look at the installed ocirt command")
+    assert task_events(second, "Check the variables and look at the host")
     assert task_events(second, "Install the launcher") == [] and task_events(second, "Send the runtime core") == []
 
     # A core whose version is not the collection's is refused before the launcher is touched.

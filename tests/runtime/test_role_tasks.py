@@ -19,7 +19,8 @@ from test_role_cli import role_run  # noqa: F401  # pylint: disable=unused-impor
 # Actions that build and run no module on the host.
 NOT_MODULES = {"ansible.builtin.raw", "ansible.builtin.debug", "ansible.builtin.assert", "ansible.builtin.fail",
                "ansible.builtin.set_fact", "ansible.builtin.include_tasks", "ansible.builtin.import_tasks",
-               "ansible.builtin.include_role", "ansible.builtin.validate_argument_spec", "ansible.builtin.meta"}
+               "ansible.builtin.include_role", "ansible.builtin.validate_argument_spec", "ansible.builtin.meta",
+               "daemonless.oci.oci_role_preflight"}
 RAN = ("runner_on_ok", "runner_on_failed")
 # test_role_cli's play, with check mode as a variable.
 CHECKABLE_PLAY = """
@@ -107,3 +108,22 @@ def test_a_failing_deploy_fails_the_role_with_the_containers_message_and_leaves_
     assert message.startswith("container %s: bundle " % role_run.name) and missing in message, message
     assert "Traceback" not in json.dumps(failures)
     assert state_entries(state_root) == [] and not os.path.lexists(os.path.join(scratch, "bundle"))
+
+
+def test_a_job_with_an_unexpected_exit_code_fails_the_role_in_its_one_module_task(role_run, state_root):  # noqa: F811
+    job = dict(container_args=["sh", "-c", "echo step one; echo no space left >&2; exit 3"], container_wait="exited",
+               container_install_cli=False)
+    failed = role_run(**job)
+    assert failed.status == "failed", describe(failed)
+    failures = [((event.get("event_data") or {}).get("task"), event["event_data"]["res"]) for event in failed.events
+                if event.get("event") == "runner_on_failed"]
+    assert [name for name, _res in failures] == ["Bring the container to the wanted state"], failures
+    message = failures[0][1]["msg"]
+    assert message == ("container %s: job exited with code 3, expected 0; its last output: step one | no space left"
+                       % role_run.name), message
+    assert failures[0][1]["exit_code"] == 3
+    # The same job with 3 among the expected codes: done, and not run again.
+    done = role_run(container_job_expected_exit_codes=[0, 3], **job)
+    assert done.status == "successful", describe(done)
+    assert Ocirt(state_root).state(role_run.name)["status"] == "stopped"
+    assert module_tasks(done) == [("Bring the container to the wanted state", "daemonless.oci.oci_containers")]

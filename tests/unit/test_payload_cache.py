@@ -492,11 +492,22 @@ def test_slots_only_for_this_collections_modules_when_verified_and_switched_on(b
         assert cache.slot_for(module_path, "ZIP_DEFLATED", {}) is None
 
 
+# Documentation of an action that runs no module on the host (plugins/action/oci_role_preflight.py).
+CONTROLLER_ONLY = ("oci_role_preflight",)
+
+
 def test_every_module_has_an_action_plugin_that_is_the_normal_action_with_the_cache():
     modules = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py")))
     actions = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO, "plugins", "action", "*.py")))
-    assert modules == actions and len(modules) >= 9
-    for name in modules:
+    assert modules == actions and len(modules) >= 10
+    for name in CONTROLLER_ONLY:
+        action = importlib.import_module("ansible_collections.daemonless.oci.plugins.action." + name).ActionModule
+        assert not issubclass(action, NormalAction)
+        with open(os.path.join(REPO, "plugins", "modules", name + ".py")) as handle:
+            code = [node for node in ast.parse(handle.read()).body
+                    if not (isinstance(node, ast.Assign) and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN"))]
+        assert code == [], "%s documents an action and must hold no code" % name
+    for name in sorted(set(modules) - set(CONTROLLER_ONLY)):
         action = importlib.import_module("ansible_collections.daemonless.oci.plugins.action." + name).ActionModule
         assert issubclass(action, NormalAction) and issubclass(action, cache.PayloadCacheMixin)
         assert action.__mro__.index(cache.PayloadCacheMixin) < action.__mro__.index(NormalAction)
