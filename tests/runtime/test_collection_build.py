@@ -75,10 +75,12 @@ PLAY = textwrap.dedent("""\
 
 
 def run(argv, env, cwd=None):
-    """Run a command that must succeed; on failure the assertion shows its output."""
+    """Run a command that must succeed; its standard output (warnings, such as the cryptography package's
+    deprecations that ansible's imports trigger, go to standard error); on failure the assertion shows both."""
     result = subprocess.run(argv, env=env, cwd=cwd, check=False, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    assert result.returncode == 0, "%s failed (%d):\n%s" % (" ".join(argv), result.returncode, result.stdout)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert result.returncode == 0, "%s failed (%d):\n%s%s" % (" ".join(argv), result.returncode, result.stdout,
+                                                                result.stderr)
     return result.stdout
 
 
