@@ -79,8 +79,8 @@ def run(argv, env, cwd=None):
     deprecations that ansible's imports trigger, go to standard error); on failure the assertion shows both."""
     result = subprocess.run(argv, env=env, cwd=cwd, check=False, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    assert result.returncode == 0, "%s failed (%d):\n%s%s" % (" ".join(argv), result.returncode, result.stdout,
-                                                                result.stderr)
+    assert result.returncode == 0, "%s failed (%d):\n%s%s" % (
+        " ".join(argv), result.returncode, result.stdout, result.stderr)
     return result.stdout
 
 
