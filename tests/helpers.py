@@ -659,15 +659,17 @@ def typing(data):
     return action
 
 
-def ansible_env(stdout_callback="ansible.builtin.default"):
-    """The environment of an ansible/ansible-playbook run of this checkout's collection: nothing of the
-    caller's ANSIBLE_* or PYTHONPATH, the venv's collections only, no warnings or colours to parse around."""
+def ansible_env(stdout_callback="ansible.builtin.default", collections_path=None, drop=("ANSIBLE_",), **extra):
+    """The environment of an ansible/ansible-playbook run of this checkout's collection (or of the one under
+    COLLECTIONS_PATH): nothing of the caller's PYTHONPATH or variables beginning with DROP, those collections
+    only, no warnings or colours to parse around; EXTRA on top."""
     env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"),
+               if key != "PYTHONPATH" and not key.startswith(tuple(drop)))
+    env.update(ANSIBLE_COLLECTIONS_PATH=collections_path or os.path.join(REPO, ".venv", "collections"),
                ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                ANSIBLE_NOCOLOR="true")
     if stdout_callback:
         env["ANSIBLE_STDOUT_CALLBACK"] = stdout_callback
+    env.update(extra)
     return env

@@ -10,6 +10,7 @@ import subprocess
 import time
 import zipfile
 
+import helpers
 from helpers import REPO, poll, processes_rooted_under
 
 ANSIBLE_BIN = os.path.join(REPO, ".venv", "bin")
@@ -35,13 +36,13 @@ def copy_collection(base):
 
 
 def ansible_env(base, collections_path, **extra):
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith(("ANSIBLE_", "DAEMONLESS_OCI_")))
-    env.update(ANSIBLE_HOME=os.path.join(base, "home"), ANSIBLE_COLLECTIONS_PATH=collections_path,
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="true", ANSIBLE_CALLBACK_PLUGINS=PROBE, ANSIBLE_CALLBACKS_ENABLED="payload_probe",
-               ANSIBLE_RETRY_FILES_ENABLED="false", PAYLOAD_PROBE_LOG=os.path.join(base, "probe.jsonl"))
+    """helpers.ansible_env for the copy under COLLECTIONS_PATH, with its own ANSIBLE_HOME (so its own payload
+    store) under BASE, none of the caller's DAEMONLESS_OCI_* settings, and the payload probe."""
+    env = helpers.ansible_env(stdout_callback=None, collections_path=collections_path,
+                              drop=("ANSIBLE_", "DAEMONLESS_OCI_"),
+                              ANSIBLE_HOME=os.path.join(base, "home"), ANSIBLE_CALLBACK_PLUGINS=PROBE,
+                              ANSIBLE_CALLBACKS_ENABLED="payload_probe", ANSIBLE_RETRY_FILES_ENABLED="false",
+                              PAYLOAD_PROBE_LOG=os.path.join(base, "probe.jsonl"))
     env.update(extra)
     return env
 

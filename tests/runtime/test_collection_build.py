@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 import busybox_bundle
-from helpers import REPO, WORDS_BY_ROOT, HostAudit, new_id, ocirt_cmd
+from helpers import REPO, WORDS_BY_ROOT, HostAudit, ansible_env, new_id, ocirt_cmd
 
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 GALAXY = os.path.join(VENV_BIN, "ansible-galaxy")
@@ -86,12 +86,7 @@ def run(argv, env, cwd=None):
 
 def clean_env(collections):
     """The environment with only COLLECTIONS on Ansible's collection paths."""
-    env = dict((key, value) for key, value in os.environ.items()
-               if key != "PYTHONPATH" and not key.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="true")
-    return env
+    return ansible_env(stdout_callback=None, collections_path=collections)
 
 
 def copy_tracked_files(dest):

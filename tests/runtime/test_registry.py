@@ -15,7 +15,7 @@ import pytest
 
 import busybox_bundle  # tools/, on sys.path through tests/conftest.py
 import registry_support as rs
-from helpers import COLLECTIONS
+from helpers import COLLECTIONS, ansible_env
 from ansible_collections.daemonless.oci.plugins.module_utils._image import pull
 from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -387,10 +387,7 @@ def playbook(tmp_path, extra):
     from helpers import REPO
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK)
-    env = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("ANSIBLE_"))
-    env.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="true")
+    env = ansible_env(stdout_callback=None)
     argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", str(book),
             "-e", json.dumps(extra)]
     result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -463,10 +460,7 @@ def test_the_role_pulls_on_the_controller_and_copies_only_missing_blobs(env, tmp
 def test_the_module_never_prints_a_password(env, tmp_path):
     from helpers import REPO
     wrong = "Wr0ng-pa55word-for-the-test"
-    env_vars = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("ANSIBLE_"))
-    env_vars.update(ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-                    ANSIBLE_NOCOLOR="true")
+    env_vars = ansible_env(stdout_callback=None)
     argv = [os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-vvv",
             "-m", "daemonless.oci.oci_image", "-a", json.dumps(dict(
                 name=env["basic"].host + "/test/busybox:1", username=rs.USER, password=wrong, ca_path=env["pki"].ca,
