@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
@@ -21,6 +22,7 @@ ARGUMENT_SPEC = dict(
     prefix=dict(type="str", default="container_"),
     problems=dict(type="list", elements="str", default=[]),
     look=dict(type="str"),
+    look_args=dict(type="list", elements="str", default=[]),
     identify=dict(type="dict", options=dict(
         path=dict(type="path", required=True),
         parts=dict(type="list", elements="str", required=True),
@@ -87,7 +89,13 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="container %s: %s" % (args["name"], "; ".join(args["problems"])))
             return result
         if args["look"]:
-            done = self._low_level_execute_command(args["look"])
+            # Ansible appends " && sleep 0" to the command: after a final newline that would be a line of
+            # its own, and a syntax error.
+            command = args["look"].rstrip()
+            if args["look_args"]:
+                # The values as positional parameters: the command itself stays a fixed text.
+                command = "set -- %s\n%s" % (" ".join(shlex.quote(value) for value in args["look_args"]), command)
+            done = self._low_level_execute_command(command)
             result["look"] = [line.strip() for line in (done.get("stdout") or "").splitlines() if line.strip()]
             result["look_rc"] = done.get("rc")
         return result

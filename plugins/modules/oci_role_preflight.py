@@ -48,6 +48,13 @@ options:
       - A shell command run on the host (no module is sent); it must only read, and print a line per fact.
       - Not run when O(problems) is not empty. Its exit code is returned, not judged.
     type: str
+  look_args:
+    description:
+      - Values for O(look), as its positional parameters (C($1), C($2), ...), each quoted for the shell here, so
+        that O(look) can be a fixed text.
+    type: list
+    elements: str
+    default: []
   identify:
     description:
       - Sources on the controller to identify without reading them (RV(identity)), as the role's C(ocirt) install

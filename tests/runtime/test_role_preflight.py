@@ -59,6 +59,10 @@ def test_the_look_runs_in_check_mode_and_returns_its_lines_and_exit_code(scratch
     assert result["look"] == ["a=1", "b=two words"] and result["look_rc"] == 3, result
     result, _done = run_preflight(scratch, {"name": "web"})
     assert result["look"] == [] and "look_rc" not in result
+    # A fixed script of several lines, its values as positional parameters quoted here.
+    script = 'echo "first=$1"\necho "second=$2"\nif [ -z "$3" ]; then echo third=empty; fi\n'
+    result, _done = run_preflight(scratch, {"name": "web", "look": script, "look_args": ["a b", "it's $HOME", ""]})
+    assert result["look"] == ["first=a b", "second=it's $HOME", "third=empty"] and result["look_rc"] == 0, result
 
 
 def test_identify_and_a_bad_spec_file_fail_naming_the_option(scratch):
