@@ -43,7 +43,10 @@ any host Python. Tracebacks through ansible's code name the zip member
 
 Environment: DAEMONLESS_OCI_PAYLOAD_CACHE=0 (or false/no/off) disables it;
 DAEMONLESS_OCI_PAYLOAD_CACHE_DIR moves the store (default
-`{ANSIBLE_HOME}/daemonless.oci/payloads`).
+`{ANSIBLE_HOME}/daemonless.oci/payloads`); DAEMONLESS_OCI_PAYLOAD_BYTECODE=0
+keeps builds without the compiled code (for managed hosts whose Python is not
+the controller's, behind a slow link, where it would only be sent for
+nothing).
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ import zipfile
 
 ENV_SWITCH = "DAEMONLESS_OCI_PAYLOAD_CACHE"
 ENV_DIR = "DAEMONLESS_OCI_PAYLOAD_CACHE_DIR"
+ENV_BYTECODE = "DAEMONLESS_OCI_PAYLOAD_BYTECODE"
 # 2: the zip holds compiled code for ansible's own sources (entries of format 1 are rebuilt).
 FORMAT = 2
 # The ansible-core series whose _CachedModule and cache path this was written against.
@@ -123,6 +127,10 @@ def internals_verified(module_common=None):
 
 def enabled():
     return os.environ.get(ENV_SWITCH, "").strip().lower() not in OFF_WORDS
+
+
+def bytecode_enabled():
+    return os.environ.get(ENV_BYTECODE, "").strip().lower() not in OFF_WORDS
 
 
 def store_path():
@@ -328,7 +336,8 @@ class Slot:
                 parent = os.path.dirname(path)
                 if parent not in dirs:
                     dirs[parent] = _dir_identity(os.stat(parent))
-        zip_data = base64.b64encode(with_bytecode(base64.b64decode(zip_data)))
+        if self.identity.get("bytecode", True):
+            zip_data = base64.b64encode(with_bytecode(base64.b64decode(zip_data)))
         entry = {"format": FORMAT, "identity": self.identity, "files": files, "absent": sorted(absent), "dirs": dirs,
                  "zip_sha256": hashlib.sha256(zip_data).hexdigest(), "zip_data": zip_data.decode("ascii"),
                  "serialization_profile": cached.metadata.serialization_profile,
@@ -433,6 +442,8 @@ def slot_for(module_path, module_compression, task_vars):
         # What else the build reads: module METADATA parsing, and module_utils directories that can shadow ansible's.
         "module_metadata": repr(C.config.get_config_value("_MODULE_METADATA")),
         "module_utils_paths": repr(C.config.get_config_value("DEFAULT_MODULE_UTILS_PATH")),
+        # A build kept with compiled code or without (DAEMONLESS_OCI_PAYLOAD_BYTECODE): two entries.
+        "bytecode": bytecode_enabled(),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     run_file = os.path.join(C.DEFAULT_LOCAL_TMP, "ansiballz_cache", "-".join((fqn, module_compression, extension_key)))

@@ -130,6 +130,15 @@ def test_the_cache_can_be_switched_off(workspace, make_bundle, state_root):
     # Nothing kept, so every later run builds again.
     assert not os.path.exists(os.path.join(base, "home", "daemonless.oci"))
 
+    # Without compiled code: kept and used as ansible built it.
+    plain = os.path.join(base, "plain", "payloads")
+    env = ansible_env(base, collections_path, DAEMONLESS_OCI_PAYLOAD_BYTECODE="0", DAEMONLESS_OCI_PAYLOAD_CACHE_DIR=plain)
+    assert dict(run_play(base, env, tasks)[0]) == {"oci_container_info": 1}
+    assert dict(run_play(base, env, tasks)[0]) == {}
+    kept = entries(plain)["oci_container_info"]
+    assert kept["identity"]["bytecode"] is False
+    assert [name for name in zip_members(kept["zip_data"]) if name.endswith(".pyc")] == []
+
     moved = os.path.join(base, "elsewhere", "payloads")
     env = ansible_env(base, collections_path, DAEMONLESS_OCI_PAYLOAD_CACHE_DIR=moved)
     assert dict(run_play(base, env, tasks)[0]) == {"oci_container_info": 1}

@@ -135,6 +135,18 @@ def test_a_saved_build_is_planted_as_ansible_built_it_with_compiled_code_beside_
         == built_module
 
 
+def test_without_bytecode_the_build_is_kept_exactly_as_ansible_made_it(built, tmp_path):
+    root, build_file = built
+    slot = new_slot(root, str(tmp_path))
+    slot.identity["bytecode"] = False
+    after_build(slot, build_file).save()
+    kept = new_slot(root, str(tmp_path))
+    kept.identity["bytecode"] = False
+    assert planted(kept) == module_common._CachedModule.load(build_file).zip_data
+    # The identity tells the two kinds of entry apart: one kept with compiled code is not planted for it.
+    assert planted(new_slot(root, str(tmp_path))) is None
+
+
 def test_the_build_that_is_kept_also_serves_the_rest_of_the_run(built, tmp_path):
     root, build_file = built
     slot = after_build(new_slot(root, str(tmp_path)), build_file)
