@@ -13,10 +13,11 @@ description:
     M(containers.podman.podman_container_exec) and M(community.docker.docker_container_exec).
   - The command joins the container's namespaces and cgroup and gets the container's own process settings
     (environment, capabilities, seccomp filter, rlimits, ...) with what the options here change.
-  - A nonzero exit code does not fail the task, as with podman_container_exec and docker_container_exec; decide
-    with C(failed_when), for example C(result.rc != 0). The task fails when the command cannot run
-    at all - an unknown container, one that is not running, a bad option, a program that is missing or not
-    executable - with a message that says why.
+  - A nonzero exit code fails the task, as with M(ansible.builtin.command), podman_container_exec and
+    docker_container_exec (Ansible fails any result whose C(rc) is not 0); the result still has C(rc), C(stdout)
+    and C(stderr). Decide otherwise with C(failed_when), for example C(result.rc not in [0, 1]). The task also
+    fails when the command cannot run at all - an unknown container, one that is not running, a bad option, a
+    program that is missing or not executable - with a message that says why.
   - The task always reports C(changed=true), as there is no way to know what a command changed; use
     C(changed_when) to say otherwise.
 author:
