@@ -406,6 +406,12 @@ def changed_tasks(output):
     return found
 
 
+def role_tasks(output):
+    """The role's task rounds of a run (run or skipped), in order: the test's own result copy left out."""
+    return [line[6:].split("]")[0] for line in output.splitlines()
+            if line.startswith("TASK [") and not line.startswith("TASK [Keep the result for the test]")]
+
+
 def test_the_role_pulls_and_a_new_digest_recreates_the_container(env, tmp_path, state_root):
     pki, host = env["pki"], env["basic"].host
     rs.push(pki, env["layout"], "base", host + "/test/rolled:1")
@@ -421,6 +427,12 @@ def test_the_role_pulls_and_a_new_digest_recreates_the_container(env, tmp_path, 
     again = playbook(tmp_path, extra)
     assert again.returncode == 0 and changed_tasks(again.stdout) == [], again.stdout
     assert json.loads(result_file.read_text())["container"]["container"]["pid"] == pid
+    # Unchanged, a registry image costs one task more than the role's four: its oci_image task.
+    ran = role_tasks(again.stdout)
+    assert ran[0] == "The container from a registry image" and len(ran[1:]) == 5, ran
+    assert [name.split(" : ", 1)[1] for name in ran[2:]] == [
+        "Check the variables and look at the host", "Pull the image into the host's store",
+        "Remove the container, or prepare the host", "Bring the container to the wanted state"], ran
     rs.push(pki, env["layout"], "v2", host + "/test/rolled:1")
     moved = playbook(tmp_path, extra)
     assert moved.returncode == 0, moved.stdout
