@@ -20,6 +20,7 @@ description:
     O(config) merged over everything. It is rewritten only when its content changes.
 extends_documentation_fragment:
   - daemonless.oci.changes
+  - daemonless.oci.image_root
   - daemonless.oci.state_root
 attributes:
   check_mode:
@@ -88,10 +89,6 @@ options:
       - The image's configuration supplies the defaults of O(args), O(env), O(cwd) and O(user).
       - A different digest for the name (after a pull) gives the bundle a fresh root filesystem.
     type: str
-  image_root:
-    description: The image store O(image) is in.
-    type: path
-    default: /var/lib/ocirt/images
   image_ref:
     description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.
     type: str

@@ -25,8 +25,13 @@ description:
     manifests; gzip, zstd (needs the C(zstd) command to unpack) and uncompressed layers.
   - O(state=absent) removes the name, then collects the blobs and layers nothing else references;
     what a bundle still uses is never collected.
+  - O(state_root) says where the containers are whose bundles use the image - RV(image.containers) lists
+    them, and a refused O(state=absent) names them.
 author:
   - daemonless.oci maintainers (@daemonless)
+extends_documentation_fragment:
+  - daemonless.oci.image_root
+  - daemonless.oci.state_root
 attributes:
   check_mode:
     support: full
@@ -82,7 +87,10 @@ options:
     type: int
     default: 30
   force:
-    description: With O(state=absent), remove the name even while bundles use it; the layers they use stay until they are gone.
+    description:
+      - With O(state=absent), remove the name even while bundles use it; the layers they use stay until they are gone.
+      - Without it, the removal of a name that bundles use fails, naming the bundles and the containers of
+        O(state_root) created from them.
     type: bool
     default: false
   import_from:
@@ -92,10 +100,6 @@ options:
         RV(image.manifest_digest)) and the blobs the store lacks, as files named by their sha256 hex.
         Every blob is checked as a download would be. What the role's C(container_image_via_controller) copies.
     type: path
-  image_root:
-    description: The image store directory.
-    type: path
-    default: /var/lib/ocirt/images
 seealso:
   - module: daemonless.oci.oci_image_info
   - module: daemonless.oci.oci_bundle
@@ -164,6 +168,11 @@ image:
       description: Bundle directories built from the image.
       type: list
       elements: str
+    containers:
+      description: Ids of the containers of O(state_root) whose bundle is built from the image, as M(daemonless.oci.oci_image_info) reports them.
+      type: list
+      elements: str
+      returned: when RV(image.used_by) is
 actions:
   description: What was done (or would be, in check mode) - downloads, the name set, blobs and layers collected.
   returned: always
@@ -189,11 +198,11 @@ def main():
     try:
         if params['state'] == 'absent':
             result = pull.ensure_absent(params['image_root'], params['name'], force=params['force'],
-                                        check_mode=module.check_mode)
+                                        check_mode=module.check_mode, state_root=params['state_root'])
             before = dict(digest=(result['image'] or {}).get('digest'))
         elif params['import_from']:
             result = pull.import_image(params['image_root'], params['name'], params['import_from'],
-                                       check_mode=module.check_mode)
+                                       check_mode=module.check_mode, state_root=params['state_root'])
             before = result.pop('before')
         else:
             result = pull.ensure_present(params['image_root'], params['name'], pull=params['pull'],
@@ -201,7 +210,7 @@ def main():
                                          password=params['password'], auth_file=params['auth_file'],
                                          validate_certs=params['validate_certs'], ca_path=params['ca_path'],
                                          timeout=params['timeout'], check_mode=module.check_mode,
-                                         unpack=image_rootfs.pull_unpacker())
+                                         unpack=image_rootfs.pull_unpacker(), state_root=params['state_root'])
             before = result.pop('before')
             warnings = result.pop('warnings', None)
             if warnings:

@@ -14,16 +14,13 @@ description:
 author:
   - daemonless.oci maintainers (@daemonless)
 extends_documentation_fragment:
+  - daemonless.oci.image_root
   - daemonless.oci.read_only
   - daemonless.oci.state_root
 options:
   name:
     description: One image name (with its registry); all images when not given.
     type: str
-  image_root:
-    description: The image store directory.
-    type: path
-    default: /var/lib/ocirt/images
 seealso:
   - module: daemonless.oci.oci_image
 '''

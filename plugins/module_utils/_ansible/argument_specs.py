@@ -164,6 +164,9 @@ def image_argument_spec():
         import_from=dict(type='path'),
     )
     spec.update(IMAGE_ROOT_ARGSPEC)
+    # Where the containers are whose bundles use the image: every module of the action group takes
+    # state_root, as module_defaults for the group passes it to each of them.
+    spec.update(STATE_ROOT_ARGSPEC)
     return spec
 
 

@@ -111,8 +111,30 @@ def credentials(ref, username=None, password=None, auth_file=None):
     return None, None
 
 
-def summary(name, record, store=None):
-    """What oci_image returns about the image RECORD."""
+def containers_by_bundle(state_root):
+    """{bundle directory: [container ids]} of the containers in STATE_ROOT (none when it does not exist)."""
+    by_bundle = {}
+    if state_root and os.path.isdir(state_root):
+        # state.py, not lifecycle.py: reading the states is all this needs, and a payload ships what is reached.
+        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.state import list_containers
+        for state in list_containers(state_root):
+            by_bundle.setdefault(state.get("bundle"), []).append(state["id"])
+    return by_bundle
+
+
+def containers_using(bundles, state_root, by_bundle=None):
+    """Ids of STATE_ROOT's containers whose bundle is one of BUNDLES (BY_BUNDLE: containers_by_bundle's answer,
+    when the caller has it already)."""
+    if not bundles:
+        return []  # an unused image: no reason to read the state root
+    if by_bundle is None:
+        by_bundle = containers_by_bundle(state_root)
+    return sorted(c for bundle in bundles for c in by_bundle.get(bundle, []))
+
+
+def summary(name, record, store=None, state_root=None, by_bundle=None):
+    """What oci_image returns about the image RECORD; with STATE_ROOT (or BY_BUNDLE), the containers using it
+    too."""
     config = record.get("image_config") or {}
     result = dict(name=name, digest=record.get("digest"), manifest_digest=record.get("manifest"),
                   config_digest=record.get("config"), size=record.get("size"), platform=record.get("platform"),
@@ -123,6 +145,8 @@ def summary(name, record, store=None):
                   layers=[layer["digest"] for layer in record.get("layers", [])])
     if store is not None:
         result["used_by"] = store.users_of(name, record)
+        if state_root is not None or by_bundle is not None:
+            result["containers"] = containers_using(result["used_by"], state_root, by_bundle)
     return result
 
 
@@ -383,7 +407,7 @@ class Importer(Puller):
         return True
 
 
-def import_image(image_root, name, import_dir, check_mode=False):
+def import_image(image_root, name, import_dir, check_mode=False, state_root=None):
     """oci_image import_from: register NAME from blobs in IMPORT_DIR (with its image.json: digest, manifest)."""
     ref = references.parse(name)
     store = Store(image_root)
@@ -398,7 +422,7 @@ def import_image(image_root, name, import_dir, check_mode=False):
     existing = store.lookup(ref.name)
     before = dict(digest=existing.get("digest") if existing else None)
     if existing and existing.get("manifest") == manifest:
-        return dict(changed=False, actions=[], image=summary(ref.name, existing, store), downloaded_bytes=0,
+        return dict(changed=False, actions=[], image=summary(ref.name, existing, store, state_root), downloaded_bytes=0,
                     before=before)
     if check_mode:
         return dict(changed=True, actions=["import %s (%s)" % (ref.name, top)], image=dict(name=ref.name, digest=top),
@@ -407,12 +431,14 @@ def import_image(image_root, name, import_dir, check_mode=False):
         record, copied = Importer(store, ref, import_dir, top, manifest, wanted.get("platform")).pull()
         store.set_name(ref.name, record)
     return dict(changed=True, actions=["import %s" % d for d in copied] + ["tag %s as %s" % (top, ref.name)],
-                image=summary(ref.name, record, store), downloaded_bytes=0, before=before)
+                image=summary(ref.name, record, store, state_root), downloaded_bytes=0, before=before)
 
 
 def ensure_present(image_root, name, pull="missing", platform=None, username=None, password=None, auth_file=None,
-                   validate_certs=True, ca_path=None, timeout=media.DEFAULT_TIMEOUT, check_mode=False, unpack=None):
-    """oci_image state=present: dict(changed, actions, image, downloaded_bytes, warnings).
+                   validate_certs=True, ca_path=None, timeout=media.DEFAULT_TIMEOUT, check_mode=False, unpack=None,
+                   state_root=None):
+    """oci_image state=present: dict(changed, actions, image, downloaded_bytes, warnings); with STATE_ROOT,
+    the image names the containers there that use it.
 
     UNPACK (store, layer entry, label) -> warnings, when given, unpacks each layer as the pull
     fetches it (image_rootfs.pull_unpacker)."""
@@ -427,7 +453,7 @@ def ensure_present(image_root, name, pull="missing", platform=None, username=Non
     if pull == "never" or (pull == "missing" and existing):
         if not existing:
             raise OCIError("name: %s is not in the store %s, and pull=never" % (ref.name, store.root))
-        return dict(changed=False, actions=[], image=summary(ref.name, existing, store), downloaded_bytes=0,
+        return dict(changed=False, actions=[], image=summary(ref.name, existing, store, state_root), downloaded_bytes=0,
                     before=before)
     user, secret = credentials(ref, username, password, auth_file)
     puller = Puller(store, ref, platform=want, username=user, password=secret, validate_certs=validate_certs,
@@ -435,7 +461,7 @@ def ensure_present(image_root, name, pull="missing", platform=None, username=Non
     if check_mode:
         remote = puller.remote_digest()
         changed = not existing or existing.get("digest") != remote
-        image = summary(ref.name, existing, store) if existing and not changed else dict(name=ref.name, digest=remote)
+        image = summary(ref.name, existing, store, state_root) if existing and not changed else dict(name=ref.name, digest=remote)
         return dict(changed=changed, actions=["pull %s (%s)" % (ref.name, remote)] if changed else [],
                     image=image, downloaded_bytes=puller.client.downloaded, before=before)
     with store.locked():
@@ -444,7 +470,7 @@ def ensure_present(image_root, name, pull="missing", platform=None, username=Non
             again = store.lookup(ref.name)
             if again and platform_matches(want, want_platform(again.get("platform"))):
                 # Another play pulled it while this one waited for the lock.
-                return dict(changed=False, actions=[], image=summary(ref.name, again, store), downloaded_bytes=0,
+                return dict(changed=False, actions=[], image=summary(ref.name, again, store, state_root), downloaded_bytes=0,
                             before=before)
         record, downloaded = puller.pull()
         actions = ["download %s" % d for d in downloaded]
@@ -455,12 +481,13 @@ def ensure_present(image_root, name, pull="missing", platform=None, username=Non
             store.set_name(ref.name, record)
         else:
             record = existing
-    return dict(changed=bool(actions), actions=actions, image=summary(ref.name, record, store),
+    return dict(changed=bool(actions), actions=actions, image=summary(ref.name, record, store, state_root),
                 downloaded_bytes=puller.client.downloaded, before=before, warnings=puller.warnings)
 
 
-def ensure_absent(image_root, name, force=False, check_mode=False):
-    """oci_image state=absent: remove NAME, then collect what nothing references any more."""
+def ensure_absent(image_root, name, force=False, check_mode=False, state_root=None):
+    """oci_image state=absent: remove NAME, then collect what nothing references any more. A refusal names
+    the containers of STATE_ROOT that run from the bundles using NAME: those are what must go first."""
     ref = references.parse(name)
     store = Store(image_root)
     if not os.path.isdir(store.root):
@@ -470,11 +497,13 @@ def ensure_absent(image_root, name, force=False, check_mode=False):
         return dict(changed=False, actions=[], image=None)
     users = store.users_of(ref.name, existing)
     if users and not force:
-        raise OCIError("name: %s is used by bundle(s) %s; remove them first, or force=true to remove the name "
-                       "and keep the layers they use" % (ref.name, ", ".join(users)))
+        ids = containers_using(users, state_root)
+        running = " (container(s) %s in state_root %s)" % (", ".join(ids), state_root) if ids else ""
+        raise OCIError("name: %s is used by bundle(s) %s%s; remove them first, or force=true to remove the name "
+                       "and keep the layers they use" % (ref.name, ", ".join(users), running))
     actions = ["remove %s" % ref.name]
     if check_mode:
-        return dict(changed=True, actions=actions, image=summary(ref.name, existing, store))
+        return dict(changed=True, actions=actions, image=summary(ref.name, existing, store, state_root))
     with store.locked():
         store.remove_name(ref.name)
         actions.extend("collect %s" % item for item in store.collect())
@@ -488,15 +517,5 @@ def describe(image_root, name=None, state_root=None):
     if name is not None:
         wanted = references.parse(name).name
         names = dict((k, v) for k, v in names.items() if k == wanted)
-    containers = {}
-    if state_root and os.path.isdir(state_root):
-        from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations.lifecycle import (
-            list_containers)
-        for state in list_containers(state_root):
-            containers.setdefault(state.get("bundle"), []).append(state["id"])
-    images = []
-    for key in sorted(names):
-        item = summary(key, names[key], store)
-        item["containers"] = sorted(c for bundle in item["used_by"] for c in containers.get(bundle, []))
-        images.append(item)
-    return images
+    by_bundle = containers_by_bundle(state_root)
+    return [summary(key, names[key], store, state_root, by_bundle) for key in sorted(names)]
