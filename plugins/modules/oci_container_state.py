@@ -104,6 +104,9 @@ options:
         backoff starts again from 100 ms.
       - A stop or removal asked for (O(state=stopped), O(state=absent), C(ocirt kill), C(ocirt delete))
         is never undone by a restart.
+      - While the monitor waits out the backoff the container is stopped with its restart due
+        (RV(container.restart_pending), docker's C(restarting)); O(state=running) leaves it to the monitor
+        (no change, and the count and backoff go on), O(state=stopped) cancels the restart.
       - A container with C(process.terminal) cannot have a restart policy.
       - Changing it recreates the container.
     type: str
@@ -515,6 +518,10 @@ container:
     restart_gave_up:
       description: 'Why the monitor stopped restarting it (for example V(gave up after 2 restarts (on-failure:2))), or null.'
       type: str
+      returned: success
+    restart_pending:
+      description: 'Whether it is stopped and its monitor restarts it when the restart policy''s backoff ends.'
+      type: bool
       returned: success
     supervised:
       description: 'Whether a live monitor is in charge of it.'

@@ -123,6 +123,48 @@ def test_a_crash_loop_backs_off_and_costs_no_cpu_between_restarts(ocirt, make_bu
     assert_all_gone(ocirt.root, [(monitor, start)])
 
 
+def crash_looping(root, make_bundle, restarts=5):
+    """(id, bundle, state) of a container under restart_policy=always whose command fails at once, once
+    RESTARTS restarts are done and the next waits out its backoff (0.1 s doubling: 3.2 s after five)."""
+    cid = new_id("rs")
+    bundle = make_bundle(["sh", "-c", "exit 1"])
+    container_state.run(params(root, cid, bundle, restart_policy="always"))
+    waiting = poll(lambda: when(container_state.observe(root, cid)[0],
+                                lambda s: s.get("restartCount", 0) >= restarts and s.get("restartPending")),
+                   "%d restarts, and the next one due" % restarts, tries=2400)
+    return cid, bundle, waiting
+
+
+def test_a_container_whose_restart_is_due_is_not_recreated_by_a_converge(state_root, make_bundle):
+    cid, bundle, waiting = crash_looping(state_root, make_bundle)
+    assert waiting["status"] == "stopped" and waiting["supervised"] is True, waiting
+    again = container_state.run(params(state_root, cid, bundle, restart_policy="always"))
+    assert again["changed"] is False and again["actions"] == [], again["actions"]
+    container = again["container"]
+    assert container["restart_pending"] is True and container["monitor_pid"] == waiting["monitorPid"], container
+    assert container["restart_count"] >= waiting["restartCount"], "the backoff and the count were reset"
+    assert "its restart due (restart_policy always)" in again["msg"], again["msg"]
+    # The monitor goes on with the loop it was in.
+    poll(lambda: container_state.observe(state_root, cid)[0]["restartCount"] > waiting["restartCount"],
+         "the monitor's next restart", tries=2400)
+    monitor = (waiting["monitorPid"], proc_start_time(waiting["monitorPid"]))
+    container_state.run(params(state_root, cid, bundle, state="absent", restart_policy="always"))
+    assert_all_gone(state_root, [monitor])
+
+
+def test_state_stopped_cancels_a_due_restart(state_root, make_bundle):
+    cid, bundle, waiting = crash_looping(state_root, make_bundle)
+    monitor = (waiting["monitorPid"], proc_start_time(waiting["monitorPid"]))
+    stopped = container_state.run(params(state_root, cid, bundle, restart_policy="always", state="stopped"))
+    assert stopped["changed"] is True and stopped["actions"] == ["stop: its restart is due"], stopped["actions"]
+    assert_all_gone(state_root, [monitor])
+    final = container_state.observe(state_root, cid)[0]
+    assert (final["status"], final["restartPending"], final["gaveUp"]) == ("stopped", False, "stop requested"), final
+    assert final["restartCount"] in (waiting["restartCount"], waiting["restartCount"] + 1), final
+    assert container_state.run(params(state_root, cid, bundle, restart_policy="always", state="stopped"))[
+        "changed"] is False
+
+
 def test_ocirt_kill_is_a_requested_stop_and_is_not_undone(ocirt, make_bundle):
     cid = new_id("rs")
     ocirt("run", "--detach", "--restart", "always", "--bundle", make_bundle(SLEEP), cid)

@@ -123,6 +123,21 @@ def test_plan_moves_between_states(status, want, expected):
     assert describe(actions) == expected
 
 
+def test_a_container_whose_restart_is_due_is_left_to_its_monitor_unless_wanted_stopped_or_changed():
+    pending = dict(state("stopped"), restartPending=True, supervised=True)
+    assert reconcile.plan(pending, config(), config(), BUNDLE, "running") == []
+    assert describe(reconcile.plan(pending, config(), config(), BUNDLE, "stopped")) == ["stop: its restart is due"]
+    assert describe(reconcile.plan(pending, config(), None, None, "stopped")) == ["stop: its restart is due"]
+    assert describe(reconcile.plan(pending, config(), config(), BUNDLE, "absent")) == ["delete"]
+    changed = config()
+    changed["process"]["args"] = ["true"]
+    assert [a.verb for a in reconcile.plan(pending, config(), changed, BUNDLE, "running")] == \
+        ["delete", "create", "start"]
+    # Without a pending restart (the monitor gave up, or there is none) a stopped one is started again.
+    assert [a.verb for a in reconcile.plan(dict(pending, restartPending=False), config(), config(), BUNDLE,
+                                           "running")] == ["delete", "create", "start"]
+
+
 def test_a_finished_job_is_not_run_again():
     actions = reconcile.plan(state("stopped"), config(), config(), BUNDLE, "running", job=True)
     assert actions == []

@@ -145,6 +145,15 @@ def summary(container_id, actions, status, check_mode=False, exit_code=None):
     return "container %s: %s; %s%s" % (container_id, done, now, " (check mode)" if check_mode else "")
 
 
+def status_text(state):
+    """STATE's status for a message (STATE None: absent); a stopped container its policy restarts says so."""
+    if state is None:
+        return "absent"
+    if reconcile.restart_pending(state):
+        return "stopped, its restart due (restart_policy %s)" % state.get("restartPolicy")
+    return state["status"]
+
+
 def failure_message(container_id, exc):
     """The task's error: the runtime's message, naming the container once."""
     message = str(exc)
@@ -229,7 +238,8 @@ def run(params, check_mode=False, diff=False, known_config=None):
             after=dict(status=reconcile.status_after(current, actions), config=desired_config or {}))
     if check_mode:
         result["container"] = container_result(current)
-        result["msg"] = summary(container_id, result["actions"], reconcile.status_after(current, actions), True)
+        status = reconcile.status_after(current, actions)
+        result["msg"] = summary(container_id, result["actions"], status_text(current) if not actions else status, True)
         return result
     apply_with_secrets(root, container_id, bundle, actions, options, params)
     if network_leftover or network_repair:
@@ -260,8 +270,7 @@ def run(params, check_mode=False, diff=False, known_config=None):
             result["container"] = container_result(observe(root, container_id)[0])
             raise TaskFailed(str(exc), result)
     result["container"] = container_result(final)
-    result["msg"] = summary(container_id, result["actions"], final["status"] if final else "absent",
-                            exit_code=result.get("exit_code"))
+    result["msg"] = summary(container_id, result["actions"], status_text(final), exit_code=result.get("exit_code"))
     return result
 
 

@@ -98,6 +98,12 @@ class Action:
         return "Action(%s)" % self.describe()
 
 
+def restart_pending(current):
+    """CURRENT (a state dict, or None) is stopped, and its monitor restarts it when its policy's backoff
+    ends: docker's "restarting". Wanted running, it is left to the monitor; wanted stopped, it is stopped."""
+    return bool(current) and current.get("restartPending") is True
+
+
 def plan(current, current_config, desired_config, desired_bundle, want, recreate=False, restart=False,
          job=False, unknown=None):
     """The actions that take a container from CURRENT (its state dict, or None) to WANT.
@@ -117,6 +123,8 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
             actions.append(Action("delete"))
         return actions
     if want == "stopped" and desired_bundle is None:
+        if restart_pending(current):
+            return [Action("stop", "its restart is due")]
         return [Action("stop")] if status in ("running", "paused") else []
     if current:
         reasons = []
@@ -133,7 +141,7 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
             reasons.append("restart requested")
         if want == "created" and status != "created" and not reasons:
             reasons.append("wanted created, is %s" % status)
-        if want == "running" and status == "stopped" and not job and not reasons:
+        if want == "running" and status == "stopped" and not job and not reasons and not restart_pending(current):
             reasons.append("stopped, wanted running")
         if reasons:
             if status in LIVE:
@@ -154,6 +162,8 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
             actions.append(Action("resume"))
     elif want == "stopped" and status in ("running", "paused"):
         actions.append(Action("stop"))
+    elif want == "stopped" and status == "stopped" and restart_pending(current) and not actions:
+        actions.append(Action("stop", "its restart is due"))
     return actions
 
 
@@ -199,6 +209,9 @@ def stop(root, container_id, signum, timeout, poll=0.05):
     """Send SIGNUM, wait up to TIMEOUT seconds, then SIGKILL every process; return once stopped."""
     from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import lifecycle
     current = lifecycle.state(root, container_id)
+    if restart_pending(current):
+        lifecycle.cancel_restart(root, container_id)
+        current = lifecycle.state(root, container_id)  # the restart may have come first: then it runs
     if current["status"] == "paused":
         lifecycle.pause(root, container_id, frozen=False)  # a frozen process cannot act on a signal
     if current["status"] in LIVE:

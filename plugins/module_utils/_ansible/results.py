@@ -39,6 +39,8 @@ def container_result(state):
         'last_exit_code': state.get('lastExitCode'),
         'last_exit_time': state.get('lastExitTime'),
         'restart_gave_up': state.get('gaveUp'),
+        # Stopped between an exit and the restart its policy does (docker's "restarting").
+        'restart_pending': state.get('restartPending', False),
         'supervised': bool(state.get('monitorPid')),
         'health': _health_result(state.get('health')),
     }

@@ -263,6 +263,8 @@ class Container:
         for key in ("restartTimes", "lastExitCode", "lastExitTime", "gaveUp"):
             if key in info:  # a null lastExitCode says the exit was not ours to learn (an adopted container)
                 result[key] = info[key]
+        # Stopped, with its restart due (the backoff): only while a live monitor is there to do it.
+        result["restartPending"] = status == STOPPED and result["supervised"] and info.get("restartPending") is True
         if supervision.get("healthcheck"):
             recorded = info.get("health")
             health: "dict[str, Any]" = dict(recorded) if isinstance(recorded, dict) else {"status": "starting"}

@@ -516,6 +516,9 @@ class Supervisor:
         self.last_exit_code = None
         self.last_exit_time = None
         self.gave_up = None
+        # Between an exit and the restart the policy asked for (the backoff): the container is stopped, but a
+        # converge must not take it for one that stays stopped and recreate it.
+        self.pending = False
         self.interval = float(options.get("interval", 0))
         self.health = None
         if options.get("health"):
@@ -552,6 +555,7 @@ class Supervisor:
         return delay
 
     def restarted(self):
+        self.pending = False
         self.count += 1
         self.times = (self.times + [timestamp()])[-RESTART_TIMES_KEPT:]
         if self.health:
@@ -575,7 +579,7 @@ class Supervisor:
     def record(self, supervised=True):
         record = {"restartPolicy": self.policy, "restartCount": self.count, "restartTimes": self.times,
                   "lastExitCode": self.last_exit_code, "lastExitTime": self.last_exit_time,
-                  "gaveUp": self.gave_up, "supervised": supervised}
+                  "gaveUp": self.gave_up, "supervised": supervised, "restartPending": self.pending}
         if self.health:
             record["health"] = {"status": self.health, "failingStreak": self.streak,
                                 "lastExitCode": self.check_code, "lastOutput": self.check_output,
@@ -688,6 +692,7 @@ class Monitor:
         else:
             write_json(self.state_dir, EXIT_FILE, record)
             self.next_restart = time.monotonic() + delay
+            self.supervisor.pending = True
         self.write_supervision()
 
     def start_restart(self):
@@ -730,6 +735,8 @@ class Monitor:
 
     def finish(self):
         self.exited = True
+        if self.supervisor:
+            self.supervisor.pending = False
         self.write_supervision()
 
     def start_check(self):

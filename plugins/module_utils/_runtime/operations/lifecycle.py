@@ -249,6 +249,14 @@ NOT_STOPPING = frozenset([0, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, sign
                           signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU])
 
 
+def cancel_restart(root, container_id):
+    """A stopped container whose monitor waits out a restart's backoff stays stopped: the stop is requested
+    (kill refuses a stopped container). Nothing happens to a container that is not stopped."""
+    with Container.open(root, container_id) as container:
+        if container.status() == STOPPED:
+            request_stop(container)
+
+
 def request_stop(container):
     """Tell the monitor that the container is being stopped on purpose: a supervising one must not
     restart it, and the monitor then ends with 0, not the container's code (a supervisor above it,
