@@ -201,16 +201,9 @@ def _hook_script(root):
 
 def published_elsewhere(root, container_id):
     """[(container id, mapping)] of the ports the other containers of ROOT publish (from their caches)."""
-    area = os.path.join(root, cni.NETWORK_AREA)
     found = []
-    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
-        if other == container_id or not os.path.isdir(os.path.join(area, other)):
-            continue
-        try:
-            cache = cni.read_cache(root, other)
-        except cni.CNIError:
-            continue
-        for attachment in (cache or {}).get("attachments") or []:
+    for other, cache in cni.caches(root, exclude=container_id):
+        for attachment in cache.get("attachments") or []:
             for mapping in (attachment.get("runtimeConfig") or {}).get("portMappings") or []:
                 found.append((other, mapping))
     return found
@@ -419,13 +412,5 @@ def describe(root, container_id):
 
 def users_of(root, name):
     """The ids of ROOT's containers attached to network NAME (from their caches)."""
-    area = os.path.join(os.path.abspath(root), cni.NETWORK_AREA)
-    users = []
-    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
-        try:
-            cache = cni.read_cache(os.path.abspath(root), other) if os.path.isdir(os.path.join(area, other)) else None
-        except cni.CNIError:
-            continue
-        if any(a.get("network") == name for a in (cache or {}).get("attachments") or []):
-            users.append(other)
-    return users
+    return [other for other, cache in cni.caches(os.path.abspath(root))
+            if any(a.get("network") == name for a in cache.get("attachments") or [])]
