@@ -16,6 +16,12 @@ description:
     container is attached; the plugins make the bridge, veths and rules then.
   - Idempotent; a changed network is rewritten, and each container on it is recreated on its next
     M(daemonless.oci.oci_container_state) run (its recorded settings no longer match).
+  - A changed subnet, gateway or O(interface_name) leaves the bridge's old address (or the old bridge)
+    stale. With no container on it, it is removed at once. Otherwise each recreated container gets the
+    new address on the bridge, while the containers not recreated yet keep the old one (and their
+    traffic) until theirs; the last of them to leave takes the old address (or the old bridge) with
+    it. Only the containers of this O(state_root) are seen; a container of the same network under
+    another state root may lose its gateway when the old address goes.
   - The plugins come from Debian's C(containernetworking-plugins) and
     C(golang-github-containernetworking-plugin-dnsname) (with C(dnsmasq-base)); the
     C(daemonless.oci.container) role installs them. A missing plugin fails the task naming the plugin

@@ -122,7 +122,14 @@ def net(state_root, scratch):
         params.update(options)
         made.append(params)
         return networks.run_network(params)["network"]
+
+    def change(name, **options):
+        """Network NAME made again with OPTIONS changed (oci_network's run); its result."""
+        params = next(p for p in made if p["name"] == name)
+        params.update(options)
+        return networks.run_network(params)
     make.config_dir = config_dir
+    make.change = change
     yield make
     area = os.path.join(state_root, cni.NETWORK_AREA)
     try:
@@ -679,3 +686,107 @@ def test_a_random_host_port_is_chosen_reported_kept_and_answers(params, net, mak
         assert networks.container_facts(state_root, p["id"])["networks"][0]["published"] == published
     finally:
         busy.close()
+
+
+# --------------------------------------------------------------------------
+# a network changed under its containers
+
+def bridge_addresses(bridge):
+    """The IPv4 addresses (address/prefix) of BRIDGE, in the kernel's order; [] when there is no such link."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", bridge], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        return []
+    return ["%s/%d" % (a["local"], a["prefixlen"]) for link in json.loads(out.stdout) for a in link["addr_info"]]
+
+
+def other_subnet(network):
+    """A /24 that is not NETWORK's nor any other test's (they take 10.130-199.x)."""
+    return "10.%d.%d.0/24" % (random.randint(200, 250), random.randint(0, 255))
+
+
+def nothing_left_of(subnet, network_name):
+    """What is left on the host of SUBNET ("10.x.y.0/24"): bridge addresses, iptables rules, IPAM files."""
+    prefix = subnet.rsplit(".", 1)[0] + "."
+    left = []
+    for link in host_links():
+        left += [a for a in bridge_addresses(link) if a.startswith(prefix)] if link.startswith("oci") else []
+    left += [rule for rule in iptables_rules() if prefix in rule]
+    directory = os.path.join(networks.IPAM_DIR, network_name)
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if name.startswith(prefix) or prefix in read_text(os.path.join(directory, name)):
+            left.append(os.path.join(directory, name))
+    return left
+
+
+def test_a_changed_subnet_recreates_the_container_on_it_and_leaves_nothing_of_the_old(
+        params, net, make_bundle, state_root):
+    """The user's trial: a running container, its network's subnet changed, the container converged again:
+    the bridge's old address made the new ADD fail, and the container stayed deleted."""
+    network = net()
+    old = network["subnet"]
+    p = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]])
+    container_state.run(p)
+    assert http_get("http://%s/" % address_of(state_root, p["id"])).strip() == "hello-from-%s" % p["id"]
+    changed = net.change(network["name"], subnet=other_subnet(network))
+    assert changed["changed"] and changed["users"] == [p["id"]]
+    new = changed["network"]
+    result = container_state.run(p)
+    assert [a.split(":")[0] for a in result["actions"]] == ["stop", "delete", "create", "start"], result["actions"]
+    assert container_state.observe(state_root, p["id"])[0]["status"] == "running"
+    address = address_of(state_root, p["id"])
+    assert address.startswith(new["subnet"].rsplit(".", 1)[0] + ".")
+    assert http_get("http://%s/" % address).strip() == "hello-from-%s" % p["id"]
+    assert bridge_addresses(new["interface_name"]) == ["%s/24" % new["gateway"]]
+    assert nothing_left_of(old, network["name"]) == []
+    answer = subprocess.run(["busybox", "nslookup", "%s.dns.oci" % p["id"], new["gateway"]],
+                            capture_output=True, text=True, check=False).stdout
+    assert "Address: %s" % address in answer, answer  # dnsmasq answers on the new gateway
+    assert container_state.run(p)["changed"] is False
+
+
+def test_containers_of_a_changed_subnet_converge_one_by_one_and_the_others_keep_working_meanwhile(
+        params, net, make_bundle, state_root):
+    """The first container recreated while another still holds an address of the old subnet: both
+    addresses on the bridge (the new one first, which bridge's ADD wants); the old goes with its last user."""
+    network = net()
+    old = network["subnet"]
+    first = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]], id="a-" + uuid.uuid4().hex[:6])
+    second = params(bundle=make_bundle(["sh", "-c", HTTPD]), network=[network["name"]],
+                    id="b-" + uuid.uuid4().hex[:6])
+    container_state.run(first)
+    container_state.run(second)
+    second_old = address_of(state_root, second["id"])
+    new = net.change(network["name"], subnet=other_subnet(network))["network"]
+    container_state.run(first)
+    first_new = address_of(state_root, first["id"])
+    assert first_new.startswith(new["subnet"].rsplit(".", 1)[0] + ".")
+    assert http_get("http://%s/" % first_new).strip() == "hello-from-%s" % first["id"]
+    assert http_get("http://%s/" % second_old).strip() == "hello-from-%s" % second["id"]
+    assert bridge_addresses(new["interface_name"]) == ["%s/24" % new["gateway"], "%s/24" % network["gateway"]]
+    container_state.run(second)
+    second_new = address_of(state_root, second["id"])
+    assert second_new.startswith(new["subnet"].rsplit(".", 1)[0] + ".")
+    assert bridge_addresses(new["interface_name"]) == ["%s/24" % new["gateway"]]
+    assert nothing_left_of(old, network["name"]) == []
+    job = run_job(params, ["sh", "-c", FETCH % second_new], make_bundle, network=[network["name"]])
+    assert job["exit_code"] == 0 and job["logs_lines"] == ["hello-from-%s" % second["id"]], job["logs_lines"]
+
+
+def test_a_renamed_bridge_goes_with_its_last_container_or_at_once_when_it_has_none(
+        params, net, make_bundle, state_root):
+    used, unused = net(), net()
+    p = params(bundle=make_bundle(["sleep", "1000"]), network=[used["name"]])
+    container_state.run(p)
+    attach_bare(state_root, net, "bare", network=[unused["name"]])
+    attachment.release(state_root, "bare")
+    assert bridge_addresses(unused["interface_name"]) == ["%s/24" % unused["gateway"]]
+    changed = net.change(unused["name"], subnet=other_subnet(unused))
+    assert changed["changed"] and changed["users"] == []
+    assert not os.path.exists(os.path.join("/sys/class/net", unused["interface_name"]))  # no one on it: gone
+    renamed = "ocr" + uuid.uuid4().hex[:8]
+    net.change(used["name"], interface_name=renamed)
+    assert os.path.exists(os.path.join("/sys/class/net", used["interface_name"]))  # still p's
+    container_state.run(p)
+    assert not os.path.exists(os.path.join("/sys/class/net", used["interface_name"]))
+    assert bridge_addresses(renamed) == ["%s/24" % used["gateway"]]

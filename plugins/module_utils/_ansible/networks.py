@@ -7,9 +7,8 @@ Nothing here knows AnsibleModule: errors are OCIError, results are dicts.
 """
 import os
 import shutil
-import subprocess
 
-from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, conflist, drift
+from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, bridge, cni, conflist, drift
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 IPAM_DIR = "/var/lib/cni/networks"  # host-local's reservations, one directory per network
@@ -89,43 +88,27 @@ def run_network(params, check_mode=False, diff=False):
     built = conflist.build(settings)
     check_plugins(built, params["cni_path"])
     changed = before is None or conflist.text_of(before) != conflist.text_of(built)
-    result.update(changed=changed, network=settings, users=attachment.users_of(params["state_root"], name))
+    users = attachment.users_of(params["state_root"], name)
+    result.update(changed=changed, network=settings, users=users)
     if diff:
         result["diff"] = dict(before=conflist.text_of(before) if before else "", after=conflist.text_of(built))
     if changed and not check_mode:
         conflist.write(config_dir, built)
+        # The bridge keeps the old address (or name) and bridge's ADD refuses it: with no container on it, it
+        # goes now; with some, the last of them to leave the old list takes it (bridge.tidy).
+        if before is not None and not users and bridge.gateway_of(before) != bridge.gateway_of(built):
+            _remove_leftovers(name, conflist.settings_of(before))
     return result
 
 
 def _remove_leftovers(name, settings):
     """What the plugins keep per network once none of its containers is left: the bridge, IPAM's and dnsname's files."""
-    bridge = settings.get("interface_name")
-    if bridge:
-        _remove_bridge_rules(bridge)
-    if bridge and os.path.isdir(os.path.join("/sys/class/net", bridge)):
-        subprocess.run(["ip", "link", "delete", bridge, "type", "bridge"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if settings.get("interface_name"):
+        bridge.remove(settings["interface_name"])
     for base in (IPAM_DIR, DNSNAME_DIR):
         directory = os.path.join(base, name)
         if os.path.isdir(directory):
             shutil.rmtree(directory, ignore_errors=True)
-
-
-# Chains where plugins leave rules naming a bridge once its last container is gone: dnsname opens DNS to its
-# dnsmasq (INPUT), the firewall plugin's ingressPolicy keeps the bridge in its isolation stages (1.1.1).
-BRIDGE_RULE_CHAINS = ("INPUT", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2")
-
-
-def _remove_bridge_rules(bridge):
-    import shlex
-    for chain in BRIDGE_RULE_CHAINS:
-        listed = subprocess.run(["iptables", "-w", "-S", chain], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                universal_newlines=True, check=False)
-        for line in listed.stdout.splitlines():
-            words = shlex.split(line)
-            if words[:2] == ["-A", chain] and ("-i" in words or "-o" in words) and bridge in words:
-                subprocess.run(["iptables", "-w", "-D"] + words[1:], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=False)
 
 
 # --------------------------------------------------------------------------

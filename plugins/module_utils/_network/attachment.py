@@ -25,7 +25,7 @@ import json
 import os
 import sys
 
-from ansible_collections.daemonless.oci.plugins.module_utils._network import cni, conflist, etcfiles, netns, ports
+from ansible_collections.daemonless.oci.plugins.module_utils._network import bridge, cni, conflist, etcfiles, netns, ports
 from ansible_collections.daemonless.oci.plugins.module_utils._network.hostname import HOSTNAME_RE, choose_hostname, with_hostname
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import atomicfile
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -201,16 +201,9 @@ def _hook_script(root):
 
 def published_elsewhere(root, container_id):
     """[(container id, mapping)] of the ports the other containers of ROOT publish (from their caches)."""
-    area = os.path.join(root, cni.NETWORK_AREA)
     found = []
-    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
-        if other == container_id or not os.path.isdir(os.path.join(area, other)):
-            continue
-        try:
-            cache = cni.read_cache(root, other)
-        except cni.CNIError:
-            continue
-        for attachment in (cache or {}).get("attachments") or []:
+    for other, cache in cni.caches(root, exclude=container_id):
+        for attachment in cache.get("attachments") or []:
             for mapping in (attachment.get("runtimeConfig") or {}).get("portMappings") or []:
                 found.append((other, mapping))
     return found
@@ -274,12 +267,17 @@ class Attaching:
         self.container_id = container_id
         self.request = request
         self.path = cni.netns_path(root, container_id)
+        # configDir: where release finds the networks' lists as they are now (bridge.tidy)
         self.cache = {"containerId": container_id, "netns": self.path, "cniPath": request.cni_path,
-                      "attachments": []}
+                      "configDir": request.config_dir, "attachments": []}
         self.planned = []
         self.started = None
 
     def begin(self):
+        for name, network in self.request.networks.items():
+            problem = bridge.prepare(self.root, self.container_id, network)
+            if problem:
+                raise OCIError("network: network %s: bridge %s" % (name, problem))
         cni.write_cache(self.root, self.container_id, self.cache)
         netns.create(self.path)
         for index, (name, network) in enumerate(self.request.networks.items()):
@@ -380,11 +378,21 @@ def _write_in_place(path, text):
 
 
 def release(root, container_id, cni_path=None):
-    """DEL every attachment from the cache, unmount and remove the namespace; True when there was any."""
+    """DEL every attachment from the cache, unmount and remove the namespace, then what the host keeps of an
+    old version of its networks that no one uses any more (bridge.tidy); True when there was any."""
+    root = os.path.abspath(root)
     try:
-        return cni.release(os.path.abspath(root), container_id, cni_path)
+        cache = cni.read_cache(root, container_id) or {}
+    except cni.CNIError:
+        cache = {}  # cni.release says what is wrong with it
+    try:
+        released = cni.release(root, container_id, cni_path)
     except (cni.CNIError, OSError) as exc:
         raise OCIError("network: %s" % exc)
+    configs = [a.get("config") or {} for a in cache.get("attachments") or [] if isinstance(a, dict)]
+    if released and configs and cache.get("configDir"):  # older caches do not say where the lists are
+        bridge.tidy(root, configs, bridge.current_lists(cache["configDir"], [c.get("name") for c in configs]))
+    return released
 
 
 def has_attachment(root, container_id):
@@ -419,13 +427,5 @@ def describe(root, container_id):
 
 def users_of(root, name):
     """The ids of ROOT's containers attached to network NAME (from their caches)."""
-    area = os.path.join(os.path.abspath(root), cni.NETWORK_AREA)
-    users = []
-    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
-        try:
-            cache = cni.read_cache(os.path.abspath(root), other) if os.path.isdir(os.path.join(area, other)) else None
-        except cni.CNIError:
-            continue
-        if any(a.get("network") == name for a in (cache or {}).get("attachments") or []):
-            users.append(other)
-    return users
+    return [other for other, cache in cni.caches(os.path.abspath(root))
+            if any(a.get("network") == name for a in cache.get("attachments") or [])]

@@ -232,6 +232,20 @@ def read_cache(root, container_id):
     return cache
 
 
+def caches(root, exclude=None):
+    """(container id, cache) of ROOT's containers with a readable cache, EXCLUDE's left out."""
+    area = os.path.join(root, NETWORK_AREA)
+    for other in sorted(os.listdir(area)) if os.path.isdir(area) else []:
+        if other == exclude or not os.path.isdir(os.path.join(area, other)):
+            continue
+        try:
+            cache = read_cache(root, other)
+        except CNIError:
+            continue  # not ours to judge here: its own release reports it
+        if cache:
+            yield other, cache
+
+
 def write_cache(root, container_id, cache):
     """Replace the cache whole (a temporary file, then a rename: a crash leaves the old or the new one)."""
     import json  # here, as subprocess: a poststop hook with nothing to release imports neither
