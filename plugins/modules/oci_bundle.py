@@ -112,7 +112,14 @@ options:
     type: list
     elements: str
   env:
-    description: Environment variables, merged over the image's and O(env_file)'s.
+    description:
+      - Environment variables, merged over the image's and O(env_file)'s.
+      - A name follows the rule of O(env_file)'s names, and a bad one fails the task. It must not be empty, nor hold
+        C(=), a blank or NUL; a leading digit is allowed, as docker allows it, though a POSIX shell cannot expand
+        such a variable.
+      - A value is a string, or an integer, which becomes its decimal text (YAML's unquoted C(8080) for C(PORT)
+        gives C(PORT=8080)). A boolean, null, float, list or dict fails the task, naming the variable, since YAML
+        reads C(yes), C(~) and C(1.10) as V(true), null and C(1.1); quote such values (C("yes")) to pass their text.
     type: dict
   env_file:
     description:

@@ -67,7 +67,7 @@ def build_config(options, image_config=None, rootfs_path="rootfs", resolve_user=
         process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("env"):
         env = _env_dict(process["env"])
-        env.update((str(k), str(v)) for k, v in options["env"].items())
+        env.update(env_file.option_entries(options["env"]))
         process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("cwd") is not None:
         process["cwd"] = options["cwd"]
