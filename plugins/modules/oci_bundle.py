@@ -166,6 +166,10 @@ options:
     description:
       - Extra mounts. A mount at the destination of a default mount replaces it.
       - Each has C(destination), and C(source), C(type) (default C(bind) when a source is given) and C(options).
+      - A bad mount fails the task before the bundle changes, its error naming the option's own index
+        (C(mounts[0]) for the first), as does a bind mount whose C(source) does not exist on the managed host
+        (a relative one is relative to the bundle). In check mode a missing source is not an error, since an earlier
+        task may make it.
     type: list
     elements: dict
   capabilities:
