@@ -208,7 +208,7 @@ options:
     description: CPUs the container may use (C(0-1,3)).
     type: str
   pids_limit:
-    description: Maximum number of processes; -1 for no limit.
+    description: Maximum number of processes; V(-1) or V(0) for no limit (as docker's C(--pids-limit)).
     type: int
   cgroups_path:
     description: The container's cgroup path (absolute, or relative to the runtime's parent C(/ocirt)).
