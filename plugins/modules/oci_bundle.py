@@ -109,7 +109,14 @@ options:
     type: list
     elements: str
   env:
-    description: Environment variables, merged over the image's and O(env_file)'s.
+    description:
+      - Environment variables, merged over the image's and O(env_file)'s.
+      - A name follows the rule of O(env_file)'s names, and a bad one fails the task. It must not be empty, nor hold
+        C(=), a blank or NUL; a leading digit is allowed, as docker allows it, though a POSIX shell cannot expand
+        such a variable.
+      - A value is a string, or an integer, which becomes its decimal text (YAML's unquoted C(8080) for C(PORT)
+        gives C(PORT=8080)). A boolean, null, float, list or dict fails the task, naming the variable, since YAML
+        reads C(yes), C(~) and C(1.10) as V(true), null and C(1.1); quote such values (C("yes")) to pass their text.
     type: dict
   env_file:
     description:
@@ -156,6 +163,10 @@ options:
     description:
       - Extra mounts. A mount at the destination of a default mount replaces it.
       - Each has C(destination), and C(source), C(type) (default C(bind) when a source is given) and C(options).
+      - A bad mount fails the task before the bundle changes, its error naming the option's own index
+        (C(mounts[0]) for the first), as does a bind mount whose C(source) does not exist on the managed host
+        (a relative one is relative to the bundle). In check mode a missing source is not an error, since an earlier
+        task may make it.
     type: list
     elements: dict
   capabilities:
@@ -194,7 +205,7 @@ options:
     description: CPUs the container may use (C(0-1,3)).
     type: str
   pids_limit:
-    description: Maximum number of processes; -1 for no limit.
+    description: Maximum number of processes; V(-1) or V(0) for no limit (as docker's C(--pids-limit)).
     type: int
   cgroups_path:
     description: The container's cgroup path (absolute, or relative to the runtime's parent C(/ocirt)).

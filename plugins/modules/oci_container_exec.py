@@ -50,7 +50,12 @@ options:
       - Exactly one of O(argv) and O(command) is required.
     type: str
   env:
-    description: Environment variables, added to (and overriding) the container's own.
+    description:
+      - Environment variables, added to (and overriding) the container's own.
+      - Names and values follow the rules of M(daemonless.oci.oci_bundle)'s O(daemonless.oci.oci_bundle#module:env),
+        and a bad one fails the task. A name must not be empty, nor hold C(=), a blank or NUL. A value is a string
+        or an integer (its decimal text); a boolean, null, float, list or dict is refused (quote it in YAML to
+        pass its text).
     type: dict
     default: {}
   user:

@@ -312,6 +312,44 @@ def test_bad_input_to_every_module_fails_naming_the_option_and_leaves_nothing(
     assert state_dirs(state_root) == []
 
 
+def test_a_bad_env_or_mount_fails_the_task_naming_the_field_and_writes_nothing(make_bundle, scratch, state_root):
+    """env values YAML typed (true, null), bad env names and bad mounts: each task fails naming env.KEY or
+    the option's own mounts[N] (not config.json's, after the default mounts), config.json stays as it was,
+    a new bundle is not made and no container is created."""
+    existing = make_bundle(["true"])
+    with open(os.path.join(existing, "config.json"), "rb") as handle:
+        before = handle.read()
+    source = rootfs_of(existing)
+    fresh = os.path.join(scratch, "fresh")
+    missing = os.path.join(scratch, "no-such-source")
+    cases = [
+        ("oci_bundle", {"path": existing, "env": {"PORT": 8080, "DEBUG": True}},
+         'env.DEBUG: true is a boolean; quote it ("true") to pass the text'),
+        ("oci_bundle", {"path": existing, "env": {"EMPTY": None}}, 'env.EMPTY: null is not a value'),
+        ("oci_bundle", {"path": existing, "env": {"A=B": "x"}}, "env: 'A=B' is not a valid variable name"),
+        ("oci_bundle", {"path": existing, "env": {"": "z"}}, "env: '' is not a valid variable name"),
+        ("oci_bundle", {"path": existing, "mounts": [{"destination": "../../../etc", "source": "/tmp"}]},
+         "mounts[0].destination: must be an absolute path"),
+        ("oci_bundle", {"path": existing, "mounts": [{"source": missing, "destination": "/data"}]},
+         "mounts[0].source %s: No such file or directory" % missing),
+        ("oci_bundle", {"path": fresh, "rootfs_from": source, "env": {"VERSION": 1.1}}, "env.VERSION: 1.1 is"),
+        ("oci_containers", {"containers": [{"id": new_id("envmount"), "bundle": fresh, "rootfs_from": source,
+                                            "mounts": [{"source": missing, "destination": "/data"}]}]},
+         "mounts[0].source %s" % missing),
+    ]
+    results = run_tasks(scratch, [(module, args) for module, args, _needle in cases], state_root=state_root)
+    for (module, args, needle), (_task, result) in zip(cases, results):
+        assert result.get("failed"), (module, args, result)
+        # oci_containers' own msg counts the failed items; each item's msg says why.
+        messages = [result["msg"]] + [item.get("msg", "") for item in result.get("containers", [])]
+        assert any(needle in message for message in messages), (module, args, needle, result)
+        assert "mounts[7]" not in json.dumps(result) and "Traceback" not in json.dumps(result), result
+    with open(os.path.join(existing, "config.json"), "rb") as handle:
+        assert handle.read() == before
+    assert not os.path.lexists(fresh)
+    assert state_dirs(state_root) == []
+
+
 # --------------------------------------------------------------------------
 # 6. stop_signal checked up front
 

@@ -66,3 +66,41 @@ def test_env_file_merges_over_the_image_and_under_env_and_later_files_win(tmp_pa
     env = config["process"]["env"]
     assert "A=file1" in env and "B=file2" in env and "C=option" in env and "IMAGE_ONLY=1" in env
     assert not [e for e in env if e.startswith(("A=image", "B=file1", "C=file"))]
+
+
+# The env option (a dict) shares env_file's name rule; its values are text, an integer taken as its digits.
+
+def env_of(env):
+    return bundle_config.build_config({"env": env})["process"]["env"]
+
+
+def test_env_strings_and_integers_are_text_and_a_leading_digit_is_a_name():
+    env = env_of({"PORT": 8080, "NAME": "web", "EMPTY": "", "1X": "y", "ZERO": 0})
+    assert "PORT=8080" in env and "NAME=web" in env and "EMPTY=" in env and "1X=y" in env and "ZERO=0" in env
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"A=B": "x"}, "env: 'A=B' is not a valid variable name"),
+    ({"": "z"}, "env: '' is not a valid variable name"),
+    ({"A B": "x"}, "env: 'A B' is not a valid variable name"),
+    ({"DEBUG": True}, 'env.DEBUG: true is a boolean; quote it ("true") to pass the text'),
+    ({"OFF": False}, 'env.OFF: false is a boolean; quote it ("false") to pass the text'),
+    ({"EMPTY": None}, 'env.EMPTY: null is not a value; give "" for an empty one'),
+    ({"VERSION": 1.1}, "env.VERSION: 1.1 is a number with a decimal point"),
+    ({"HOSTS": ["a", "b"]}, "env.HOSTS: a list is not a value; give a string"),
+    ({"OPTS": {"a": 1}}, "env.OPTS: a dict is not a value; give a string"),
+    ({"NUL": "a\0b"}, "env.NUL: the value holds a NUL byte"),
+])
+def test_a_bad_env_name_or_value_is_an_error_naming_env_and_the_key(env, message):
+    with pytest.raises(OCIError) as caught:
+        env_of(dict({"GOOD": "1"}, **env))
+    assert str(caught.value).startswith(message), caught.value
+
+
+def test_oci_container_exec_takes_env_under_the_same_rules():
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_exec
+    assert container_exec.env_list({"PORT": 8080, "A": "b"}) == ["PORT=8080", "A=b"]
+    with pytest.raises(OCIError, match=r'^env\.DEBUG: true is a boolean'):
+        container_exec.env_list({"DEBUG": True})
+    with pytest.raises(OCIError, match=r"^env: 'A=B' is not a valid variable name"):
+        container_exec.env_list({"A=B": "x"})

@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible.argument_specs import STATE_ROOT_ARGSPEC
+from ansible_collections.daemonless.oci.plugins.module_utils._bundle import env_file
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import protocol
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import NotFound, OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.ids import validate_id
@@ -73,15 +74,9 @@ def command_argv(params):
 
 
 def env_list(env):
-    """env as process.env entries, each name checked: what execve cannot take is the option's error."""
-    entries = []
-    for key, value in (env or {}).items():
-        key = str(key)
-        value = "" if value is None else str(value)
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise OCIError("env: %r is not a valid variable name (or its value holds a NUL byte)" % key)
-        entries.append("%s=%s" % (key, value))
-    return entries
+    """env as process.env entries, under oci_bundle's rules for its env: what execve cannot take, or a
+    YAML value that is not the text it looks like, is the option's error."""
+    return ["%s=%s" % entry for entry in env_file.option_entries(env)]
 
 
 def running_container(root, container_id):

@@ -260,6 +260,9 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
     # The options alone are checked before anything is unpacked, so a bad one leaves nothing behind.
     max_size = _max_size(max_unpacked_size)
     access = _access(bundle_config.build_config(options))
+    if not check_mode:
+        # In check mode an earlier task that makes a mount's source did not run: as for rootfs_from, no failure.
+        bundle_config.check_mount_sources(options.get("mounts"), path)
     actions = []
     restrict = _access_change(path, access)
     if restrict:

@@ -8,6 +8,8 @@ the image config (Entrypoint+Cmd, Env, WorkingDir, User), the task's named
 options (env_file's variables before env's), and last the task's `config` dict merged over everything for
 fields the options do not name. The result is validated by spec.validate.
 """
+import os
+
 from ansible_collections.daemonless.oci.plugins.module_utils._bundle import env_file, users
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio, spec
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -67,7 +69,7 @@ def build_config(options, image_config=None, rootfs_path="rootfs", resolve_user=
         process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("env"):
         env = _env_dict(process["env"])
-        env.update((str(k), str(v)) for k, v in options["env"].items())
+        env.update(env_file.option_entries(options["env"]))
         process["env"] = ["%s=%s" % item for item in env.items()]
     if options.get("cwd") is not None:
         process["cwd"] = options["cwd"]
@@ -132,12 +134,9 @@ def _apply_mounts(config, mounts):
     if not mounts:
         return
     wanted = []
-    for index, mount in enumerate(mounts):
-        field = "mounts[%d]" % index
-        if not mount.get("destination"):
-            raise OCIError("%s.destination: is required" % field)
+    for mount in _checked_mounts(mounts):
         entry = {"destination": mount["destination"]}
-        kind = mount.get("type") or ("bind" if mount.get("source") else None)
+        kind = _mount_kind(mount)
         if kind:
             entry["type"] = kind
         if mount.get("source"):
@@ -150,6 +149,41 @@ def _apply_mounts(config, mounts):
         wanted.append(entry)
     destinations = set(m["destination"] for m in wanted)
     config["mounts"] = [m for m in config["mounts"] if m["destination"] not in destinations] + wanted
+
+
+def _mount_kind(mount):
+    return mount.get("type") or ("bind" if mount.get("source") else None)
+
+
+def _binds(mount):
+    return _mount_kind(mount) == "bind" or any(o in ("bind", "rbind") for o in mount.get("options") or [])
+
+
+def _checked_mounts(mounts):
+    """MOUNTS, each checked as spec.validate checks config.json's: here, so that an error names the
+    option's own index; in config.json the default mounts come first and would shift it."""
+    check = spec.Checker()
+    for index, mount in enumerate(check.objects(mounts, "mounts")):
+        spec.validate_mount(check, mount, "mounts[%d]" % index)
+        if _binds(mount) and not mount.get("source"):
+            check.fail("mounts[%d].source" % index, "required for a bind mount")
+        if not _mount_kind(mount) and not _binds(mount):
+            check.fail("mounts[%d].type" % index, "required for a mount without a source (tmpfs, proc, ...)")
+    return mounts
+
+
+def check_mount_sources(mounts, bundle):
+    """OCIError naming mounts[N].source for a bind mount whose source is missing on this host (relative to
+    BUNDLE, as the runtime reads it): found now, before the bundle changes, rather than when the
+    container is created, where config.json's index of the mount is not the option's."""
+    for index, mount in enumerate(mounts or []):
+        if not _binds(mount) or not mount.get("source"):
+            continue
+        source = os.path.join(bundle, mount["source"])
+        try:
+            os.stat(source)
+        except OSError as exc:
+            raise OCIError("mounts[%d].source %s: %s" % (index, source, exc.strerror))
 
 
 def _namespaces(value):

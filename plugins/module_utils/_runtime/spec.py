@@ -255,11 +255,7 @@ def validate(config: "Any") -> None:
     check.string_map(config.get("annotations"), "annotations")
     validate_process(check, config.get("process"))
     for index, mount in enumerate(check.objects(config.get("mounts"), "mounts")):
-        field = "mounts[%d]" % index
-        check.string(mount.get("destination"), field + ".destination", required=True, absolute=True)
-        check.string(mount.get("type"), field + ".type")
-        check.string(mount.get("source"), field + ".source")
-        check.strings(mount.get("options"), field + ".options")
+        validate_mount(check, mount, "mounts[%d]" % index)
     _validate_linux(check, check.obj(config.get("linux"), "linux"))
     if config.get("hooks") is not None:  # hooks.py is imported only for a config that has them
         from ansible_collections.daemonless.oci.plugins.module_utils._runtime.setup import hooks
@@ -272,6 +268,13 @@ def validate(config: "Any") -> None:
                                            if isinstance(ns, dict)):
             check.fail('annotations["%s"]' % overlay_root.OVERLAY_ANNOTATION,
                        "an overlay root needs a new mount namespace (linux.namespaces: mount)")
+
+
+def validate_mount(check: Checker, mount: "dict[str, Any]", field: str) -> None:
+    check.string(mount.get("destination"), field + ".destination", required=True, absolute=True)
+    check.string(mount.get("type"), field + ".type")
+    check.string(mount.get("source"), field + ".source")
+    check.strings(mount.get("options"), field + ".options")
 
 
 def validate_process(check: Checker, process: "dict[str, Any]") -> None:
