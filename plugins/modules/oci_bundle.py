@@ -88,6 +88,9 @@ options:
         host. Where the kernel has no overlayfs, the layers are copied into C(rootfs), with a warning.
       - The image's configuration supplies the defaults of O(args), O(env), O(cwd) and O(user).
       - A different digest for the name (after a pull) gives the bundle a fresh root filesystem.
+      - M(daemonless.oci.oci_container_state) empties the upper directory when it recreates the container from
+        a changed configuration (a new container starts from its image, as with podman and docker); a
+        restart keeps it.
     type: str
   image_ref:
     description: In an OCI image layout, the tag (C(org.opencontainers.image.ref.name)) or manifest digest to use.

@@ -15,6 +15,13 @@ description:
     was created from (kept in its state directory), never with a command line. Changes to
     cgroup limits (memory, cpu, pids, block I/O, huge pages) are applied to the running
     container in place; any other change recreates it (stop, delete, create, start).
+  - A container recreated from a changed configuration (or with O(recreate)) of an image bundle (the
+    O(daemonless.oci.oci_bundle#module:image) option) starts from the image again; the bundle's writable
+    layer (C(overlay/upper)) is emptied first, as a new podman or docker container starts from its image.
+    A restart keeps what the container wrote (O(restart), a stopped container started again, its
+    O(restart_policy) or health check). Keep data in mounts. Where the layers were copied (no overlayfs)
+    and for a bundle from O(daemonless.oci.oci_bundle#module:rootfs_from), the root filesystem is the
+    bundle's own and is kept.
   - Every container it creates gets a monitor process that logs its output to a file, records
     its exit code, and survives the task.
 extends_documentation_fragment:

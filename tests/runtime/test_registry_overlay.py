@@ -279,3 +279,41 @@ def test_a_layer_whose_content_is_not_its_diff_id_is_refused_by_the_pull_whole(r
     assert store.names() == {} and not store.has_blob(value["layers"][0]["digest"])
     assert os.listdir(os.path.join(image_root, "layers", "sha256")) == []
     assert os.listdir(os.path.join(image_root, "tmp")) == []
+
+
+def test_a_recreate_from_a_changed_config_starts_from_the_image_and_a_restart_keeps_what_was_written(
+        registry, pki, tmp_path, state_root, ocirt):
+    """As a new podman or docker container: a config change empties the bundle's writable layer; a restart
+    (restart: true, or a stopped container started again) keeps it."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._ansible import container_state
+    from test_restart import params
+    image_root = str(tmp_path / "images")
+    manifest, blobs = make_image({"etc/from-image": b"image\n"})
+    registry.add("1", manifest, blobs)
+    name = pull.ensure_present(image_root, registry.host + "/repo:1", ca_path=pki.ca,
+                               unpack=image_rootfs.pull_unpacker())["image"]["name"]
+    busybox = os.path.realpath("/bin/busybox")
+    path = str(tmp_path / "bundle")
+
+    def converge(env, **extra):
+        bundle.ensure(path, {"args": [busybox, "sleep", "1000"], "env": env,
+                             "mounts": [{"source": busybox, "destination": busybox, "options": ["ro"]}]},
+                      image=name, image_root=image_root)
+        return container_state.run(params(state_root, "fresh", path, **extra))
+
+    def written():
+        return ocirt("exec", "fresh", busybox, "cat", "/written", "/etc/from-image", check=False).stdout
+
+    converge({"A": "1"})
+    ocirt("exec", "fresh", busybox, "sh", "-c", "echo mine > /written")
+    restarted = converge({"A": "1"}, restart=True)
+    assert restarted["actions"][-2:] == ["create: recreate: restart requested", "start"], restarted["actions"]
+    assert written() == "mine\nimage\n", "a restart lost what the container wrote"
+    changed = converge({"A": "2"})
+    assert "process.env changed" in changed["actions"][-2], changed["actions"]
+    assert written() == "image\n", "the recreated container still sees what the old one wrote"
+    # Only the new container's own mount points are in the upper now.
+    assert sorted(os.listdir(os.path.join(path, "overlay", "upper"))) == ["dev", "proc", "sys", "usr"]
+    assert converge({"A": "2"})["changed"] is False
+    container_state.run(params(state_root, "fresh", path, state="absent"))
+    bundle.remove(path, ocirt.root)

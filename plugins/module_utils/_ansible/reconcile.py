@@ -10,6 +10,7 @@ now. A change the kernel can take in place (cgroup limits) is an update;
 any other change recreates the container. The plan is data, so check mode
 reports it and unit tests check it without containers.
 """
+import os
 import signal as signals
 import time
 
@@ -84,10 +85,13 @@ def compare(current_config, desired_config):
 
 
 class Action:
-    def __init__(self, verb, reason=None, resources=None):
+    def __init__(self, verb, reason=None, resources=None, fresh_rootfs=False):
         self.verb = verb
         self.reason = reason
         self.resources = resources
+        # A create from a changed config: an image bundle's writable layer starts empty, as a new podman or
+        # docker container's does; a restart (of a stopped one, asked for, or the monitor's) keeps it.
+        self.fresh_rootfs = fresh_rootfs
 
     def describe(self):
         if self.verb == "update":
@@ -137,6 +141,7 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
             updates, reasons = compare(current_config, desired_config)
         if recreate:
             reasons.append("recreate requested")
+        fresh_rootfs = bool(reasons)
         if restart and want == "running" and status in ("running", "paused", "stopped"):
             reasons.append("restart requested")
         if want == "created" and status != "created" and not reasons:
@@ -147,7 +152,7 @@ def plan(current, current_config, desired_config, desired_bundle, want, recreate
             if status in LIVE:
                 actions.append(Action("stop", reasons[0]))
             actions.append(Action("delete", reasons[0]))
-            actions.append(Action("create", "recreate: " + "; ".join(reasons)))
+            actions.append(Action("create", "recreate: " + "; ".join(reasons), fresh_rootfs=fresh_rootfs))
             status = "created"
         elif updates and status in LIVE:
             actions.append(Action("update", resources=updates))
@@ -232,6 +237,17 @@ def stop(root, container_id, signum, timeout, poll=0.05):
     lifecycle.wait(root, container_id, timeout=max(timeout, KILL_SETTLE_SECONDS) + KILL_SETTLE_SECONDS)
 
 
+def fresh_writable_layer(bundle, config):
+    """Empty the writable layer of image bundle BUNDLE (CONFIG: the config it is created from, None: its
+    config.json) before its container is made again: after a delete nothing has the overlay mounted."""
+    from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jsonio, overlay
+    if config is None:
+        with open(os.path.join(bundle, "config.json"), "rb") as handle:
+            config = jsonio.loads(handle.read())
+    if overlay.owns_writable_layer(overlay.parse_overlay(config.get("annotations"))):
+        overlay.make_writable_layer(bundle)
+
+
 def apply(root, container_id, bundle, actions, options):
     if not actions:
         return  # an unchanged container: the idempotent run need not import create (and all it imports)
@@ -246,6 +262,8 @@ def apply(root, container_id, bundle, actions, options):
                 options.network.release()
             lifecycle.delete(root, container_id, force=True)
         elif action.verb == "create":
+            if action.fresh_rootfs:
+                fresh_writable_layer(bundle, options.config)
             if options.network is not None:
                 options.network.attach()  # the namespace the config names must exist before create
             created = False

@@ -23,11 +23,12 @@ import shutil
 
 from ansible_collections.daemonless.oci.plugins.module_utils._image import reference as references
 from ansible_collections.daemonless.oci.plugins.module_utils._image.store import Store
+from ansible_collections.daemonless.oci.plugins.module_utils._runtime import overlay
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
-OVERLAY_DIR = "overlay"
-UPPER = "overlay/upper"
-WORK = "overlay/work"
+UPPER = overlay.BUNDLE_UPPER
+WORK = overlay.BUNDLE_WORK
+OVERLAY_DIR = os.path.dirname(UPPER)
 COPY_WARNING = ("overlayfs is not available on this host: the image's layers were copied into the bundle's rootfs "
                 "(a full copy per bundle)")
 
@@ -132,13 +133,8 @@ def overlay_annotation(store, record):
 
 
 def make_overlay_dirs(path):
-    """Fresh upper and work directories; the upper's root is the merged root's: 0755 root."""
-    overlay = os.path.join(path, OVERLAY_DIR)
-    if os.path.lexists(overlay):
-        shutil.rmtree(overlay)
-    os.makedirs(os.path.join(path, UPPER), 0o700)
-    os.chmod(os.path.join(path, UPPER), 0o755)
-    os.makedirs(os.path.join(path, WORK), 0o700)
+    """Fresh upper and work directories, and an empty rootfs mount point."""
+    overlay.make_writable_layer(path)
     rootfs = os.path.join(path, "rootfs")
     if os.path.lexists(rootfs) and not (os.path.isdir(rootfs) and not os.listdir(rootfs)):
         shutil.rmtree(rootfs)

@@ -15,6 +15,9 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime import jso
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 
 OVERLAY_ANNOTATION = "org.daemonless.oci.rootfs.overlay"
+# The writable layer of a bundle oci_bundle makes from an image; a hand-written annotation may name others.
+BUNDLE_UPPER = "overlay/upper"
+BUNDLE_WORK = "overlay/work"
 OVERLAY_MAX_LOWER = 128
 _HEX = frozenset("0123456789abcdef")
 # overlayfs splits its options on "," and lowerdir on ":"; "\\" escapes, and a newline has no business here.
@@ -66,3 +69,21 @@ def parse_overlay(annotations):
             raise OCIError("%s.%s: %r must be a plain relative path inside the bundle" % (field, key, path))
         dirs.append(path)
     return list(lower), dirs[0], dirs[1]
+
+
+def make_writable_layer(bundle):
+    """Fresh, empty BUNDLE_UPPER and BUNDLE_WORK in BUNDLE (the upper's root is the merged root's: 0755).
+    Nothing may have the overlay mounted: a new bundle's, or a deleted container's."""
+    import shutil  # only here: a create never needs it
+    overlay = os.path.join(bundle, os.path.dirname(BUNDLE_UPPER))
+    if os.path.lexists(overlay):
+        shutil.rmtree(overlay)
+    os.makedirs(os.path.join(bundle, BUNDLE_UPPER), 0o700)
+    os.chmod(os.path.join(bundle, BUNDLE_UPPER), 0o755)
+    os.makedirs(os.path.join(bundle, BUNDLE_WORK), 0o700)
+
+
+def owns_writable_layer(overlay):
+    """Whether OVERLAY (parse_overlay's result, or None) names the writable layer oci_bundle makes, which is
+    the bundle's to empty; a hand-written config's directories may hold anything."""
+    return overlay is not None and tuple(overlay[1:]) == (BUNDLE_UPPER, BUNDLE_WORK)
