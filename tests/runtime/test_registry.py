@@ -383,13 +383,13 @@ PLAYBOOK = """
 """
 
 
-def playbook(tmp_path, extra):
+def playbook(tmp_path, extra, check=False):
     from helpers import REPO
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK)
     env = ansible_env(stdout_callback=None)
     argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", str(book),
-            "-e", json.dumps(extra)]
+            "-e", json.dumps(extra)] + (["--check"] if check else [])
     result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
     return result
@@ -434,6 +434,13 @@ def test_the_role_pulls_and_a_new_digest_recreates_the_container(env, tmp_path, 
         "Check the variables and look at the host", "Pull the image into the host's store",
         "Remove the container, or prepare the host", "Bring the container to the wanted state"], ran
     rs.push(pki, env["layout"], "v2", host + "/test/rolled:1")
+    # Check mode downloads nothing, and still says that the new digest recreates the container.
+    checked = playbook(tmp_path, extra, check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert changed_tasks(checked.stdout) == ["daemonless.oci.container : Pull the image into the host's store",
+                                             "daemonless.oci.container : Bring the container to the wanted state"], \
+        checked.stdout
+    assert json.loads(result_file.read_text())["container"]["container"]["pid"] == pid
     moved = playbook(tmp_path, extra)
     assert moved.returncode == 0, moved.stdout
     after = json.loads(result_file.read_text())

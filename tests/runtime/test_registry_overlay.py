@@ -317,3 +317,18 @@ def test_a_recreate_from_a_changed_config_starts_from_the_image_and_a_restart_ke
     assert converge({"A": "2"})["changed"] is False
     container_state.run(params(state_root, "fresh", path, state="absent"))
     bundle.remove(path, ocirt.root)
+
+
+def test_check_mode_with_an_image_not_pulled_yet_does_not_show_a_made_up_command(registry, pki, tmp_path):
+    """The diff says the command comes from the image (unknown until the pull), not the runtime's default;
+    a command the task gives is shown as it is; nothing is written."""
+    image_root = str(tmp_path / "images")
+    path = str(tmp_path / "bundle")
+    planned = bundle.ensure(path, {}, image=registry.host + "/repo:later", image_root=image_root, check_mode=True)
+    assert planned["changed"] is True
+    assert planned["config"]["process"]["args"] == [bundle.IMAGE_ARGS_UNKNOWN], planned["config"]["process"]
+    assert "use image %s/repo:later (not in the store yet)" % registry.host in planned["actions"]
+    given = bundle.ensure(path, {"args": ["/bin/httpd", "-f"]}, image=registry.host + "/repo:later",
+                          image_root=image_root, check_mode=True)
+    assert given["config"]["process"]["args"] == ["/bin/httpd", "-f"]
+    assert not os.path.exists(path) and not os.path.exists(image_root)

@@ -30,6 +30,8 @@ from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors imp
 
 STAMP = ".oci-bundle.json"
 ROOTFS = "rootfs"
+# process.args in check mode's diff while the image that gives them is not pulled or unpacked yet.
+IMAGE_ARGS_UNKNOWN = "(the image's command: known once the image is pulled or unpacked)"
 CONFIG = "config.json"
 ROOTFS_CHECKS = ("identity", "digest")
 
@@ -272,6 +274,8 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
     image_digest = stamp.get("image_digest")
     image_config = stamp.get("image_config")
     image_annotation, warnings = None, []
+    # Check mode with an image not pulled or unpacked yet: its command is not known.
+    image_args_unknown = False
     if image is not None:
         if source is not None:
             raise OCIError("image and rootfs_from: give one of them")
@@ -280,6 +284,7 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
         actions.extend(actions_image)
         image_digest, image_config = new_stamp["image_digest"], new_stamp["image_config"]
         image_annotation = new_stamp.get("overlay")
+        image_args_unknown = check_mode and image_config is None
     elif source is not None and check_mode and not os.path.lexists(os.path.abspath(source)):
         # An earlier task (a copy, a download) makes it, and in check mode did not: report, do not fail.
         actions.append("unpack %s into %s (it does not exist yet: check mode)"
@@ -311,6 +316,7 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
                                                              max_size)
             elif kind == "oci-layout":
                 image_config = None  # known once unpacked; the config diff may miss image defaults
+                image_args_unknown = True
         new_stamp = {"source": source, "kind": kind, "key": key, "image_digest": image_digest,
                      "image_config": image_config}
         if identity is not None:
@@ -327,6 +333,9 @@ def _ensure(path, options, source, reference, platform, copy, state_root, check_
         rootfs_dir = _passwd_layer(image_annotation) or rootfs_dir
     config = bundle_config.build_config(options, image_config=image_config, rootfs_path=rootfs_path,
                                         resolve_user=_user_resolver(rootfs_dir))
+    if image_args_unknown and options.get("args") is None:
+        # Said, not guessed: the runtime's default command in the diff would read as the image's replaced.
+        config["process"]["args"] = [IMAGE_ARGS_UNKNOWN]
     if image is not None:
         config = _image_config(config, options, image_annotation)
     after = json.dumps(config, indent=2, sort_keys=True) + "\n"
