@@ -94,27 +94,6 @@ def uptime_text():
         return ""
 
 
-def back_memory(most_gib=16, spare_gib=2):
-    """Touch the free memory once (up to MOST_GIB, leaving SPARE_GIB), in a child that then exits;
-    the seconds it took.
-
-    On a VM the hypervisor backs guest memory on its first touch: here about 2.6 s of system time
-    per GiB, charged to whichever process is first handed the page. A benchmark that writes
-    hundreds of MB into the page cache soon after boot measured that instead of its work (a
-    pull's CPU doubled after an unpack had used up the touched memory). The kernel hands out the
-    pages freed here first, as on a host that has been up for a while."""
-    available = 0
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) << 10
-    chunks = max(0, min(most_gib << 30, available - (spare_gib << 30)) >> 28)
-    start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import sys; kept = [b'\\1' * (1 << 28) for _ in range(int(sys.argv[1]))]",
-                    str(chunks)], check=True)
-    return time.monotonic() - start
-
-
 def order(items, round_number):
     """ITEMS forward on even rounds and reversed on odd ones: A B C, C B A, ..."""
     return list(items) if round_number % 2 == 0 else list(reversed(items))
