@@ -19,8 +19,11 @@ extends_documentation_fragment:
   - daemonless.oci.state_root
 options:
   name:
-    description: One image name (with its registry); all images when not given.
-    type: str
+    description:
+      - Image names (each with its registry), as M(containers.podman.podman_image_info) takes them; one name may be
+        given as a string. All images when not given. A name not in the store is left out of RV(images).
+    type: list
+    elements: str
 seealso:
   - module: daemonless.oci.oci_image
 '''

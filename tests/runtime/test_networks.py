@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from helpers import WORDS_BY_ROOT, cmdline, poll, read_text
+from test_role_cli import role_run  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, networks
 from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
@@ -790,3 +791,17 @@ def test_a_renamed_bridge_goes_with_its_last_container_or_at_once_when_it_has_no
     container_state.run(p)
     assert not os.path.exists(os.path.join("/sys/class/net", used["interface_name"]))
     assert bridge_addresses(renamed) == ["%s/24" % used["gateway"]]
+
+
+def test_the_role_puts_its_container_on_a_network_of_another_config_dir(net, state_root, role_run):  # noqa: F811
+    """container_network_config_dir and container_cni_path reach the deploy: a network oci_network made in
+    its own config_dir (not /etc/cni/net.d) is usable from the role."""
+    from runner_events import describe
+    network = net()
+    ran = role_run(container_network=[network["name"]], container_network_config_dir=net.config_dir,
+                   container_cni_path=CNI_BIN, container_install_network_packages=False,
+                   container_install_cli=False)
+    assert ran.status == "successful", describe(ran)
+    import ipaddress
+    address = address_of(state_root, role_run.name)
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(network["subnet"]), (address, network)

@@ -94,3 +94,14 @@ def test_a_refused_removal_names_the_containers_using_the_image(used_image):
     assert "container(s) c1 in state_root %s" % state_root in message and "other" not in message
     # The refusal left the name where it was.
     assert pull.ensure_present(image_root, NAME, pull="never", state_root=state_root)["image"]["containers"] == ["c1"]
+
+
+def test_image_info_takes_one_name_or_a_list_and_names_a_bad_one_by_its_place(used_image):
+    image_root, state_root, _bundle = used_image
+    other = "registry.example/app/other:1"
+    assert [i["name"] for i in pull.describe(image_root, [NAME, other], state_root)] == [NAME]
+    assert [i["name"] for i in pull.describe(image_root, NAME, state_root)] == [NAME]
+    assert pull.describe(image_root, [other], state_root) == []
+    with pytest.raises(OCIError) as bad:
+        pull.describe(image_root, [NAME, "nginx:1.27"], state_root)
+    assert str(bad.value).startswith("name[1]: "), str(bad.value)

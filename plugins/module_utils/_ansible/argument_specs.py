@@ -172,7 +172,7 @@ def image_argument_spec():
 
 def image_info_argument_spec():
     """oci_image_info's argument_spec (a new dict each call)."""
-    spec = dict(name=dict(type='str'))
+    spec = dict(name=dict(type='list', elements='str'))
     spec.update(IMAGE_ROOT_ARGSPEC)
     spec.update(STATE_ROOT_ARGSPEC)
     return spec

@@ -511,11 +511,14 @@ def ensure_absent(image_root, name, force=False, check_mode=False, state_root=No
 
 
 def describe(image_root, name=None, state_root=None):
-    """oci_image_info: every name in the store (or NAME), with the bundles and containers using it."""
+    """oci_image_info: every name in the store (or those of NAME, one name or a list), with the bundles and
+    containers using them."""
     store = Store(image_root)
     names = store.names() if os.path.isdir(store.root) else {}
     if name is not None:
-        wanted = references.parse(name).name
-        names = dict((k, v) for k, v in names.items() if k == wanted)
+        asked = [name] if isinstance(name, str) else list(name)
+        wanted = set(references.parse(one, field="name[%d]" % index).name if len(asked) > 1
+                     else references.parse(one).name for index, one in enumerate(asked))
+        names = dict((k, v) for k, v in names.items() if k in wanted)
     by_bundle = containers_by_bundle(state_root)
     return [summary(key, names[key], store, state_root, by_bundle) for key in sorted(names)]
