@@ -63,7 +63,8 @@ options:
     description:
       - The network's IPv4 subnet, such as V(10.89.1.0/24). It may not overlap another network of
         O(config_dir) (the error names that network).
-      - Default is the first free C(/24) of C(10.89.0.0/16), kept afterwards.
+      - Default is the first C(/24) of C(10.89.0.0/16) that no other network of O(config_dir) uses and no route of
+        the host reaches (a LAN, a VPN, another runtime's bridge), kept afterwards.
     type: str
   gateway:
     description: The bridge's address (the containers' gateway). Default is the subnet's first address.

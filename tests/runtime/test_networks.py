@@ -24,7 +24,7 @@ import pytest
 from helpers import WORDS_BY_ROOT, cmdline, poll, read_text
 from test_role_cli import role_run  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.daemonless.oci.plugins.module_utils._ansible import argument_specs, container_state, networks
-from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni
+from ansible_collections.daemonless.oci.plugins.module_utils._network import attachment, cni, conflist
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.errors import OCIError
 from ansible_collections.daemonless.oci.plugins.module_utils._runtime.operations import create
 
@@ -805,3 +805,25 @@ def test_the_role_puts_its_container_on_a_network_of_another_config_dir(net, sta
     import ipaddress
     address = address_of(state_root, role_run.name)
     assert ipaddress.ip_address(address) in ipaddress.ip_network(network["subnet"]), (address, network)
+
+
+@pytest.fixture
+def routed_block():
+    """A bridge (this kernel has no dummy links) whose address makes the host route 10.89.0.0/24, the first
+    automatic subnet."""
+    name = "tdum" + uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.89.0.250/24", "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield "10.89.0.0/24"
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def test_an_automatic_subnet_avoids_a_block_the_host_already_routes(net, routed_block):
+    import ipaddress
+    chosen = ipaddress.ip_network(net(subnet=None)["subnet"])
+    routes = conflist.host_routes()
+    assert routed_block in routes.values(), routes
+    assert not any(chosen.overlaps(ipaddress.ip_network(block)) for block in routes.values()), (chosen, routes)

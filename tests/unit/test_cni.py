@@ -193,3 +193,25 @@ def test_dnsnames_files_are_hostile_input(tmp_path, monkeypatch, pidfile, addnho
         (directory / "addnhosts").write_bytes(addnhosts)
     attachment = {"result": {"cniVersion": "1.0.0", "ips": [{"address": "10.1.2.3/24"}]}}
     assert needle in drift._dnsname_problem({"name": "net1"}, attachment, "c1")
+
+
+ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+wg0\t0000590A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+bad\tnot-hex\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+"""
+
+
+def test_host_routes_but_the_default_one_are_read_from_the_kernels_table(tmp_path):
+    table = tmp_path / "route"
+    table.write_text(ROUTES)
+    assert conflist.host_routes(str(table)) == {"route on eth0": "192.0.2.0/24", "route on wg0": "10.89.0.0/16"}
+    assert conflist.host_routes(str(tmp_path / "missing")) == {}
+
+
+def test_an_automatic_subnet_skips_what_a_host_route_reaches(tmp_path):
+    table = tmp_path / "route"
+    table.write_text(ROUTES.replace("0000FFFF", "00FFFFFF"))  # wg0: 10.89.0.0/24 only
+    settings = conflist.settings_from(dict(name="auto"), conflist.host_routes(str(table)))
+    assert settings["subnet"] == "10.89.1.0/24", settings

@@ -83,6 +83,8 @@ def run_network(params, check_mode=False, diff=False):
         wanted["gateway"] = wanted.get("gateway") or existing.get("gateway")
     taken = dict((other, str(subnets[0])) for other, subnets in
                  ((other, conflist.subnets_of(c)) for other, c in others.items()) if subnets)
+    if not wanted.get("subnet"):
+        taken.update(conflist.host_routes())
     settings = conflist.settings_from(wanted, taken)
     conflist.check_overlap(settings, others)
     built = conflist.build(settings)

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import struct
 
 from ansible_collections.daemonless.oci.plugins.module_utils._network.cni import CNI_VERSION, SUPPORTED_VERSIONS
 from ansible_collections.daemonless.oci.plugins.module_utils._network.defaults import DEFAULT_CONFIG_DIR  # noqa: F401  # pylint: disable=unused-import
@@ -26,13 +27,37 @@ SUFFIX = ".conflist"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DRIVERS = ("bridge", "macvlan")
 DNS_DOMAIN = "dns.oci"  # the search domain under which dnsname answers the containers' names
-# Where a network without `subnet` gets one: the first /24 of this block that no other list uses.
+# Where a network without `subnet` gets one: the first /24 of this block that no other list uses and no
+# route of the host reaches.
 AUTO_SUBNETS = ipaddress.ip_network("10.89.0.0/16")
+ROUTES = "/proc/net/route"
 MAX_FILE = 1 << 20
 # The key under which the list keeps the settings it was made from (CNI ignores keys it does not know).
 SETTINGS_KEY = "org.daemonless.oci"
 SETTING_NAMES = ("name", "driver", "subnet", "gateway", "ip_range", "interface_name", "parent", "ip_masquerade",
                  "internal", "isolate", "dns")
+
+
+def host_routes(path=ROUTES):
+    """{"route on IFACE": subnet text} of the host's IPv4 routes but the default one: a block the host already
+    reaches another way (a LAN, a VPN, another runtime's bridge) is no automatic subnet, as podman avoids it."""
+    found = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        try:
+            # The kernel prints each address as a number in the host's byte order.
+            destination, mask = (struct.pack("=I", int(fields[index], 16)) for index in (1, 7))
+        except (IndexError, ValueError, struct.error):
+            continue
+        prefix = bin(int.from_bytes(mask, "big")).count("1")
+        if prefix:
+            found["route on %s" % fields[0]] = str(ipaddress.ip_network((destination, prefix), strict=False))
+    return found
 
 
 def validate_name(name, option="name"):
